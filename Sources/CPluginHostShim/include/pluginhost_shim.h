@@ -1,0 +1,74 @@
+/*
+ * The few system calls Swift cannot import cleanly. Every function returns 0 (or a
+ * descriptor / count) on success and -1 with errno set on failure, unless it says otherwise.
+ * Nothing here allocates after setup, so the freeze guard can call it while filesystems
+ * are frozen.
+ */
+#ifndef PLUGINHOST_SHIM_H
+#define PLUGINHOST_SHIM_H
+
+#include <sys/types.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* ioctl(fd, FIFREEZE) / ioctl(fd, FITHAW) on a descriptor of any file on the filesystem. */
+int ph_fifreeze(int fd);
+int ph_fithaw(int fd);
+
+/* statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID): the id of the mount the descriptor is on, as in
+ * the first field of /proc/self/mountinfo. */
+int ph_mount_id(int fd, unsigned long long *_Nonnull mount_id);
+
+/* syncfs(2): write back the whole filesystem the descriptor is on. */
+int ph_syncfs(int fd);
+
+/* pidfd_open(2): a descriptor that becomes readable when the process exits. */
+int ph_pidfd_open(pid_t pid);
+/* pidfd_send_signal(2). */
+int ph_pidfd_send_signal(int pidfd, int sig);
+
+/*
+ * posix_spawn with the house rules: the child gets descriptors 0..<fd_count from
+ * fd_map (fd_map[i] = parent descriptor that becomes child descriptor i; -1 opens
+ * /dev/null there), every other descriptor closed, every signal at its default
+ * disposition, an empty signal mask, the working directory `cwd` (NULL keeps it) and,
+ * when new_process_group is non-zero, a process group of its own.
+ * Returns 0 and stores the pid, or an errno value (not -1).
+ */
+int ph_spawn(const char *_Nonnull path,
+             char *_Nullable const *_Nonnull argv,
+             char *_Nullable const *_Nonnull envp,
+             const int *_Nonnull fd_map, int fd_count,
+             const char *_Nullable cwd,
+             int new_process_group,
+             pid_t *_Nonnull pid_out);
+
+/*
+ * Installs an async-signal-safe handler for each signal in `signals` that writes the
+ * signal number as one byte to a non-blocking, close-on-exec pipe; returns the pipe's
+ * read end (the same one on every call). Use it in poll() next to everything else.
+ */
+int ph_signal_pipe(const int *_Nonnull signals, int count);
+
+/* signal(sig, SIG_IGN) / signal(sig, SIG_DFL), from Swift without function pointers. */
+int ph_signal_ignore(int sig);
+int ph_signal_default(int sig);
+
+/* prctl(PR_SET_PDEATHSIG, sig). */
+int ph_set_parent_death_signal(int sig);
+
+/* pipe2(fds, O_CLOEXEC). */
+int ph_pipe_cloexec(int fds[_Nonnull 2]);
+
+/* memfd_create(2) with MFD_CLOEXEC. */
+int ph_memfd_create(const char *_Nonnull name);
+
+/* The errno value of the calling thread (Swift's `errno` is fine too; this reads it in C). */
+int ph_errno(void);
+
+#ifdef __cplusplus
+}
+#endif
+#endif

@@ -1,0 +1,136 @@
+import Glibc
+
+/// What an operation is asked to do.
+public struct OperationRequest: Sendable {
+    /// `--config`; nil reads the default Azure path, where a missing file means scripts off.
+    public var configPath: String?
+    /// `--host-config`; nil reads the default path, where a missing file is fine.
+    public var hostConfigPath: String?
+    /// `--mount`: restrict the freeze to these mount points.
+    public var mounts: [String] = []
+    /// `--skip`: never freeze these.
+    public var skipMounts: [String] = []
+    /// `--max-frozen`: the guard's deadline.
+    public var maxFrozenSeconds: Double?
+    /// The snapshot command, run while frozen.
+    public var snapshotCommand: [String] = []
+    public var paths = StatePaths()
+    /// The host binary, re-executed as the freeze guard.
+    public var executable: String
+
+    public init(executable: String) {
+        self.executable = executable
+    }
+}
+
+/// The checks that run before anything else (DESIGN §1): config, scripts, host setup, and the
+/// filesystems to freeze. `pluginhost check` runs exactly these; an operation runs them first.
+/// Every problem is collected, not only the first.
+public struct Preflight: Sendable {
+    public enum ConfigState: Sendable {
+        case absent
+        case loaded(ScriptConfig, path: String)
+        case invalid(HostError)
+    }
+
+    public var config: ConfigState
+    /// The real paths of the scripts that passed their checks, by phase.
+    public var scripts: [ScriptPhase: String] = [:]
+    /// Script problems by phase (not found, permissions).
+    public var scriptProblems: [ScriptPhase: HostError] = [:]
+    public var hostConfig = HostConfig()
+    public var freezeSelection: FreezePlan.Selection?
+    /// Problems that make the request itself invalid (bad --mount, host config, nothing to freeze).
+    public var setupProblems: [HostError] = []
+    public var warnings: [String] = []
+
+    /// Every problem found, in a stable order.
+    public var problems: [HostError] {
+        var all = setupProblems
+        if case .invalid(let error) = config { all.append(error) }
+        for phase in [ScriptPhase.pre, .post] { if let problem = scriptProblems[phase] { all.append(problem) } }
+        return all
+    }
+
+    public var scriptConfig: ScriptConfig? {
+        if case .loaded(let config, _) = config { return config }
+        return nil
+    }
+
+    public var continueBackupOnFailure: Bool { scriptConfig?.continueBackupOnFailure ?? true }
+    public var fsFreezeEnabled: Bool { scriptConfig?.fsFreezeEnabled ?? true }
+
+    public var maxFrozenSeconds: Double = FreezeGuard.defaultDeadlineSeconds
+
+    public static func run(_ request: OperationRequest, mountTable: [MountEntry]? = nil) -> Preflight {
+        var preflight: Preflight
+        switch ConfigLoader.load(explicitPath: request.configPath) {
+        case .success(.absent):
+            preflight = Preflight(config: .absent)
+            preflight.warnings.append("no config file at \(ScriptConfig.defaultPath): pre- and post-scripts are off")
+        case .success(.loaded(let config, let path, let warnings)):
+            preflight = Preflight(config: .loaded(config, path: path))
+            preflight.warnings += warnings.map { "\(path): \($0)" }
+            preflight.checkScript(.pre, config.preScript.location)
+            preflight.checkScript(.post, config.postScript.location)
+        case .failure(let error):
+            preflight = Preflight(config: .invalid(error))
+        }
+
+        switch HostConfig.load(path: request.hostConfigPath) {
+        case .success(let hostConfig): preflight.hostConfig = hostConfig
+        case .failure(let error): preflight.setupProblems.append(error)
+        }
+        if let seconds = request.maxFrozenSeconds ?? preflight.hostConfig.maxFrozenSeconds {
+            preflight.maxFrozenSeconds = seconds
+        }
+        if preflight.fsFreezeEnabled {
+            preflight.selectMounts(request, mountTable: mountTable)
+        }
+        return preflight
+    }
+
+    private mutating func checkScript(_ phase: ScriptPhase, _ location: String) {
+        switch FileTrust.verify(location, rule: .script) {
+        case .success(let real):
+            scripts[phase] = real
+        case .failure(let failure):
+            let code: ErrorCode
+            switch failure {
+            case .missing, .danglingSymlink: code = phase.notFoundCode
+            default: code = phase.permissionCode
+            }
+            scriptProblems[phase] = HostError(code, "\(phase.stepName) \(failure)", step: "checks")
+        }
+    }
+
+    private mutating func selectMounts(_ request: OperationRequest, mountTable: [MountEntry]?) {
+        let table: [MountEntry]
+        do {
+            table = try mountTable ?? MountTable.current()
+        } catch {
+            setupProblems.append(HostError(.freezeFailed, "cannot read \(MountTable.path): \(error)", step: "checks"))
+            return
+        }
+        let only = request.mounts.isEmpty ? hostConfig.mounts : request.mounts
+        let skip = request.skipMounts + hostConfig.skipMounts
+        do {
+            let selection = try FreezePlan.select(from: table, only: only.map(Self.resolved),
+                                                  skip: skip.map(Self.resolved))
+            freezeSelection = selection
+            if selection.targets.isEmpty {
+                setupProblems.append(HostError(.freezeFailed, "no filesystem left to freeze; check --mount and --skip, or set fsFreezeEnabled to false",
+                                               step: "checks"))
+            }
+        } catch {
+            setupProblems.append(HostError(.freezeFailed, error.description, step: "checks"))
+        }
+    }
+
+    /// The real path of a directory named on the command line (unchanged if it cannot be resolved,
+    /// so that the error names what the user typed).
+    static func resolved(_ path: String) -> String {
+        if case .success(let real) = FileTrust.resolve(path) { return real }
+        return path
+    }
+}

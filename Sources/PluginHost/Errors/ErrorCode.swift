@@ -1,0 +1,81 @@
+/// Every error the host reports. The raw values of the first ten are the codes Azure's
+/// VMSnapshotLinux Pluginhost documents, verbatim; the rest are our extensions for what Azure's
+/// table has no code for. Codes are only ever added, never renamed.
+public enum ErrorCode: String, CaseIterable, Sendable, Codable {
+    // Azure's documented codes.
+    case preScriptExecutionFailed = "Pre-ScriptExecutionFailed"
+    case postScriptExecutionFailed = "Post-ScriptExecutionFailed"
+    case preScriptNotFound = "Pre-ScriptNotFound"
+    case postScriptNotFound = "Post-ScriptNotFound"
+    case incorrectPluginhostFile = "IncorrectPluginhostFile"
+    case incorrectJSONConfigFile = "IncorrectJSONConfigFile"
+    case insufficientPermissionForPreScript = "InsufficientPermissionforPre-Script"
+    case insufficientPermissionForPostScript = "InsufficientPermissionforPost-Script"
+    case preScriptTimeout = "Pre-ScriptTimeout"
+    case postScriptTimeout = "Post-ScriptTimeout"
+
+    // Extensions.
+    case freezeFailed = "FreezeFailed"
+    case freezeDeadlineExpired = "FreezeDeadlineExpired"
+    case thawFailed = "ThawFailed"
+    case snapshotCommandFailed = "SnapshotCommandFailed"
+    case operationBusy = "OperationBusy"
+    case operationInterrupted = "OperationInterrupted"
+
+    /// True for the ten codes of Azure's troubleshooting table.
+    public var isAzureDocumented: Bool {
+        switch self {
+        case .preScriptExecutionFailed, .postScriptExecutionFailed, .preScriptNotFound,
+             .postScriptNotFound, .incorrectPluginhostFile, .incorrectJSONConfigFile,
+             .insufficientPermissionForPreScript, .insufficientPermissionForPostScript,
+             .preScriptTimeout, .postScriptTimeout:
+            return true
+        default:
+            return false
+        }
+    }
+
+    /// What happened, in one line.
+    public var meaning: String {
+        switch self {
+        case .preScriptExecutionFailed: "The pre-script exited with a failure status (after every retry)."
+        case .postScriptExecutionFailed: "The post-script exited with a failure status (after every retry)."
+        case .preScriptNotFound: "The pre-script named in the config file does not exist."
+        case .postScriptNotFound: "The post-script named in the config file does not exist."
+        case .incorrectPluginhostFile: "A plugin or one of the host's own files failed its integrity or permission check."
+        case .incorrectJSONConfigFile: "The config file is not valid JSON, breaks a field rule, or has unsafe ownership or mode."
+        case .insufficientPermissionForPreScript: "The pre-script is not a root-owned executable that only root can change."
+        case .insufficientPermissionForPostScript: "The post-script is not a root-owned executable that only root can change."
+        case .preScriptTimeout: "The pre-script did not finish within timeoutInSeconds (after every retry)."
+        case .postScriptTimeout: "The post-script did not finish within timeoutInSeconds (after every retry)."
+        case .freezeFailed: "A filesystem could not be frozen; everything frozen so far was thawed at once."
+        case .freezeDeadlineExpired: "The freeze guard thawed at its deadline before the snapshot finished."
+        case .thawFailed: "A frozen filesystem could not be thawed."
+        case .snapshotCommandFailed: "The snapshot command failed, timed out or could not be started."
+        case .operationBusy: "Another operation is running on this machine."
+        case .operationInterrupted: "The operation was stopped by a signal and rolled back."
+        }
+    }
+
+    /// What the admin should do about it.
+    public var action: String {
+        switch self {
+        case .preScriptExecutionFailed: "Run the pre-script by hand as root and fix its failure; its output tail is in the report."
+        case .postScriptExecutionFailed: "Run the post-script by hand as root and fix its failure; its output tail is in the report."
+        case .preScriptNotFound: "Put the pre-script at preScriptLocation (an absolute path) or correct the path."
+        case .postScriptNotFound: "Put the post-script at postScriptLocation (an absolute path) or correct the path."
+        case .incorrectPluginhostFile: "Reinstall the named file or fix its owner (root), mode (no group/other write) and checksum; `pluginhost list` shows why."
+        case .incorrectJSONConfigFile: "Fix the field named in the message; the file must be owned by root with mode 600 or 400."
+        case .insufficientPermissionForPreScript: "chown root and chmod 700 the pre-script; no directory above it may be writable by others."
+        case .insufficientPermissionForPostScript: "chown root and chmod 700 the post-script; no directory above it may be writable by others."
+        case .preScriptTimeout: "Make the pre-script faster or raise timeoutInSeconds (at most 1800)."
+        case .postScriptTimeout: "Make the post-script faster or raise timeoutInSeconds (at most 1800)."
+        case .freezeFailed: "Check the filesystem named in the message (is it busy, read-only or unsupported?) or exclude it with --skip."
+        case .freezeDeadlineExpired: "Make the snapshot faster or raise the freeze deadline (--max-frozen)."
+        case .thawFailed: "Run `pluginhost recover` at once; if it fails too, run `fsfreeze -u` on the named mount point."
+        case .snapshotCommandFailed: "Run the snapshot command by hand; its output tail is in the report."
+        case .operationBusy: "Wait for the running operation to end (`pluginhost status` shows it) and try again."
+        case .operationInterrupted: "Nothing to undo; start the operation again when ready."
+        }
+    }
+}

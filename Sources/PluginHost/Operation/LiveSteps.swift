@@ -1,0 +1,243 @@
+import CPluginHostShim
+import Glibc
+import Logging
+
+/// The real steps of an operation: scripts, syncfs, the freeze guard, the snapshot command.
+final class LiveSteps: OperationSteps {
+    private let request: OperationRequest
+    private let preflight: Preflight
+    private let operationID: String
+    private let start: UInt64
+    private let lock: OperationLock
+    private let logger: Logger
+    private let interrupt: InterruptSignal?
+    private let logOutput: HeldLogOutput?
+    private let runner = ScriptRunner()
+
+    private var freezeGuard: FreezeGuard?
+    private var guardStartError: HostError?
+
+    private(set) var scripts: [ScriptRun] = []
+    private(set) var snapshotRecord: SnapshotRecord?
+    private(set) var warnings: [String] = []
+    private var journalWritten = false
+    private var freezeAttempted = false
+
+    private(set) var freezeRecord: FreezeRecord?
+
+    init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
+         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?) {
+        self.request = request
+        self.preflight = preflight
+        self.operationID = operationID
+        self.start = start
+        self.lock = lock
+        self.logger = logger
+        self.interrupt = interrupt
+        self.logOutput = logOutput
+        // Start the guard now: it opens and verifies the mount points while the pre-script runs,
+        // so none of that is inside the freeze window or the application's stall.
+        if preflight.fsFreezeEnabled, let targets = preflight.freezeSelection?.targets, !targets.isEmpty {
+            do {
+                freezeGuard = try FreezeGuard(executable: request.executable, targets: targets,
+                                              deadlineSeconds: preflight.maxFrozenSeconds,
+                                              journalPath: request.paths.journalFile, lock: lock)
+            } catch {
+                guardStartError = error
+            }
+        }
+    }
+
+    /// After the sequence: let the guard go (it exits once its socket closes) and remove the
+    /// journal if nothing is frozen.
+    func finish() {
+        if freezeAttempted { freezeRecord = freezeGuard?.record }
+        freezeGuard = nil
+        if journalWritten, freezeRecord?.mayStillBeFrozen != true {
+            unlink(request.paths.journalFile)
+            journalWritten = false
+        }
+    }
+
+    // MARK: - Scripts
+
+    func preScript() -> StepResult {
+        runScript(.pre, outcome: nil)
+    }
+
+    func postScript(_ outcome: OperationOutcome) -> StepResult {
+        runScript(.post, outcome: outcome)
+    }
+
+    private func runScript(_ phase: ScriptPhase, outcome: OperationOutcome?) -> StepResult {
+        let config: ScriptConfig
+        switch preflight.config {
+        case .absent:
+            return .skipped("no config file")
+        case .invalid(let error):
+            // The config cannot be trusted, so neither can its scripts: run none. Reported once.
+            return phase == .pre ? .failed(error, attempted: false) : .skipped("config file invalid")
+        case .loaded(let loaded, _):
+            config = loaded
+        }
+        if let problem = preflight.scriptProblems[phase] {
+            return .failed(problem, attempted: false)
+        }
+        guard let path = preflight.scripts[phase] else { return .skipped("no script") }
+        let script = phase == .pre ? config.preScript : config.postScript
+        logger.info("running script", metadata: ["phase": "\(phase.rawValue)", "path": "\(path)"])
+        let run = runner.run(phase: phase, path: path, arguments: script.params, retries: script.retries,
+                             timeoutSeconds: config.timeoutSeconds,
+                             environment: ScriptRunner.environment(phase: phase, operationID: operationID, result: outcome),
+                             operationStart: start,
+                             interrupt: phase == .pre ? interrupt?.descriptor : nil)
+        scripts.append(run)
+        if run.outcome == .succeededWithWarning {
+            warnings.append("\(phase.stepName) \(path) exited with status 2 (succeeded with a warning)")
+        }
+        guard let error = run.error else { return .succeeded }
+        if run.outcome == .interrupted { return .interrupted(interruptError(during: phase.stepName)) }
+        return .failed(error, attempted: true)
+    }
+
+    // MARK: - Filesystems
+
+    func flush() -> StepResult {
+        guard preflight.fsFreezeEnabled, let targets = preflight.freezeSelection?.targets, !targets.isEmpty else {
+            return .skipped("nothing to freeze")
+        }
+        for target in targets {
+            let fd = open(target.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+            if fd < 0 || ph_syncfs(fd) != 0 {
+                warnings.append("syncfs \(target.mountPoint): \(SystemError("syncfs")) (the freeze will flush instead)")
+            }
+            if fd >= 0 { close(fd) }
+        }
+        return .succeeded
+    }
+
+    func quiesce() -> StepResult {
+        .skipped("no plugins")
+    }
+
+    func resume() -> StepResult {
+        .skipped("no plugins")
+    }
+
+    func freeze() -> StepResult {
+        guard preflight.fsFreezeEnabled else { return .skipped("fsFreezeEnabled is false") }
+        if let guardStartError { return .failed(guardStartError, attempted: false) }
+        guard let freezeGuard else { return .skipped("nothing to freeze") }
+        let journal = FreezeJournal(operationID: operationID, hostPID: getpid(), guardPID: freezeGuard.pid, state: .frozen,
+                                    mounts: freezeGuard.targets, frozenAt: isoTimestamp(),
+                                    deadlineSeconds: freezeGuard.deadlineSeconds, thawedAt: nil)
+        do {
+            try journal.write(to: request.paths.journalFile)
+            journalWritten = true
+        } catch {
+            return .failed(HostError(.freezeFailed, "cannot write the freeze journal: \(error)", step: "freeze"), attempted: false)
+        }
+        freezeAttempted = true
+        logger.info("freezing", metadata: ["mounts": "\(freezeGuard.targets.map(\.mountPoint))"])
+        logOutput?.hold()
+        if let error = freezeGuard.freeze() {
+            logOutput?.release()
+            return .failed(error, attempted: false)  // the guard has already thawed what it froze
+        }
+        return .succeeded
+    }
+
+    func thaw() -> StepResult {
+        guard let freezeGuard else { return .succeeded }
+        let error = freezeGuard.thaw()
+        logOutput?.release()
+        if let error { return .failed(error, attempted: true) }
+        if let cause = freezeGuard.record.thawCause, cause != .command {
+            warnings.append("the filesystems were thawed by \(cause.rawValue), not on command")
+        }
+        logger.info("thawed", metadata: ["windowMs": "\(freezeGuard.record.windowMs ?? 0)"])
+        return .succeeded
+    }
+
+    // MARK: - Snapshot
+
+    func snapshot() -> StepResult {
+        guard let executable = request.snapshotCommand.first else {
+            return .failed(HostError(.snapshotCommandFailed, "no snapshot command given", step: "snapshot"), attempted: false)
+        }
+        let begin = Monotonic.now()
+        var record = SnapshotRecord(command: request.snapshotCommand, termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
+        defer { snapshotRecord = record }
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(spawning: Command(executable: executable, arguments: Array(request.snapshotCommand.dropFirst()),
+                                                       environment: snapshotEnvironment()))
+        } catch {
+            record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
+            return .failed(HostError(.snapshotCommandFailed, "cannot start \(executable): \(error)", step: "snapshot"), attempted: false)
+        }
+        var watched: [Int32] = []
+        if let interrupt { watched.append(interrupt.descriptor) }
+        if let freezeGuard, preflight.fsFreezeEnabled { watched.append(freezeGuard.eventDescriptor) }
+        // Without a freeze, the command still gets the freeze deadline as its limit.
+        let limit = begin + UInt64(preflight.maxFrozenSeconds * 1e9)
+
+        var result: StepResult
+        waiting: while true {
+            switch child.wait(until: freezeGuard == nil ? limit : nil, watching: watched) {
+            case .exited(let termination):
+                record.termination = termination
+                result = termination == .exited(0)
+                    ? .succeeded
+                    : .failed(HostError(.snapshotCommandFailed, "\(executable) \(termination)", step: "snapshot"), attempted: true)
+                break waiting
+            case .deadlineReached:
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                result = .failed(HostError(.snapshotCommandFailed, "\(executable) did not finish within \(preflight.maxFrozenSeconds) s",
+                                           step: "snapshot"), attempted: true)
+                break waiting
+            case .readable(let fd) where fd == interrupt?.descriptor:
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                result = .interrupted(interruptError(during: "snapshot"))
+                break waiting
+            case .readable:
+                // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
+                guard let cause = freezeGuard?.collectUnpromptedThaw() else { continue waiting }
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                let error = cause == .deadline
+                    ? HostError(.freezeDeadlineExpired, "the freeze guard thawed after \(preflight.maxFrozenSeconds) s while \(executable) was still running; the snapshot is not usable",
+                                step: "snapshot")
+                    : HostError(.freezeFailed, "the freeze guard exited while \(executable) was running; the host thawed; the snapshot is not usable",
+                                step: "snapshot")
+                result = .failed(error, attempted: true)
+                break waiting
+            }
+        }
+        record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
+        record.stdoutTail = child.stdoutTail.text
+        record.stderrTail = child.stderrTail.text
+        return result
+    }
+
+    private func snapshotEnvironment() -> [String: String] {
+        [
+            "PATH": ScriptRunner.searchPath,
+            "LANG": "C",
+            "PLUGINHOST_PHASE": "snapshot",
+            "PLUGINHOST_OPERATION_ID": operationID,
+            "PLUGINHOST_FROZEN_MOUNTS": (freezeGuard?.targets.map(\.mountPoint) ?? []).joined(separator: ":"),
+        ]
+    }
+
+    // MARK: - Signals
+
+    func pendingInterrupt() -> HostError? {
+        guard let signal = interrupt?.consume() else { return nil }
+        return HostError(.operationInterrupted, "\(signalName(signal)) received; everything done so far was undone", step: nil)
+    }
+
+    private func interruptError(during step: String) -> HostError {
+        let signal = interrupt?.consume().map(signalName) ?? "a signal"
+        return HostError(.operationInterrupted, "\(signal) received during the \(step); everything done so far was undone", step: step)
+    }
+}

@@ -1,0 +1,99 @@
+public import Logging
+import Glibc
+
+/// One application-consistent snapshot (DESIGN §1): lock, recover leftovers, checks, then the
+/// sequence of `OperationSequence` with the real steps, then the report, saved once everything
+/// is thawed. Never prints, never exits: the caller renders the report and exits with its status.
+public final class Operation {
+    public let request: OperationRequest
+    public let operationID: String
+    private let logger: Logger
+    private let interrupt: InterruptSignal?
+    private let logOutput: HeldLogOutput?
+
+    public init(request: OperationRequest, logger: Logger, interrupt: InterruptSignal? = nil,
+                logOutput: HeldLogOutput? = nil) {
+        self.request = request
+        self.operationID = Self.makeID()
+        self.logger = logger
+        self.interrupt = interrupt
+        self.logOutput = logOutput
+    }
+
+    /// A sortable, unique id: UTC time and 6 random hex digits.
+    static func makeID() -> String {
+        let stamp = isoTimestamp().filter { $0.isNumber || $0 == "T" }.prefix(15)
+        let random = String(UInt32.random(in: 0..<0x100_0000), radix: 16)
+        return "\(stamp)Z-\(String(repeating: "0", count: 6 - random.count))\(random)"
+    }
+
+    public func run() -> OperationReport {
+        let start = Monotonic.now()
+        var report = OperationReport(operationID: operationID, command: "run", startedAt: isoTimestamp())
+        var logger = self.logger
+        logger[metadataKey: "operation"] = "\(operationID)"
+
+        func finish(_ status: ExitStatus? = nil, failed: Bool = true) -> OperationReport {
+            report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+            report.conclude(failed: failed)
+            if let status { report.exitStatus = status }
+            return report
+        }
+
+        do {
+            try request.paths.prepare()
+        } catch {
+            report.errors.append(error)
+            return finish(.invalid)
+        }
+        let lock: OperationLock
+        do {
+            lock = try OperationLock.acquire(paths: request.paths, operationID: operationID)
+        } catch {
+            report.errors.append(error)
+            return finish(.busy)
+        }
+        if let recovered = Recovery.run(paths: request.paths) {
+            logger.warning("recovered a previous operation", metadata: ["summary": "\(recovered.summary)"])
+            report.warnings.append("recovered: \(recovered.summary)")
+            if !recovered.complete {
+                report.errors.append(HostError(.thawFailed, "a previous operation left filesystems frozen that cannot be thawed: \(recovered.summary)",
+                                               step: "checks"))
+                return finish(.mayBeFrozen)
+            }
+        }
+
+        let preflight = Preflight.run(request)
+        report.warnings += preflight.warnings
+        report.continueBackupOnFailure = preflight.continueBackupOnFailure
+        report.fsFreezeEnabled = preflight.fsFreezeEnabled
+        if case .loaded(_, let path) = preflight.config { report.configFile = path }
+        if !preflight.setupProblems.isEmpty {
+            report.errors += preflight.setupProblems
+            return finish(.invalid)
+        }
+
+        let steps = LiveSteps(request: request, preflight: preflight, operationID: operationID, start: start,
+                              lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput)
+        var sequence = OperationSequence(steps: steps, continueOnFailure: preflight.continueBackupOnFailure, start: start)
+        sequence.run()
+        steps.finish()
+
+        report.steps = sequence.records
+        report.errors += sequence.errors
+        report.warnings += steps.warnings
+        report.scripts = steps.scripts
+        report.freeze = steps.freezeRecord
+        report.snapshot = steps.snapshotRecord
+        report.snapshotTaken = sequence.outcome.snapshotTaken
+        report.consistency = sequence.outcome.consistency
+        let concluded = finish(failed: sequence.failed)
+        do {
+            try ReportStore(paths: request.paths).save(concluded)
+        } catch {
+            logger.error("cannot save the report", metadata: ["error": "\(error)"])
+        }
+        withExtendedLifetime(lock) {}
+        return concluded
+    }
+}

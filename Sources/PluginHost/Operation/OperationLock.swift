@@ -1,0 +1,54 @@
+import Glibc
+
+/// One operation at a time per machine: an exclusive flock(2) on the lock file in the runtime
+/// directory. The freeze guard inherits the descriptor, so the lock is held until the host and
+/// the guard have both exited — a new operation cannot start while an old guard still thaws.
+public final class OperationLock {
+    public let descriptor: FileDescriptor
+
+    /// Who holds the lock, as the holder wrote it into the file.
+    public struct Holder: Sendable, Equatable {
+        public var pid: Int32
+        public var operationID: String
+        public var startedAt: String
+    }
+
+    private init(descriptor: FileDescriptor) { self.descriptor = descriptor }
+
+    /// Takes the lock without waiting; throws `OperationBusy` naming the holder if it is taken.
+    public static func acquire(paths: StatePaths, operationID: String) throws(HostError) -> OperationLock {
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(paths.lockFile, O_RDWR | O_CREAT | O_NOFOLLOW, mode: 0o600)
+        } catch {
+            throw HostError(.incorrectPluginhostFile, "cannot open the lock file: \(error)", step: "checks")
+        }
+        if flock(file.rawValue, LOCK_EX | LOCK_NB) != 0 {
+            let holder = readHolder(file).map { " (operation \($0.operationID), pid \($0.pid), started \($0.startedAt))" } ?? ""
+            throw HostError(.operationBusy, "another operation holds \(paths.lockFile)\(holder)", step: "checks")
+        }
+        let text = "\(getpid()) \(operationID) \(isoTimestamp())\n"
+        _ = ftruncate(file.rawValue, 0)
+        _ = text.withCString { pwrite(file.rawValue, $0, strlen($0), 0) }
+        return OperationLock(descriptor: file)
+    }
+
+    /// Who holds the lock now, or nil when nobody does (a non-blocking shared probe).
+    public static func currentHolder(paths: StatePaths) -> Holder? {
+        guard let file = try? FileDescriptor.open(paths.lockFile, O_RDONLY | O_NOFOLLOW) else { return nil }
+        if flock(file.rawValue, LOCK_SH | LOCK_NB) == 0 {
+            flock(file.rawValue, LOCK_UN)
+            return nil
+        }
+        return readHolder(file) ?? Holder(pid: 0, operationID: "unknown", startedAt: "unknown")
+    }
+
+    private static func readHolder(_ file: FileDescriptor) -> Holder? {
+        var buffer = [UInt8](repeating: 0, count: 512)
+        let count = pread(file.rawValue, &buffer, buffer.count, 0)
+        guard count > 0 else { return nil }
+        let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(whereSeparator: \.isWhitespace)
+        guard fields.count >= 3, let pid = Int32(fields[0]) else { return nil }
+        return Holder(pid: pid, operationID: String(fields[1]), startedAt: String(fields[2]))
+    }
+}

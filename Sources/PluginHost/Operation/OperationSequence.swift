@@ -1,0 +1,168 @@
+/// What one step reports to the sequence.
+public enum StepResult: Sendable, Equatable {
+    case succeeded
+    /// Not configured or turned off: nothing ran, nothing to undo.
+    case skipped(String)
+    /// Failed. `attempted` says whether something ran that must be undone (a script that was
+    /// started, a plugin that was asked to quiesce); a check failure ran nothing.
+    case failed(HostError, attempted: Bool)
+    /// Stopped by SIGTERM/SIGINT; what it started was stopped.
+    case interrupted(HostError)
+
+    var ranSomething: Bool {
+        switch self {
+        case .succeeded, .interrupted: true
+        case .skipped: false
+        case .failed(_, let attempted): attempted
+        }
+    }
+}
+
+/// The effects of an operation, one method per step. `OperationSequence` decides the order,
+/// what is undone and what the snapshot is worth; tests substitute a recording implementation.
+public protocol OperationSteps: AnyObject {
+    func preScript() -> StepResult
+    /// syncfs of every filesystem to freeze, while writes still flow (keeps FIFREEZE short).
+    func flush() -> StepResult
+    func quiesce() -> StepResult
+    func freeze() -> StepResult
+    func snapshot() -> StepResult
+    func thaw() -> StepResult
+    func resume() -> StepResult
+    func postScript(_ outcome: OperationOutcome) -> StepResult
+    /// A signal that arrived between steps, consumed once.
+    func pendingInterrupt() -> HostError?
+}
+
+/// The operation as one function of nested steps, each owning the undo of exactly what it did:
+///
+///     pre-script ─► flush ─► quiesce ─► freeze ─► snapshot
+///     post-script ◄──────── resume  ◄── thaw  ◄──┘
+///
+/// The post-script runs whenever the pre-script ran, resume whenever quiesce was called, thaw
+/// whenever the freeze was attempted — whatever fails or interrupts in between.
+public struct OperationSequence {
+    public let continueOnFailure: Bool
+    public private(set) var records: [StepRecord] = []
+    public private(set) var errors: [HostError] = []
+    public private(set) var snapshotTaken = false
+    /// The operation failed (as opposed to a degraded snapshot).
+    public private(set) var failed = false
+
+    private let steps: any OperationSteps
+    private let start: UInt64
+    private var applicationStepsSucceeded = 0
+    private var applicationStepFailed = false
+    private var freezeSucceeded = false
+    private var freezeDisabled = false
+    private var interrupted = false
+
+    public init(steps: any OperationSteps, continueOnFailure: Bool, start: UInt64 = Monotonic.now()) {
+        self.steps = steps
+        self.continueOnFailure = continueOnFailure
+        self.start = start
+    }
+
+    /// What the snapshot is worth so far.
+    public var outcome: OperationOutcome {
+        guard snapshotTaken else { return OperationOutcome(snapshotTaken: false, consistency: .none) }
+        let applicationConsistent = applicationStepsSucceeded > 0 && !applicationStepFailed
+        let level: ConsistencyLevel
+        if freezeDisabled {
+            level = applicationConsistent ? .application : .crash
+        } else if freezeSucceeded {
+            level = applicationConsistent ? .application : .filesystem
+        } else {
+            level = .crash
+        }
+        return OperationOutcome(snapshotTaken: true, consistency: level)
+    }
+
+    public mutating func run() {
+        within("pre-script", application: true, act: { $0.preScript() },
+               undo: "post-script", { steps, outcome in steps.postScript(outcome) }) { sequence in
+            sequence.perform("flush") { $0.flush() }
+            sequence.within("quiesce", application: true, act: { $0.quiesce() },
+                            undo: "resume", { steps, _ in steps.resume() }) { sequence in
+                sequence.within("freeze", application: false, act: { $0.freeze() },
+                                undo: "thaw", { steps, _ in steps.thaw() }) { sequence in
+                    let result = sequence.perform("snapshot") { $0.snapshot() }
+                    sequence.snapshotTaken = result == .succeeded
+                    if !sequence.snapshotTaken { sequence.failed = true }
+                }
+            }
+        }
+    }
+
+    /// Runs `act`; runs `body` if the sequence should go on; then runs `undo` if `act` ran something.
+    private mutating func within(_ name: String, application: Bool, act: (any OperationSteps) -> StepResult,
+                                 undo undoName: String, _ undo: (any OperationSteps, OperationOutcome) -> StepResult,
+                                 body: (inout OperationSequence) -> Void) {
+        let result = perform(name, act)
+        switch result {
+        case .succeeded:
+            if application { applicationStepsSucceeded += 1 } else { freezeSucceeded = true }
+        case .skipped:
+            if !application { freezeDisabled = true }
+        case .failed:
+            if application { applicationStepFailed = true }
+            if !continueOnFailure { failed = true }
+        case .interrupted:
+            failed = true
+        }
+        if !failed && !interrupted {
+            body(&self)
+        }
+        guard result.ranSomething else { return }
+        let outcome = self.outcome
+        let undone = record(undoName) { undo($0, outcome) }
+        if case .failed = undone, undoName == "post-script", !continueOnFailure {
+            failed = true  // a post-script failure fails the operation only without continueBackupOnFailure
+        }
+    }
+
+    /// Runs a forward step unless a signal arrived before it.
+    @discardableResult
+    private mutating func perform(_ name: String, _ act: (any OperationSteps) -> StepResult) -> StepResult {
+        if interrupted { return .skipped("interrupted") }
+        if let signal = steps.pendingInterrupt() {
+            interrupted = true
+            failed = true
+            errors.append(signal)
+            records.append(StepRecord(name: name, startMs: milliseconds(Monotonic.now()), durationMs: 0,
+                                      outcome: .interrupted, detail: signal.message))
+            return .interrupted(signal)
+        }
+        let result = record(name, act)
+        if case .interrupted = result { interrupted = true }
+        return result
+    }
+
+    /// Runs a step and keeps its record and error.
+    private mutating func record(_ name: String, _ act: (any OperationSteps) -> StepResult) -> StepResult {
+        let begin = Monotonic.now()
+        let result = act(steps)
+        let end = Monotonic.now()
+        var entry = StepRecord(name: name, startMs: milliseconds(begin), durationMs: Monotonic.milliseconds(from: begin, to: end),
+                               outcome: .succeeded, detail: nil)
+        switch result {
+        case .succeeded:
+            break
+        case .skipped(let reason):
+            entry.outcome = .skipped
+            entry.detail = reason
+        case .failed(let error, _):
+            entry.outcome = .failed
+            entry.detail = error.message
+            errors.append(error)
+        case .interrupted(let error):
+            entry.outcome = .interrupted
+            entry.detail = error.message
+            errors.append(error)
+        }
+        records.append(entry)
+        return result
+    }
+
+    private func milliseconds(_ time: UInt64) -> Double { Monotonic.milliseconds(from: start, to: time) }
+}

@@ -1,0 +1,53 @@
+import Glibc
+
+/// Where the host keeps machine-wide state: the lock and the freeze journal in a runtime
+/// directory (tmpfs on real systems, so a reboot clears it), reports in a state directory.
+public struct StatePaths: Sendable, Equatable {
+    public static let defaultRunDirectory = "/run/pluginhost"
+    public static let defaultStateDirectory = "/var/lib/pluginhost"
+
+    public var runDirectory: String
+    public var stateDirectory: String
+
+    public init(runDirectory: String = StatePaths.defaultRunDirectory,
+                stateDirectory: String = StatePaths.defaultStateDirectory) {
+        self.runDirectory = runDirectory
+        self.stateDirectory = stateDirectory
+    }
+
+    public var lockFile: String { runDirectory + "/lock" }
+    public var journalFile: String { runDirectory + "/journal.json" }
+    public var lastReportFile: String { stateDirectory + "/last-report.json" }
+    public var reportsDirectory: String { stateDirectory + "/reports" }
+
+    /// Creates the directories (mode 0700) if needed and refuses ones that others could change:
+    /// whoever can write there could fake a journal or a report.
+    public func prepare() throws(HostError) {
+        for directory in [runDirectory, stateDirectory, reportsDirectory] {
+            try Self.makeDirectory(directory)
+        }
+    }
+
+    static func makeDirectory(_ path: String) throws(HostError) {
+        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+            let parent = FileTrust.parent(of: path)
+            if errno == ENOENT && parent != path {
+                try makeDirectory(parent)
+                return try makeDirectory(path)
+            }
+            throw HostError(.incorrectPluginhostFile, "cannot create \(path): \(SystemError("mkdir"))", step: "checks")
+        }
+        var info = stat()
+        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw HostError(.incorrectPluginhostFile, "\(path) is not a directory", step: "checks")
+        }
+        if info.st_uid != 0 || info.st_mode & 0o022 != 0 {
+            throw HostError(.incorrectPluginhostFile,
+                            "\(path) is owned by uid \(info.st_uid) with mode \(octal(info.st_mode & 0o7777)); it must be root's and not writable by others",
+                            step: "checks")
+        }
+        if let failure = FileTrust.checkDirectories(above: path) {
+            throw HostError(.incorrectPluginhostFile, "\(failure)", step: "checks")
+        }
+    }
+}

@@ -1,0 +1,199 @@
+import CPluginHostShim
+import Glibc
+
+/// What to run: an executable path (no shell, no PATH search), its arguments, its whole
+/// environment and its working directory.
+public struct Command: Sendable, Equatable {
+    public var executable: String
+    public var arguments: [String]
+    public var environment: [String: String]
+    public var workingDirectory: String?
+
+    public init(executable: String, arguments: [String] = [], environment: [String: String] = [:],
+                workingDirectory: String? = "/") {
+        self.executable = executable
+        self.arguments = arguments
+        self.environment = environment
+        self.workingDirectory = workingDirectory
+    }
+}
+
+/// How a child ended.
+public enum Termination: Sendable, Equatable, Codable, CustomStringConvertible {
+    case exited(Int32)
+    case signalled(Int32)
+
+    public var description: String {
+        switch self {
+        case .exited(let code): "exit status \(code)"
+        case .signalled(let signal): "killed by signal \(signal) (\(signalName(signal)))"
+        }
+    }
+}
+
+/// A spawned child in a process group of its own, with stdout and stderr drained into tails.
+/// Its exit is noticed through a pidfd, in the same poll(2) as its output and any other
+/// descriptor the caller watches (a signal pipe, the freeze guard), so nothing polls on a timer.
+public final class ChildProcess {
+    public let pid: Int32
+    public private(set) var stdoutTail = OutputTail()
+    public private(set) var stderrTail = OutputTail()
+    public private(set) var termination: Termination?
+
+    private let exitDescriptor: FileDescriptor
+    private var stdout: FileDescriptor?
+    private var stderr: FileDescriptor?
+    private var readBuffer = [UInt8](repeating: 0, count: 65536)
+
+    /// Starts `command` with stdin from /dev/null (or `stdin`) and stdout/stderr captured, in a
+    /// new process group. `extraDescriptors` become descriptors 3, 4, … in the child.
+    public init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
+                newProcessGroup: Bool = true) throws(SystemError) {
+        let out = try makePipe(nonBlockingRead: true)
+        let err = try makePipe(nonBlockingRead: true)
+        let argv = [command.executable] + command.arguments
+        let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let map = [stdin, out.write.rawValue, err.write.rawValue] + extraDescriptors
+        var pid: pid_t = 0
+        let rc = withCStrings(argv) { argvPointer in
+            withCStrings(envp) { envpPointer in
+                ph_spawn(command.executable, argvPointer, envpPointer, map, Int32(map.count),
+                         command.workingDirectory, newProcessGroup ? 1 : 0, &pid)
+            }
+        }
+        guard rc == 0 else { throw SystemError("spawn \(command.executable)", errno: rc) }
+        self.pid = pid
+        let pidfd = ph_pidfd_open(pid)
+        guard pidfd >= 0 else {
+            let error = SystemError("pidfd_open")
+            kill(pid, SIGKILL)
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+            throw error
+        }
+        exitDescriptor = FileDescriptor(owning: pidfd)
+        stdout = out.read
+        stderr = err.read
+    }
+
+    deinit {
+        if termination == nil {
+            // Never leave a child or a zombie behind, whatever path the caller took.
+            _ = ph_pidfd_send_signal(exitDescriptor.rawValue, SIGKILL)
+            var status: Int32 = 0
+            _ = waitpid(pid, &status, 0)
+        }
+    }
+
+    public enum Event: Sendable, Equatable {
+        case exited(Termination)
+        case deadlineReached
+        /// One of the caller's descriptors became readable (or hung up).
+        case readable(Int32)
+    }
+
+    /// Waits until the child exits, `deadline` (CLOCK_MONOTONIC ns) passes, or one of `watching`
+    /// becomes readable, draining the child's output meanwhile.
+    public func wait(until deadline: UInt64? = nil, watching: [Int32] = []) -> Event {
+        if let termination { return .exited(termination) }
+        switch poll(until: deadline, watching: watching) {
+        case .exitPending: return .exited(reap())
+        case .deadlineReached: return .deadlineReached
+        case .readable(let fd): return .readable(fd)
+        }
+    }
+
+    private enum PollResult { case exitPending, deadlineReached, readable(Int32) }
+
+    /// Polls the pidfd, the output pipes and `watching`. An exit is reported while the child is
+    /// still a zombie, so that its pid (and the process group's id) cannot be reused yet.
+    private func poll(until deadline: UInt64?, watching: [Int32]) -> PollResult {
+        while true {
+            var fds = [pollfd(fd: exitDescriptor.rawValue, events: Int16(POLLIN), revents: 0)]
+            if let stdout { fds.append(pollfd(fd: stdout.rawValue, events: Int16(POLLIN), revents: 0)) }
+            if let stderr { fds.append(pollfd(fd: stderr.rawValue, events: Int16(POLLIN), revents: 0)) }
+            let firstWatched = fds.count
+            fds += watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            let ready = Glibc.poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: deadline))
+            if ready < 0 && errno == EINTR { continue }
+            drainOutput()
+            if fds[0].revents != 0 { return .exitPending }
+            if let watched = fds[firstWatched...].first(where: { $0.revents != 0 }) {
+                return .readable(watched.fd)
+            }
+            if let deadline, Monotonic.now() >= deadline { return .deadlineReached }
+        }
+    }
+
+    /// Sends `signal` to the whole process group (the child and everything it started that
+    /// stayed in the group). Safe before the child is reaped: its pid cannot be reused until then.
+    public func signalGroup(_ signal: Int32) {
+        guard termination == nil else { return }
+        _ = kill(-pid, signal)
+    }
+
+    /// SIGTERM to the group, up to `grace` nanoseconds for the child to exit, then SIGKILL to
+    /// the group (so no grandchild survives), and reap.
+    @discardableResult
+    public func terminateGroup(graceNanoseconds: UInt64 = 2_000_000_000) -> Termination {
+        if let termination { return termination }
+        signalGroup(SIGTERM)
+        let graceEnd = Monotonic.now() + graceNanoseconds
+        while case .readable = poll(until: graceEnd, watching: []) {}
+        // The group may outlive its leader; the leader is not reaped yet, so the id is still ours.
+        _ = kill(-pid, SIGKILL)
+        return reap()
+    }
+
+    /// Reads whatever output is available without blocking.
+    private func drainOutput() {
+        if let stream = stdout, drain(stream, into: &stdoutTail) { stdout = nil }
+        if let stream = stderr, drain(stream, into: &stderrTail) { stderr = nil }
+    }
+
+    /// Returns true at end of file.
+    private func drain(_ stream: FileDescriptor, into tail: inout OutputTail) -> Bool {
+        while true {
+            guard let chunk = stream.readAvailable(into: &readBuffer) else { return true }
+            if chunk.isEmpty { return false }
+            tail.append(chunk)
+        }
+    }
+
+    private func reap() -> Termination {
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) == -1 && errno == EINTR {}
+        // Output written before the exit is already in the pipes; a grandchild that keeps them
+        // open must not hold us, so take what is there and close.
+        drainOutput()
+        stdout = nil
+        stderr = nil
+        let result: Termination = (status & 0x7f) == 0 ? .exited((status >> 8) & 0xff) : .signalled(status & 0x7f)
+        termination = result
+        return result
+    }
+}
+
+func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {
+    var pointers: [UnsafeMutablePointer<CChar>?] = strings.map { strdup($0) }
+    pointers.append(nil)
+    defer { pointers.forEach { free($0) } }
+    return pointers.withUnsafeBufferPointer { body($0.baseAddress!) }
+}
+
+public func signalName(_ signal: Int32) -> String {
+    switch signal {
+    case SIGHUP: "SIGHUP"
+    case SIGINT: "SIGINT"
+    case SIGQUIT: "SIGQUIT"
+    case SIGABRT: "SIGABRT"
+    case SIGKILL: "SIGKILL"
+    case SIGSEGV: "SIGSEGV"
+    case SIGPIPE: "SIGPIPE"
+    case SIGTERM: "SIGTERM"
+    case SIGBUS: "SIGBUS"
+    case SIGFPE: "SIGFPE"
+    case SIGILL: "SIGILL"
+    default: "signal \(signal)"
+    }
+}

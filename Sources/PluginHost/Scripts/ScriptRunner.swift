@@ -1,0 +1,152 @@
+import Glibc
+
+public enum ScriptPhase: String, Sendable, Codable {
+    case pre
+    case post
+
+    var failedCode: ErrorCode { self == .pre ? .preScriptExecutionFailed : .postScriptExecutionFailed }
+    var timeoutCode: ErrorCode { self == .pre ? .preScriptTimeout : .postScriptTimeout }
+    var notFoundCode: ErrorCode { self == .pre ? .preScriptNotFound : .postScriptNotFound }
+    var permissionCode: ErrorCode {
+        self == .pre ? .insufficientPermissionForPreScript : .insufficientPermissionForPostScript
+    }
+    var stepName: String { self == .pre ? "pre-script" : "post-script" }
+}
+
+/// One attempt at running a script, as the report shows it.
+public struct ScriptAttempt: Sendable, Codable, Equatable {
+    public var number: Int
+    public var startMs: Double
+    public var durationMs: Double
+    public var termination: Termination?
+    public var timedOut: Bool
+    /// spawn failed (the file vanished or is not executable after the checks).
+    public var spawnError: String?
+    public var stdoutTail: String
+    public var stderrTail: String
+}
+
+/// All attempts at one script and what they add up to.
+public struct ScriptRun: Sendable, Codable, Equatable {
+    public enum Outcome: String, Sendable, Codable {
+        case succeeded
+        /// Exit status 2: Azure's scripts use it for "succeeded with a warning".
+        case succeededWithWarning
+        case failed
+        case timedOut
+        case interrupted
+    }
+
+    public var phase: ScriptPhase
+    public var path: String
+    public var arguments: [String]
+    public var outcome: Outcome
+    public var attempts: [ScriptAttempt]
+
+    public var succeeded: Bool { outcome == .succeeded || outcome == .succeededWithWarning }
+}
+
+/// Runs the pre- and post-scripts (DESIGN §4): exec without a shell (the kernel honours the
+/// shebang), argv = path + params, cwd `/`, stdin `/dev/null`, a minimal environment, a process
+/// group of its own; every failed or timed-out attempt is really run again, each with its own
+/// timeout; on timeout the whole group gets SIGTERM and, after a grace, SIGKILL.
+public struct ScriptRunner: Sendable {
+    public static let searchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    public var graceNanoseconds: UInt64 = 2_000_000_000
+
+    public init() {}
+
+    /// The environment a script sees: nothing inherited from the caller.
+    public static func environment(phase: ScriptPhase, operationID: String,
+                                   result: OperationOutcome?) -> [String: String] {
+        var environment = [
+            "PATH": searchPath,
+            "LANG": "C",
+            "PLUGINHOST_PHASE": phase.rawValue,
+            "PLUGINHOST_OPERATION_ID": operationID,
+        ]
+        if let result {
+            environment["PLUGINHOST_RESULT"] = result.snapshotTaken ? "success" : "failure"
+            environment["PLUGINHOST_CONSISTENCY"] = result.consistency.rawValue
+        }
+        return environment
+    }
+
+    /// Runs `path` with `arguments` up to `retries + 1` times until an attempt succeeds.
+    /// `operationStart` anchors the attempts' `startMs`; `interrupt` is a descriptor that
+    /// aborts the run when readable (the signal pipe).
+    public func run(phase: ScriptPhase, path: String, arguments: [String], retries: Int,
+                    timeoutSeconds: Int, environment: [String: String],
+                    operationStart: UInt64, interrupt: Int32? = nil) -> ScriptRun {
+        var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
+        let command = Command(executable: path, arguments: arguments, environment: environment)
+        for number in 1...(retries + 1) {
+            let (attempt, outcome) = runOnce(command, number: number, timeoutSeconds: timeoutSeconds,
+                                             operationStart: operationStart, interrupt: interrupt)
+            run.attempts.append(attempt)
+            run.outcome = outcome
+            if run.succeeded || outcome == .interrupted { break }
+        }
+        return run
+    }
+
+    private func runOnce(_ command: Command, number: Int, timeoutSeconds: Int, operationStart: UInt64,
+                         interrupt: Int32?) -> (ScriptAttempt, ScriptRun.Outcome) {
+        let start = Monotonic.now()
+        var attempt = ScriptAttempt(number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
+                                    durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
+                                    stdoutTail: "", stderrTail: "")
+        let child: ChildProcess
+        do {
+            child = try ChildProcess(spawning: command)
+        } catch {
+            attempt.spawnError = error.description
+            attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+            return (attempt, .failed)
+        }
+        let deadline = start + UInt64(timeoutSeconds) * 1_000_000_000
+        var outcome: ScriptRun.Outcome
+        switch child.wait(until: deadline, watching: interrupt.map { [$0] } ?? []) {
+        case .exited(let termination):
+            attempt.termination = termination
+            switch termination {
+            case .exited(0): outcome = .succeeded
+            case .exited(2): outcome = .succeededWithWarning
+            default: outcome = .failed
+            }
+        case .deadlineReached:
+            attempt.timedOut = true
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            outcome = .timedOut
+        case .readable:
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            outcome = .interrupted
+        }
+        attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+        attempt.stdoutTail = child.stdoutTail.text
+        attempt.stderrTail = child.stderrTail.text
+        return (attempt, outcome)
+    }
+}
+
+extension ScriptRun {
+    /// The error this run reports, if it failed: `…ExecutionFailed` or `…Timeout` per the last attempt.
+    public var error: HostError? {
+        let attemptsText = attempts.count == 1 ? "1 attempt" : "\(attempts.count) attempts"
+        switch outcome {
+        case .succeeded, .succeededWithWarning:
+            return nil
+        case .timedOut:
+            let seconds = attempts.last.map { Int(($0.durationMs / 1000).rounded()) } ?? 0
+            return HostError(phase.timeoutCode, "\(path) did not finish in time (\(attemptsText), the last stopped after \(seconds) s)",
+                             step: phase.stepName)
+        case .interrupted:
+            return HostError(.operationInterrupted, "\(path) was stopped because the operation was interrupted",
+                             step: phase.stepName)
+        case .failed:
+            let how = attempts.last.map { $0.spawnError ?? $0.termination?.description ?? "failed" } ?? "failed"
+            return HostError(phase.failedCode, "\(path) failed: \(how) (\(attemptsText))", step: phase.stepName)
+        }
+    }
+}

@@ -1,0 +1,40 @@
+import Glibc
+
+/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine, so the guard's
+/// timestamps and the host's can be compared.
+public enum Monotonic {
+    public static func now() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    /// Milliseconds between two readings, as a fraction.
+    public static func milliseconds(from start: UInt64, to end: UInt64) -> Double {
+        end >= start ? Double(end - start) / 1_000_000 : 0
+    }
+
+    /// poll(2) timeout in milliseconds until `deadline` (rounded up), or -1 without one.
+    static func pollTimeout(until deadline: UInt64?) -> Int32 {
+        guard let deadline else { return -1 }
+        let now = now()
+        if deadline <= now { return 0 }
+        return Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+    }
+}
+
+/// Wall-clock time as an ISO 8601 string with milliseconds, in UTC.
+public func isoTimestamp() -> String {
+    var time = timespec()
+    clock_gettime(CLOCK_REALTIME, &time)
+    var seconds = time.tv_sec
+    var parts = tm()
+    gmtime_r(&seconds, &parts)
+    func pad(_ value: Int32, _ width: Int) -> String {
+        let text = String(value)
+        return String(repeating: "0", count: max(0, width - text.count)) + text
+    }
+    return "\(pad(parts.tm_year + 1900, 4))-\(pad(parts.tm_mon + 1, 2))-\(pad(parts.tm_mday, 2))T"
+        + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
+        + "\(pad(Int32(time.tv_nsec / 1_000_000), 3))Z"
+}

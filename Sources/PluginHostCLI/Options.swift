@@ -1,0 +1,114 @@
+import ArgumentParser
+import Glibc
+import Logging
+import PluginHost
+import FoundationEssentials
+
+/// The options every command that plans an operation shares (`run`, `check`).
+struct PlanOptions: ParsableArguments {
+    @Option(name: .long, help: ArgumentHelp("The Azure script config.", valueName: "path"))
+    var config: String?
+
+    @Option(name: .customLong("host-config"), help: ArgumentHelp("The host's own settings (mounts, skip list, deadline).", valueName: "path"))
+    var hostConfig: String?
+
+    @Option(name: .customLong("mount"), help: ArgumentHelp("Freeze only this mount point (repeatable).", valueName: "path"))
+    var mounts: [String] = []
+
+    @Option(name: .customLong("skip"), help: ArgumentHelp("Never freeze this mount point (repeatable).", valueName: "path"))
+    var skipMounts: [String] = []
+
+    @Option(name: .customLong("max-frozen"), help: ArgumentHelp("The freeze guard's deadline, 1 to 600 seconds (default 60).", valueName: "seconds"))
+    var maxFrozen: Double?
+
+    func validate() throws {
+        if let maxFrozen, !FreezeGuard.deadlineRange.contains(maxFrozen) {
+            throw ValidationError("--max-frozen must be from 1 to 600 seconds")
+        }
+    }
+
+    func request(snapshotCommand: [String] = []) -> OperationRequest {
+        var request = OperationRequest(executable: currentExecutable())
+        request.configPath = config
+        request.hostConfigPath = hostConfig
+        request.mounts = mounts
+        request.skipMounts = skipMounts
+        request.maxFrozenSeconds = maxFrozen
+        request.snapshotCommand = snapshotCommand
+        request.paths = statePaths()
+        return request
+    }
+}
+
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Machine-readable JSON on stdout.")
+    var json = false
+
+    @Flag(name: [.short, .long], help: "Log each step on stderr.")
+    var verbose = false
+}
+
+/// The state directories; PLUGINHOST_RUN_DIR and PLUGINHOST_STATE_DIR move them (tests, staging).
+func statePaths() -> StatePaths {
+    let environment = ProcessEnvironment()
+    return StatePaths(runDirectory: environment["PLUGINHOST_RUN_DIR"] ?? StatePaths.defaultRunDirectory,
+                      stateDirectory: environment["PLUGINHOST_STATE_DIR"] ?? StatePaths.defaultStateDirectory)
+}
+
+/// The running binary, re-executed as the freeze guard.
+func currentExecutable() -> String {
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    return count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+}
+
+struct ProcessEnvironment {
+    subscript(name: String) -> String? {
+        getenv(name).map { String(cString: $0) }
+    }
+}
+
+/// Sets up logging to stderr (held while frozen) and returns the output to hold.
+func bootstrapLogging(verbose: Bool) -> HeldLogOutput {
+    let output = HeldLogOutput(descriptor: 2)
+    LoggingSystem.bootstrap { label in
+        HeldLogHandler(label: label, output: output, level: verbose ? .info : .warning)
+    }
+    return output
+}
+
+func requireRoot(_ command: String) throws {
+    guard geteuid() == 0 else {
+        FileHandleOutput.standardError.write("pluginhost \(command) must run as root (it freezes filesystems and runs root's scripts)\n")
+        throw ExitCode(ExitStatus.invalid.rawValue)
+    }
+}
+
+/// Unbuffered writes to stdout/stderr.
+struct FileHandleOutput {
+    let descriptor: Int32
+    static let standardOutput = FileHandleOutput(descriptor: 1)
+    static let standardError = FileHandleOutput(descriptor: 2)
+
+    func write(_ text: String) {
+        var text = text
+        text.withUTF8 { utf8 in
+            var offset = 0
+            while offset < utf8.count {
+                let n = Glibc.write(descriptor, utf8.baseAddress! + offset, utf8.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                offset += n
+            }
+        }
+    }
+
+    func write(bytes: [UInt8]) { write(String(decoding: bytes, as: UTF8.self)) }
+}
+
+/// Pretty, key-sorted JSON on stdout.
+func printJSON(_ value: some Encodable) throws {
+    let encoder = JSONEncoder()
+    encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
+    FileHandleOutput.standardOutput.write(bytes: Array(try encoder.encode(value)) + [0x0A])
+}

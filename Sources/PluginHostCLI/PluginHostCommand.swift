@@ -1,0 +1,35 @@
+import ArgumentParser
+import Glibc
+import Logging
+import PluginHost
+
+@main
+struct PluginHostCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "pluginhost",
+        abstract: "Application-consistent snapshots: pre-script, quiesce, freeze, snapshot, thaw, resume, post-script.",
+        discussion: """
+            Compatible with Azure's /etc/azure/VMSnapshotScriptPluginConfig.json and its error codes.
+            Exit statuses: \(ExitStatus.allCases.map { "\($0.rawValue) \($0)" }.joined(separator: ", ")).
+            """,
+        subcommands: [RunCommand.self, CheckCommand.self, StatusCommand.self, RecoverCommand.self, GuardCommand.self]
+    )
+
+    /// Parses and runs; maps argument errors to the documented exit status for invalid use.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch let code as ExitCode {
+            Glibc.exit(code.rawValue)
+        } catch {
+            let status = exitCode(for: error)
+            if status == .success {
+                print(fullMessage(for: error))
+                Glibc.exit(0)
+            }
+            FileHandleOutput.standardError.write(fullMessage(for: error) + "\n")
+            Glibc.exit(ExitStatus.invalid.rawValue)
+        }
+    }
+}

@@ -1,0 +1,72 @@
+import PluginHost
+
+/// The report as aligned text for people. The JSON rendering is `ReportStore.encode`.
+enum ReportText {
+    static func render(_ report: OperationReport) -> String {
+        var out = "Operation \(report.operationID): \(report.result.rawValue), consistency \(report.consistency.rawValue), "
+            + "snapshot \(report.snapshotTaken ? "taken" : "not taken") (exit \(report.exitStatus.rawValue))\n"
+        out += "Started \(report.startedAt), took \(formatMs(report.durationMs))"
+        if let configFile = report.configFile { out += ", config \(configFile)" }
+        out += "\n"
+
+        if !report.steps.isEmpty {
+            out += "\nSteps:\n"
+            out += TextTable(rows: [["  step", "start", "duration", "outcome", ""]] + report.steps.map {
+                ["  " + $0.name, formatMs($0.startMs), formatMs($0.durationMs), $0.outcome.rawValue, $0.detail ?? ""]
+            }).render()
+        }
+
+        if let freeze = report.freeze {
+            out += "\nFreeze window \(formatMs(freeze.windowMs)) (ioctls \(formatMs(freeze.ioctlMs)), deadline \(formatNumber(freeze.deadlineSeconds)) s"
+            if let cause = freeze.thawCause { out += ", thawed by \(cause.rawValue)" }
+            out += "):\n"
+            out += TextTable(rows: freeze.mounts.map {
+                ["  " + $0.mountPoint, $0.fsType, $0.device, "\($0.freeze) \(formatMs($0.freezeMs))", "\($0.thaw) \(formatMs($0.thawMs))",
+                 $0.error ?? ""]
+            }).render()
+        }
+
+        if let snapshot = report.snapshot {
+            out += "\nSnapshot: \(snapshot.command.joined(separator: " "))\n"
+            out += "  \(snapshot.termination?.description ?? "not finished"), \(formatMs(snapshot.durationMs))\n"
+            out += tails(stdout: snapshot.stdoutTail, stderr: snapshot.stderrTail)
+        }
+
+        for script in report.scripts {
+            out += "\n\(script.phase == .pre ? "Pre" : "Post")-script \(script.path) \(script.arguments.map { "'\($0)'" }.joined(separator: " ")): "
+                + "\(script.outcome.rawValue) after \(script.attempts.count) attempt\(script.attempts.count == 1 ? "" : "s")\n"
+            for attempt in script.attempts {
+                let how = attempt.spawnError ?? attempt.termination?.description ?? "?"
+                out += "  attempt \(attempt.number): \(how)\(attempt.timedOut ? " (timed out)" : ""), \(formatMs(attempt.durationMs))\n"
+                out += tails(stdout: attempt.stdoutTail, stderr: attempt.stderrTail)
+            }
+        }
+
+        if !report.errors.isEmpty {
+            out += "\nErrors:\n" + report.errors.map { "  \($0.code.rawValue): \($0.message)\n" }.joined()
+            let actions = Set(report.errors.map(\.code))
+            out += "What to do:\n" + report.errors.map(\.code).uniqued().filter(actions.contains).map { "  \($0.rawValue): \($0.action)\n" }.joined()
+        }
+        if !report.warnings.isEmpty {
+            out += "\nWarnings:\n" + report.warnings.map { "  \($0)\n" }.joined()
+        }
+        return out
+    }
+
+    private static func tails(stdout: String, stderr: String) -> String {
+        var out = ""
+        for (name, text) in [("stdout", stdout), ("stderr", stderr)] where !text.isEmpty {
+            let lines = text.split(separator: "\n", omittingEmptySubsequences: false)
+            let shown = lines.suffix(6).filter { !$0.isEmpty }
+            out += "    \(name)\(lines.count > 6 ? " (last lines)" : ""):\n" + shown.map { "      \($0)\n" }.joined()
+        }
+        return out
+    }
+}
+
+extension Array where Element: Hashable {
+    func uniqued() -> [Element] {
+        var seen = Set<Element>()
+        return filter { seen.insert($0).inserted }
+    }
+}
