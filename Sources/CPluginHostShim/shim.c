@@ -5,7 +5,8 @@
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <signal.h>
-#include <spawn.h>
+#include <pthread.h>
+#include <sys/wait.h>
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/mman.h>
@@ -36,7 +37,7 @@ int ph_pidfd_send_signal(int pidfd, int sig) {
 
 int ph_spawn(const char *path, char *const *argv, char *const *envp,
              const int *fd_map, int fd_count, const char *cwd,
-             int new_process_group, pid_t *pid_out) {
+             int flags, pid_t *pid_out) {
     enum { MAX_FDS = 64 };
     if (fd_count < 0 || fd_count > MAX_FDS) return EINVAL;
 
@@ -49,41 +50,63 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
     for (int i = 0; i < fd_count; i++) {
         if (fd_map[i] < 0) continue;
         staged[i] = fcntl(fd_map[i], F_DUPFD_CLOEXEC, fd_count);
-        if (staged[i] < 0) { rc = errno; goto out_staged; }
+        if (staged[i] < 0) { rc = errno; goto out; }
     }
 
-    posix_spawn_file_actions_t actions;
-    posix_spawnattr_t attr;
-    if ((rc = posix_spawn_file_actions_init(&actions)) != 0) goto out_staged;
-    if ((rc = posix_spawnattr_init(&attr)) != 0) goto out_actions;
-
-    for (int i = 0; i < fd_count && rc == 0; i++) {
-        if (staged[i] >= 0)
-            rc = posix_spawn_file_actions_adddup2(&actions, staged[i], i);
-        else
-            rc = posix_spawn_file_actions_addopen(&actions, i, "/dev/null", O_RDWR, 0);
-    }
-    if (rc == 0) rc = posix_spawn_file_actions_addclosefrom_np(&actions, fd_count);
-    if (rc == 0 && cwd != NULL) rc = posix_spawn_file_actions_addchdir_np(&actions, cwd);
-
-    sigset_t all, none;
+    /* No signal handler of ours may run in the child before it has reset them all. */
+    sigset_t all, saved;
     sigfillset(&all);
-    sigdelset(&all, SIGKILL);
-    sigdelset(&all, SIGSTOP);
-    sigemptyset(&none);
-    short flags = POSIX_SPAWN_SETSIGDEF | POSIX_SPAWN_SETSIGMASK;
-    if (new_process_group) flags |= POSIX_SPAWN_SETPGROUP;
-    if (rc == 0) rc = posix_spawnattr_setflags(&attr, flags);
-    if (rc == 0) rc = posix_spawnattr_setsigdefault(&attr, &all);
-    if (rc == 0) rc = posix_spawnattr_setsigmask(&attr, &none);
-    if (rc == 0 && new_process_group) rc = posix_spawnattr_setpgroup(&attr, 0);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t parent = getpid();
+    volatile int child_error = 0;
 
-    if (rc == 0) rc = posix_spawn(pid_out, path, &actions, &attr, argv, envp);
-
-    posix_spawnattr_destroy(&attr);
-out_actions:
-    posix_spawn_file_actions_destroy(&actions);
-out_staged:
+    pid_t pid = vfork();
+    if (pid == 0) {
+        /* The child, sharing the parent's memory until execve: system calls only. */
+        if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
+        if (flags & PH_SPAWN_DIE_WITH_PARENT) {
+            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+            if (getppid() != parent) _exit(127); /* the parent died before prctl */
+        }
+        struct sigaction dfl;
+        memset(&dfl, 0, sizeof dfl);
+        dfl.sa_handler = SIG_DFL;
+        for (int sig = 1; sig < NSIG; sig++)
+            if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+        for (int i = 0; i < fd_count; i++) {
+            int fd = staged[i];
+            if (fd < 0) {
+                fd = open("/dev/null", O_RDWR);
+                if (fd < 0) goto child_fail;
+            }
+            if (fd == i) {
+                if (fcntl(fd, F_SETFD, 0) != 0) goto child_fail;
+            } else if (dup2(fd, i) < 0) {
+                goto child_fail;
+            }
+            if (staged[i] < 0 && fd != i) close(fd);
+        }
+        syscall(SYS_close_range, (unsigned)fd_count, ~0U, 0);
+        if (cwd != NULL && chdir(cwd) != 0) goto child_fail;
+        sigset_t none;
+        sigemptyset(&none);
+        pthread_sigmask(SIG_SETMASK, &none, NULL);
+        execve(path, argv, envp);
+    child_fail:
+        child_error = errno;
+        _exit(127);
+    }
+    if (pid < 0) {
+        rc = errno;
+    } else if (child_error != 0) {
+        rc = child_error;
+        int status;
+        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+    } else {
+        *pid_out = pid;
+    }
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+out:
     for (int i = 0; i < fd_count; i++)
         if (staged[i] >= 0) close(staged[i]);
     return rc;

@@ -29,20 +29,24 @@ int ph_pidfd_open(pid_t pid);
 /* pidfd_send_signal(2). */
 int ph_pidfd_send_signal(int pidfd, int sig);
 
+/* ph_spawn flags. */
+#define PH_SPAWN_NEW_PROCESS_GROUP 1 /* setpgid(0, 0): a process group of its own */
+#define PH_SPAWN_DIE_WITH_PARENT 2   /* PR_SET_PDEATHSIG SIGKILL: dies if the spawning thread's process dies */
+
 /*
- * posix_spawn with the house rules: the child gets descriptors 0..<fd_count from
+ * vfork + execve with the house rules: the child gets descriptors 0..<fd_count from
  * fd_map (fd_map[i] = parent descriptor that becomes child descriptor i; -1 opens
  * /dev/null there), every other descriptor closed, every signal at its default
- * disposition, an empty signal mask, the working directory `cwd` (NULL keeps it) and,
- * when new_process_group is non-zero, a process group of its own.
- * Returns 0 and stores the pid, or an errno value (not -1).
+ * disposition, an empty signal mask, the working directory `cwd` (NULL keeps it), and
+ * what `flags` asks for. Returns 0 and stores the pid, or an errno value (not -1) when the
+ * child could not be set up or execve failed (the child is reaped then).
  */
 int ph_spawn(const char *_Nonnull path,
              char *_Nullable const *_Nonnull argv,
              char *_Nullable const *_Nonnull envp,
              const int *_Nonnull fd_map, int fd_count,
              const char *_Nullable cwd,
-             int new_process_group,
+             int flags,
              pid_t *_Nonnull pid_out);
 
 /*

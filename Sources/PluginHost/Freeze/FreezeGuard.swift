@@ -49,7 +49,7 @@ public final class FreezeGuard {
         do {
             process = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
                                                          environment: ["PATH": ScriptRunner.searchPath, "LANG": "C"]),
-                                       extraDescriptors: extra)
+                                       extraDescriptors: extra, outlivesHost: true)
         } catch {
             throw HostError(.freezeFailed, "cannot start the freeze guard: \(error)", step: "freeze")
         }

@@ -46,19 +46,22 @@ public final class ChildProcess {
     private var readBuffer = [UInt8](repeating: 0, count: 65536)
 
     /// Starts `command` with stdin from /dev/null (or `stdin`) and stdout/stderr captured, in a
-    /// new process group. `extraDescriptors` become descriptors 3, 4, … in the child.
+    /// new process group. `extraDescriptors` become descriptors 3, 4, … in the child. Unless
+    /// `outlivesHost`, the child is killed if the host dies (a snapshot command must not go on
+    /// after the freeze is gone).
     public init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                newProcessGroup: Bool = true) throws(SystemError) {
+                outlivesHost: Bool = false) throws(SystemError) {
         let out = try makePipe(nonBlockingRead: true)
         let err = try makePipe(nonBlockingRead: true)
         let argv = [command.executable] + command.arguments
         let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let map = [stdin, out.write.rawValue, err.write.rawValue] + extraDescriptors
         var pid: pid_t = 0
+        let flags = PH_SPAWN_NEW_PROCESS_GROUP | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
         let rc = withCStrings(argv) { argvPointer in
             withCStrings(envp) { envpPointer in
                 ph_spawn(command.executable, argvPointer, envpPointer, map, Int32(map.count),
-                         command.workingDirectory, newProcessGroup ? 1 : 0, &pid)
+                         command.workingDirectory, flags, &pid)
             }
         }
         guard rc == 0 else { throw SystemError("spawn \(command.executable)", errno: rc) }
