@@ -21,8 +21,10 @@ struct StatusCommand: ParsableCommand {
 }
 
 struct HostStatus: Encodable {
-    /// "idle", "running", "frozen", or "needs-recovery" (a dead operation left a journal).
+    /// "idle", "running", "frozen", "interrupted" (an operation died while frozen and its guard
+    /// thawed) or "needs-recovery" (an operation died and may have left filesystems frozen).
     var state: String
+    var interruption: String?
     var operationID: String?
     var pid: Int32?
     var startedAt: String?
@@ -46,6 +48,9 @@ struct HostStatus: Encodable {
         switch (holder, journal) {
         case (.some, .some(let journal)) where journal.state == .frozen: state = "frozen"
         case (.some, _): state = "running"
+        case (nil, .some(let journal)) where journal.state == .thawedByGuard:
+            state = "interrupted"
+            interruption = "operation \(journal.operationID) (pid \(journal.hostPID)) ended while frozen; its guard thawed at \(journal.thawedAt ?? "?")"
         case (nil, .some): state = "needs-recovery"
         case (nil, nil): state = "idle"
         }
@@ -59,6 +64,8 @@ struct HostStatus: Encodable {
             out = "Frozen: operation \(operationID ?? "?") (pid \(pid ?? 0)) froze \(frozenMounts.joined(separator: ", ")) at \(frozenSince ?? "?"); its guard thaws after \(formatNumber(freezeDeadlineSeconds ?? 0)) s at the latest.\n"
         case "running":
             out = "Running: operation \(operationID ?? "?") (pid \(pid ?? 0)) started \(startedAt ?? "?").\n"
+        case "interrupted":
+            out = "Interrupted: \(interruption ?? "?"). Nothing is frozen; the next run (or `pluginhost recover`) records it.\n"
         case "needs-recovery":
             out = "Needs recovery: operation \(operationID ?? "?") ended without finishing; run `pluginhost recover`.\n"
         default:

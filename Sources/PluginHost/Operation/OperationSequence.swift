@@ -98,7 +98,8 @@ public struct OperationSequence {
     private mutating func within(_ name: String, application: Bool, act: (any OperationSteps) -> StepResult,
                                  undo undoName: String, _ undo: (any OperationSteps, OperationOutcome) -> StepResult,
                                  body: (inout OperationSequence) -> Void) {
-        let result = perform(name, act)
+        // A signal that arrived before this step prevents it: nothing ran, nothing to undo.
+        guard let result = perform(name, act) else { return }
         switch result {
         case .succeeded:
             if application { applicationStepsSucceeded += 1 } else { freezeSucceeded = true }
@@ -121,17 +122,17 @@ public struct OperationSequence {
         }
     }
 
-    /// Runs a forward step unless a signal arrived before it.
+    /// Runs a forward step; nil when a signal arrived before it (or an earlier step was interrupted).
     @discardableResult
-    private mutating func perform(_ name: String, _ act: (any OperationSteps) -> StepResult) -> StepResult {
-        if interrupted { return .skipped("interrupted") }
+    private mutating func perform(_ name: String, _ act: (any OperationSteps) -> StepResult) -> StepResult? {
+        if interrupted { return nil }
         if let signal = steps.pendingInterrupt() {
             interrupted = true
             failed = true
             errors.append(signal)
             records.append(StepRecord(name: name, startMs: milliseconds(Monotonic.now()), durationMs: 0,
                                       outcome: .interrupted, detail: signal.message))
-            return .interrupted(signal)
+            return nil
         }
         let result = record(name, act)
         if case .interrupted = result { interrupted = true }

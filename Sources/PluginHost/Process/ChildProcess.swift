@@ -18,10 +18,32 @@ public struct Command: Sendable, Equatable {
     }
 }
 
-/// How a child ended.
+/// How a child ended. In JSON: `{"exitStatus": 0}` or `{"signal": 9, "signalName": "SIGKILL"}`.
 public enum Termination: Sendable, Equatable, Codable, CustomStringConvertible {
     case exited(Int32)
     case signalled(Int32)
+
+    private enum CodingKeys: String, CodingKey { case exitStatus, signal, signalName }
+
+    public init(from decoder: any Decoder) throws {
+        let container = try decoder.container(keyedBy: CodingKeys.self)
+        if let status = try container.decodeIfPresent(Int32.self, forKey: .exitStatus) {
+            self = .exited(status)
+        } else {
+            self = .signalled(try container.decode(Int32.self, forKey: .signal))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.container(keyedBy: CodingKeys.self)
+        switch self {
+        case .exited(let status):
+            try container.encode(status, forKey: .exitStatus)
+        case .signalled(let signal):
+            try container.encode(signal, forKey: .signal)
+            try container.encode(signalName(signal), forKey: .signalName)
+        }
+    }
 
     public var description: String {
         switch self {
@@ -36,8 +58,8 @@ public enum Termination: Sendable, Equatable, Codable, CustomStringConvertible {
 /// descriptor the caller watches (a signal pipe, the freeze guard), so nothing polls on a timer.
 public final class ChildProcess {
     public let pid: Int32
-    public private(set) var stdoutTail = OutputTail()
-    public private(set) var stderrTail = OutputTail()
+    public private(set) var stdoutTail: OutputTail
+    public private(set) var stderrTail: OutputTail
     public private(set) var termination: Termination?
 
     private let exitDescriptor: FileDescriptor
@@ -48,9 +70,11 @@ public final class ChildProcess {
     /// Starts `command` with stdin from /dev/null (or `stdin`) and stdout/stderr captured, in a
     /// new process group. `extraDescriptors` become descriptors 3, 4, … in the child. Unless
     /// `outlivesHost`, the child is killed if the host dies (a snapshot command must not go on
-    /// after the freeze is gone).
+    /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept.
     public init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                outlivesHost: Bool = false) throws(SystemError) {
+                outlivesHost: Bool = false, outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+        stdoutTail = OutputTail(capacity: outputCapacity)
+        stderrTail = OutputTail(capacity: outputCapacity)
         let out = try makePipe(nonBlockingRead: true)
         let err = try makePipe(nonBlockingRead: true)
         let argv = [command.executable] + command.arguments
@@ -81,10 +105,15 @@ public final class ChildProcess {
 
     deinit {
         if termination == nil {
-            // Never leave a child or a zombie behind, whatever path the caller took.
+            // Never leave a child behind, whatever path the caller took. A process that sleeps
+            // uninterruptibly (a writer on a frozen filesystem) dies only later: wait a little,
+            // not forever.
             _ = ph_pidfd_send_signal(exitDescriptor.rawValue, SIGKILL)
-            var status: Int32 = 0
-            _ = waitpid(pid, &status, 0)
+            var event = pollfd(fd: exitDescriptor.rawValue, events: Int16(POLLIN), revents: 0)
+            if Glibc.poll(&event, 1, 5000) == 1 {
+                var status: Int32 = 0
+                _ = waitpid(pid, &status, 0)
+            }
         }
     }
 

@@ -4,8 +4,8 @@ public struct OutputTail: Sendable {
 
     public let capacity: Int
     public private(set) var totalBytes = 0
+    /// Holds up to twice the capacity, so that trimming is amortised over many appends.
     private var buffer: [UInt8] = []
-    private var start = 0  // index of the oldest byte once the buffer is full
 
     public init(capacity: Int = OutputTail.defaultCapacity) {
         self.capacity = capacity
@@ -13,18 +13,14 @@ public struct OutputTail: Sendable {
 
     public mutating func append(_ bytes: some Collection<UInt8>) {
         totalBytes += bytes.count
-        for byte in bytes.suffix(capacity) {
-            if buffer.count < capacity {
-                buffer.append(byte)
-            } else {
-                buffer[start] = byte
-                start = (start + 1) % capacity
-            }
+        buffer.append(contentsOf: bytes.suffix(capacity))
+        if buffer.count > 2 * capacity {
+            buffer.removeFirst(buffer.count - capacity)
         }
     }
 
     /// The kept bytes, oldest first.
-    public var bytes: [UInt8] { Array(buffer[start...] + buffer[..<start]) }
+    public var bytes: [UInt8] { Array(buffer.suffix(capacity)) }
 
     /// The kept bytes as text (invalid UTF-8 repaired), starting at a line boundary when the
     /// beginning was cut off.

@@ -1,0 +1,238 @@
+import Glibc
+import PluginHost
+import Testing
+
+/// Integration tests need root: they make loop filesystems and freeze them for real.
+let isRoot = geteuid() == 0
+
+/// The `pluginhost` binary built beside the test bundle.
+let pluginhostBinary: String = {
+    var buffer = [CChar](repeating: 0, count: 4096)
+    let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+    let exe = String(decoding: buffer[0..<max(count, 0)].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    var directory = exe
+    while let slash = directory.lastIndex(of: "/") {
+        directory = String(directory[..<slash])
+        if access(directory + "/pluginhost", X_OK) == 0 { return directory + "/pluginhost" }
+        if directory.isEmpty { break }
+    }
+    return "pluginhost-binary-not-built"
+}()
+
+/// A scratch directory (mode 0755, root's) with helpers for files, cleaned up on deinit.
+final class Scratch {
+    let path: String
+
+    init(_ name: String = "it") {
+        var template = Array("/tmp/pluginhost-\(name)-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+        chmod(path, 0o755)
+    }
+
+    deinit {
+        sh("rm -rf '\(path)'")
+    }
+
+    @discardableResult
+    func write(_ name: String, _ text: String, mode: mode_t = 0o600) -> String {
+        let file = name.hasPrefix("/") ? name : "\(path)/\(name)"
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, mode)
+        precondition(fd >= 0, "cannot write \(file)")
+        _ = text.withCString { Glibc.write(fd, $0, strlen($0)) }
+        close(fd)
+        chmod(file, mode)
+        return file
+    }
+
+    func read(_ name: String) -> String {
+        let file = name.hasPrefix("/") ? name : "\(path)/\(name)"
+        guard let fd = try? FileDescriptor.open(file, O_RDONLY), let bytes = try? fd.readAll(limit: 64 << 20) else { return "" }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    func exists(_ name: String) -> Bool { access("\(path)/\(name)", F_OK) == 0 }
+
+    func mkdir(_ name: String) -> String {
+        let directory = "\(path)/\(name)"
+        Glibc.mkdir(directory, 0o755)
+        return directory
+    }
+}
+
+/// A loop-mounted ext4 or xfs image the test made; thawed and unmounted on deinit, also
+/// when the test failed.
+final class LoopFilesystem {
+    let image: String
+    let mountPoint: String
+    let type: String
+
+    init(in scratch: Scratch, name: String = "fs", type: String = "ext4", sizeMB: Int = 64, mountPoint: String? = nil) throws {
+        self.type = type
+        image = "\(scratch.path)/\(name).img"
+        self.mountPoint = mountPoint ?? scratch.mkdir(name)
+        Glibc.mkdir(self.mountPoint, 0o755)
+        let mkfs = type == "xfs" ? "mkfs.xfs -q -f" : "mkfs.ext4 -q -F"
+        let status = sh("truncate -s \(max(sizeMB, type == "xfs" ? 300 : 16))M '\(image)' && \(mkfs) '\(image)' && mount -o loop '\(image)' '\(self.mountPoint)'")
+        guard status == 0 else { throw FixtureError("cannot make a loop \(type) filesystem at \(self.mountPoint)") }
+    }
+
+    deinit {
+        // Thaw first: unmounting a frozen filesystem would hang.
+        sh("fsfreeze -u '\(mountPoint)' 2>/dev/null; umount '\(mountPoint)' 2>/dev/null || umount -l '\(mountPoint)'")
+    }
+}
+
+struct FixtureError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Runs a shell command line (for set-up and probes only) and returns its exit status.
+@discardableResult
+func sh(_ line: String) -> Int32 {
+    guard let child = try? ChildProcess(spawning: Command(executable: "/bin/sh", arguments: ["-c", line],
+                                                          environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])) else { return -1 }
+    if case .exited(.exited(let status)) = child.wait() { return status }
+    return -1
+}
+
+/// The result of running the real binary.
+struct Invocation {
+    var status: Int32
+    var stdout: String
+    var stderr: String
+
+    var report: OperationReport? { ReportStore.decode(Array(stdout.utf8)) }
+}
+
+/// A host installation in scratch directories: state dirs, config, scripts.
+final class HostSandbox {
+    let scratch: Scratch
+    let runDirectory: String
+    let stateDirectory: String
+
+    init(_ name: String = "host") {
+        scratch = Scratch(name)
+        runDirectory = scratch.path + "/run"
+        stateDirectory = scratch.path + "/state"
+    }
+
+    var environment: [String: String] {
+        ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PLUGINHOST_RUN_DIR": runDirectory, "PLUGINHOST_STATE_DIR": stateDirectory]
+    }
+
+    /// Writes a script (mode 0700) and returns its path.
+    func script(_ name: String, _ body: String) -> String {
+        scratch.write(name, body, mode: 0o700)
+    }
+
+    /// Writes an Azure config (mode 0600) from JSON text and returns its path.
+    func config(_ json: String, name: String = "config.json") -> String {
+        scratch.write(name, json, mode: 0o600)
+    }
+
+    /// A config with the given pre/post scripts and extra fields.
+    func config(pre: String, post: String, extra: String = "") -> String {
+        config("""
+            {"pluginName": "ScriptRunner", "preScriptLocation": "\(pre)", "postScriptLocation": "\(post)",
+             "preScriptParams": [], "postScriptParams": [], "timeoutInSeconds": 20\(extra.isEmpty ? "" : ", " + extra)}
+            """)
+    }
+
+    /// Runs `pluginhost ARGS` to completion.
+    func invoke(_ arguments: [String]) -> Invocation {
+        let process = start(arguments)
+        return process.finish()
+    }
+
+    /// Starts `pluginhost ARGS` in the background.
+    func start(_ arguments: [String]) -> RunningHost {
+        RunningHost(try! ChildProcess(spawning: Command(executable: pluginhostBinary, arguments: arguments,
+                                                        environment: environment),
+                                      outputCapacity: 16 << 20))
+    }
+
+    var journal: FreezeJournal? { FreezeJournal.read(from: runDirectory + "/journal.json") }
+
+    /// A snapshot command that marks (outside the frozen filesystems) that it runs — so the
+    /// filesystems are frozen — and then holds for `seconds`.
+    func holdWhileFrozen(_ seconds: Int) -> String {
+        script("hold.sh", "#!/bin/sh\ntouch '\(scratch.path)/frozen.marker'\nexec sleep \(seconds)\n")
+    }
+
+    /// Waits until a `holdWhileFrozen` snapshot command runs, and returns the journal.
+    func waitUntilFrozen(timeoutSeconds: Double = 20) -> FreezeJournal? {
+        let limit = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
+        while Monotonic.now() < limit {
+            if scratch.exists("frozen.marker"), let journal { return journal }
+            usleep(5_000)
+        }
+        return nil
+    }
+}
+
+final class RunningHost {
+    let process: ChildProcess
+    init(_ process: ChildProcess) { self.process = process }
+    var pid: Int32 { process.pid }
+
+    func finish(timeoutSeconds: Double = 120) -> Invocation {
+        let event = process.wait(until: Monotonic.now() + UInt64(timeoutSeconds * 1e9))
+        guard case .exited(let termination) = event else {
+            process.terminateGroup()
+            return Invocation(status: -1, stdout: process.stdoutTail.text, stderr: "timed out: " + process.stderrTail.text)
+        }
+        let status: Int32
+        switch termination {
+        case .exited(let code): status = code
+        case .signalled(let signal): status = 128 + signal
+        }
+        return Invocation(status: status, stdout: process.stdoutTail.text, stderr: process.stderrTail.text)
+    }
+}
+
+/// A process that writes to a file on a filesystem and fsyncs it: it blocks while the
+/// filesystem is frozen. It is never the test process itself.
+final class Writer {
+    let process: ChildProcess
+    let file: String
+
+    init(file: String) throws {
+        self.file = file
+        process = try ChildProcess(spawning: Command(executable: "/bin/sh",
+                                                     arguments: ["-c", "echo written > '\(file)' && sync '\(file)'"],
+                                                     environment: ["PATH": "/usr/bin:/bin"]))
+    }
+
+    deinit {
+        // Still blocked means the test failed with the filesystem frozen: thaw it so that the
+        // writer (and the unmount) can finish.
+        if !finishes(within: 0) {
+            sh("fsfreeze -u \"$(dirname '\(file)')\" 2>/dev/null")
+        }
+    }
+
+    /// True if it finished within `seconds`.
+    func finishes(within seconds: Double) -> Bool {
+        if case .exited = process.wait(until: Monotonic.now() + UInt64(seconds * 1e9)) { return true }
+        return false
+    }
+}
+
+/// True while `pid` is a live process (a zombie counts as gone).
+func processExists(_ pid: Int32) -> Bool {
+    guard pid > 0, let file = try? FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY),
+          let bytes = try? file.readAll(limit: 4096) else { return false }
+    let text = String(decoding: bytes, as: UTF8.self)
+    guard let close = text.lastIndex(of: ")") else { return false }
+    let state = text[text.index(close, offsetBy: 2)]
+    return state != "Z" && state != "X"
+}
+
+/// Where `needle` first occurs in `text`, as a character offset.
+func offset(of needle: String, in text: String) -> Int? {
+    let characters = Array(text)
+    let pattern = Array(needle)
+    guard !pattern.isEmpty, characters.count >= pattern.count else { return nil }
+    return (0...(characters.count - pattern.count)).first { Array(characters[$0..<$0 + pattern.count]) == pattern }
+}

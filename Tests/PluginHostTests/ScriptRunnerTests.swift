@@ -1,0 +1,223 @@
+import Glibc
+import Testing
+@testable import PluginHost
+
+/// A temporary directory with executable scripts in it.
+final class ScriptDirectory {
+    let path: String
+
+    init() {
+        var template = Array("/tmp/pluginhost-scripts-XXXXXX".utf8CString)
+        path = template.withUnsafeMutableBufferPointer { String(cString: mkdtemp($0.baseAddress!)!) }
+    }
+
+    deinit {
+        _ = run(["/bin/rm", "-rf", path])
+    }
+
+    /// Writes an executable script (mode 0700) and returns its path.
+    func script(_ name: String, _ body: String) -> String {
+        let file = "\(path)/\(name)"
+        let fd = open(file, O_WRONLY | O_CREAT | O_TRUNC, 0o700)
+        precondition(fd >= 0)
+        _ = body.withCString { write(fd, $0, strlen($0)) }
+        close(fd)
+        chmod(file, 0o700)
+        return file
+    }
+
+    func read(_ name: String) -> String {
+        guard let file = try? FileDescriptor.open("\(path)/\(name)", O_RDONLY),
+              let bytes = try? file.readAll(limit: 1 << 20) else { return "" }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+}
+
+/// Runs a command to completion (for test set-up).
+@discardableResult
+func run(_ argv: [String]) -> Int32 {
+    guard let child = try? ChildProcess(spawning: Command(executable: argv[0], arguments: Array(argv.dropFirst()),
+                                                          environment: ["PATH": ScriptRunner.searchPath])) else { return -1 }
+    if case .exited(.exited(let status)) = child.wait() { return status }
+    return -1
+}
+
+func processExists(_ pid: Int32) -> Bool {
+    // A zombie is as good as gone; only a live process counts.
+    guard let file = try? FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY),
+          let bytes = try? file.readAll(limit: 4096) else { return false }
+    let text = String(decoding: bytes, as: UTF8.self)
+    guard let close = text.lastIndex(of: ")") else { return false }
+    let state = text[text.index(close, offsetBy: 2)]
+    return state != "Z" && state != "X"
+}
+
+@Suite("Script runner")
+struct ScriptRunnerTests {
+    let directory = ScriptDirectory()
+    let runner: ScriptRunner = {
+        var runner = ScriptRunner()
+        runner.graceNanoseconds = 300_000_000
+        return runner
+    }()
+
+    func run(_ path: String, arguments: [String] = [], retries: Int = 0, timeout: Int = 20,
+             phase: ScriptPhase = .pre, interrupt: Int32? = nil) -> ScriptRun {
+        runner.run(phase: phase, path: path, arguments: arguments, retries: retries, timeoutSeconds: timeout,
+                   environment: ScriptRunner.environment(phase: phase, operationID: "op-1",
+                                                         result: phase == .post ? OperationOutcome(snapshotTaken: true, consistency: .filesystem) : nil),
+                   operationStart: Monotonic.now(), interrupt: interrupt)
+    }
+
+    @Test func argumentsAreSeparateAndEmptyOnesSurvive() {
+        let script = directory.script("args.sh", "#!/bin/sh\nfor a in \"$@\"; do printf '[%s]' \"$a\"; done\n")
+        let result = run(script, arguments: ["a b", "", "c", ""])
+        #expect(result.outcome == .succeeded)
+        #expect(result.attempts.first?.stdoutTail == "[a b][][c][]")
+    }
+
+    @Test func environmentIsMinimalAndCarriesThePhase() {
+        let script = directory.script("env.sh", "#!/bin/sh\nenv | LC_ALL=C sort\n")
+        let pre = run(script)
+        #expect(pre.attempts.first?.stdoutTail == """
+            LANG=C
+            PATH=\(ScriptRunner.searchPath)
+            PLUGINHOST_OPERATION_ID=op-1
+            PLUGINHOST_PHASE=pre
+            PWD=/
+
+            """)
+        let post = run(script, phase: .post)
+        let text = post.attempts.first?.stdoutTail ?? ""
+        #expect(text.contains("PLUGINHOST_PHASE=post\n"))
+        #expect(text.contains("PLUGINHOST_RESULT=success\n"))
+        #expect(text.contains("PLUGINHOST_CONSISTENCY=filesystem\n"))
+    }
+
+    @Test func shebangIsHonouredAndCwdIsRootAndStdinIsEmpty() {
+        let script = directory.script("shebang", "#!/usr/bin/env perl\nprint \"perl \", `pwd`; my $in = <STDIN>; print defined($in) ? \"input\" : \"eof\";\n")
+        let result = run(script)
+        #expect(result.outcome == .succeeded)
+        #expect(result.attempts.first?.stdoutTail == "perl /\neof")
+    }
+
+    @Test func failureIsReRunForEachRetry() {
+        let counter = "\(directory.path)/count"
+        let script = directory.script("fail.sh", "#!/bin/sh\necho run >> \(counter)\necho oops >&2\nexit 3\n")
+        let result = run(script, retries: 2)
+        #expect(result.outcome == .failed)
+        #expect(result.attempts.count == 3)
+        #expect(result.attempts.allSatisfy { $0.termination == .exited(3) && $0.stderrTail == "oops\n" })
+        #expect(directory.read("count") == "run\nrun\nrun\n")
+        #expect(result.error?.code == .preScriptExecutionFailed)
+        #expect(result.error?.message.contains("3 attempts") == true)
+    }
+
+    @Test func retriesStopAtTheFirstSuccess() {
+        let marker = "\(directory.path)/marker"
+        let script = directory.script("flaky.sh", "#!/bin/sh\nif [ -e \(marker) ]; then exit 0; fi\ntouch \(marker)\nexit 1\n")
+        let result = run(script, retries: 5)
+        #expect(result.outcome == .succeeded)
+        #expect(result.attempts.map(\.termination) == [.exited(1), .exited(0)])
+    }
+
+    @Test func exitStatusTwoIsSuccessWithAWarning() {
+        let script = directory.script("warn.sh", "#!/bin/sh\nexit 2\n")
+        let result = run(script, retries: 3)
+        #expect(result.outcome == .succeededWithWarning)
+        #expect(result.attempts.count == 1)
+        #expect(result.error == nil)
+    }
+
+    @Test func postScriptCodes() {
+        let fail = run(directory.script("postfail.sh", "#!/bin/sh\nexit 1\n"), phase: .post)
+        #expect(fail.error?.code == .postScriptExecutionFailed)
+        let slow = run(directory.script("postslow.sh", "#!/bin/sh\nexec sleep 30\n"), timeout: 1, phase: .post)
+        #expect(slow.error?.code == .postScriptTimeout)
+    }
+
+    @Test func timeoutKillsTheWholeGroupAndEveryAttemptGetsItsOwnTimeout() throws {
+        let pids = "\(directory.path)/pids"
+        // The script leaves a grandchild that ignores SIGTERM, then hangs itself.
+        let script = directory.script("hang.sh", """
+            #!/bin/sh
+            sh -c 'trap "" TERM; while :; do sleep 1; done' &
+            echo $! >> \(pids)
+            sleep 100
+            """)
+        let result = run(script, retries: 1, timeout: 1)
+        #expect(result.outcome == .timedOut)
+        #expect(result.attempts.count == 2)
+        #expect(result.attempts.allSatisfy { $0.timedOut && $0.durationMs >= 1000 })
+        #expect(result.error?.code == .preScriptTimeout)
+        let grandchildren = directory.read("pids").split(separator: "\n").compactMap { Int32($0) }
+        #expect(grandchildren.count == 2)
+        // SIGKILL went to the group; give the kernel a moment to reap reparented grandchildren.
+        for _ in 0..<100 where grandchildren.contains(where: processExists) { usleep(20_000) }
+        #expect(!grandchildren.contains(where: processExists))
+    }
+
+    @Test func aScriptIgnoringSigtermIsKilledAfterTheGrace() {
+        let script = directory.script("stubborn.sh", "#!/bin/sh\ntrap '' TERM\nwhile :; do sleep 1; done\n")
+        let result = run(script, timeout: 1)
+        #expect(result.outcome == .timedOut)
+        #expect(result.attempts.first?.termination == .signalled(SIGKILL))
+    }
+
+    @Test func chattyOutputIsDrainedAndOnlyTheTailKept() {
+        let script = directory.script("chatty.sh", "#!/bin/sh\nyes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | head -c 8000000\necho\necho end-of-output\n")
+        let result = run(script)
+        #expect(result.outcome == .succeeded)
+        let tail = result.attempts.first?.stdoutTail ?? ""
+        #expect(tail.hasSuffix("end-of-output\n"))
+        #expect(tail.utf8.count <= OutputTail.defaultCapacity)
+    }
+
+    @Test func exitIsNoticedEvenWhenAGrandchildKeepsTheOutputOpen() {
+        let script = directory.script("bg.sh", "#!/bin/sh\nsleep 8 &\necho started\nexit 0\n")
+        let begin = Monotonic.now()
+        let result = run(script)
+        #expect(result.outcome == .succeeded)
+        #expect(result.attempts.first?.stdoutTail == "started\n")
+        // Waiting for the pipe's end of file would take the grandchild's 8 s.
+        #expect(Monotonic.milliseconds(from: begin, to: Monotonic.now()) < 6000)
+    }
+
+    @Test func aMissingInterpreterIsAnExecutionFailure() {
+        let script = directory.script("noshell.sh", "#!/nonexistent/interpreter\n")
+        let result = run(script)
+        #expect(result.outcome == .failed)
+        #expect(result.attempts.first?.spawnError?.contains("No such file") == true)
+        #expect(result.error?.code == .preScriptExecutionFailed)
+    }
+
+    @Test func anInterruptStopsTheScriptAndIsNotRetried() throws {
+        let pipe = try makePipe()
+        try pipe.write.writeAll([1])
+        let script = directory.script("long.sh", "#!/bin/sh\nexec sleep 30\n")
+        let result = run(script, retries: 3, interrupt: pipe.read.rawValue)
+        #expect(result.outcome == .interrupted)
+        #expect(result.attempts.count == 1)
+        #expect(result.attempts.first?.termination == .signalled(SIGTERM))
+    }
+}
+
+@Suite("Output tail")
+struct OutputTailTests {
+    @Test func keepsTheLastBytesAndCountsAll() {
+        var tail = OutputTail(capacity: 8)
+        tail.append(Array("abc".utf8))
+        #expect(tail.text == "abc" && !tail.truncated)
+        tail.append(Array("defghij".utf8))
+        #expect(String(decoding: tail.bytes, as: UTF8.self) == "cdefghij")
+        #expect(tail.totalBytes == 10 && tail.truncated)
+        tail.append(Array("0123456789".utf8))
+        #expect(String(decoding: tail.bytes, as: UTF8.self) == "23456789")
+    }
+
+    @Test func truncatedTextStartsAtALine() {
+        var tail = OutputTail(capacity: 10)
+        tail.append(Array("first line\nsecond\n".utf8))
+        #expect(tail.text == "second\n")
+    }
+}
