@@ -23,10 +23,21 @@ let package = Package(
         // What Swift cannot import cleanly: FIFREEZE/FITHAW, pidfd, posix_spawn extensions,
         // an async-signal-safe self-pipe.
         .target(name: "CPluginHostShim"),
+        // System calls, child processes and JSON: shared by the host and the bundled plugins.
+        .target(name: "PluginHostSupport", dependencies: ["CPluginHostShim"]),
+        // The plugin ABI: one C header, the whole contract (plus build-time layout checks).
+        .target(name: "PluginABI"),
+        // Writing a plugin in Swift: a protocol and the adapter to the C descriptor.
+        .target(name: "PluginKit", dependencies: ["PluginABI", "PluginHostSupport"]),
+        // Vendor C libraries (Debian: libmariadb-dev, libpq-dev, libffi-dev).
+        .systemLibrary(name: "CMariaDB", pkgConfig: "libmariadb", providers: [.apt(["libmariadb-dev"])]),
+        .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
+        .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
         .target(
             name: "PluginHost",
             dependencies: [
                 "CPluginHostShim",
+                "PluginHostSupport",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -35,21 +46,22 @@ let package = Package(
             name: "PluginHostCLI",
             dependencies: [
                 "PluginHost",
+                "PluginHostSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(
             name: "PluginHostTests",
-            dependencies: ["PluginHost", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PluginHost", "PluginHostSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PluginHost", "CPluginHostShim"]
+            dependencies: ["PluginHost", "PluginHostSupport", "CPluginHostShim"]
         ),
     ]
 )
 
-for target in package.targets where target.type != .system && target.name != "CPluginHostShim" {
+for target in package.targets where target.type != .system && !["CPluginHostShim", "PluginABI"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + strict
 }

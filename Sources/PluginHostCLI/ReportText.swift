@@ -1,4 +1,5 @@
 import PluginHost
+import PluginHostSupport
 
 /// The report as aligned text for people. The JSON rendering is `ReportStore.encode`.
 enum ReportText {

@@ -1,4 +1,5 @@
 public import Glibc
+public import PluginHostSupport
 
 /// Decides whether a file may be trusted by a root process: the real file (after resolving
 /// every symlink) and every directory above it must be owned by root and writable by nobody

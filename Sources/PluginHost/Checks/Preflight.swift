@@ -1,4 +1,5 @@
 import Glibc
+public import PluginHostSupport
 
 /// What an operation is asked to do.
 public struct OperationRequest: Sendable {

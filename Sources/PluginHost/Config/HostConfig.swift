@@ -1,4 +1,5 @@
 import Glibc
+public import PluginHostSupport
 
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///

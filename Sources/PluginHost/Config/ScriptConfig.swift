@@ -1,3 +1,4 @@
+public import PluginHostSupport
 /// Azure's `/etc/azure/VMSnapshotScriptPluginConfig.json`, read with the rules of DESIGN §2.
 /// A file that works with Azure's extension works here unchanged; what Azure silently misreads
 /// (strings for numbers, floats, nulls, out-of-range values) is refused with the field named.

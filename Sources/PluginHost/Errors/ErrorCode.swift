@@ -1,3 +1,4 @@
+public import PluginHostSupport
 /// Every error the host reports. The raw values of the first ten are the codes Azure's
 /// VMSnapshotLinux Pluginhost documents, verbatim; the rest are our extensions for what Azure's
 /// table has no code for. Codes are only ever added, never renamed.

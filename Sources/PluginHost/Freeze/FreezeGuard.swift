@@ -1,5 +1,6 @@
 import CPluginHostShim
 import Glibc
+public import PluginHostSupport
 
 /// The host's handle on its freeze guard process (see `FreezeGuardProcess`).
 ///

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+public import PluginHostSupport
 
 /// The record in the runtime directory of what an operation is about to freeze or has frozen.
 /// Written before the first FIFREEZE and removed after the last FITHAW; if both the host and its

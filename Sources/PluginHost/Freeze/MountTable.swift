@@ -1,3 +1,4 @@
+public import PluginHostSupport
 /// One line of `/proc/self/mountinfo` (proc(5)).
 public struct MountEntry: Sendable, Equatable {
     public var id: Int

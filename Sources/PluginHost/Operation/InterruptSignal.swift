@@ -1,5 +1,6 @@
 import CPluginHostShim
 import Glibc
+public import PluginHostSupport
 
 /// SIGTERM, SIGINT and SIGHUP as a readable descriptor (a self-pipe written by an
 /// async-signal-safe handler), so that every wait of the operation can watch it in the same

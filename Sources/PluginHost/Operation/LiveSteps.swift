@@ -1,6 +1,7 @@
 import CPluginHostShim
 import Glibc
 import Logging
+public import PluginHostSupport
 
 /// The real steps of an operation: scripts, syncfs, the freeze guard, the snapshot command.
 final class LiveSteps: OperationSteps {

@@ -1,5 +1,6 @@
 public import Logging
 import Glibc
+public import PluginHostSupport
 
 /// One application-consistent snapshot (DESIGN §1): lock, recover leftovers, checks, then the
 /// sequence of `OperationSequence` with the real steps, then the report, saved once everything

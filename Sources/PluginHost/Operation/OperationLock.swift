@@ -1,4 +1,5 @@
 import Glibc
+public import PluginHostSupport
 
 /// One operation at a time per machine: an exclusive flock(2) on the lock file in the runtime
 /// directory. The freeze guard inherits the descriptor, so the lock is held until the host and

@@ -1,3 +1,4 @@
+public import PluginHostSupport
 /// What one step reports to the sequence.
 public enum StepResult: Sendable, Equatable {
     case succeeded

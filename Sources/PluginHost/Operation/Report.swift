@@ -1,3 +1,4 @@
+public import PluginHostSupport
 /// How consistent the snapshot is (DESIGN §1).
 public enum ConsistencyLevel: String, Sendable, Codable, CaseIterable {
     /// Every application step (pre-script, plugin quiesce) succeeded, and the freeze succeeded

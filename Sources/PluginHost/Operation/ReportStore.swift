@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+public import PluginHostSupport
 
 /// Reports on disk: the last one, and one per operation id (the newest `keep`), in the state
 /// directory. Written only after everything is thawed.

@@ -1,4 +1,5 @@
 import Glibc
+public import PluginHostSupport
 
 /// Where the host keeps machine-wide state: the lock and the freeze journal in a runtime
 /// directory (tmpfs on real systems, so a reboot clears it), reports in a state directory.

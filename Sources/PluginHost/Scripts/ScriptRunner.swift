@@ -1,4 +1,5 @@
 import Glibc
+public import PluginHostSupport
 
 public enum ScriptPhase: String, Sendable, Codable {
     case pre

@@ -96,6 +96,15 @@ public struct JSONNumber: Sendable, Equatable {
     /// No fraction and no exponent.
     public let isInteger: Bool
 
+    public init(text: String, isInteger: Bool) {
+        self.text = text
+        self.isInteger = isInteger
+    }
+
+    public init(_ value: Int) {
+        self.init(text: String(value), isInteger: true)
+    }
+
     /// The value when it is an integer that fits in `Int`.
     public var integerValue: Int? { isInteger ? Int(text) : nil }
 

@@ -21,7 +21,7 @@ public final class FileDescriptor: @unchecked Sendable {
     }
 
     /// open(2) with O_CLOEXEC added.
-    public static func open(_ path: String, _ flags: Int32, mode: mode_t = 0) throws(SystemError) -> FileDescriptor {
+    public static func open(_ path: String, _ flags: Int32, mode: UInt32 = 0) throws(SystemError) -> FileDescriptor {
         let fd = try retryingInterrupts("open \(path)") { Glibc.open(path, flags | O_CLOEXEC, mode) }
         return FileDescriptor(owning: fd)
     }

@@ -15,7 +15,7 @@ public enum Monotonic {
     }
 
     /// poll(2) timeout in milliseconds until `deadline` (rounded up), or -1 without one.
-    static func pollTimeout(until deadline: UInt64?) -> Int32 {
+    public static func pollTimeout(until deadline: UInt64?) -> Int32 {
         guard let deadline else { return -1 }
         let now = now()
         if deadline <= now { return 0 }

@@ -21,7 +21,7 @@ public struct SystemError: Error, Sendable, Equatable, CustomStringConvertible {
 
 /// Runs a system call that returns -1 and sets errno on failure, retrying EINTR.
 @discardableResult
-func retryingInterrupts<T: FixedWidthInteger>(_ call: String, _ body: () -> T) throws(SystemError) -> T {
+public func retryingInterrupts<T: FixedWidthInteger>(_ call: String, _ body: () -> T) throws(SystemError) -> T {
     while true {
         let result = body()
         if result != -1 { return result }
