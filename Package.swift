@@ -13,6 +13,7 @@ let package = Package(
     products: [
         .executable(name: "pluginhost", targets: ["PluginHostCLI"]),
         .library(name: "PluginHost", targets: ["PluginHost"]),
+        .library(name: "pluginhost-shell", type: .dynamic, targets: ["ShellPluginEntry"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -29,15 +30,18 @@ let package = Package(
         .target(name: "PluginABI"),
         // Writing a plugin in Swift: a protocol and the adapter to the C descriptor.
         .target(name: "PluginKit", dependencies: ["PluginABI", "PluginHostSupport"]),
-        // Vendor C libraries (Debian: libmariadb-dev, libpq-dev, libffi-dev).
+        // Vendor C libraries (Debian: libmariadb-dev, libpq-dev).
         .systemLibrary(name: "CMariaDB", pkgConfig: "libmariadb", providers: [.apt(["libmariadb-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-        .systemLibrary(name: "CFFI", pkgConfig: "libffi", providers: [.apt(["libffi-dev"])]),
+        // libffi calls for manifests of kind "ffi" (the only code that touches libffi).
+        .target(name: "CFFICall", linkerSettings: [.linkedLibrary("ffi")]),
         .target(
             name: "PluginHost",
             dependencies: [
                 "CPluginHostShim",
                 "PluginHostSupport",
+                "PluginABI",
+                "CFFICall",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
@@ -51,6 +55,9 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        // Bundled plugin: the generic shell module (commands, or a command held between quiesce and resume).
+        .target(name: "ShellQuiesce", dependencies: ["PluginKit", "PluginHostSupport"], path: "Sources/Plugins/Shell/Quiesce"),
+        .target(name: "ShellPluginEntry", dependencies: ["ShellQuiesce", "PluginKit"], path: "Sources/Plugins/Shell/Entry"),
         .testTarget(
             name: "PluginHostTests",
             dependencies: ["PluginHost", "PluginHostSupport", .product(name: "Logging", package: "swift-log")]
@@ -62,6 +69,6 @@ let package = Package(
     ]
 )
 
-for target in package.targets where target.type != .system && !["CPluginHostShim", "PluginABI"].contains(target.name) {
+for target in package.targets where target.type != .system && !["CPluginHostShim", "PluginABI", "CFFICall"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + strict
 }

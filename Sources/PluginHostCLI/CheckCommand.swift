@@ -1,4 +1,5 @@
 import ArgumentParser
+import Logging
 import PluginHost
 
 struct CheckCommand: ParsableCommand {
@@ -12,8 +13,12 @@ struct CheckCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
+        _ = bootstrapLogging(verbose: output.verbose)
         let preflight = Preflight.run(plan.request())
-        let result = CheckResult(preflight)
+        let plugins = PluginInventory.check(preflight.plugins,
+                                            freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [],
+                                            executable: currentExecutable(), logger: Logger(label: "pluginhost"))
+        let result = CheckResult(preflight, plugins: plugins)
         if output.json {
             try printJSON(result)
         } else {
@@ -31,6 +36,8 @@ struct CheckResult: Encodable {
     var freezeOrder: [FreezeTarget]
     var notFrozen: [NotFrozen]
     var maxFrozenSeconds: Double
+    var pluginsDirectory: String
+    var plugins: [PluginRecord]
     var problems: [HostError]
     var warnings: [String]
 
@@ -49,7 +56,7 @@ struct CheckResult: Encodable {
         var reason: String
     }
 
-    init(_ preflight: Preflight) {
+    init(_ preflight: Preflight, plugins check: PluginInventory.CheckResult) {
         if case .loaded(let config, let path) = preflight.config {
             configFile = path
             self.config = ConfigSummary(
@@ -62,8 +69,11 @@ struct CheckResult: Encodable {
         freezeOrder = preflight.freezeSelection?.targets ?? []
         notFrozen = preflight.freezeSelection?.skipped.map { NotFrozen(mountPoint: $0.mountPoint, reason: $0.reason) } ?? []
         maxFrozenSeconds = preflight.maxFrozenSeconds
-        problems = preflight.problems
-        warnings = preflight.warnings
+        pluginsDirectory = preflight.plugins.directory
+        plugins = check.records
+        // The catalog's refusals are in both lists; keep them once.
+        problems = preflight.problems + check.problems.filter { !preflight.problems.contains($0) }
+        warnings = preflight.warnings + check.warnings
     }
 
     var text: String {
@@ -90,6 +100,13 @@ struct CheckResult: Encodable {
         } else {
             out += "\nFreeze: off (fsFreezeEnabled is false)\n"
         }
+        out += "\nPlugins in \(pluginsDirectory):\n"
+        out += plugins.isEmpty ? "  (none)\n" : TextTable(rows: plugins.map { record in
+            let check = record.calls.last { $0.function == "check" }
+            let details = check?.details.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? ""
+            return ["  " + record.name, record.version ?? "-", "order \(record.order.map(String.init) ?? "-")",
+                    record.refusal.map { "refused: \($0)" } ?? check.map { $0.outcome == "ok" ? "check ok \(details)" : "check \($0.outcome): \($0.message ?? "")" } ?? record.state]
+        }).render()
         if !warnings.isEmpty { out += "\nWarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
         out += problems.isEmpty ? "\nNo problems found.\n"
             : "\n\(problems.count) problem\(problems.count == 1 ? "" : "s"):\n" + problems.map { "  \($0.code.rawValue): \($0.message)\n" }.joined()

@@ -21,6 +21,9 @@ struct PlanOptions: ParsableArguments {
     @Option(name: .customLong("max-frozen"), help: ArgumentHelp("The freeze guard's deadline, 1 to 600 seconds (default 60).", valueName: "seconds"))
     var maxFrozen: Double?
 
+    @Option(name: .customLong("plugins-dir"), help: ArgumentHelp("Plugin manifests (default /etc/pluginhost/plugins.d).", valueName: "dir"))
+    var pluginsDirectory: String?
+
     func validate() throws {
         if let maxFrozen, !FreezeGuard.deadlineRange.contains(maxFrozen) {
             throw ValidationError("--max-frozen must be from 1 to 600 seconds")
@@ -35,6 +38,7 @@ struct PlanOptions: ParsableArguments {
         request.skipMounts = skipMounts
         request.maxFrozenSeconds = maxFrozen
         request.snapshotCommand = snapshotCommand
+        request.pluginsDirectory = pluginsDirectory
         request.paths = statePaths()
         return request
     }

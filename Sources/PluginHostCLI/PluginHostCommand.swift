@@ -12,7 +12,8 @@ struct PluginHostCommand: ParsableCommand {
             Compatible with Azure's /etc/azure/VMSnapshotScriptPluginConfig.json and its error codes.
             Exit statuses: \(ExitStatus.allCases.map { "\($0.rawValue) \($0)" }.joined(separator: ", ")).
             """,
-        subcommands: [RunCommand.self, CheckCommand.self, StatusCommand.self, RecoverCommand.self, GuardCommand.self, DocsCommand.self]
+        subcommands: [RunCommand.self, CheckCommand.self, ListCommand.self, StatusCommand.self, RecoverCommand.self,
+                      PluginCommand.self, GuardCommand.self, WorkerCommand.self, DocsCommand.self]
     )
 
     /// Parses and runs; maps argument errors to the documented exit status for invalid use.

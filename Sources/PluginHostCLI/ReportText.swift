@@ -27,6 +27,23 @@ enum ReportText {
             }).render()
         }
 
+        if !report.plugins.isEmpty {
+            out += "\nPlugins:\n"
+            for plugin in report.plugins {
+                out += "  \(plugin.name) \(plugin.version ?? "") (order \(plugin.order.map(String.init) ?? "-"), \(plugin.state))"
+                    + (plugin.refusal.map { ": refused: \($0)" } ?? "") + "\n"
+                let calls = plugin.calls.filter { $0.function == "quiesce" || $0.function == "resume" || $0.outcome != "ok" }
+                out += TextTable(rows: calls.map { call in
+                    let details = call.details.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? ""
+                    return ["    " + call.function, formatMs(call.startMs), formatMs(call.durationMs), call.outcome,
+                            [call.message, details].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: "; ")]
+                }).render()
+                if plugin.droppedLogLines > 0 {
+                    out += "    (log: \(plugin.logLines.count) lines kept, \(plugin.droppedLogLines) dropped)\n"
+                }
+            }
+        }
+
         if let snapshot = report.snapshot {
             out += "\nSnapshot: \(snapshot.command.joined(separator: " "))\n"
             out += "  \(snapshot.termination?.description ?? "not finished"), \(formatMs(snapshot.durationMs))\n"

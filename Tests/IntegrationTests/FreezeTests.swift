@@ -1,6 +1,7 @@
 import Glibc
 import PluginHost
 import Testing
+import PluginHostSupport
 
 /// The real binary on real loop filesystems: freeze, block, thaw, and survive being killed.
 @Suite("Freeze on real filesystems", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
@@ -57,6 +58,8 @@ struct FreezeTests {
         // The guard sees its host's pidfd at once; the deadline (120 s) is far away.
         #expect(writer.finishes(within: 10), "still frozen after the host was killed")
         _ = running.finish()
+        // The guard thaws first, then records it in the journal.
+        for _ in 0..<500 where host.journal?.state == .frozen { usleep(10_000) }
         let journal = try #require(host.journal)
         #expect(journal.state == .thawedByGuard)
 

@@ -1,5 +1,6 @@
 import Testing
 @testable import PluginHost
+import PluginHostSupport
 
 /// Steps that record every call and answer as scripted.
 private final class RecordingSteps: OperationSteps {
@@ -19,6 +20,7 @@ private final class RecordingSteps: OperationSteps {
         return results[name] ?? .succeeded
     }
 
+    func prepare() -> StepResult { call("prepare") }
     func preScript() -> StepResult { nextStep = "flush"; return call("pre-script") }
     func flush() -> StepResult { nextStep = "quiesce"; return call("flush") }
     func quiesce() -> StepResult { nextStep = "freeze"; return call("quiesce") }
@@ -40,13 +42,13 @@ private final class RecordingSteps: OperationSteps {
 
     /// The forward step about to run, derived from the calls so far.
     private var upcoming: String {
-        let order = ["pre-script", "flush", "quiesce", "freeze", "snapshot"]
+        let order = ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot"]
         let done = calls.filter(order.contains)
         return done.count < order.count ? order[done.count] : "none"
     }
 }
 
-private let full = ["pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume", "post-script"]
+private let full = ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume", "post-script"]
 
 private func failure(_ code: ErrorCode = .preScriptExecutionFailed, attempted: Bool = true) -> StepResult {
     .failed(HostError(code, "scripted failure"), attempted: attempted)
@@ -71,44 +73,44 @@ struct OperationSequenceTests {
                      expectedLevel: .application, expectedFailed: false),
         SequenceCase(name: "no scripts, no plugins: the freeze alone is filesystem-consistent",
                      results: ["pre-script": .skipped("no config"), "quiesce": .skipped("no plugins")],
-                     expectedCalls: ["pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw"],
                      expectedTaken: true, expectedLevel: .filesystem, expectedFailed: false),
         SequenceCase(name: "pre-script fails, continue: snapshot taken, filesystem-consistent",
                      results: ["pre-script": failure()], expectedCalls: full, expectedTaken: true,
                      expectedLevel: .filesystem, expectedFailed: false),
         SequenceCase(name: "pre-script fails, stop: only the post-script runs",
                      results: ["pre-script": failure()], continueOnFailure: false,
-                     expectedCalls: ["pre-script", "post-script"], expectedTaken: false,
+                     expectedCalls: ["prepare", "pre-script", "post-script"], expectedTaken: false,
                      expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "pre-script not found, stop: nothing ran, so no post-script",
                      results: ["pre-script": failure(.preScriptNotFound, attempted: false)], continueOnFailure: false,
-                     expectedCalls: ["pre-script"], expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+                     expectedCalls: ["prepare", "pre-script"], expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "pre-script not found, continue: no post-script, filesystem-consistent",
                      results: ["pre-script": failure(.preScriptNotFound, attempted: false)],
-                     expectedCalls: ["pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume"],
                      expectedTaken: true, expectedLevel: .filesystem, expectedFailed: false),
         SequenceCase(name: "quiesce fails, stop: resume and post-script undo it",
                      results: ["quiesce": failure(.freezeFailed)], continueOnFailure: false,
-                     expectedCalls: ["pre-script", "flush", "quiesce", "resume", "post-script"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "resume", "post-script"],
                      expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "quiesce fails, continue: filesystem-consistent",
                      results: ["quiesce": failure(.freezeFailed)], expectedCalls: full, expectedTaken: true,
                      expectedLevel: .filesystem, expectedFailed: false),
         SequenceCase(name: "freeze fails, stop: no snapshot, no thaw, resume and post-script",
                      results: ["freeze": failure(.freezeFailed, attempted: false)], continueOnFailure: false,
-                     expectedCalls: ["pre-script", "flush", "quiesce", "freeze", "resume", "post-script"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "resume", "post-script"],
                      expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "freeze fails, continue: crash-consistent snapshot",
                      results: ["freeze": failure(.freezeFailed, attempted: false)],
-                     expectedCalls: ["pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
                      expectedTaken: true, expectedLevel: .crash, expectedFailed: false),
         SequenceCase(name: "freeze off: application-consistent when the application steps succeed",
                      results: ["freeze": .skipped("fsFreezeEnabled is false")],
-                     expectedCalls: ["pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
                      expectedTaken: true, expectedLevel: .application, expectedFailed: false),
         SequenceCase(name: "freeze off and pre-script fails, continue: crash-consistent",
                      results: ["freeze": .skipped("off"), "pre-script": failure()],
-                     expectedCalls: ["pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
                      expectedTaken: true, expectedLevel: .crash, expectedFailed: false),
         SequenceCase(name: "snapshot fails: thaw, resume, post-script; failed",
                      results: ["snapshot": failure(.snapshotCommandFailed)], expectedCalls: full,
@@ -118,15 +120,15 @@ struct OperationSequenceTests {
                      expectedCalls: full, expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "interrupted during the pre-script: only the post-script",
                      results: ["pre-script": .interrupted(HostError(.operationInterrupted, "SIGINT"))],
-                     continueOnFailure: true, expectedCalls: ["pre-script", "post-script"],
+                     continueOnFailure: true, expectedCalls: ["prepare", "pre-script", "post-script"],
                      expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "signal between quiesce and freeze: no freeze, resume and post-script",
                      interruptBefore: "freeze",
-                     expectedCalls: ["pre-script", "flush", "quiesce", "resume", "post-script"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "resume", "post-script"],
                      expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "signal before the snapshot: thawed at once",
                      interruptBefore: "snapshot",
-                     expectedCalls: ["pre-script", "flush", "quiesce", "freeze", "thaw", "resume", "post-script"],
+                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "thaw", "resume", "post-script"],
                      expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(name: "thaw fails: the error is kept, the rest still runs",
                      results: ["thaw": failure(.thawFailed)], expectedCalls: full, expectedTaken: true,

@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import PluginHost
+import PluginHostSupport
 
 /// README.md's reference tables are generated from the types (`pluginhost __docs`); these
 /// tests fail when one changes without the other.

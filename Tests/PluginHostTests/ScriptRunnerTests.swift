@@ -1,6 +1,7 @@
 import Glibc
 import Testing
 @testable import PluginHost
+import PluginHostSupport
 
 /// A temporary directory with executable scripts in it.
 final class ScriptDirectory {

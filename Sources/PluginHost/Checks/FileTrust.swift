@@ -67,6 +67,9 @@ public enum FileTrust {
         guard lstat(real, &info) == 0 else { return .failure(.unreadable(path: real, error: SystemError("lstat"))) }
         if let failure = check(info, of: real, rule: rule) { return .failure(failure) }
         if let failure = checkDirectories(above: real) { return .failure(failure) }
+        // The path as written must be trusted too: a symlink in a directory others can write
+        // could be pointed at another root-owned file between this check and its use.
+        if path != real, let failure = checkDirectories(above: path) { return .failure(failure) }
         return .success(real)
     }
 

@@ -1,5 +1,5 @@
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// What an operation is asked to do.
 public struct OperationRequest: Sendable {
@@ -15,6 +15,8 @@ public struct OperationRequest: Sendable {
     public var maxFrozenSeconds: Double?
     /// The snapshot command, run while frozen.
     public var snapshotCommand: [String] = []
+    /// `--plugins-dir`; nil reads /etc/pluginhost/plugins.d, which may be absent.
+    public var pluginsDirectory: String?
     public var paths = StatePaths()
     /// The host binary, re-executed as the freeze guard.
     public var executable: String
@@ -40,6 +42,8 @@ public struct Preflight: Sendable {
     /// Script problems by phase (not found, permissions).
     public var scriptProblems: [ScriptPhase: HostError] = [:]
     public var hostConfig = HostConfig()
+    /// Every plugin manifest found, verified or refused.
+    public var plugins = PluginCatalog(directory: "", entries: [], warnings: [])
     public var freezeSelection: FreezePlan.Selection?
     /// Problems that make the request itself invalid (bad --mount, host config, nothing to freeze).
     public var setupProblems: [HostError] = []
@@ -50,7 +54,7 @@ public struct Preflight: Sendable {
         var all = setupProblems
         if case .invalid(let error) = config { all.append(error) }
         for phase in [ScriptPhase.pre, .post] { if let problem = scriptProblems[phase] { all.append(problem) } }
-        return all
+        return all + plugins.refusals
     }
 
     public var scriptConfig: ScriptConfig? {
@@ -88,6 +92,8 @@ public struct Preflight: Sendable {
         if preflight.fsFreezeEnabled {
             preflight.selectMounts(request, mountTable: mountTable)
         }
+        preflight.plugins = PluginCatalog.load(directory: request.pluginsDirectory)
+        preflight.warnings += preflight.plugins.warnings
         return preflight
     }
 

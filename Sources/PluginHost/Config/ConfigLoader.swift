@@ -1,5 +1,5 @@
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// Loads the Azure config file the way a root process must: resolve it, check the real file
 /// and every directory above it, open it once and read the descriptor it checked.

@@ -1,5 +1,5 @@
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///

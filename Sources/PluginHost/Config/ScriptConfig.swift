@@ -1,4 +1,4 @@
-public import PluginHostSupport
+import PluginHostSupport
 /// Azure's `/etc/azure/VMSnapshotScriptPluginConfig.json`, read with the rules of DESIGN §2.
 /// A file that works with Azure's extension works here unchanged; what Azure silently misreads
 /// (strings for numbers, floats, nulls, out-of-range values) is refused with the field named.
@@ -119,7 +119,13 @@ private struct FieldReader {
 
     mutating func absolutePath(_ key: String) throws(HostError) -> String {
         let expected = "an absolute path to a script"
-        guard let found = value(key) else { throw ScriptConfig.invalid("\(key): required, expected \(expected)") }
+        guard let found = value(key) else {
+            // A key in the wrong case is only a warning, and warnings are lost with the error.
+            let nearMiss = members.first { $0.key.lowercased() == key.lowercased() }.map {
+                " (found \"\($0.key)\"; keys are case-sensitive: did you mean \"\(key)\"?)"
+            }
+            throw ScriptConfig.invalid("\(key): required, expected \(expected)\(nearMiss ?? "")")
+        }
         guard case .string(let path) = found else { throw wrong(key, expected, found) }
         guard !path.isEmpty else { throw ScriptConfig.invalid("\(key): expected \(expected), found an empty string") }
         guard path.hasPrefix("/") else { throw wrong(key, "\(expected) (starting with /)", found) }
@@ -140,6 +146,9 @@ private struct FieldReader {
                 params.append(text)
             case .number(let number):
                 params.append(number.text)
+            case .string:
+                throw ScriptConfig.invalid(
+                    "\(key)[\(position)]: expected a string without NUL characters, found \(item.kindDescription)")
             default:
                 throw ScriptConfig.invalid(
                     "\(key)[\(position)]: expected a string (or a number), found \(item.kindDescription)")

@@ -1,4 +1,4 @@
-public import PluginHostSupport
+import PluginHostSupport
 /// Every error the host reports. The raw values of the first ten are the codes Azure's
 /// VMSnapshotLinux Pluginhost documents, verbatim; the rest are our extensions for what Azure's
 /// table has no code for. Codes are only ever added, never renamed.
@@ -22,6 +22,14 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
     case snapshotCommandFailed = "SnapshotCommandFailed"
     case operationBusy = "OperationBusy"
     case operationInterrupted = "OperationInterrupted"
+    case pluginCheckFailed = "PluginCheckFailed"
+    case pluginQuiesceFailed = "PluginQuiesceFailed"
+    case pluginQuiesceTimeout = "PluginQuiesceTimeout"
+    case pluginResumeFailed = "PluginResumeFailed"
+    case pluginResumeTimeout = "PluginResumeTimeout"
+    case pluginConsistencyLost = "PluginConsistencyLost"
+    case pluginApplicationUnreachable = "PluginApplicationUnreachable"
+    case pluginCrashed = "PluginCrashed"
 
     /// True for the ten codes of Azure's troubleshooting table.
     public var isAzureDocumented: Bool {
@@ -55,6 +63,14 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .snapshotCommandFailed: "The snapshot command failed, timed out or could not be started."
         case .operationBusy: "Another operation is running on this machine."
         case .operationInterrupted: "The operation was stopped by a signal and rolled back."
+        case .pluginCheckFailed: "A plugin could not be set up or its check failed (config, privileges, version)."
+        case .pluginQuiesceFailed: "A plugin could not quiesce its application."
+        case .pluginQuiesceTimeout: "A plugin did not quiesce within its timeoutSeconds; its worker was killed, and its sessions and locks with it."
+        case .pluginResumeFailed: "A plugin could not resume its application."
+        case .pluginResumeTimeout: "A plugin did not resume within its timeoutSeconds; its worker was killed, and its sessions and locks with it."
+        case .pluginConsistencyLost: "A plugin's quiesce did not hold until resume (its session was lost): the snapshot is not application-consistent for that application."
+        case .pluginApplicationUnreachable: "A plugin could not reach its application (server down, wrong socket or port)."
+        case .pluginCrashed: "A plugin's worker crashed or broke the protocol; it was killed."
         }
     }
 
@@ -77,6 +93,14 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .snapshotCommandFailed: "Run the snapshot command by hand; its output tail is in the report."
         case .operationBusy: "Wait for the running operation to end (`pluginhost status` shows it) and try again."
         case .operationInterrupted: "Nothing to undo; start the operation again when ready."
+        case .pluginCheckFailed: "Run `pluginhost check` and fix what the plugin reports (its config in the manifest, the database privileges)."
+        case .pluginQuiesceFailed: "Read the plugin's message in the report; `pluginhost check` reaches the application without quiescing it."
+        case .pluginQuiesceTimeout: "Look for what blocked the application (long statements, another backup) or raise timeoutSeconds in the manifest."
+        case .pluginResumeFailed: "Check the application at once: it may still be quiesced; the plugin's message says what failed."
+        case .pluginResumeTimeout: "Check the application at once; raise timeoutSeconds in the manifest if resume is slow by nature."
+        case .pluginConsistencyLost: "Take the snapshot again; find out why the session ended (server restart, a KILL, wait_timeout)."
+        case .pluginApplicationUnreachable: "Start the application or fix the connection settings in the plugin's manifest."
+        case .pluginCrashed: "Report it to the plugin's authors with the report; `pluginhost list` shows its version."
         }
     }
 }

@@ -1,4 +1,4 @@
-public import PluginHostSupport
+import PluginHostSupport
 /// The README's reference tables, generated from the types so that they cannot drift apart
 /// (a test checks that README.md contains them verbatim; `pluginhost __docs` prints them).
 public enum ReferenceTables {

@@ -1,6 +1,6 @@
 import CPluginHostShim
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// The host's handle on its freeze guard process (see `FreezeGuardProcess`).
 ///
@@ -49,7 +49,7 @@ public final class FreezeGuard {
         if let lock { extra.append(lock.descriptor.rawValue) }
         do {
             process = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
-                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C"]),
+                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]),
                                        extraDescriptors: extra, outlivesHost: true)
         } catch {
             throw HostError(.freezeFailed, "cannot start the freeze guard: \(error)", step: "freeze")

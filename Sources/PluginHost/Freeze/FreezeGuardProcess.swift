@@ -1,6 +1,6 @@
 import CPluginHostShim
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// The freeze guard: a process of its own (the host binary re-executed) that owns the freeze.
 /// It opens and verifies every mount point, freezes on command, and thaws on command, at its

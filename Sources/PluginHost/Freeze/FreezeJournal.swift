@@ -46,17 +46,3 @@ public struct FreezeJournal: Codable, Sendable, Equatable {
         try? journal.write(to: path)
     }
 }
-
-/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
-func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: mode_t) throws(SystemError) {
-    let temporary = path + ".tmp.\(getpid())"
-    let file = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: mode)
-    do {
-        try file.writeAll(bytes)
-        file.close()
-        try retryingInterrupts("rename") { rename(temporary, path) }
-    } catch {
-        unlink(temporary)
-        throw error
-    }
-}

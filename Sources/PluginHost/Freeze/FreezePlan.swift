@@ -1,4 +1,4 @@
-public import PluginHostSupport
+import PluginHostSupport
 /// A filesystem the operation freezes, named by one of its mount points.
 public struct FreezeTarget: Sendable, Equatable, Codable {
     public var mountPoint: String
@@ -74,6 +74,7 @@ public enum FreezePlan {
         var skipped: [(mountPoint: String, reason: String)] = []
         var chosen: [String: MountEntry] = [:]  // by device
         var order: [String] = []
+        var duplicates: [(index: Int, device: String)] = []
         let skippedDevices = Set(skip.compactMap { visible[$0]?.device })
         for entry in candidates {
             if let reason = ineligibility(of: entry) {
@@ -87,16 +88,19 @@ public enum FreezePlan {
             if let existing = chosen[entry.device] {
                 // One freeze per superblock: prefer the mount of the whole filesystem, then the
                 // shortest path. The other mount points are the same filesystem.
-                if isBetterRepresentative(entry, than: existing) {
-                    skipped.append((existing.mountPoint, "same filesystem as \(entry.mountPoint)"))
-                    chosen[entry.device] = entry
-                } else {
-                    skipped.append((entry.mountPoint, "same filesystem as \(existing.mountPoint)"))
-                }
+                let better = isBetterRepresentative(entry, than: existing)
+                if better { chosen[entry.device] = entry }
+                // The reason names the mount finally chosen, known only after the loop.
+                duplicates.append((skipped.count, entry.device))
+                skipped.append(((better ? existing : entry).mountPoint, ""))
                 continue
             }
             chosen[entry.device] = entry
             order.append(entry.device)
+        }
+
+        for (index, device) in duplicates {
+            skipped[index].reason = "same filesystem as \(chosen[device]!.mountPoint)"
         }
 
         let targets = order.enumerated()

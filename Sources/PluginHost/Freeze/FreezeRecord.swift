@@ -1,5 +1,5 @@
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// What the freeze did, per filesystem and in all, as the report shows it.
 public struct FreezeRecord: Sendable, Codable, Equatable {

@@ -1,4 +1,4 @@
-public import PluginHostSupport
+import PluginHostSupport
 /// The messages between the host and its freeze guard over a SOCK_SEQPACKET socketpair.
 ///
 /// Host → guard: the ASCII commands `FREEZE` and `THAW`. Closing the socket (the host died)

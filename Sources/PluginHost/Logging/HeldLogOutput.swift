@@ -1,7 +1,7 @@
 public import Logging
 import Glibc
 import Synchronization
-public import PluginHostSupport
+import PluginHostSupport
 
 /// Log output that can be held: while filesystems are frozen nothing may be written to a file
 /// that could live on one of them (stderr may be redirected to one), so lines are kept in

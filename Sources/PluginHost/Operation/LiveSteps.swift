@@ -1,9 +1,9 @@
 import CPluginHostShim
 import Glibc
 import Logging
-public import PluginHostSupport
+import PluginHostSupport
 
-/// The real steps of an operation: scripts, syncfs, the freeze guard, the snapshot command.
+/// The real steps of an operation: scripts, plugins, syncfs, the freeze guard, the snapshot command.
 final class LiveSteps: OperationSteps {
     private let request: OperationRequest
     private let preflight: Preflight
@@ -17,6 +17,7 @@ final class LiveSteps: OperationSteps {
 
     private var freezeGuard: FreezeGuard?
     private var guardStartError: HostError?
+    private let plugins: PluginSet
 
     private(set) var scripts: [ScriptRun] = []
     private(set) var snapshotRecord: SnapshotRecord?
@@ -25,6 +26,7 @@ final class LiveSteps: OperationSteps {
     private var freezeAttempted = false
 
     private(set) var freezeRecord: FreezeRecord?
+    private(set) var pluginRecords: [PluginRecord] = []
 
     init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
          logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?) {
@@ -36,8 +38,13 @@ final class LiveSteps: OperationSteps {
         self.logger = logger
         self.interrupt = interrupt
         self.logOutput = logOutput
-        // Start the guard now: it opens and verifies the mount points while the pre-script runs,
-        // so none of that is inside the freeze window or the application's stall.
+        plugins = PluginSet(catalog: preflight.plugins, operationID: operationID,
+                            freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [], start: start)
+    }
+
+    /// Starts the guard (it opens and verifies the mount points on its own) and the plugin
+    /// workers (load, create): none of that is inside the freeze window or the application's stall.
+    func prepare() -> StepResult {
         if preflight.fsFreezeEnabled, let targets = preflight.freezeSelection?.targets, !targets.isEmpty {
             do {
                 freezeGuard = try FreezeGuard(executable: request.executable, targets: targets,
@@ -47,11 +54,16 @@ final class LiveSteps: OperationSteps {
                 guardStartError = error
             }
         }
+        plugins.prepare(executable: request.executable, logger: logger)
+        warnings += plugins.warnings
+        return .succeeded
     }
 
     /// After the sequence: let the guard go (it exits once its socket closes) and remove the
     /// journal if nothing is frozen.
     func finish() {
+        plugins.shutDown()
+        pluginRecords = plugins.records
         if freezeAttempted { freezeRecord = freezeGuard?.record }
         freezeGuard = nil
         if journalWritten, freezeRecord?.mayStillBeFrozen != true {
@@ -118,11 +130,11 @@ final class LiveSteps: OperationSteps {
     }
 
     func quiesce() -> StepResult {
-        .skipped("no plugins")
+        plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
     }
 
     func resume() -> StepResult {
-        .skipped("no plugins")
+        plugins.resume()
     }
 
     func freeze() -> StepResult {

@@ -1,6 +1,6 @@
 public import Logging
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// One application-consistent snapshot (DESIGN §1): lock, recover leftovers, checks, then the
 /// sequence of `OperationSequence` with the real steps, then the report, saved once everything
@@ -84,6 +84,7 @@ public final class Operation {
         report.errors += sequence.errors
         report.warnings += steps.warnings
         report.scripts = steps.scripts
+        report.plugins = steps.pluginRecords
         report.freeze = steps.freezeRecord
         report.snapshot = steps.snapshotRecord
         report.snapshotTaken = sequence.outcome.snapshotTaken

@@ -5,8 +5,9 @@ public enum StepResult: Sendable, Equatable {
     /// Not configured or turned off: nothing ran, nothing to undo.
     case skipped(String)
     /// Failed. `attempted` says whether something ran that must be undone (a script that was
-    /// started, a plugin that was asked to quiesce); a check failure ran nothing.
-    case failed(HostError, attempted: Bool)
+    /// started, a plugin that was asked to quiesce); a check failure ran nothing. `more` holds
+    /// further errors of the same step (several plugins).
+    case failed(HostError, attempted: Bool, more: [HostError] = [])
     /// Stopped by SIGTERM/SIGINT; what it started was stopped.
     case interrupted(HostError)
 
@@ -14,7 +15,7 @@ public enum StepResult: Sendable, Equatable {
         switch self {
         case .succeeded, .interrupted: true
         case .skipped: false
-        case .failed(_, let attempted): attempted
+        case .failed(_, let attempted, _): attempted
         }
     }
 }
@@ -22,6 +23,9 @@ public enum StepResult: Sendable, Equatable {
 /// The effects of an operation, one method per step. `OperationSequence` decides the order,
 /// what is undone and what the snapshot is worth; tests substitute a recording implementation.
 public protocol OperationSteps: AnyObject {
+    /// Starts what later steps need (the freeze guard, the plugin workers) so that their
+    /// start-up is outside the application's stall. Its problems surface in later steps.
+    func prepare() -> StepResult
     func preScript() -> StepResult
     /// syncfs of every filesystem to freeze, while writes still flow (keeps FIFREEZE short).
     func flush() -> StepResult
@@ -37,8 +41,8 @@ public protocol OperationSteps: AnyObject {
 
 /// The operation as one function of nested steps, each owning the undo of exactly what it did:
 ///
-///     pre-script ─► flush ─► quiesce ─► freeze ─► snapshot
-///     post-script ◄──────── resume  ◄── thaw  ◄──┘
+///     prepare ─► pre-script ─► flush ─► quiesce ─► freeze ─► snapshot
+///                post-script ◄──────── resume  ◄── thaw  ◄──┘
 ///
 /// The post-script runs whenever the pre-script ran, resume whenever quiesce was called, thaw
 /// whenever the freeze was attempted — whatever fails or interrupts in between.
@@ -80,6 +84,7 @@ public struct OperationSequence {
     }
 
     public mutating func run() {
+        perform("prepare") { $0.prepare() }
         within("pre-script", application: true, act: { $0.preScript() },
                undo: "post-script", { steps, outcome in steps.postScript(outcome) }) { sequence in
             sequence.perform("flush") { $0.flush() }
@@ -118,8 +123,13 @@ public struct OperationSequence {
         guard result.ranSomething else { return }
         let outcome = self.outcome
         let undone = record(undoName) { undo($0, outcome) }
-        if case .failed = undone, undoName == "post-script", !continueOnFailure {
-            failed = true  // a post-script failure fails the operation only without continueBackupOnFailure
+        if case .failed(let error, _, let more) = undone {
+            if undoName == "post-script" && !continueOnFailure {
+                failed = true  // a post-script failure fails the operation only without continueBackupOnFailure
+            }
+            if ([error] + more).contains(where: { $0.code == .pluginConsistencyLost }) {
+                applicationStepFailed = true  // the quiesce did not hold: not application-consistent
+            }
         }
     }
 
@@ -153,10 +163,11 @@ public struct OperationSequence {
         case .skipped(let reason):
             entry.outcome = .skipped
             entry.detail = reason
-        case .failed(let error, _):
+        case .failed(let error, _, let more):
             entry.outcome = .failed
-            entry.detail = error.message
+            entry.detail = ([error] + more).map(\.message).joined(separator: "; ")
             errors.append(error)
+            errors += more
         case .interrupted(let error):
             entry.outcome = .interrupted
             entry.detail = error.message

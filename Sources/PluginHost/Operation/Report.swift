@@ -87,6 +87,7 @@ public struct OperationReport: Sendable, Codable, Equatable {
     public var fsFreezeEnabled = true
     public var steps: [StepRecord] = []
     public var scripts: [ScriptRun] = []
+    public var plugins: [PluginRecord] = []
     public var freeze: FreezeRecord?
     public var snapshot: SnapshotRecord?
     public var errors: [HostError] = []

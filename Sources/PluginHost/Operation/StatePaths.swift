@@ -1,5 +1,5 @@
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// Where the host keeps machine-wide state: the lock and the freeze journal in a runtime
 /// directory (tmpfs on real systems, so a reboot clears it), reports in a state directory.
@@ -29,12 +29,14 @@ public struct StatePaths: Sendable, Equatable {
         }
     }
 
-    static func makeDirectory(_ path: String) throws(HostError) {
-        if mkdir(path, 0o700) != 0 && errno != EEXIST {
+    /// Creates `path` (and missing parents) with `mode`, and refuses an existing directory that
+    /// is not root's or that others can write.
+    public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(HostError) {
+        if mkdir(path, mode) != 0 && errno != EEXIST {
             let parent = FileTrust.parent(of: path)
             if errno == ENOENT && parent != path {
-                try makeDirectory(parent)
-                return try makeDirectory(path)
+                try makeDirectory(parent, mode: 0o755)
+                return try makeDirectory(path, mode: mode)
             }
             throw HostError(.incorrectPluginhostFile, "cannot create \(path): \(SystemError("mkdir"))", step: "checks")
         }

@@ -157,6 +157,12 @@ public final class ChildProcess {
         }
     }
 
+    /// The descriptors to poll for this child (its exit and its output), for callers that wait
+    /// on several things at once; then call `wait(until: Monotonic.now())` to take what is ready.
+    public var descriptors: [Int32] {
+        [exitDescriptor.rawValue] + [stdout, stderr].compactMap { $0?.rawValue }
+    }
+
     /// Sends `signal` to the whole process group (the child and everything it started that
     /// stayed in the group). Safe before the child is reaped: its pid cannot be reused until then.
     public func signalGroup(_ signal: Int32) {

@@ -100,3 +100,17 @@ public func makePipe(nonBlockingRead: Bool = false) throws(SystemError) -> (read
     }
     return (read, write)
 }
+
+/// Writes `bytes` to a temporary file beside `path`, then renames it over `path`.
+public func writeFileAtomically(_ path: String, _ bytes: [UInt8], mode: UInt32) throws(SystemError) {
+    let temporary = path + ".tmp.\(getpid())"
+    let file = try FileDescriptor.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW, mode: mode)
+    do {
+        try file.writeAll(bytes)
+        file.close()
+        try retryingInterrupts("rename") { rename(temporary, path) }
+    } catch {
+        unlink(temporary)
+        throw error
+    }
+}

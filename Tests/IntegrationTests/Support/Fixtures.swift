@@ -1,6 +1,7 @@
 import Glibc
 import PluginHost
 import Testing
+import PluginHostSupport
 
 /// Integration tests need root: they make loop filesystems and freeze them for real.
 let isRoot = geteuid() == 0

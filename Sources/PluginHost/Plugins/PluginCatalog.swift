@@ -1,0 +1,98 @@
+import Glibc
+import PluginHostSupport
+
+/// Every manifest in a plugins directory, each verified (or refused, with the reason).
+public struct PluginCatalog: Sendable {
+    public struct Entry: Sendable {
+        public enum State: Sendable, Equatable {
+            /// Verified; may be loaded.
+            case ready
+            /// `"enabled": false` (verified all the same, so `list` can say whether it would load).
+            case disabled
+            case refused(PluginRefusal)
+        }
+
+        /// The manifest file as found in the directory.
+        public var manifestPath: String
+        public var manifest: PluginManifest?
+        public var library: VerifiedLibrary?
+        public var state: State
+
+        /// The name for people: the manifest's, or the file's while the manifest is unreadable.
+        public var name: String {
+            manifest?.name ?? String(manifestPath.split(separator: "/").last ?? "").replacingJSONSuffix()
+        }
+    }
+
+    public var directory: String
+    public var entries: [Entry]
+    public var warnings: [String]
+
+    public var ready: [Entry] { entries.filter { $0.state == .ready } }
+
+    public var refusals: [HostError] {
+        entries.compactMap { entry in
+            guard case .refused(let refusal) = entry.state else { return nil }
+            return HostError(.incorrectPluginhostFile, "plugin \(entry.name) (\(entry.manifestPath)) refused by the \(refusal.check) check: \(refusal.message)",
+                             step: "checks")
+        }
+    }
+
+    /// Reads `directory` (nil: the default, which may be absent). Manifests are taken in name
+    /// order; files that are not `NN-name.json` are listed as warnings and ignored.
+    public static func load(directory explicit: String?) -> PluginCatalog {
+        let directory = explicit ?? PluginManifest.defaultPluginsDirectory
+        var catalog = PluginCatalog(directory: directory, entries: [], warnings: [])
+        guard let handle = opendir(directory) else {
+            if explicit != nil || errno != ENOENT {
+                catalog.warnings.append("cannot read the plugins directory \(directory): \(SystemError("opendir"))")
+            }
+            return catalog
+        }
+        var names: [String] = []
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name == "." || name == ".." { continue }
+            if PluginManifest.isManifestName(name) {
+                names.append(name)
+            } else {
+                catalog.warnings.append("\(directory)/\(name) ignored: manifests are named NN-name.json")
+            }
+        }
+        closedir(handle)
+        var seen: [String: String] = [:]
+        for name in names.sorted() {
+            var entry = verify("\(directory)/\(name)")
+            if let manifest = entry.manifest {
+                if let earlier = seen[manifest.name] {
+                    entry.state = .refused(PluginRefusal("manifest", "the name \(manifest.name) is already used by \(earlier)"))
+                    entry.library = nil
+                }
+                seen[manifest.name] = entry.manifestPath
+            }
+            catalog.entries.append(entry)
+        }
+        return catalog
+    }
+
+    /// Verifies one manifest and its library.
+    public static func verify(_ manifestPath: String) -> Entry {
+        let manifest: PluginManifest
+        switch PluginVerifier.readManifest(manifestPath) {
+        case .success(let parsed): manifest = parsed
+        case .failure(let refusal): return Entry(manifestPath: manifestPath, manifest: nil, library: nil, state: .refused(refusal))
+        }
+        switch PluginVerifier.verifyLibrary(manifest.library, expectedSHA256: manifest.sha256) {
+        case .success(let library):
+            return Entry(manifestPath: manifestPath, manifest: manifest, library: library, state: manifest.enabled ? .ready : .disabled)
+        case .failure(let refusal):
+            return Entry(manifestPath: manifestPath, manifest: manifest, library: nil, state: .refused(refusal))
+        }
+    }
+}
+
+extension String {
+    fileprivate func replacingJSONSuffix() -> String {
+        hasSuffix(".json") ? String(dropLast(5)) : self
+    }
+}

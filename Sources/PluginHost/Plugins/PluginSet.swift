@@ -1,0 +1,353 @@
+import Glibc
+import Logging
+import PluginHostSupport
+
+/// The plugins of one operation: their workers, their calls in order, their records.
+/// Plugins with the same `order` are called concurrently; lower orders quiesce first and resume
+/// last. Resume goes to every plugin whose quiesce was called, whatever it answered.
+final class PluginSet {
+    private final class Member {
+        let manifest: PluginManifest
+        let library: VerifiedLibrary
+        var worker: PluginWorker?
+        var record: PluginRecord
+        /// Why it cannot quiesce (refused at load, create failed); nil while usable.
+        var unusable: HostError?
+        var quiesceCalled = false
+
+        init(_ manifest: PluginManifest, _ library: VerifiedLibrary, record: PluginRecord) {
+            self.manifest = manifest
+            self.library = library
+            self.record = record
+        }
+    }
+
+    private var members: [Member] = []
+    private var refusedRecords: [PluginRecord] = []
+    private let refusals: [HostError]
+    private let operationID: String
+    private let freezeTargets: [FreezeTarget]
+    private let start: UInt64
+    private(set) var warnings: [String] = []
+
+    var isEmpty: Bool { members.isEmpty && refusals.isEmpty }
+
+    /// Every plugin, in manifest order: the refused and disabled ones too.
+    var records: [PluginRecord] {
+        (members.map { member in
+            var record = member.record
+            if let worker = member.worker {
+                record.logLines = worker.logLines
+                record.droppedLogLines = worker.droppedLogLines
+            }
+            return record
+        } + refusedRecords).sorted { $0.manifest < $1.manifest }
+    }
+
+    /// `includeDisabled` loads disabled plugins too (for `list`; an operation never does).
+    init(catalog: PluginCatalog, operationID: String, freezeTargets: [FreezeTarget], start: UInt64,
+         includeDisabled: Bool = false) {
+        self.operationID = operationID
+        self.freezeTargets = freezeTargets
+        self.start = start
+        refusals = catalog.refusals
+        for entry in catalog.entries {
+            var record = PluginRecord(name: entry.name, manifest: entry.manifestPath, library: entry.manifest?.library,
+                                      sha256: entry.library?.sha256, order: entry.manifest?.order,
+                                      timeoutSeconds: entry.manifest?.timeoutSeconds, state: "ready")
+            switch entry.state {
+            case .ready:
+                members.append(Member(entry.manifest!, entry.library!, record: record))
+            case .disabled where includeDisabled:
+                record.state = "disabled"
+                members.append(Member(entry.manifest!, entry.library!, record: record))
+            case .disabled:
+                record.state = "disabled"
+                refusedRecords.append(record)
+            case .refused(let refusal):
+                record.state = "refused"
+                record.refusal = refusal.description
+                refusedRecords.append(record)
+            }
+        }
+    }
+
+    // MARK: - Preparation
+
+    /// Starts every worker (from this thread: workers die with the thread that spawned them),
+    /// loads every library and checks its descriptor, then creates every instance and asks
+    /// for its data paths. Failures make a plugin unusable; they surface at quiesce.
+    func prepare(executable: String, logger: Logger) {
+        start(executable: executable, logger: logger)
+        load()
+        createInstances()
+    }
+
+    private func start(executable: String, logger: Logger) {
+        for member in members {
+            do {
+                member.worker = try PluginWorker(manifest: member.manifest, library: member.library,
+                                                 executable: executable, logger: logger)
+            } catch {
+                member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: "quiesce")
+            }
+        }
+    }
+
+    /// Starts the workers and loads the libraries, nothing more (`pluginhost list`).
+    func inspect(executable: String, logger: Logger) {
+        start(executable: executable, logger: logger)
+        load()
+    }
+
+    private func createInstances() {
+        let mounts = freezeTargets.map(\.mountPoint)
+        perform("create", on: usable) { member in
+            .create(config: member.manifest.kind == .ffi ? "{}" : member.manifest.config, operationID: operationID,
+                    freezeMounts: mounts, deadline: deadline(member))
+        } failure: { member, error in
+            member.unusable = error
+        }
+        perform("dataPaths", on: usable) { member in
+            .call(function: .dataPaths, deadline: deadline(member), holdUntil: 0)
+        } success: { member, message in
+            member.record.dataPaths = message.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("/") }
+        } failure: { member, error in
+            member.unusable = error
+        }
+        warnAboutDataOutsideTheFreeze()
+    }
+
+    private func load() {
+        let candidates = usable
+        var sent: [Member] = []
+        var deadlines: [UInt64] = []
+        var begins: [UInt64] = []
+        for member in candidates {
+            let spec = member.manifest.ffi.map { $0.json.serialized() }
+            if member.worker!.send(.load(kind: member.manifest.kind.rawValue, ffiSpec: spec)) {
+                sent.append(member)
+                deadlines.append(deadline(member))
+                begins.append(Monotonic.now())
+            } else {
+                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name): its worker did not start (\(member.worker!.exitDescription()))", step: "quiesce")
+            }
+        }
+        let outcomes = PluginWorker.await(sent.map { $0.worker! }, deadlines: deadlines)
+        for (index, member) in sent.enumerated() {
+            let (outcome, end) = outcomes[index]
+            var call = PluginRecord.Call(function: "load", startMs: ms(begins[index]), durationMs: Monotonic.milliseconds(from: begins[index], to: end),
+                                         outcome: "ok")
+            switch outcome {
+            case .reply(.loaded(let identity)):
+                member.record.reportedName = identity.name.isEmpty ? nil : identity.name
+                member.record.version = identity.version.isEmpty ? nil : identity.version
+                member.record.abi = identity.abi
+            case .reply(.refused(let check, let message)):
+                call.outcome = "refused"
+                call.message = "\(check): \(message)"
+                member.record.state = "refused"
+                member.record.refusal = call.message
+                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) refused by the \(check) check: \(message)",
+                                            step: "quiesce")
+                member.worker?.kill()
+            case .timedOut, .lost, .reply:
+                let how = describe(outcome, member)
+                call.outcome = "failed"
+                call.message = how
+                member.record.state = "refused"
+                member.record.refusal = "load: \(how)"
+                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) could not be loaded: \(how)",
+                                            step: "quiesce")
+                member.worker?.kill()
+            }
+            member.record.calls.append(call)
+        }
+    }
+
+    private func warnAboutDataOutsideTheFreeze() {
+        guard !freezeTargets.isEmpty else { return }
+        let frozenDevices = Set(freezeTargets.map(\.device))
+        for member in members {
+            for path in member.record.dataPaths {
+                var info = stat()
+                guard stat(path, &info) == 0 else {
+                    warnings.append("plugin \(member.manifest.name) keeps data in \(path), which does not exist here")
+                    continue
+                }
+                let device = deviceName(info.st_dev)
+                if !frozenDevices.contains(device) {
+                    warnings.append("plugin \(member.manifest.name) keeps data in \(path) (device \(device)), which this operation does not freeze: the snapshot would not be consistent for it")
+                }
+            }
+        }
+    }
+
+    // MARK: - Quiesce and resume
+
+    /// Quiesces order group after order group. Without `continueOnFailure`, the first failure
+    /// stops it (what was quiesced is resumed by `resume`).
+    func quiesce(continueOnFailure: Bool, maxFrozenSeconds: Double) -> StepResult {
+        if isEmpty { return .skipped("no plugins") }
+        var errors = refusals + members.compactMap(\.unusable)
+        var attempted = false
+        let groups = Dictionary(grouping: usable, by: \.manifest.order).sorted { $0.key < $1.key }
+        for (position, (_, group)) in groups.enumerated() {
+            if !errors.isEmpty && !continueOnFailure { break }
+            // The hold lasts until resume: the later groups' quiesce, the freeze, resume's start.
+            let later = groups[position...].flatMap(\.value).map(\.manifest.timeoutSeconds).reduce(0, +)
+            let holdUntil = Monotonic.now() + UInt64((Double(later) + maxFrozenSeconds + 30) * 1e9)
+            for member in group { member.quiesceCalled = true }
+            attempted = true
+            perform("quiesce", on: group) { member in
+                .call(function: .quiesce, deadline: deadline(member), holdUntil: holdUntil)
+            } failure: { _, error in
+                errors.append(error)
+            }
+        }
+        guard let first = errors.first else { return .succeeded }
+        return .failed(first, attempted: attempted, more: Array(errors.dropFirst()))
+    }
+
+    func resume() -> StepResult {
+        var errors: [HostError] = []
+        let called = members.filter(\.quiesceCalled)
+        guard !called.isEmpty else { return .skipped("no plugin was quiesced") }
+        let groups = Dictionary(grouping: called, by: \.manifest.order).sorted { $0.key > $1.key }
+        for (_, group) in groups {
+            let reachable = group.filter { $0.worker?.alive == true }
+            for member in group where member.worker?.alive != true {
+                member.record.calls.append(PluginRecord.Call(
+                    function: "resume", startMs: ms(Monotonic.now()), durationMs: 0, outcome: "skipped",
+                    message: "its worker was killed during quiesce; its sessions and locks ended with it"))
+            }
+            perform("resume", on: reachable) { member in
+                .call(function: .resume, deadline: deadline(member), holdUntil: 0)
+            } failure: { _, error in
+                errors.append(error)
+            }
+        }
+        guard let first = errors.first else { return .succeeded }
+        return .failed(first, attempted: true, more: Array(errors.dropFirst()))
+    }
+
+    /// For `pluginhost check`: create and check each plugin without quiescing.
+    func check() -> [HostError] {
+        var errors = refusals + members.compactMap(\.unusable)
+        perform("check", on: usable) { member in
+            .call(function: .check, deadline: deadline(member), holdUntil: 0)
+        } failure: { member, error in
+            member.unusable = error
+            errors.append(error)
+        }
+        return errors
+    }
+
+    /// Destroys every instance and ends every worker.
+    func shutDown() {
+        for member in members { member.worker?.shutDown() }
+    }
+
+    // MARK: - Calls
+
+    private var usable: [Member] { members.filter { $0.unusable == nil && $0.worker?.alive == true } }
+
+    private func deadline(_ member: Member) -> UInt64 {
+        Monotonic.now() + UInt64(member.manifest.timeoutSeconds) * 1_000_000_000
+    }
+
+    /// Sends one request to each member at once, waits for all, records each call.
+    private func perform(_ function: String, on group: [Member], request: (Member) -> WorkerRequest,
+                         success: (Member, String) -> Void = { _, _ in },
+                         failure: (Member, HostError) -> Void) {
+        var sent: [Member] = []
+        var deadlines: [UInt64] = []
+        var begins: [UInt64] = []
+        for member in group {
+            let message = request(member)
+            let begin = Monotonic.now()
+            if member.worker?.send(message) == true {
+                sent.append(member)
+                begins.append(begin)
+                if case .call(_, let deadline, _) = message { deadlines.append(deadline) }
+                else if case .create(_, _, _, let deadline) = message { deadlines.append(deadline) }
+                else { deadlines.append(deadline(member)) }
+            } else {
+                failure(member, error(function, .lost(member.worker?.exitDescription() ?? "no worker"), member))
+            }
+        }
+        let outcomes = PluginWorker.await(sent.compactMap(\.worker), deadlines: deadlines)
+        for (index, member) in sent.enumerated() {
+            let (outcome, end) = outcomes[index]
+            var call = PluginRecord.Call(function: function, startMs: ms(begins[index]),
+                                         durationMs: Monotonic.milliseconds(from: begins[index], to: end), outcome: "ok")
+            switch outcome {
+            case .reply(.result(let status, let message, let details)):
+                call.outcome = PluginStatusName.name(status)
+                call.message = message.isEmpty ? nil : message
+                call.details = parseDetails(details)
+                if status == 0 {
+                    success(member, message)
+                } else {
+                    failure(member, error(function, outcome, member))
+                }
+            case .timedOut:
+                call.outcome = "timed-out"
+                call.message = "no answer within \(member.manifest.timeoutSeconds) s; the worker was killed"
+                failure(member, error(function, outcome, member))
+            case .lost(let why):
+                call.outcome = "crashed"
+                call.message = why
+                failure(member, error(function, outcome, member))
+            case .reply:
+                call.outcome = "crashed"
+                call.message = "answered with the wrong kind of message; the worker was killed"
+                member.worker?.kill()
+                failure(member, error(function, .lost(call.message!), member))
+            }
+            member.record.calls.append(call)
+            if call.outcome != "ok" && (function == "create" || function == "dataPaths" || function == "check") {
+                member.record.state = "failed"
+            }
+        }
+    }
+
+    /// The documented code for a failed call.
+    private func error(_ function: String, _ outcome: PluginWorker.Outcome, _ member: Member) -> HostError {
+        let name = member.manifest.name
+        let step = function == "resume" ? "resume" : "quiesce"
+        switch outcome {
+        case .timedOut:
+            let code: ErrorCode = function == "resume" ? .pluginResumeTimeout : function == "quiesce" ? .pluginQuiesceTimeout : .pluginCheckFailed
+            return HostError(code, "plugin \(name): \(function) did not answer within \(member.manifest.timeoutSeconds) s; its worker was killed, and with it its sessions and locks",
+                             step: step)
+        case .lost(let why):
+            return HostError(.pluginCrashed, "plugin \(name): its worker was lost during \(function): \(why)", step: step)
+        case .reply(.result(let status, let message, _)):
+            let code: ErrorCode
+            switch (function, status) {
+            case (_, 3): code = .pluginApplicationUnreachable
+            case ("resume", 7): code = .pluginConsistencyLost
+            case ("resume", 5): code = .pluginResumeTimeout
+            case ("resume", _): code = .pluginResumeFailed
+            case ("quiesce", 5): code = .pluginQuiesceTimeout
+            case ("quiesce", _): code = .pluginQuiesceFailed
+            default: code = .pluginCheckFailed
+            }
+            let text = message.isEmpty ? "no message" : message
+            return HostError(code, "plugin \(name): \(function) failed (\(PluginStatusName.name(status))): \(text)", step: step)
+        case .reply:
+            return HostError(.pluginCrashed, "plugin \(name): unexpected answer to \(function)", step: step)
+        }
+    }
+
+    private func describe(_ outcome: PluginWorker.Outcome, _ member: Member) -> String {
+        switch outcome {
+        case .timedOut: "no answer within \(member.manifest.timeoutSeconds) s"
+        case .lost(let why): why
+        case .reply(let message): "unexpected answer \(message)"
+        }
+    }
+
+    private func ms(_ time: UInt64) -> Double { Monotonic.milliseconds(from: start, to: time) }
+}

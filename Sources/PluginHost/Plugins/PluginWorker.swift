@@ -1,0 +1,171 @@
+import Glibc
+import Logging
+import PluginHostSupport
+
+/// The host's handle on one plugin's worker process. The host enforces every deadline: a
+/// worker that overruns, crashes or sends something that does not decode is killed (its
+/// database sessions, and so its locks, die with it).
+final class PluginWorker {
+    /// What came back for one request.
+    enum Outcome: Equatable {
+        case reply(WorkerMessage)
+        case timedOut
+        /// The worker died or broke the protocol; it is gone now.
+        case lost(String)
+    }
+
+    static let maximumKeptLogLines = 100
+
+    let manifest: PluginManifest
+    let library: VerifiedLibrary
+    private let process: ChildProcess
+    private let socket: FileDescriptor
+    private var logger: Logger
+    private(set) var logLines: [String] = []
+    private(set) var droppedLogLines = 0
+    private(set) var alive = true
+    private var buffer = [UInt8](repeating: 0, count: WorkerWire.maximumMessage)
+
+    /// Spawns `executable __worker` with the verified library on descriptor 3. Call from the
+    /// main thread: the worker is tied to the spawning thread's life (PR_SET_PDEATHSIG).
+    init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger) throws(SystemError) {
+        self.manifest = manifest
+        self.library = library
+        var pair: [Int32] = [-1, -1]
+        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            throw SystemError("socketpair")
+        }
+        socket = FileDescriptor(owning: pair[0])
+        let workerEnd = FileDescriptor(owning: pair[1])
+        // No Swift backtracer in the worker: a plugin's crash must end it at once, by the signal.
+        process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
+                                                     environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
+                                                                   "SWIFT_BACKTRACE": "enable=no"]),
+                                   extraDescriptors: [library.descriptor.rawValue, workerEnd.rawValue])
+        workerEnd.close()
+        var logger = logger
+        logger[metadataKey: "plugin"] = "\(manifest.name)"
+        self.logger = logger
+    }
+
+    deinit {
+        kill()
+    }
+
+    var pid: Int32 { process.pid }
+
+    /// Sends a request; false if the worker is gone.
+    func send(_ request: WorkerRequest) -> Bool {
+        guard alive else { return false }
+        let bytes = WorkerWire.encode(request)
+        let sent = bytes.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return sent == bytes.count
+    }
+
+    /// Sends `request` and waits for its reply.
+    func call(_ request: WorkerRequest, deadline: UInt64) -> Outcome {
+        guard send(request) else { return .lost(exitDescription()) }
+        return Self.await([self], deadlines: [deadline])[0].outcome
+    }
+
+    /// Waits for one reply from each worker (requests already sent), each by its own deadline,
+    /// all in one poll loop: plugins of the same order work concurrently.
+    /// Each outcome comes with the CLOCK_MONOTONIC time it arrived.
+    static func await(_ workers: [PluginWorker], deadlines: [UInt64]) -> [(outcome: Outcome, at: UInt64)] {
+        var outcomes = [(outcome: Outcome, at: UInt64)?](repeating: nil, count: workers.count)
+        var pending = Set(workers.indices.filter { workers[$0].alive })
+        for index in workers.indices where !workers[index].alive { outcomes[index] = (.lost("the worker is gone"), Monotonic.now()) }
+        while !pending.isEmpty {
+            var fds: [pollfd] = []
+            for index in pending {
+                for fd in [workers[index].socket.rawValue] + workers[index].process.descriptors {
+                    fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+                }
+            }
+            let earliest = pending.map { deadlines[$0] }.min()
+            _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: earliest))
+            for index in pending.sorted() {
+                if let outcome = workers[index].service() {
+                    outcomes[index] = (outcome, Monotonic.now())
+                    pending.remove(index)
+                } else if Monotonic.now() >= deadlines[index] {
+                    workers[index].kill()
+                    outcomes[index] = (.timedOut, Monotonic.now())
+                    pending.remove(index)
+                }
+            }
+        }
+        return outcomes.map { $0! }
+    }
+
+    /// Takes whatever is ready without blocking: log lines are kept, a reply is returned.
+    private func service() -> Outcome? {
+        while true {
+            let count = recv(socket.rawValue, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { break }
+                return lose("its socket failed: \(SystemError("recv"))")
+            }
+            if count == 0 { return lose(nil) }
+            guard let message = WorkerWire.decode(WorkerMessage.self, buffer[0..<count]) else {
+                return lose("it sent \(count) bytes that are not a message")
+            }
+            if case .log(let level, let text) = message {
+                keepLog(level: level, text)
+                continue
+            }
+            return .reply(message)
+        }
+        // Drain its output; notice if it died without closing the socket first.
+        if case .exited = process.wait(until: Monotonic.now()) { return lose(nil) }
+        return nil
+    }
+
+    private func keepLog(level: Int32, _ text: String) {
+        let line = text.split(whereSeparator: \.isNewline).joined(separator: " ")
+        if logLines.count >= Self.maximumKeptLogLines {
+            droppedLogLines += 1
+            if droppedLogLines == 1 { logger.warning("plugin log is flooding; keeping only the first lines") }
+            return
+        }
+        logLines.append(line)
+        let mapped: Logger.Level = switch level {
+        case 0: .debug
+        case 1: .info
+        case 2: .warning
+        default: .error
+        }
+        logger.log(level: mapped, "\(line)")
+    }
+
+    /// The worker is gone (or must go): kill it and describe how it ended.
+    private func lose(_ why: String?) -> Outcome {
+        kill()
+        return .lost(why.map { "\($0); the worker was killed" } ?? exitDescription())
+    }
+
+    func kill() {
+        guard alive else { return }
+        alive = false
+        socket.close()
+        process.terminateGroup(graceNanoseconds: 0)
+    }
+
+    /// How the worker ended, with the end of its stderr (a crash message, say).
+    func exitDescription() -> String {
+        guard case .exited(let termination) = process.wait(until: Monotonic.now() + 2_000_000_000) else {
+            return "the worker stopped answering"
+        }
+        let stderr = process.stderrTail.text.split(whereSeparator: \.isNewline).suffix(3).joined(separator: " / ")
+        return "the worker ended (\(termination))" + (stderr.isEmpty ? "" : ": \(stderr)")
+    }
+
+    /// Asks the worker to destroy the plugin and exit (bounded), then makes sure it is gone.
+    func shutDown() {
+        if alive, send(.destroy) {
+            _ = Self.await([self], deadlines: [Monotonic.now() + UInt64(manifest.timeoutSeconds) * 1_000_000_000])
+        }
+        kill()
+    }
+}

@@ -1,0 +1,223 @@
+import Glibc
+public import PluginHostSupport
+public import PluginKit
+
+/// The generic shell module: runs a configured quiesce command and resume command, or, in
+/// hold mode, keeps the quiesce command alive — holding, say, a database session — from the
+/// moment it prints its ready line until resume closes its stdin. Commands run like the
+/// scripts: no shell, a process group of their own, output drained, SIGTERM then SIGKILL to
+/// the whole group on timeout, and they die with the worker (and so with the host).
+///
+///     "config": {
+///       "quiesce": ["/usr/local/sbin/app-pause", "--wait"],
+///       "resume": ["/usr/local/sbin/app-resume"],
+///       "check": ["/usr/local/sbin/app-status"],
+///       "hold": false,
+///       "readyLine": "READY",
+///       "dataPaths": ["/srv/app"]
+///     }
+public final class ShellPlugin: QuiescePlugin {
+    public static let name = "shell"
+    public static let version = "1.0.0"
+    public static let summary = "runs quiesce/resume commands, or holds one running between quiesce and resume"
+
+    public struct Config: Sendable, Equatable {
+        public var quiesce: [String]
+        public var resume: [String]?
+        public var check: [String]?
+        public var hold = false
+        public var readyLine = "READY"
+        public var dataPaths: [String] = []
+    }
+
+    public let config: Config
+    private let host: PluginHostServices
+    /// Hold mode: the running quiesce command and the write end of its stdin.
+    private var held: (process: ChildProcess, stdin: FileDescriptor)?
+    private var quiesced = false
+
+    public init(config: JSONValue, host: PluginHostServices) throws(PluginError) {
+        self.config = try Self.parse(config)
+        self.host = host
+    }
+
+    public static func parse(_ json: JSONValue) throws(PluginError) -> Config {
+        guard case .object(let members) = json else { throw PluginError(.invalidConfig, "config: expected an object") }
+        let known = ["quiesce", "resume", "check", "hold", "readyLine", "dataPaths"]
+        if let unknown = members.first(where: { !known.contains($0.key) }) {
+            throw PluginError(.invalidConfig, "config: unknown key \"\(unknown.key)\" (expected \(known.joined(separator: ", ")))")
+        }
+        func command(_ key: String) throws(PluginError) -> [String]? {
+            guard let value = json[key] else { return nil }
+            guard case .array(let items) = value, !items.isEmpty else {
+                throw PluginError(.invalidConfig, "config.\(key): expected an array: the command's absolute path, then its arguments")
+            }
+            var argv: [String] = []
+            for item in items {
+                guard case .string(let text) = item, !text.utf8.contains(0) else {
+                    throw PluginError(.invalidConfig, "config.\(key): every element must be a string")
+                }
+                argv.append(text)
+            }
+            guard argv[0].hasPrefix("/") else {
+                throw PluginError(.invalidConfig, "config.\(key): the command must be an absolute path (no PATH search), found \(argv[0])")
+            }
+            return argv
+        }
+        guard let quiesce = try command("quiesce") else { throw PluginError(.invalidConfig, "config.quiesce: required") }
+        var config = Config(quiesce: quiesce, resume: try command("resume"), check: try command("check"))
+        if let value = json["hold"] {
+            guard case .bool(let flag) = value else { throw PluginError(.invalidConfig, "config.hold: expected true or false") }
+            config.hold = flag
+        }
+        if let value = json["readyLine"] {
+            guard case .string(let line) = value, !line.isEmpty, !line.contains("\n") else {
+                throw PluginError(.invalidConfig, "config.readyLine: expected a non-empty single line")
+            }
+            config.readyLine = line
+        }
+        if let value = json["dataPaths"] {
+            guard case .array(let items) = value else { throw PluginError(.invalidConfig, "config.dataPaths: expected an array of absolute paths") }
+            for item in items {
+                guard case .string(let path) = item, path.hasPrefix("/") else {
+                    throw PluginError(.invalidConfig, "config.dataPaths: expected absolute paths")
+                }
+                config.dataPaths.append(path)
+            }
+        }
+        if !config.hold && config.resume == nil {
+            throw PluginError(.invalidConfig, "config.resume: required unless hold is true (something must undo the quiesce)")
+        }
+        return config
+    }
+
+    public func check(_ call: inout PluginCall) throws(PluginError) {
+        for argv in [config.quiesce, config.resume, config.check].compactMap({ $0 }) {
+            guard access(argv[0], X_OK) == 0 else {
+                throw PluginError(.invalidConfig, "\(argv[0]) is not an executable file")
+            }
+        }
+        call.detail("mode", config.hold ? "hold" : "run")
+        if let check = config.check { try run(check, "check", &call) }
+    }
+
+    public func dataPaths(_ call: inout PluginCall) throws(PluginError) -> [String] { config.dataPaths }
+
+    public func quiesce(_ call: inout PluginCall) throws(PluginError) {
+        quiesced = true
+        if config.hold {
+            try startHold(&call)
+        } else {
+            try run(config.quiesce, "quiesce", &call)
+        }
+    }
+
+    public func resume(_ call: inout PluginCall) throws(PluginError) {
+        guard quiesced else { return }  // idempotent: nothing (more) to undo
+        quiesced = false
+        var lost: PluginError?
+        if config.hold { lost = endHold(&call) }
+        if let resume = config.resume { try run(resume, "resume", &call) }
+        if let lost { throw lost }
+    }
+
+    // MARK: - Run mode
+
+    private func run(_ argv: [String], _ what: String, _ call: inout PluginCall) throws(PluginError) {
+        let child = try spawn(argv, stdin: -1)
+        let deadline = call.deadline > 0 ? call.deadline : Monotonic.now() + 60_000_000_000
+        switch child.wait(until: deadline) {
+        case .exited(.exited(0)):
+            call.detail("\(what)_output", lastLine(child.stdoutTail.text))
+        case .exited(let termination):
+            throw PluginError(.failed, "\(argv[0]) \(termination)\(tail(child))")
+        case .deadlineReached, .readable:
+            child.terminateGroup(graceNanoseconds: 1_000_000_000)
+            throw PluginError(.timeout, "\(argv[0]) did not finish in time; it was killed\(tail(child))")
+        }
+    }
+
+    // MARK: - Hold mode
+
+    private func startHold(_ call: inout PluginCall) throws(PluginError) {
+        let input: (read: FileDescriptor, write: FileDescriptor)
+        do {
+            input = try makePipe()
+        } catch {
+            throw PluginError(.failed, "cannot create a pipe: \(error)")
+        }
+        let child = try spawn(config.quiesce, stdin: input.read.rawValue)
+        input.read.close()
+        let deadline = call.deadline > 0 ? call.deadline : Monotonic.now() + 60_000_000_000
+        while true {
+            if child.stdoutTail.text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+                .contains(where: { $0 == config.readyLine }) {
+                held = (child, input.write)
+                call.detail("hold_pid", String(child.pid))
+                return
+            }
+            switch child.wait(until: deadline) {
+            case .exited(let termination):
+                throw PluginError(.failed, "\(config.quiesce[0]) \(termination) before printing \"\(config.readyLine)\"\(tail(child))")
+            case .deadlineReached:
+                child.terminateGroup(graceNanoseconds: 1_000_000_000)
+                throw PluginError(.timeout, "\(config.quiesce[0]) did not print \"\(config.readyLine)\" in time; it was killed\(tail(child))")
+            case .readable:
+                continue
+            }
+        }
+    }
+
+    /// Closes the held command's stdin and waits for it to end. Returns the error to report
+    /// after resume ran: the hold broke (consistency lost) or the command failed to let go.
+    private func endHold(_ call: inout PluginCall) -> PluginError? {
+        guard let (child, stdin) = held else { return nil }
+        held = nil
+        // Did it die while holding? Then the snapshot was taken without the hold.
+        if case .exited(let termination) = child.wait(until: Monotonic.now()) {
+            stdin.close()
+            return PluginError(.consistencyLost, "\(config.quiesce[0]) \(termination) while it should have held; the snapshot is not application-consistent for it\(tail(child))")
+        }
+        stdin.close()
+        let deadline = call.deadline > 0 ? call.deadline : Monotonic.now() + 60_000_000_000
+        switch child.wait(until: deadline) {
+        case .exited(.exited(0)):
+            return nil
+        case .exited(let termination):
+            return PluginError(.failed, "\(config.quiesce[0]) \(termination) after its stdin was closed\(tail(child))")
+        case .deadlineReached, .readable:
+            child.terminateGroup(graceNanoseconds: 1_000_000_000)
+            return PluginError(.timeout, "\(config.quiesce[0]) did not end after its stdin was closed; it was killed")
+        }
+    }
+
+    deinit {
+        // Never leave a held command behind: it dies with the plugin.
+        if let (child, stdin) = held {
+            stdin.close()
+            child.terminateGroup(graceNanoseconds: 500_000_000)
+        }
+    }
+
+    // MARK: - Helpers
+
+    private func spawn(_ argv: [String], stdin: Int32) throws(PluginError) -> ChildProcess {
+        do {
+            return try ChildProcess(spawning: Command(executable: argv[0], arguments: Array(argv.dropFirst()),
+                                                      environment: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                                                                    "LANG": "C", "PLUGINHOST_OPERATION_ID": host.operationID]),
+                                    stdin: stdin)
+        } catch {
+            throw PluginError(.failed, "cannot start \(argv[0]): \(error)")
+        }
+    }
+
+    private func tail(_ child: ChildProcess) -> String {
+        let text = (child.stderrTail.text + child.stdoutTail.text).split(whereSeparator: \.isNewline).suffix(3).joined(separator: " / ")
+        return text.isEmpty ? "" : ": \(text)"
+    }
+
+    private func lastLine(_ text: String) -> String {
+        String(text.split(whereSeparator: \.isNewline).last ?? "")
+    }
+}
