@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "pluginhost", targets: ["PluginHostCLI"]),
         .library(name: "PluginHost", targets: ["PluginHost"]),
         .library(name: "pluginhost-shell", type: .dynamic, targets: ["ShellPluginEntry"]),
+        .library(name: "pluginhost-postgresql", type: .dynamic, targets: ["PostgreSQLPluginEntry"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -58,6 +59,21 @@ let package = Package(
         // Bundled plugin: the generic shell module (commands, or a command held between quiesce and resume).
         .target(name: "ShellQuiesce", dependencies: ["PluginKit", "PluginHostSupport"], path: "Sources/Plugins/Shell/Quiesce"),
         .target(name: "ShellPluginEntry", dependencies: ["ShellQuiesce", "PluginKit"], path: "Sources/Plugins/Shell/Entry"),
+        // Bundled plugin: PostgreSQL quiesce (logic apart from the one exported C symbol).
+        .target(
+            name: "PostgreSQLQuiesce",
+            dependencies: ["CLibPQ", "PluginKit", "PluginHostSupport"],
+            path: "Sources/Plugins/PostgreSQL/Quiesce"
+        ),
+        .target(
+            name: "PostgreSQLPluginEntry",
+            dependencies: ["PostgreSQLQuiesce", "PluginKit"],
+            path: "Sources/Plugins/PostgreSQL/Entry"
+        ),
+        .testTarget(
+            name: "PostgreSQLPluginTests",
+            dependencies: ["PostgreSQLQuiesce", "CLibPQ", "PluginKit", "PluginHostSupport"]
+        ),
         .testTarget(
             name: "PluginHostTests",
             dependencies: ["PluginHost", "PluginHostSupport", .product(name: "Logging", package: "swift-log")]

@@ -8,7 +8,9 @@ cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
 
 swift build -q -c release --product pluginhost >&2
-BIN=$(swift build -c release --show-bin-path)/pluginhost
+swift build -q -c release --product pluginhost-shell >&2
+BUILT=$(swift build -c release --show-bin-path)
+BIN=$BUILT/pluginhost
 
 DEMO=$(mktemp -d /tmp/pluginhost-demo-XXXXXX)
 chmod 755 "$DEMO"
@@ -19,7 +21,7 @@ cleanup() {
 }
 trap cleanup EXIT
 
-mkdir -p "$DEMO/data" "$DEMO/etc" "$DEMO/run" "$DEMO/state"
+mkdir -p "$DEMO/data" "$DEMO/etc" "$DEMO/run" "$DEMO/state" "$DEMO/lib" "$DEMO/plugins.d"
 truncate -s 64M "$DEMO/data.img"
 mkfs.ext4 -q "$DEMO/data.img"
 mount -o loop "$DEMO/data.img" "$DEMO/data"
@@ -28,16 +30,20 @@ dd if=/dev/urandom of="$DEMO/data/important" bs=1M count=8 status=none
 install -m 0700 examples/pre-script.sh "$DEMO/etc/pre-script.sh"
 install -m 0700 examples/post-script.sh "$DEMO/etc/post-script.sh"
 install -m 0755 examples/snapshot-copy.sh "$DEMO/etc/snapshot-copy.sh"
+install -m 0755 examples/hold-session.sh "$DEMO/etc/hold-session.sh"
+install -m 0755 "$BUILT/libpluginhost-shell.so" "$DEMO/lib/libpluginhost-shell.so"
 sed -e "s|/etc/azure/|$DEMO/etc/|" examples/VMSnapshotScriptPluginConfig.json >"$DEMO/etc/config.json"
 chmod 0600 "$DEMO/etc/config.json"
 
+export PLUGINHOST_RUN_DIR=$DEMO/run PLUGINHOST_STATE_DIR=$DEMO/state
+echo "== pluginhost plugin add: the shell plugin, holding a session from quiesce to resume" >&2
+"$BIN" plugin add "$DEMO/lib/libpluginhost-shell.so" --plugins-dir "$DEMO/plugins.d" --name app --order 10 \
+    --config "{\"quiesce\": [\"$DEMO/etc/hold-session.sh\"], \"hold\": true}"
 echo "== pluginhost check" >&2
-PLUGINHOST_RUN_DIR=$DEMO/run PLUGINHOST_STATE_DIR=$DEMO/state \
-    "$BIN" check --config "$DEMO/etc/config.json" --mount "$DEMO/data"
+"$BIN" check --config "$DEMO/etc/config.json" --plugins-dir "$DEMO/plugins.d" --mount "$DEMO/data"
 echo "== pluginhost run" >&2
 status=0
-PLUGINHOST_RUN_DIR=$DEMO/run PLUGINHOST_STATE_DIR=$DEMO/state \
-    "$BIN" run --config "$DEMO/etc/config.json" --mount "$DEMO/data" \
+"$BIN" run --config "$DEMO/etc/config.json" --plugins-dir "$DEMO/plugins.d" --mount "$DEMO/data" \
     -- "$DEMO/etc/snapshot-copy.sh" "$DEMO/data.img" "$DEMO/snapshot.img" || status=$?
 
 echo "== the snapshot copy" >&2

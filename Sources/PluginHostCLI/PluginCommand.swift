@@ -29,11 +29,11 @@ struct PluginAddCommand: ParsableCommand {
     @Option(help: "The plugin's name (default: the name the plugin reports; required for --ffi).")
     var name: String?
 
-    @Option(help: "Lower orders quiesce first and resume last; equal orders run concurrently (0-99).")
-    var order = 50
+    @Option(help: "Lower orders quiesce first and resume last; equal orders run concurrently (0-99, default 50).")
+    var order: Int?
 
-    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds each call may take (1-600).", valueName: "seconds"))
-    var timeoutSeconds = PluginManifest.defaultTimeoutSeconds
+    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds each call may take (1-600, default 30).", valueName: "seconds"))
+    var timeoutSeconds: Int?
 
     @Option(help: ArgumentHelp("The plugin's config as a JSON object.", valueName: "json"))
     var config: String?
@@ -43,6 +43,9 @@ struct PluginAddCommand: ParsableCommand {
 
     @Option(name: .customLong("ffi"), help: ArgumentHelp("Bind a vendor library through libffi: a JSON file with its quiesce/resume/check functions.", valueName: "spec"))
     var ffiSpec: String?
+
+    @Option(help: ArgumentHelp("Take name, order, timeout, enabled and config from a template manifest (the repo's plugins.d/); other options override it.", valueName: "manifest"))
+    var template: String?
 
     @Flag(help: "Write the manifest with \"enabled\": false.")
     var disabled = false
@@ -55,8 +58,8 @@ struct PluginAddCommand: ParsableCommand {
 
     func validate() throws {
         guard library.hasPrefix("/") else { throw ValidationError("give the library as an absolute path") }
-        guard PluginManifest.orderRange.contains(order) else { throw ValidationError("--order must be from 0 to 99") }
-        guard PluginManifest.timeoutRange.contains(timeoutSeconds) else { throw ValidationError("--timeout must be from 1 to 600") }
+        if let order, !PluginManifest.orderRange.contains(order) { throw ValidationError("--order must be from 0 to 99") }
+        if let timeoutSeconds, !PluginManifest.timeoutRange.contains(timeoutSeconds) { throw ValidationError("--timeout must be from 1 to 600") }
         if config != nil && configFile != nil { throw ValidationError("give --config or --config-file, not both") }
         if ffiSpec != nil && name == nil { throw ValidationError("--ffi needs --name") }
         if let name, !PluginManifest.isValidName(name) { throw ValidationError("--name: letters, digits, '.', '_' and '-'") }
@@ -66,18 +69,25 @@ struct PluginAddCommand: ParsableCommand {
         try requireRoot("plugin add")
         _ = bootstrapLogging(verbose: false)
         var request = PluginInstaller.Request(library: library)
-        request.name = name
-        request.order = order
-        request.timeoutSeconds = timeoutSeconds
-        request.config = try configFile.map(readText) ?? config ?? "{}"
-        request.ffiSpec = try ffiSpec.map(readText)
-        request.enabled = !disabled
+        if let template {
+            do {
+                try request.apply(template: Array(try readText(template).utf8))
+            } catch {
+                fail("\(template): \(error)")
+            }
+        }
+        if let name { request.name = name }
+        if let order { request.order = order }
+        if let timeoutSeconds { request.timeoutSeconds = timeoutSeconds }
+        if let text = try configFile.map(readText) ?? config { request.config = text }
+        if let spec = try ffiSpec.map(readText) { request.ffiSpec = spec }
+        if disabled { request.enabled = false }
         request.replace = force
         if let pluginsDirectory { request.directory = pluginsDirectory }
         do {
             let installed = try PluginInstaller.add(request, executable: currentExecutable(), logger: Logger(label: "pluginhost"))
             let record = installed.record
-            FileHandleOutput.standardOutput.write("wrote \(installed.manifestPath): \(record.name) \(record.version ?? "") (ABI \(record.abi ?? "?")), sha256 \(record.sha256 ?? "?")\(disabled ? ", disabled" : "")\n")
+            FileHandleOutput.standardOutput.write("wrote \(installed.manifestPath): \(record.name) \(record.version ?? "") (ABI \(record.abi ?? "?")), sha256 \(record.sha256 ?? "?")\(request.enabled ? "" : ", disabled")\n")
         } catch {
             fail("\(error.code.rawValue): \(error.message)")
         }

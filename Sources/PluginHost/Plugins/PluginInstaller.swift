@@ -21,6 +21,25 @@ public enum PluginInstaller {
         public init(library: String) {
             self.library = library
         }
+
+        /// Takes name, order, timeoutSeconds, enabled, config (and an ffi spec) from a template
+        /// manifest, such as the repo's plugins.d/ files; the library and checksum come from here.
+        public mutating func apply(template bytes: [UInt8]) throws(HostError) {
+            func wrong(_ message: String) -> HostError { HostError(.incorrectPluginhostFile, "template: \(message)", step: "plugin add") }
+            guard case .object(let members)? = try? JSONParser.parse(bytes) else { throw wrong("expected a JSON object") }
+            for (key, value) in members {
+                switch (key, value) {
+                case ("name", .string(let text)): name = text
+                case ("order", .number(let number)) where number.integerValue != nil: order = number.integerValue!
+                case ("timeoutSeconds", .number(let number)) where number.integerValue != nil: timeoutSeconds = number.integerValue!
+                case ("enabled", .bool(let flag)): enabled = flag
+                case ("config", .object): config = value.serialized()
+                case ("ffi", .object): ffiSpec = value.serialized()
+                case ("library", _), ("kind", _), ("sha256", _), ("comment", _): continue
+                default: throw wrong("unexpected \(key): \(value.kindDescription)")
+                }
+            }
+        }
     }
 
     public struct Installed: Sendable {

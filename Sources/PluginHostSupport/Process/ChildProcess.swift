@@ -132,14 +132,32 @@ public final class ChildProcess {
         case .exitPending: return .exited(reap())
         case .deadlineReached: return .deadlineReached
         case .readable(let fd): return .readable(fd)
+        case .output: fatalError("poll returns .output only when asked")
         }
     }
 
-    private enum PollResult { case exitPending, deadlineReached, readable(Int32) }
+    public enum OutputEvent: Sendable, Equatable {
+        /// New output is in the tails.
+        case output
+        case exited(Termination)
+        case deadlineReached
+    }
+
+    /// Like `wait`, but also returns as soon as new output has been read (to look for a line).
+    public func waitForOutput(until deadline: UInt64?) -> OutputEvent {
+        if let termination { return .exited(termination) }
+        switch poll(until: deadline, watching: [], returnOnOutput: true) {
+        case .exitPending: return .exited(reap())
+        case .deadlineReached, .readable: return .deadlineReached
+        case .output: return .output
+        }
+    }
+
+    private enum PollResult { case exitPending, deadlineReached, readable(Int32), output }
 
     /// Polls the pidfd, the output pipes and `watching`. An exit is reported while the child is
     /// still a zombie, so that its pid (and the process group's id) cannot be reused yet.
-    private func poll(until deadline: UInt64?, watching: [Int32]) -> PollResult {
+    private func poll(until deadline: UInt64?, watching: [Int32], returnOnOutput: Bool = false) -> PollResult {
         while true {
             var fds = [pollfd(fd: exitDescriptor.rawValue, events: Int16(POLLIN), revents: 0)]
             if let stdout { fds.append(pollfd(fd: stdout.rawValue, events: Int16(POLLIN), revents: 0)) }
@@ -148,8 +166,10 @@ public final class ChildProcess {
             fds += watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let ready = Glibc.poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: deadline))
             if ready < 0 && errno == EINTR { continue }
+            let before = stdoutTail.totalBytes + stderrTail.totalBytes
             drainOutput()
             if fds[0].revents != 0 { return .exitPending }
+            if returnOnOutput && stdoutTail.totalBytes + stderrTail.totalBytes > before { return .output }
             if let watched = fds[firstWatched...].first(where: { $0.revents != 0 }) {
                 return .readable(watched.fd)
             }

@@ -125,14 +125,13 @@ public final class ShellPlugin: QuiescePlugin {
 
     private func run(_ argv: [String], _ what: String, _ call: inout PluginCall) throws(PluginError) {
         let child = try spawn(argv, stdin: -1)
-        let deadline = call.deadline > 0 ? call.deadline : Monotonic.now() + 60_000_000_000
-        switch child.wait(until: deadline) {
+        switch child.wait(until: Self.ownDeadline(call)) {
         case .exited(.exited(0)):
             call.detail("\(what)_output", lastLine(child.stdoutTail.text))
         case .exited(let termination):
             throw PluginError(.failed, "\(argv[0]) \(termination)\(tail(child))")
         case .deadlineReached, .readable:
-            child.terminateGroup(graceNanoseconds: 1_000_000_000)
+            child.terminateGroup(graceNanoseconds: Self.grace)
             throw PluginError(.timeout, "\(argv[0]) did not finish in time; it was killed\(tail(child))")
         }
     }
@@ -148,22 +147,21 @@ public final class ShellPlugin: QuiescePlugin {
         }
         let child = try spawn(config.quiesce, stdin: input.read.rawValue)
         input.read.close()
-        let deadline = call.deadline > 0 ? call.deadline : Monotonic.now() + 60_000_000_000
+        let deadline = Self.ownDeadline(call)
         while true {
-            if child.stdoutTail.text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
-                .contains(where: { $0 == config.readyLine }) {
-                held = (child, input.write)
-                call.detail("hold_pid", String(child.pid))
-                return
-            }
-            switch child.wait(until: deadline) {
+            switch child.waitForOutput(until: deadline) {
+            case .output:
+                let lines = child.stdoutTail.text.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+                if lines.contains(where: { $0 == config.readyLine }) {
+                    held = (child, input.write)
+                    call.detail("hold_pid", String(child.pid))
+                    return
+                }
             case .exited(let termination):
-                throw PluginError(.failed, "\(config.quiesce[0]) \(termination) before printing \"\(config.readyLine)\"\(tail(child))")
+                throw PluginError(.failed, "\(config.quiesce[0]) \(termination) instead of holding until resume\(tail(child))")
             case .deadlineReached:
-                child.terminateGroup(graceNanoseconds: 1_000_000_000)
+                child.terminateGroup(graceNanoseconds: Self.grace)
                 throw PluginError(.timeout, "\(config.quiesce[0]) did not print \"\(config.readyLine)\" in time; it was killed\(tail(child))")
-            case .readable:
-                continue
             }
         }
     }
@@ -179,14 +177,13 @@ public final class ShellPlugin: QuiescePlugin {
             return PluginError(.consistencyLost, "\(config.quiesce[0]) \(termination) while it should have held; the snapshot is not application-consistent for it\(tail(child))")
         }
         stdin.close()
-        let deadline = call.deadline > 0 ? call.deadline : Monotonic.now() + 60_000_000_000
-        switch child.wait(until: deadline) {
+        switch child.wait(until: Self.ownDeadline(call)) {
         case .exited(.exited(0)):
             return nil
         case .exited(let termination):
             return PluginError(.failed, "\(config.quiesce[0]) \(termination) after its stdin was closed\(tail(child))")
         case .deadlineReached, .readable:
-            child.terminateGroup(graceNanoseconds: 1_000_000_000)
+            child.terminateGroup(graceNanoseconds: Self.grace)
             return PluginError(.timeout, "\(config.quiesce[0]) did not end after its stdin was closed; it was killed")
         }
     }
@@ -200,6 +197,19 @@ public final class ShellPlugin: QuiescePlugin {
     }
 
     // MARK: - Helpers
+
+    /// SIGTERM to SIGKILL for a command's process group.
+    static let grace: UInt64 = 200_000_000
+
+    /// The host kills the worker at the call's deadline, and a killed worker cannot kill its
+    /// commands' process groups: give up earlier — a tenth of the time left, between 0.3 and
+    /// 2 seconds — so that no grandchild survives.
+    static func ownDeadline(_ call: PluginCall) -> UInt64 {
+        let now = Monotonic.now()
+        guard call.deadline > now else { return call.deadline > 0 ? now : now + 60_000_000_000 }
+        let margin = min(max((call.deadline - now) / 10, 300_000_000), 2_000_000_000)
+        return call.deadline > now + margin ? call.deadline - margin : now
+    }
 
     private func spawn(_ argv: [String], stdin: Int32) throws(PluginError) -> ChildProcess {
         do {

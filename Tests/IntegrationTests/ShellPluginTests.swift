@@ -1,0 +1,109 @@
+import Glibc
+import PluginHost
+import PluginHostSupport
+import Testing
+
+/// The bundled shell plugin (libpluginhost-shell.so, built by the package) loaded like any other.
+@Suite("Shell plugin", .serialized, .enabled(if: isRoot, "needs root for loop mounts and root-owned files"))
+struct ShellPluginTests {
+    /// Copies the built library into the sandbox (root's, 0755) and adds it.
+    func addShell(_ host: HostSandbox, config: String, timeout: Int = 10) throws -> Invocation {
+        let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
+        try #require(access(built, R_OK) == 0, "build the package first: \(built)")
+        let library = host.libraryDirectory + "/libpluginhost-shell.so"
+        sh("install -m 0755 '\(built)' '\(library)'")
+        return host.addPlugin(library, order: 10, timeout: timeout, config: config)
+    }
+
+    func run(_ host: HostSandbox) throws -> (Invocation, OperationReport?) {
+        let fs = try LoopFilesystem(in: host.scratch)
+        let snapshot = host.script("snapshot.sh", "#!/bin/sh\necho snapshot >> '\(host.scratch.path)/events'\n")
+        let result = host.invoke(["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot])
+        return (result, result.report)
+    }
+
+    @Test func runModeRunsQuiesceAndResumeCommands() throws {
+        let host = HostSandbox()
+        let events = host.scratch.path + "/events"
+        let pause = host.script("pause.sh", "#!/bin/sh\necho \"pause $PLUGINHOST_OPERATION_ID\" >> '\(events)'\necho paused\n")
+        let resume = host.script("resume.sh", "#!/bin/sh\necho resume >> '\(events)'\n")
+        let added = try addShell(host, config: "{\"quiesce\": [\"\(pause)\"], \"resume\": [\"\(resume)\"]}")
+        #expect(added.status == 0, "\(added.stderr)")
+        #expect(added.stdout.contains("shell 1.0.0"))
+        let (result, report) = try run(host)
+        #expect(result.status == 0, "\(result.stdout)")
+        let lines = host.scratch.read("events").split(separator: "\n").map(String.init)
+        #expect(lines == ["pause \(report?.operationID ?? "?")", "snapshot", "resume"])
+        #expect(report?.plugins.first?.calls.first { $0.function == "quiesce" }?.details?["quiesce_output"] == "paused")
+    }
+
+    @Test func holdModeKeepsTheCommandRunningUntilResume() throws {
+        let host = HostSandbox()
+        let events = host.scratch.path + "/events"
+        let hold = host.script("hold.sh", """
+            #!/bin/sh
+            echo held >> '\(events)'
+            echo READY
+            cat > /dev/null
+            echo released >> '\(events)'
+            """)
+        #expect(try addShell(host, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}").status == 0)
+        let (result, _) = try run(host)
+        #expect(result.status == 0, "\(result.stdout)")
+        #expect(host.scratch.read("events") == "held\nsnapshot\nreleased\n")
+    }
+
+    @Test func aHeldCommandThatDiesBeforeResumeLosesConsistency() throws {
+        let host = HostSandbox()
+        // Ready, then gone while the snapshot runs (the snapshot command waits for that).
+        let hold = host.script("hold.sh", "#!/bin/sh\necho READY\nexec 1>&-\nsleep 0.2\necho gone >> '\(host.scratch.path)/events'\n")
+        #expect(try addShell(host, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}").status == 0)
+        let fs = try LoopFilesystem(in: host.scratch)
+        let snapshot = host.script("wait.sh", "#!/bin/sh\nwhile ! grep -q gone '\(host.scratch.path)/events' 2>/dev/null; do sleep 0.05; done\nsleep 0.2\n")
+        let result = host.invoke(["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot])
+        #expect(result.status == ExitStatus.degraded.rawValue)
+        #expect(result.report?.errors.map(\.code) == [.pluginConsistencyLost])
+        #expect(result.report?.consistency == .filesystem)
+    }
+
+    @Test func aHeldCommandThatExitsAtOnceFailsTheQuiesce() throws {
+        let host = HostSandbox()
+        let hold = host.script("hold.sh", "#!/bin/sh\necho not-the-ready-line\nexit 0\n")
+        #expect(try addShell(host, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}").status == 0)
+        let (_, report) = try run(host)
+        #expect(report?.errors.map(\.code) == [.pluginQuiesceFailed])
+        #expect(report?.errors.first?.message.contains("instead of holding") == true)
+    }
+
+    @Test func aCommandThatNeverGetsReadyIsKilledAtTheDeadline() throws {
+        let host = HostSandbox()
+        let pids = host.scratch.path + "/pids"
+        let hold = host.script("hold.sh", "#!/bin/sh\nsleep 300 &\necho $! >> '\(pids)'\nsleep 300\n")
+        #expect(try addShell(host, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}", timeout: 1).status == 0)
+        let (_, report) = try run(host)
+        #expect(report?.errors.map(\.code) == [.pluginQuiesceTimeout])
+        // The plugin killed its whole process group: the grandchild is gone too.
+        let grandchild = Int32(host.scratch.read("pids").filter(\.isNumber)) ?? 0
+        for _ in 0..<200 where processExists(grandchild) { usleep(10_000) }
+        #expect(!processExists(grandchild))
+    }
+
+    @Test func aFailingQuiesceCommandIsReportedWithItsOutput() throws {
+        let host = HostSandbox()
+        let pause = host.script("pause.sh", "#!/bin/sh\necho 'cannot pause: 3 writers active' >&2\nexit 5\n")
+        let resume = host.script("resume.sh", "#!/bin/sh\n")
+        #expect(try addShell(host, config: "{\"quiesce\": [\"\(pause)\"], \"resume\": [\"\(resume)\"]}").status == 0)
+        let (_, report) = try run(host)
+        #expect(report?.errors.map(\.code) == [.pluginQuiesceFailed])
+        #expect(report?.errors.first?.message.contains("cannot pause: 3 writers active") == true)
+    }
+
+    @Test func badConfigIsRefusedWithTheKeyNamed() throws {
+        let host = HostSandbox()
+        let fs = try LoopFilesystem(in: host.scratch)
+        #expect(try addShell(host, config: "{\"quiesce\": [\"relative/cmd\"], \"resume\": [\"/bin/true\"]}").status == 0)
+        let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint])
+        #expect(check.status == ExitStatus.invalid.rawValue)
+        #expect(check.stdout.contains("config.quiesce") && check.stdout.contains("absolute path"))
+    }
+}
