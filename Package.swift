@@ -14,6 +14,7 @@ let package = Package(
         .executable(name: "pluginhost", targets: ["PluginHostCLI"]),
         .library(name: "PluginHost", targets: ["PluginHost"]),
         .library(name: "pluginhost-shell", type: .dynamic, targets: ["ShellPluginEntry"]),
+        .library(name: "pluginhost-mysql", type: .dynamic, targets: ["MySQLPluginEntry"]),
         .library(name: "pluginhost-postgresql", type: .dynamic, targets: ["PostgreSQLPluginEntry"]),
     ],
     dependencies: [
@@ -59,6 +60,21 @@ let package = Package(
         // Bundled plugin: the generic shell module (commands, or a command held between quiesce and resume).
         .target(name: "ShellQuiesce", dependencies: ["PluginKit", "PluginHostSupport"], path: "Sources/Plugins/Shell/Quiesce"),
         .target(name: "ShellPluginEntry", dependencies: ["ShellQuiesce", "PluginKit"], path: "Sources/Plugins/Shell/Entry"),
+        // Bundled plugin: MySQL/MariaDB quiesce (logic apart from the one exported C symbol).
+        .target(
+            name: "MySQLQuiesce",
+            dependencies: ["CMariaDB", "PluginKit", "PluginHostSupport"],
+            path: "Sources/Plugins/MySQL/Quiesce"
+        ),
+        .target(
+            name: "MySQLPluginEntry",
+            dependencies: ["MySQLQuiesce", "PluginKit"],
+            path: "Sources/Plugins/MySQL/Entry"
+        ),
+        .testTarget(
+            name: "MySQLPluginTests",
+            dependencies: ["MySQLQuiesce", "PluginKit", "PluginHostSupport"]
+        ),
         // Bundled plugin: PostgreSQL quiesce (logic apart from the one exported C symbol).
         .target(
             name: "PostgreSQLQuiesce",

@@ -14,6 +14,3 @@ _Static_assert(sizeof(ph_host) == 112, "ph_host 1.0 is 112 bytes");
 _Static_assert(offsetof(ph_call, deadline_ns) == 8, "ph_call.deadline_ns moved");
 _Static_assert(offsetof(ph_call, hold_until_ns) == 16, "ph_call.hold_until_ns moved");
 _Static_assert(sizeof(ph_call) == 88, "ph_call 1.0 is 88 bytes");
-
-/* The ABI version this header defines, for code that cannot read the macros. */
-unsigned ph_abi_version(void) { return (PH_ABI_MAJOR << 16) | PH_ABI_MINOR; }

@@ -37,7 +37,7 @@ struct OperationTests {
         let report = try #require(result.report)
         #expect(report.result == .succeeded && report.consistency == .application && report.snapshotTaken)
         // No plugins: quiesce is skipped, so there is no resume.
-        #expect(report.steps.map(\.name) == ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "post-script"])
+        #expect(report.steps.map(\.name) == ["checks", "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "post-script"])
         #expect(host.scratch.read("phases.log") == "pre  \nsnapshot \(fs.mountPoint)\npost success application\n")
         // Kept as the last report once thawed.
         #expect(ReportStore(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory))
@@ -56,7 +56,7 @@ struct OperationTests {
         #expect(result.status == ExitStatus.failed.rawValue)
         let report = try #require(result.report)
         #expect(report.errors.map(\.code) == [.preScriptExecutionFailed])
-        #expect(report.steps.map(\.name) == ["prepare", "pre-script", "post-script"])
+        #expect(report.steps.map(\.name) == ["checks", "prepare", "pre-script", "post-script"])
         #expect(report.freeze == nil && report.snapshot == nil)
         #expect(report.scripts.first?.attempts.count == 2)
         #expect(host.scratch.read("phases.log") == "pre \npre \npost failure none\n")
@@ -147,7 +147,7 @@ struct OperationTests {
         let result = running.finish()
         #expect(result.status == ExitStatus.failed.rawValue)
         let report = try #require(result.report)
-        #expect(report.steps.map(\.name) == ["prepare", "pre-script", "post-script"])
+        #expect(report.steps.map(\.name) == ["checks", "prepare", "pre-script", "post-script"])
         #expect(report.freeze == nil)
         #expect(host.scratch.read(log) == "pre \npost failure none\n")
     }

@@ -82,7 +82,7 @@ struct PluginTests {
         let (result, report) = try operation(host, config: config)
         #expect(result.status == ExitStatus.failed.rawValue)
         #expect(report?.freeze == nil && report?.snapshotTaken == false)
-        #expect(report?.steps.map(\.name) == ["prepare", "pre-script", "flush", "quiesce", "post-script"])
+        #expect(report?.steps.map(\.name) == ["checks", "prepare", "pre-script", "flush", "quiesce", "post-script"])
     }
 
     @Test func filesThatFailTheirChecksAreRefused() throws {

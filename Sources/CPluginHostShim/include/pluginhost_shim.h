@@ -13,6 +13,10 @@
 extern "C" {
 #endif
 
+/* Linked statically into the host and into every bundled plugin: never exported from either,
+ * so a plugin's copy cannot interpose on the host's. */
+#pragma GCC visibility push(hidden)
+
 /* ioctl(fd, FIFREEZE) / ioctl(fd, FITHAW) on a descriptor of any file on the filesystem. */
 int ph_fifreeze(int fd);
 int ph_fithaw(int fd);
@@ -71,6 +75,8 @@ int ph_memfd_create(const char *_Nonnull name);
 
 /* The errno value of the calling thread (Swift's `errno` is fine too; this reads it in C). */
 int ph_errno(void);
+
+#pragma GCC visibility pop
 
 #ifdef __cplusplus
 }

@@ -64,7 +64,12 @@ public final class Operation {
             }
         }
 
+        let checksStart = Monotonic.now()
         let preflight = Preflight.run(request)
+        report.steps.append(StepRecord(name: "checks", startMs: Monotonic.milliseconds(from: start, to: checksStart),
+                                       durationMs: Monotonic.milliseconds(from: checksStart, to: Monotonic.now()),
+                                       outcome: preflight.setupProblems.isEmpty ? .succeeded : .failed,
+                                       detail: preflight.setupProblems.first?.message))
         report.warnings += preflight.warnings
         report.continueBackupOnFailure = preflight.continueBackupOnFailure
         report.fsFreezeEnabled = preflight.fsFreezeEnabled
@@ -80,7 +85,7 @@ public final class Operation {
         sequence.run()
         steps.finish()
 
-        report.steps = sequence.records
+        report.steps += sequence.records
         report.errors += sequence.errors
         report.warnings += steps.warnings
         report.scripts = steps.scripts

@@ -1,0 +1,64 @@
+#!/usr/bin/env bash
+# Plugin figures (issue 3), as root: verification and worker start-up of 10 plugins, and
+# `pluginhost list` of 20. Medians over N runs (default 20). Prints a table; asserts nothing.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+[ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
+N=${N:-20}
+
+swift build -q -c release --product pluginhost
+BIN=$(swift build -c release --show-bin-path)/pluginhost
+WORK=$(mktemp -d /tmp/pluginhost-bench-XXXXXX)
+chmod 755 "$WORK"
+cleanup() { fsfreeze -u "$WORK/mnt" 2>/dev/null || true; umount "$WORK/mnt" 2>/dev/null || true; rm -rf "$WORK"; }
+trap cleanup EXIT
+mkdir -p "$WORK/lib" "$WORK/ten" "$WORK/twenty" "$WORK/mnt" "$WORK/run" "$WORK/state"
+export PLUGINHOST_RUN_DIR=$WORK/run PLUGINHOST_STATE_DIR=$WORK/state
+
+# 20 distinct plugin libraries (a 2 MB payload each, so that hashing is not free).
+for i in $(seq -w 1 20); do
+    cc -shared -fPIC -O2 -DBEHAVIOUR_GOOD "-DPLUGIN_NAME=\"p$i\"" -I Sources/PluginABI/include \
+        -o "$WORK/lib/libp$i.so" Tests/Fixtures/fixture_plugin.c
+    head -c 2000000 /dev/urandom >>"$WORK/lib/libp$i.so.pad"
+    objcopy --add-section .payload="$WORK/lib/libp$i.so.pad" "$WORK/lib/libp$i.so" && rm "$WORK/lib/libp$i.so.pad"
+    "$BIN" plugin add "$WORK/lib/libp$i.so" --plugins-dir "$WORK/twenty" --order "$((10#$i))" >/dev/null
+    [ "$((10#$i))" -le 10 ] && "$BIN" plugin add "$WORK/lib/libp$i.so" --plugins-dir "$WORK/ten" --order "$((10#$i))" >/dev/null
+done
+truncate -s 64M "$WORK/fs.img"; mkfs.ext4 -q "$WORK/fs.img"; mount -o loop "$WORK/fs.img" "$WORK/mnt"
+
+wall() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo "scale=3; ($e - $s) / 1000000" | bc; }
+: >"$WORK/list20.txt"; : >"$WORK/list10.txt"; : >"$WORK/reports.jsonl"
+for _ in $(seq "$N"); do
+    wall "$BIN" list --plugins-dir "$WORK/twenty" >>"$WORK/list20.txt"
+    wall "$BIN" list --plugins-dir "$WORK/ten" >>"$WORK/list10.txt"
+    "$BIN" run --plugins-dir "$WORK/ten" --mount "$WORK/mnt" --json -- /bin/true | tr -d '\n' >>"$WORK/reports.jsonl"
+    echo >>"$WORK/reports.jsonl"
+done
+wall "$BIN" --help >/dev/null
+: >"$WORK/empty.txt"; for _ in $(seq "$N"); do wall "$BIN" list --plugins-dir "$WORK/lib/none" >>"$WORK/empty.txt"; done
+
+python3 - "$WORK" "$N" <<'PY'
+import json, statistics, sys
+work, n = sys.argv[1], int(sys.argv[2])
+m = statistics.median
+read = lambda name: [float(x) for x in open(f"{work}/{name}") if x.strip()]
+reports = [json.loads(l) for l in open(f"{work}/reports.jsonl") if l.strip()]
+step = lambda r, name: next(s["durationMs"] for s in r["steps"] if s["name"] == name)
+checks = [step(r, "checks") for r in reports]
+prepare = [step(r, "prepare") for r in reports]
+quiesce = [step(r, "quiesce") for r in reports]
+assert all(len(r["plugins"]) == 10 and r["result"] == "succeeded" for r in reports), "a run failed"
+rows = [
+    ("pluginhost list, no plugins (process start-up)", read("empty.txt")),
+    ("pluginhost list, 10 plugins (wall)", read("list10.txt")),
+    ("pluginhost list, 20 plugins (wall)", read("list20.txt")),
+    ("run, 10 plugins: checks step (verify 10: owner, mode, SHA-256 of 2 MB)", checks),
+    ("run, 10 plugins: prepare step (10 workers: spawn, dlopen, create)", prepare),
+    ("  verification + worker start-up of 10 (checks + prepare)", [c + p for c, p in zip(checks, prepare)]),
+    ("run, 10 plugins: quiesce step (10 orders, one after another)", quiesce),
+]
+print(f"pluginhost bench/plugins.sh — medians over {n} runs (ms)")
+print(f"{'figure':72} {'median':>8} {'min':>8} {'max':>8}")
+for name, v in rows:
+    print(f"{name:72} {m(v):8.2f} {min(v):8.2f} {max(v):8.2f}")
+PY
