@@ -11,6 +11,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 #include <sys/prctl.h>
+#include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
 #include <unistd.h>
@@ -63,7 +64,8 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
     pid_t pid = vfork();
     if (pid == 0) {
         /* The child, sharing the parent's memory until execve: system calls only. */
-        if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
+        if (flags & PH_SPAWN_NEW_SESSION) setsid();
+        else if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
         if (flags & PH_SPAWN_DIE_WITH_PARENT) {
             prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
             if (getppid() != parent) _exit(127); /* the parent died before prctl */
@@ -141,6 +143,17 @@ int ph_signal_default(int sig) { return signal(sig, SIG_DFL) == SIG_ERR ? -1 : 0
 int ph_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
 
 int ph_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+int ph_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+int ph_peer_credentials(int fd, uid_t *uid, pid_t *pid) {
+    struct ucred credentials;
+    socklen_t length = sizeof credentials;
+    if (getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &credentials, &length) != 0) return -1;
+    *uid = credentials.uid;
+    *pid = credentials.pid;
+    return 0;
+}
 
 int ph_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 

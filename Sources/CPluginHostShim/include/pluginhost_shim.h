@@ -36,6 +36,7 @@ int ph_pidfd_send_signal(int pidfd, int sig);
 /* ph_spawn flags. */
 #define PH_SPAWN_NEW_PROCESS_GROUP 1 /* setpgid(0, 0): a process group of its own */
 #define PH_SPAWN_DIE_WITH_PARENT 2   /* PR_SET_PDEATHSIG SIGKILL: dies if the spawning thread's process dies */
+#define PH_SPAWN_NEW_SESSION 4       /* setsid(): a session (and process group) of its own, no terminal */
 
 /*
  * vfork + execve with the house rules: the child gets descriptors 0..<fd_count from
@@ -69,6 +70,12 @@ int ph_set_parent_death_signal(int sig);
 
 /* pipe2(fds, O_CLOEXEC). */
 int ph_pipe_cloexec(int fds[_Nonnull 2]);
+
+/* accept4(fd, NULL, NULL, SOCK_CLOEXEC). */
+int ph_accept(int fd);
+
+/* SO_PEERCRED of a connected unix socket: the peer's uid and pid. */
+int ph_peer_credentials(int fd, uid_t *_Nonnull uid, pid_t *_Nonnull pid);
 
 /* memfd_create(2) with MFD_CLOEXEC. */
 int ph_memfd_create(const char *_Nonnull name);

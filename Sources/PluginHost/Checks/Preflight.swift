@@ -1,8 +1,41 @@
 import Glibc
 import PluginHostSupport
 
+/// How the snapshot is taken.
+public enum OperationMode: Sendable {
+    /// `pluginhost run`: the host runs the snapshot command while frozen.
+    case run
+    /// `pluginhost freeze` … `pluginhost thaw`: an agent takes the snapshot in between.
+    case twoPhase(SessionChannel)
+    /// A hypervisor agent's hook (QEMU guest agent, VMware Tools): the agent freezes and takes
+    /// the snapshot; the host only runs scripts and plugins around it.
+    case hook(agent: String, SessionChannel)
+
+    public var name: String {
+        switch self {
+        case .run: "run"
+        case .twoPhase: "freeze"
+        case .hook(let agent, _): "hook \(agent)"
+        }
+    }
+
+    public var channel: SessionChannel? {
+        switch self {
+        case .run: nil
+        case .twoPhase(let channel), .hook(_, let channel): channel
+        }
+    }
+
+    /// True when an agent, not the host, freezes the filesystems.
+    public var agentFreezes: Bool {
+        if case .hook = self { return true }
+        return false
+    }
+}
+
 /// What an operation is asked to do.
 public struct OperationRequest: Sendable {
+    public var mode: OperationMode = .run
     /// `--config`; nil reads the default Azure path, where a missing file means scripts off.
     public var configPath: String?
     /// `--host-config`; nil reads the default path, where a missing file is fine.

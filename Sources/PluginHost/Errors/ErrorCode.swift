@@ -30,6 +30,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
     case pluginConsistencyLost = "PluginConsistencyLost"
     case pluginApplicationUnreachable = "PluginApplicationUnreachable"
     case pluginCrashed = "PluginCrashed"
+    case noActiveOperation = "NoActiveOperation"
 
     /// True for the ten codes of Azure's troubleshooting table.
     public var isAzureDocumented: Bool {
@@ -71,6 +72,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .pluginConsistencyLost: "A plugin's quiesce did not hold until resume (its session was lost): the snapshot is not application-consistent for that application."
         case .pluginApplicationUnreachable: "A plugin could not reach its application (server down, wrong socket or port)."
         case .pluginCrashed: "A plugin's worker crashed or broke the protocol; it was killed."
+        case .noActiveOperation: "`thaw` found no operation waiting for it (none was frozen, or it already ended)."
         }
     }
 
@@ -101,6 +103,7 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .pluginConsistencyLost: "Take the snapshot again; find out why the session ended (server restart, a KILL, wait_timeout)."
         case .pluginApplicationUnreachable: "Start the application or fix the connection settings in the plugin's manifest."
         case .pluginCrashed: "Report it to the plugin's authors with the report; `pluginhost list` shows its version."
+        case .noActiveOperation: "Give `thaw --operation ID` for an operation's final report; `pluginhost status` shows the last one."
         }
     }
 }

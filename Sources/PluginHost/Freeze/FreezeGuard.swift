@@ -29,11 +29,13 @@ public final class FreezeGuard {
     public var eventDescriptor: Int32 { socket.rawValue }
 
     /// Spawns `executable __guard …`; it opens and verifies every mount point on its own.
+    /// `operationStart` (CLOCK_MONOTONIC ns) is the origin of the record's times.
     public init(executable: String, targets: [FreezeTarget], deadlineSeconds: Double,
-                journalPath: String?, lock: OperationLock?) throws(HostError) {
+                journalPath: String?, lock: OperationLock?, operationStart: UInt64) throws(HostError) {
         self.targets = targets
         self.deadlineSeconds = deadlineSeconds
         record = FreezeRecord(targets: targets, deadlineSeconds: deadlineSeconds)
+        record.origin = operationStart
 
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {

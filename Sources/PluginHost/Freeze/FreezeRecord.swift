@@ -13,6 +13,9 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
         /// "thawed", "was-not-frozen", "failed", "not-ours", "not-needed".
         public var thaw: String
         public var thawMs: Double?
+        /// When its FIFREEZE and FITHAW started, in ms since the operation started.
+        public var freezeStartMs: Double?
+        public var thawStartMs: Double?
         public var error: String?
 
         var frozeByUs: Bool { freeze == "frozen" }
@@ -39,17 +42,21 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
     public var guardPID: Int32?
     /// From the start of the first FIFREEZE to the end of the last FITHAW.
     public var windowMs: Double?
+    /// When the window opened, in ms since the operation started.
+    public var windowStartMs: Double?
     /// Time spent inside FIFREEZE and FITHAW, summed.
     public var ioctlMs: Double = 0
     public var thawCause: ThawCause?
 
     /// Monotonic readings, kept for the window and the timeline; not in the JSON.
     var requestedNanoseconds: UInt64 = 0
+    /// The operation's start, the origin of the `…StartMs` fields.
+    var origin: UInt64 = 0
     public internal(set) var firstFreezeNanoseconds: UInt64?
     public internal(set) var lastThawNanoseconds: UInt64?
 
     private enum CodingKeys: String, CodingKey {
-        case mounts, deadlineSeconds, guardPID, windowMs, ioctlMs, thawCause
+        case mounts, deadlineSeconds, guardPID, windowMs, windowStartMs, ioctlMs, thawCause
     }
 
     init(targets: [FreezeTarget], deadlineSeconds: Double) {
@@ -65,6 +72,7 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
             firstFreezeNanoseconds = min(firstFreezeNanoseconds ?? result.startNanoseconds, result.startNanoseconds)
             ioctlMs += result.milliseconds
             mounts[index].freezeMs = result.milliseconds
+            mounts[index].freezeStartMs = Monotonic.milliseconds(from: origin, to: result.startNanoseconds)
             switch result.errno {
             case 0:
                 mounts[index].freeze = "frozen"
@@ -84,6 +92,7 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
             lastThawNanoseconds = max(lastThawNanoseconds ?? result.endNanoseconds, result.endNanoseconds)
             ioctlMs += result.milliseconds
             mounts[index].thawMs = result.milliseconds
+            mounts[index].thawStartMs = Monotonic.milliseconds(from: origin, to: result.startNanoseconds)
             switch result.errno {
             case 0: mounts[index].thaw = "thawed"
             case EINVAL: mounts[index].thaw = "was-not-frozen"
@@ -94,6 +103,7 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
         }
         if let first = firstFreezeNanoseconds, let last = lastThawNanoseconds {
             windowMs = Monotonic.milliseconds(from: first, to: last)
+            windowStartMs = Monotonic.milliseconds(from: origin, to: first)
         }
     }
 

@@ -45,11 +45,12 @@ final class LiveSteps: OperationSteps {
     /// Starts the guard (it opens and verifies the mount points on its own) and the plugin
     /// workers (load, create): none of that is inside the freeze window or the application's stall.
     func prepare() -> StepResult {
-        if preflight.fsFreezeEnabled, let targets = preflight.freezeSelection?.targets, !targets.isEmpty {
+        lock.setPhase("prepare")
+        if preflight.fsFreezeEnabled, !request.mode.agentFreezes, let targets = preflight.freezeSelection?.targets, !targets.isEmpty {
             do {
                 freezeGuard = try FreezeGuard(executable: request.executable, targets: targets,
                                               deadlineSeconds: preflight.maxFrozenSeconds,
-                                              journalPath: request.paths.journalFile, lock: lock)
+                                              journalPath: request.paths.journalFile, lock: lock, operationStart: start)
             } catch {
                 guardStartError = error
             }
@@ -83,6 +84,7 @@ final class LiveSteps: OperationSteps {
     }
 
     private func runScript(_ phase: ScriptPhase, outcome: OperationOutcome?) -> StepResult {
+        lock.setPhase(phase.stepName)
         let config: ScriptConfig
         switch preflight.config {
         case .absent:
@@ -130,15 +132,24 @@ final class LiveSteps: OperationSteps {
     }
 
     func quiesce() -> StepResult {
-        plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        lock.setPhase("quiesce")
+        return plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
     }
 
     func resume() -> StepResult {
-        plugins.resume()
+        lock.setPhase("resume")
+        return plugins.resume()
     }
 
     func freeze() -> StepResult {
-        guard preflight.fsFreezeEnabled else { return .skipped("fsFreezeEnabled is false") }
+        if case .hook(let agent, _) = request.mode {
+            lock.setPhase("quiesced")
+            return .skipped("the \(agent == "qemu" ? "QEMU guest agent" : "VMware Tools") freezes the filesystems")
+        }
+        guard preflight.fsFreezeEnabled else {
+            lock.setPhase("quiesced")
+            return .skipped("fsFreezeEnabled is false")
+        }
         if let guardStartError { return .failed(guardStartError, attempted: false) }
         guard let freezeGuard else { return .skipped("nothing to freeze") }
         let journal = FreezeJournal(operationID: operationID, hostPID: getpid(), guardPID: freezeGuard.pid, state: .frozen,
@@ -151,6 +162,7 @@ final class LiveSteps: OperationSteps {
             return .failed(HostError(.freezeFailed, "cannot write the freeze journal: \(error)", step: "freeze"), attempted: false)
         }
         freezeAttempted = true
+        lock.setPhase("frozen")  // the last write before the freeze
         logger.info("freezing", metadata: ["mounts": "\(freezeGuard.targets.map(\.mountPoint))"])
         logOutput?.hold()
         if let error = freezeGuard.freeze() {
@@ -164,6 +176,7 @@ final class LiveSteps: OperationSteps {
         guard let freezeGuard else { return .succeeded }
         let error = freezeGuard.thaw()
         logOutput?.release()
+        if !freezeGuard.record.mayStillBeFrozen { lock.setPhase("thawed") }
         if let error { return .failed(error, attempted: true) }
         if let cause = freezeGuard.record.thawCause, cause != .command {
             warnings.append("the filesystems were thawed by \(cause.rawValue), not on command")
@@ -174,7 +187,75 @@ final class LiveSteps: OperationSteps {
 
     // MARK: - Snapshot
 
-    func snapshot() -> StepResult {
+    func snapshot(_ prospect: OperationOutcome) -> StepResult {
+        switch request.mode {
+        case .run: runSnapshotCommand()
+        case .twoPhase(let channel), .hook(_, let channel): awaitThaw(channel, prospect)
+        }
+    }
+
+    /// Two-phase and hooks: tell the caller it may take its snapshot now, then wait for its
+    /// thaw — or the guard's deadline, or a signal.
+    private func awaitThaw(_ channel: SessionChannel, _ prospect: OperationOutcome) -> StepResult {
+        let begin = Monotonic.now()
+        let agentFreezes = request.mode.agentFreezes
+        let who = agentFreezes ? "the agent" : "the caller of pluginhost freeze"
+        var record = SnapshotRecord(command: ["(taken by \(who))"], termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
+        defer {
+            record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
+            snapshotRecord = record
+        }
+        let mounts = (agentFreezes ? preflight.freezeSelection?.targets : freezeGuard?.targets)?.map(\.mountPoint) ?? []
+        let since = isoTimestamp()
+        channel.notify(.notice(FreezeNotice(
+            state: agentFreezes ? "quiesced" : (freezeGuard == nil ? "quiesced" : "frozen"),
+            operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
+            deadlineSeconds: preflight.maxFrozenSeconds, errors: [], warnings: warnings,
+            thawCommand: agentFreezes ? "pluginhost hook \(request.mode.name.split(separator: " ").last ?? "") thaw"
+                                      : "pluginhost thaw --operation \(operationID)")))
+        // The guard's own deadline comes first when there is a guard; otherwise this one.
+        let limit = begin + UInt64((preflight.maxFrozenSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
+        while true {
+            var fds = [pollfd(fd: channel.listenDescriptor, events: Int16(POLLIN), revents: 0)]
+            if let interrupt { fds.append(pollfd(fd: interrupt.descriptor, events: Int16(POLLIN), revents: 0)) }
+            if let freezeGuard { fds.append(pollfd(fd: freezeGuard.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
+            _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: limit))
+            if let interrupt, fds.contains(where: { $0.fd == interrupt.descriptor && $0.revents != 0 }) {
+                return .interrupted(interruptError(during: "wait for the thaw"))
+            }
+            if let freezeGuard, fds.contains(where: { $0.fd == freezeGuard.eventDescriptor && $0.revents != 0 }),
+               let cause = freezeGuard.collectUnpromptedThaw() {
+                let why = cause == .deadline ? "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s: the guard thawed at its deadline"
+                                             : "the freeze guard exited; the host thawed"
+                return .failed(HostError(cause == .deadline ? .freezeDeadlineExpired : .freezeFailed,
+                                         "\(why); the plugins were resumed and the post-script ran; a snapshot taken now is not consistent",
+                                         step: "snapshot"), attempted: true)
+            }
+            if fds[0].revents != 0, let request = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts) }) {
+                if case .thaw(let taken) = request {
+                    return taken ? .succeeded
+                        : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
+                }
+            }
+            if Monotonic.now() >= limit {
+                return .failed(HostError(.freezeDeadlineExpired,
+                                         "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s; the plugins were resumed and the post-script ran",
+                                         step: "snapshot"), attempted: true)
+            }
+        }
+    }
+
+    private func sessionStatus(phase: String, since: String, mounts: [String]) -> SessionStatus {
+        SessionStatus(operationID: operationID, command: request.mode.name, phase: phase, since: since, mounts: mounts,
+                      deadlineSeconds: preflight.maxFrozenSeconds,
+                      plugins: plugins.records.map { record in
+                          let last = record.calls.last
+                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? "refused"
+                                                          : last.map { $0.outcome == "ok" ? "\($0.function) ok" : "\($0.function) \($0.outcome)" } ?? record.state)
+                      })
+    }
+
+    private func runSnapshotCommand() -> StepResult {
         guard let executable = request.snapshotCommand.first else {
             return .failed(HostError(.snapshotCommandFailed, "no snapshot command given", step: "snapshot"), attempted: false)
         }
@@ -253,4 +334,8 @@ final class LiveSteps: OperationSteps {
         let signal = interrupt?.consume().map(signalName) ?? "a signal"
         return HostError(.operationInterrupted, "\(signal) received during the \(step); everything done so far was undone", step: step)
     }
+}
+
+func formatSeconds(_ seconds: Double) -> String {
+    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
 }

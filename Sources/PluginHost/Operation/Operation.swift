@@ -30,7 +30,7 @@ public final class Operation {
 
     public func run() -> OperationReport {
         let start = Monotonic.now()
-        var report = OperationReport(operationID: operationID, command: "run", startedAt: isoTimestamp())
+        var report = OperationReport(operationID: operationID, command: request.mode.name, startedAt: isoTimestamp())
         var logger = self.logger
         logger[metadataKey: "operation"] = "\(operationID)"
 
@@ -38,6 +38,7 @@ public final class Operation {
             report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
             report.conclude(failed: failed)
             if let status { report.exitStatus = status }
+            request.mode.channel?.finish(report)
             return report
         }
 
@@ -53,6 +54,12 @@ public final class Operation {
         } catch {
             report.errors.append(error)
             return finish(.busy)
+        }
+        do {
+            try request.mode.channel?.open()
+        } catch {
+            report.errors.append(error)
+            return finish(.invalid)
         }
         if let recovered = Recovery.run(paths: request.paths) {
             logger.warning("recovered a previous operation", metadata: ["summary": "\(recovered.summary)"])
@@ -94,13 +101,16 @@ public final class Operation {
         report.snapshot = steps.snapshotRecord
         report.snapshotTaken = sequence.outcome.snapshotTaken
         report.consistency = sequence.outcome.consistency
-        let concluded = finish(failed: sequence.failed)
+        if let channel = request.mode.channel { report.warnings += channel.refusals }
+        report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+        report.conclude(failed: sequence.failed)
         do {
-            try ReportStore(paths: request.paths).save(concluded)
+            try ReportStore(paths: request.paths).save(report)
         } catch {
             logger.error("cannot save the report", metadata: ["error": "\(error)"])
         }
+        request.mode.channel?.finish(report)
         withExtendedLifetime(lock) {}
-        return concluded
+        return report
     }
 }

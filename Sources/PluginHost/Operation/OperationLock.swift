@@ -12,9 +12,26 @@ public final class OperationLock {
         public var pid: Int32
         public var operationID: String
         public var startedAt: String
+        /// The step it was in when it last said (never written while frozen).
+        public var phase: String = "starting"
     }
 
-    private init(descriptor: FileDescriptor) { self.descriptor = descriptor }
+    private let operationID: String
+    private let startedAt: String
+
+    private init(descriptor: FileDescriptor, operationID: String, startedAt: String) {
+        self.descriptor = descriptor
+        self.operationID = operationID
+        self.startedAt = startedAt
+    }
+
+    /// Records the current step for `status`. Never call it while filesystems are frozen: the
+    /// runtime directory could be on one of them.
+    public func setPhase(_ phase: String) {
+        let text = "\(getpid()) \(operationID) \(startedAt) \(phase)\n"
+        _ = ftruncate(descriptor.rawValue, 0)
+        _ = text.withCString { pwrite(descriptor.rawValue, $0, strlen($0), 0) }
+    }
 
     /// Takes the lock without waiting; throws `OperationBusy` naming the holder if it is taken.
     public static func acquire(paths: StatePaths, operationID: String) throws(HostError) -> OperationLock {
@@ -28,10 +45,9 @@ public final class OperationLock {
             let holder = readHolder(file).map { " (operation \($0.operationID), pid \($0.pid), started \($0.startedAt))" } ?? ""
             throw HostError(.operationBusy, "another operation holds \(paths.lockFile)\(holder)", step: "checks")
         }
-        let text = "\(getpid()) \(operationID) \(isoTimestamp())\n"
-        _ = ftruncate(file.rawValue, 0)
-        _ = text.withCString { pwrite(file.rawValue, $0, strlen($0), 0) }
-        return OperationLock(descriptor: file)
+        let lock = OperationLock(descriptor: file, operationID: operationID, startedAt: isoTimestamp())
+        lock.setPhase("starting")
+        return lock
     }
 
     /// Who holds the lock now, or nil when nobody does (a non-blocking shared probe).
@@ -50,6 +66,7 @@ public final class OperationLock {
         guard count > 0 else { return nil }
         let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(whereSeparator: \.isWhitespace)
         guard fields.count >= 3, let pid = Int32(fields[0]) else { return nil }
-        return Holder(pid: pid, operationID: String(fields[1]), startedAt: String(fields[2]))
+        return Holder(pid: pid, operationID: String(fields[1]), startedAt: String(fields[2]),
+                      phase: fields.count > 3 ? String(fields[3]) : "unknown")
     }
 }

@@ -31,7 +31,8 @@ public protocol OperationSteps: AnyObject {
     func flush() -> StepResult
     func quiesce() -> StepResult
     func freeze() -> StepResult
-    func snapshot() -> StepResult
+    /// `prospect`: what the snapshot is worth if taken now (a two-phase caller is told).
+    func snapshot(_ prospect: OperationOutcome) -> StepResult
     func thaw() -> StepResult
     func resume() -> StepResult
     func postScript(_ outcome: OperationOutcome) -> StepResult
@@ -68,6 +69,13 @@ public struct OperationSequence {
         self.start = start
     }
 
+    /// What the snapshot would be worth if it were taken now.
+    var prospect: OperationOutcome {
+        var taken = self
+        taken.snapshotTaken = true
+        return taken.outcome
+    }
+
     /// What the snapshot is worth so far.
     public var outcome: OperationOutcome {
         guard snapshotTaken else { return OperationOutcome(snapshotTaken: false, consistency: .none) }
@@ -92,7 +100,8 @@ public struct OperationSequence {
                             undo: "resume", { steps, _ in steps.resume() }) { sequence in
                 sequence.within("freeze", application: false, act: { $0.freeze() },
                                 undo: "thaw", { steps, _ in steps.thaw() }) { sequence in
-                    let result = sequence.perform("snapshot") { $0.snapshot() }
+                    let prospect = sequence.prospect
+                    let result = sequence.perform("snapshot") { $0.snapshot(prospect) }
                     sequence.snapshotTaken = result == .succeeded
                     if !sequence.snapshotTaken { sequence.failed = true }
                 }

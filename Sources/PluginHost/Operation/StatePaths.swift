@@ -18,6 +18,8 @@ public struct StatePaths: Sendable, Equatable {
 
     public var lockFile: String { runDirectory + "/lock" }
     public var journalFile: String { runDirectory + "/journal.json" }
+    /// The two-phase session's socket (root only).
+    public var sessionSocket: String { runDirectory + "/session.sock" }
     public var lastReportFile: String { stateDirectory + "/last-report.json" }
     public var reportsDirectory: String { stateDirectory + "/reports" }
 

@@ -72,7 +72,8 @@ public final class ChildProcess {
     /// `outlivesHost`, the child is killed if the host dies (a snapshot command must not go on
     /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept.
     public init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                outlivesHost: Bool = false, outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+                outlivesHost: Bool = false, newSession: Bool = false,
+                outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
         stdoutTail = OutputTail(capacity: outputCapacity)
         stderrTail = OutputTail(capacity: outputCapacity)
         let out = try makePipe(nonBlockingRead: true)
@@ -81,7 +82,7 @@ public final class ChildProcess {
         let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let map = [stdin, out.write.rawValue, err.write.rawValue] + extraDescriptors
         var pid: pid_t = 0
-        let flags = PH_SPAWN_NEW_PROCESS_GROUP | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
+        let flags = (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP) | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
         let rc = withCStrings(argv) { argvPointer in
             withCStrings(envp) { envpPointer in
                 ph_spawn(command.executable, argvPointer, envpPointer, map, Int32(map.count),
@@ -103,8 +104,20 @@ public final class ChildProcess {
         stderr = err.read
     }
 
+    /// Lets the child run on after this object is gone (it is not killed and not waited for).
+    public func detach() {
+        detached = true
+        stdout = nil
+        stderr = nil
+    }
+
+    private var detached = false
+
+    /// Both output streams reached end of file (or were given up).
+    public var outputClosed: Bool { stdout == nil && stderr == nil }
+
     deinit {
-        if termination == nil {
+        if termination == nil && !detached {
             // Never leave a child behind, whatever path the caller took. A process that sleeps
             // uninterruptibly (a writer on a frozen filesystem) dies only later: wait a little,
             // not forever.
@@ -137,7 +150,7 @@ public final class ChildProcess {
     }
 
     public enum OutputEvent: Sendable, Equatable {
-        /// New output is in the tails.
+        /// New output is in the tails, or both streams have just closed (`outputClosed`).
         case output
         case exited(Termination)
         case deadlineReached
@@ -167,9 +180,12 @@ public final class ChildProcess {
             let ready = Glibc.poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: deadline))
             if ready < 0 && errno == EINTR { continue }
             let before = stdoutTail.totalBytes + stderrTail.totalBytes
+            let wasOpen = !outputClosed
             drainOutput()
             if fds[0].revents != 0 { return .exitPending }
-            if returnOnOutput && stdoutTail.totalBytes + stderrTail.totalBytes > before { return .output }
+            if returnOnOutput && (stdoutTail.totalBytes + stderrTail.totalBytes > before || (wasOpen && outputClosed)) {
+                return .output
+            }
             if let watched = fds[firstWatched...].first(where: { $0.revents != 0 }) {
                 return .readable(watched.fd)
             }

@@ -1,0 +1,206 @@
+import CPluginHostShim
+import FoundationEssentials
+import Glibc
+import PluginHostSupport
+
+/// A two-phase operation's links to its callers (DESIGN §7): the `freeze` client, which reads
+/// the session's stdout until it says frozen, and `thaw`/`status` clients on a unix socket in
+/// the runtime directory that only root can reach (mode 0600 in a 0700 directory, and the
+/// peer's uid checked on every connection).
+///
+/// Requests are one line: `THAW [ID]`, `THAW-FAILED [ID]` (the agent's snapshot failed), or
+/// `STATUS`. A thaw client gets the final report when the operation has ended.
+public final class SessionChannel: @unchecked Sendable {
+    public enum Request: Sendable, Equatable {
+        /// The agent has its snapshot (or, `snapshotTaken: false`, reports it failed).
+        case thaw(snapshotTaken: Bool)
+    }
+
+    public let socketPath: String
+    private var listener: FileDescriptor?
+    private var notifyDescriptor: Int32? = 1
+    private var thawClients: [FileDescriptor] = []
+    /// Connections refused (not root) or malformed, for the report.
+    public private(set) var refusals: [String] = []
+
+    public init(socketPath: String) {
+        self.socketPath = socketPath
+    }
+
+    deinit {
+        if listener != nil { unlink(socketPath) }
+    }
+
+    /// Creates the listening socket; call with the operation lock held (a stale socket file of
+    /// a dead session is replaced).
+    public func open() throws(HostError) {
+        unlink(socketPath)
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw HostError(.incorrectPluginhostFile, "cannot create the session socket: \(SystemError("socket"))") }
+        let descriptor = FileDescriptor(owning: fd)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array(socketPath.utf8)
+        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+            throw HostError(.incorrectPluginhostFile, "the session socket path \(socketPath) is too long")
+        }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.enumerated() { raw[index] = byte }
+        }
+        let umaskBefore = umask(0o177)
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        umask(umaskBefore)
+        guard bound == 0, chmod(socketPath, 0o600) == 0, listen(fd, 16) == 0 else {
+            throw HostError(.incorrectPluginhostFile, "cannot listen on \(socketPath): \(SystemError("bind"))")
+        }
+        listener = descriptor
+    }
+
+    /// Readable when a client connects.
+    public var listenDescriptor: Int32 { listener?.rawValue ?? -1 }
+
+    /// Writes what the freeze client waits for — the notice, or the final report when the
+    /// operation ended before freezing — as one JSON document on stdout, then lets go of the
+    /// client: stdout and stderr point at /dev/null from here on.
+    public func notify(_ envelope: SessionEnvelope) {
+        guard let fd = notifyDescriptor else { return }
+        notifyDescriptor = nil
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        if let data = try? encoder.encode(envelope) {
+            let bytes = Array(data) + [0x0A]
+            try? FileDescriptor(owning: dup(fd)).writeAll(bytes)
+        }
+        let null = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
+        if null >= 0 {
+            dup2(null, 1)
+            dup2(null, 2)
+            close(null)
+        }
+    }
+
+    /// Accepts one connection. Returns a thaw request; answers a status request itself with
+    /// `status()`; refuses anyone but root. Returns nil when nothing actionable arrived.
+    public func accept(operationID: String, status: () -> SessionStatus) -> Request? {
+        guard let listener else { return nil }
+        let fd = ph_accept(listener.rawValue)
+        guard fd >= 0 else { return nil }
+        let client = FileDescriptor(owning: fd)
+        var uid: uid_t = 0
+        var pid: pid_t = 0
+        guard ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0 else {
+            refusals.append("refused a connection from uid \(uid), pid \(pid) at \(isoTimestamp()): only root may talk to the session")
+            try? client.writeAll("{\"error\":\"refused: only root may talk to the session\"}\n")
+            return nil
+        }
+        guard let line = Self.readLine(client, timeoutMilliseconds: 2000) else {
+            refusals.append("dropped a connection from pid \(pid) that sent no request")
+            return nil
+        }
+        let words = line.split(separator: " ").map(String.init)
+        switch words.first {
+        case "STATUS":
+            try? client.writeAll(Self.json(status()) + "\n")
+            return nil
+        case "THAW", "THAW-FAILED":
+            if words.count > 1, words[1] != "-", words[1] != operationID {
+                try? client.writeAll("{\"error\":\"operation \(words[1]) is not the active one; the active one is \(operationID)\"}\n")
+                return nil
+            }
+            thawClients.append(client)
+            return .thaw(snapshotTaken: words.first == "THAW")
+        default:
+            refusals.append("dropped a connection from pid \(pid) with an unknown request")
+            try? client.writeAll("{\"error\":\"unknown request\"}\n")
+            return nil
+        }
+    }
+
+    /// Sends the final report to every thaw client (and to any client still queued), then
+    /// closes the socket. Every later `thaw --operation ID` reads the saved report instead.
+    public func finish(_ report: OperationReport) {
+        notify(.report(report))
+        let text = String(decoding: ReportStore.encode(report), as: UTF8.self)
+        for client in thawClients { try? client.writeAll(text) }
+        thawClients.removeAll()
+        if let listener {
+            let flags = fcntl(listener.rawValue, F_GETFL)
+            _ = fcntl(listener.rawValue, F_SETFL, flags | O_NONBLOCK)
+            while true {
+                let fd = ph_accept(listener.rawValue)
+                if fd < 0 { break }
+                let client = FileDescriptor(owning: fd)
+                var uid: uid_t = 0
+                var pid: pid_t = 0
+                if ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0, Self.readLine(client, timeoutMilliseconds: 200) != nil {
+                    try? client.writeAll(text)
+                }
+            }
+            unlink(socketPath)
+            self.listener = nil
+        }
+    }
+
+    private static func readLine(_ client: FileDescriptor, timeoutMilliseconds: Int32) -> String? {
+        var collected: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let deadline = Monotonic.now() + UInt64(timeoutMilliseconds) * 1_000_000
+        while collected.count < 1024 {
+            var event = pollfd(fd: client.rawValue, events: Int16(POLLIN), revents: 0)
+            guard poll(&event, 1, Monotonic.pollTimeout(until: deadline)) == 1 else { return nil }
+            let count = read(client.rawValue, &buffer, buffer.count)
+            if count <= 0 { break }
+            collected += buffer[0..<count]
+            if collected.contains(0x0A) { break }
+        }
+        guard let end = collected.firstIndex(of: 0x0A) else { return collected.isEmpty ? nil : String(decoding: collected, as: UTF8.self) }
+        return String(decoding: collected[..<end], as: UTF8.self)
+    }
+
+    static func json(_ value: some Encodable) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys]
+        return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
+    }
+}
+
+/// What the session tells the `freeze` client: frozen (or, for a hook, quiesced), or — when it
+/// ended before that — the final report.
+public enum SessionEnvelope: Codable, Sendable {
+    case notice(FreezeNotice)
+    case report(OperationReport)
+}
+
+/// "Frozen, take your snapshot now."
+public struct FreezeNotice: Codable, Sendable, Equatable {
+    /// frozen (two-phase), or quiesced (a hook: the agent freezes).
+    public var state: String
+    public var operationID: String
+    public var mounts: [String]
+    /// What the snapshot will be worth if taken now.
+    public var consistency: ConsistencyLevel
+    public var at: String
+    /// The guard thaws (or, for a hook, the session resumes) after this many seconds.
+    public var deadlineSeconds: Double
+    public var errors: [HostError]
+    public var warnings: [String]
+    public var thawCommand: String
+}
+
+/// What `pluginhost status` learns from a session waiting for its thaw.
+public struct SessionStatus: Codable, Sendable, Equatable {
+    public struct Plugin: Codable, Sendable, Equatable {
+        public var name: String
+        public var state: String
+    }
+
+    public var operationID: String
+    public var command: String
+    public var phase: String
+    public var since: String
+    public var mounts: [String]
+    public var deadlineSeconds: Double
+    public var plugins: [Plugin]
+}

@@ -1,0 +1,104 @@
+import FoundationEssentials
+import Glibc
+import PluginHostSupport
+
+/// The client side of two-phase operations: `freeze` starts a session process and waits for
+/// its first word; `thaw` and `status` talk to it over its socket.
+public enum SessionClient {
+    /// Starts `executable __session ARGUMENTS` in a session of its own (no terminal; it
+    /// outlives this process) and returns what it says first: frozen (a notice), or the final
+    /// report when the operation ended before that. Its stderr is copied to ours meanwhile.
+    public static func start(executable: String, arguments: [String], environment: [String: String],
+                             forwardingStderrTo stderr: Int32 = 2) -> SessionEnvelope {
+        let session: ChildProcess
+        do {
+            session = try ChildProcess(spawning: Command(executable: executable, arguments: ["__session"] + arguments,
+                                                         environment: environment),
+                                       outlivesHost: true, newSession: true, outputCapacity: 16 << 20)
+        } catch {
+            return .report(failure(.freezeFailed, "cannot start the session process: \(error)"))
+        }
+        var forwarded = 0
+        while true {
+            let event = session.waitForOutput(until: nil)
+            let total = session.stderrTail.totalBytes
+            if total > forwarded {
+                let fresh = session.stderrTail.bytes.suffix(min(total - forwarded, session.stderrTail.capacity))
+                _ = fresh.withUnsafeBytes { Glibc.write(stderr, $0.baseAddress, $0.count) }
+                forwarded = total
+            }
+            if case .exited = event { break }
+            if session.outputClosed { break }
+        }
+        let text = session.stdoutTail.text
+        session.detach()
+        guard let line = text.split(separator: "\n").first,
+              let envelope = try? JSONDecoder().decode(SessionEnvelope.self, from: Data(line.utf8)) else {
+            return .report(failure(.freezeFailed, "the session process ended without a word (\(text.prefix(200)))"))
+        }
+        return envelope
+    }
+
+    public enum Reply: Sendable {
+        /// The final report of the operation.
+        case report(OperationReport)
+        /// What the session said instead (an error).
+        case refused(String)
+        /// No session is listening.
+        case noSession
+    }
+
+    /// Sends `THAW [ID]` (or `THAW-FAILED`) and waits for the final report.
+    public static func thaw(paths: StatePaths, operationID: String?, snapshotTaken: Bool = true) -> Reply {
+        guard let bytes = request(paths: paths, "\(snapshotTaken ? "THAW" : "THAW-FAILED") \(operationID ?? "-")\n",
+                                  timeoutMilliseconds: 3_600_000) else { return .noSession }
+        if let report = ReportStore.decode(bytes) { return .report(report) }
+        let text = String(decoding: bytes, as: UTF8.self)
+        if let value = try? JSONParser.parse(text), case .string(let message)? = value["error"] { return .refused(message) }
+        return .refused(text.isEmpty ? "the session closed the connection" : text)
+    }
+
+    /// Asks a session waiting for its thaw what it holds (nil when none answers quickly).
+    public static func status(paths: StatePaths) -> SessionStatus? {
+        guard let bytes = request(paths: paths, "STATUS\n", timeoutMilliseconds: 1000) else { return nil }
+        return try? JSONDecoder().decode(SessionStatus.self, from: Data(bytes))
+    }
+
+    /// Connects, sends `line`, reads until the session closes. nil when nobody listens.
+    private static func request(paths: StatePaths, _ line: String, timeoutMilliseconds: Int) -> [UInt8]? {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return nil }
+        let connection = FileDescriptor(owning: fd)
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let path = Array(paths.sessionSocket.utf8)
+        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
+        withUnsafeMutableBytes(of: &address.sun_path) { raw in
+            for (index, byte) in path.enumerated() { raw[index] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        }
+        guard connected == 0, (try? connection.writeAll(line)) != nil else { return nil }
+        var collected: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let deadline = Monotonic.now() + UInt64(timeoutMilliseconds) * 1_000_000
+        while true {
+            var event = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
+            if ready < 0 && errno == EINTR { continue }
+            if ready <= 0 { return collected.isEmpty ? nil : collected }
+            let count = read(fd, &buffer, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            if count <= 0 { return collected }
+            collected += buffer[0..<count]
+        }
+    }
+
+    private static func failure(_ code: ErrorCode, _ message: String) -> OperationReport {
+        var report = OperationReport(operationID: "none", command: "freeze", startedAt: isoTimestamp())
+        report.errors = [HostError(code, message)]
+        report.conclude(failed: true)
+        return report
+    }
+}
