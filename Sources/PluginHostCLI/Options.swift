@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import PluginHost
+import PluginHostSupport
 import FoundationEssentials
 
 /// The options every command that plans an operation shares (`run`, `check`).
@@ -95,16 +96,7 @@ struct FileHandleOutput {
     static let standardError = FileHandleOutput(descriptor: 2)
 
     func write(_ text: String) {
-        var text = text
-        text.withUTF8 { utf8 in
-            var offset = 0
-            while offset < utf8.count {
-                let n = Glibc.write(descriptor, utf8.baseAddress! + offset, utf8.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                offset += n
-            }
-        }
+        FileDescriptor.write(text, to: descriptor)
     }
 
     func write(bytes: [UInt8]) { write(String(decoding: bytes, as: UTF8.self)) }

@@ -66,6 +66,7 @@ struct HostStatus: Encodable {
     /// The step the running operation is in.
     var phase: String?
     var frozenSince: String?
+    var frozenForSeconds: Double?
     var frozenMounts: [String]
     var freezeDeadlineSeconds: Double?
     /// A two-phase session waiting for its thaw: its plugins and their state.
@@ -83,6 +84,7 @@ struct HostStatus: Encodable {
         frozenMounts = []
         if let journal, journal.state == .frozen {
             frozenSince = journal.frozenAt
+            frozenForSeconds = secondsSince(isoTimestamp: journal.frozenAt).map { ($0 * 10).rounded() / 10 }
             frozenMounts = journal.mounts.map(\.mountPoint)
             freezeDeadlineSeconds = journal.deadlineSeconds
         }
@@ -104,7 +106,9 @@ struct HostStatus: Encodable {
         var out: String
         switch state {
         case "frozen":
-            out = "Frozen: operation \(operationID ?? "?") (pid \(pid ?? 0)) froze \(frozenMounts.joined(separator: ", ")) at \(frozenSince ?? "?"); its guard thaws after \(formatNumber(freezeDeadlineSeconds ?? 0)) s at the latest.\n"
+            out = "Frozen: operation \(operationID ?? "?") (pid \(pid ?? 0)) froze \(frozenMounts.joined(separator: ", ")) at \(frozenSince ?? "?")"
+                + (frozenForSeconds.map { " (\(formatNumber($0)) s ago)" } ?? "")
+                + "; its guard thaws after \(formatNumber(freezeDeadlineSeconds ?? 0)) s at the latest.\n"
         case "quiesced":
             out = "Quiesced: operation \(operationID ?? "?") (pid \(pid ?? 0)) waits for the agent's thaw since \(session?.since ?? "?") (deadline \(formatNumber(session?.deadlineSeconds ?? 0)) s).\n"
         case "running":

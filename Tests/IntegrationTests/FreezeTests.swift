@@ -51,7 +51,7 @@ struct FreezeTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let running = host.start(["run", "--mount", fs.mountPoint, "--max-frozen", "120", "--", host.holdWhileFrozen(60)])
-        try #require(host.waitUntilFrozen())
+        _ = try #require(host.waitUntilFrozen())
         let writer = try Writer(file: fs.mountPoint + "/probe")
         #expect(!writer.finishes(within: 0.3), "the filesystem was not frozen")
         kill(running.pid, SIGKILL)
@@ -97,12 +97,7 @@ struct FreezeTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let running = host.start(["run", "--mount", fs.mountPoint, "--", host.holdWhileFrozen(30)])
         let journal = try #require(host.waitUntilFrozen())
-        // Stop the host so it cannot react, kill the guard, then the host: nobody thaws.
-        kill(running.pid, SIGSTOP)
-        kill(journal.guardPID, SIGKILL)
-        usleep(100_000)
-        kill(running.pid, SIGKILL)
-        _ = running.finish()
+        killHostAndGuard(running, journal)
         let writer = try Writer(file: fs.mountPoint + "/probe")
         #expect(!writer.finishes(within: 0.5), "something thawed although host and guard were killed")
         #expect(host.journal?.state == .frozen)
@@ -121,11 +116,7 @@ struct FreezeTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let running = host.start(["run", "--mount", fs.mountPoint, "--", host.holdWhileFrozen(30)])
         let journal = try #require(host.waitUntilFrozen())
-        kill(running.pid, SIGSTOP)
-        kill(journal.guardPID, SIGKILL)
-        usleep(100_000)
-        kill(running.pid, SIGKILL)
-        _ = running.finish()
+        killHostAndGuard(running, journal)
 
         let result = host.invoke(["run", "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
         #expect(result.status == ExitStatus.degraded.rawValue)  // no scripts: filesystem-consistent
@@ -178,5 +169,14 @@ struct FreezeTests {
         #expect(!writer.finishes(within: 0.3))
         sh("fsfreeze -u '\(fs.mountPoint)'")
         #expect(writer.finishes(within: 10))
+    }
+
+    /// Stops the host so that it cannot react, kills the guard, then the host: nobody thaws.
+    private func killHostAndGuard(_ running: RunningHost, _ journal: FreezeJournal) {
+        kill(running.pid, SIGSTOP)
+        kill(journal.guardPID, SIGKILL)
+        usleep(100_000)
+        kill(running.pid, SIGKILL)
+        _ = running.finish()
     }
 }

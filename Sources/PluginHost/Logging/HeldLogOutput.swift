@@ -46,16 +46,7 @@ public final class HeldLogOutput: Sendable {
     }
 
     private func write(_ line: String) {
-        var text = line
-        text.withUTF8 { utf8 in
-            var offset = 0
-            while offset < utf8.count {
-                let n = Glibc.write(descriptor, utf8.baseAddress! + offset, utf8.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
-                offset += n
-            }
-        }
+        FileDescriptor.write(line, to: descriptor)
     }
 }
 

@@ -38,3 +38,20 @@ public func isoTimestamp() -> String {
         + "\(pad(parts.tm_hour, 2)):\(pad(parts.tm_min, 2)):\(pad(parts.tm_sec, 2))."
         + "\(pad(Int32(time.tv_nsec / 1_000_000), 3))Z"
 }
+
+/// Seconds from an `isoTimestamp()` string until now (nil if it does not parse).
+public func secondsSince(isoTimestamp text: String) -> Double? {
+    let digits = text.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
+    guard digits.count >= 6 else { return nil }
+    var parts = tm()
+    parts.tm_year = Int32(digits[0] - 1900)
+    parts.tm_mon = Int32(digits[1] - 1)
+    parts.tm_mday = Int32(digits[2])
+    parts.tm_hour = Int32(digits[3])
+    parts.tm_min = Int32(digits[4])
+    parts.tm_sec = Int32(digits[5])
+    let then = Double(timegm(&parts)) + (digits.count > 6 ? Double(digits[6]) / 1000 : 0)
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - then
+}

@@ -86,6 +86,21 @@ public final class FileDescriptor: @unchecked Sendable {
     public func writeAll(_ text: String) throws(SystemError) {
         try writeAll(Array(text.utf8))
     }
+
+    /// Writes all of `text` to a descriptor this object does not own (stdout, stderr), giving
+    /// up silently if it cannot: for output that must never fail the caller.
+    public static func write(_ text: String, to descriptor: Int32) {
+        var text = text
+        text.withUTF8 { utf8 in
+            var offset = 0
+            while offset < utf8.count {
+                let n = Glibc.write(descriptor, utf8.baseAddress! + offset, utf8.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return }
+                offset += n
+            }
+        }
+    }
 }
 
 /// pipe2(2) with O_CLOEXEC; the read end is non-blocking when asked.
