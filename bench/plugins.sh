@@ -5,6 +5,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 N=${N:-20}
+# Plugin libraries are padded to PAD bytes (default 1 MB, about a bundled Swift plugin; 0 for
+# the size of a small C plugin), so that hashing costs what it would.
+PAD=${PAD:-1000000}
 
 swift build -q -c release --product pluginhost
 BIN=$(swift build -c release --show-bin-path)/pluginhost
@@ -15,12 +18,14 @@ trap cleanup EXIT
 mkdir -p "$WORK/lib" "$WORK/ten" "$WORK/twenty" "$WORK/mnt" "$WORK/run" "$WORK/state"
 export PLUGINHOST_RUN_DIR=$WORK/run PLUGINHOST_STATE_DIR=$WORK/state
 
-# 20 distinct plugin libraries (a 2 MB payload each, so that hashing is not free).
+# 20 distinct plugin libraries.
 for i in $(seq -w 1 20); do
     cc -shared -fPIC -O2 -DBEHAVIOUR_GOOD "-DPLUGIN_NAME=\"p$i\"" -I Sources/PluginABI/include \
         -o "$WORK/lib/libp$i.so" Tests/Fixtures/fixture_plugin.c
-    head -c 2000000 /dev/urandom >>"$WORK/lib/libp$i.so.pad"
-    objcopy --add-section .payload="$WORK/lib/libp$i.so.pad" "$WORK/lib/libp$i.so" && rm "$WORK/lib/libp$i.so.pad"
+    if [ "$PAD" -gt 0 ]; then
+        head -c "$PAD" /dev/urandom >"$WORK/lib/libp$i.so.pad"
+        objcopy --add-section .payload="$WORK/lib/libp$i.so.pad" "$WORK/lib/libp$i.so" && rm "$WORK/lib/libp$i.so.pad"
+    fi
     "$BIN" plugin add "$WORK/lib/libp$i.so" --plugins-dir "$WORK/twenty" --order "$((10#$i))" >/dev/null
     [ "$((10#$i))" -le 10 ] && "$BIN" plugin add "$WORK/lib/libp$i.so" --plugins-dir "$WORK/ten" --order "$((10#$i))" >/dev/null
 done
@@ -37,9 +42,9 @@ done
 wall "$BIN" --help >/dev/null
 : >"$WORK/empty.txt"; for _ in $(seq "$N"); do wall "$BIN" list --plugins-dir "$WORK/lib/none" >>"$WORK/empty.txt"; done
 
-python3 - "$WORK" "$N" <<'PY'
+python3 - "$WORK" "$N" "$(stat -c %s "$WORK/lib/libp01.so")" <<'PY'
 import json, statistics, sys
-work, n = sys.argv[1], int(sys.argv[2])
+work, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 m = statistics.median
 read = lambda name: [float(x) for x in open(f"{work}/{name}") if x.strip()]
 reports = [json.loads(l) for l in open(f"{work}/reports.jsonl") if l.strip()]
@@ -52,8 +57,8 @@ rows = [
     ("pluginhost list, no plugins (process start-up)", read("empty.txt")),
     ("pluginhost list, 10 plugins (wall)", read("list10.txt")),
     ("pluginhost list, 20 plugins (wall)", read("list20.txt")),
-    ("run, 10 plugins: checks step (verify 10: owner, mode, SHA-256 of 2 MB)", checks),
-    ("run, 10 plugins: prepare step (10 workers: spawn, dlopen, create)", prepare),
+    (f"run, 10 plugins: checks step (verify 10: owner, mode, SHA-256 of {size // 1024} KiB)", checks),
+    ("run, 10 plugins: prepare step (10 workers: fork, dlopen, create)", prepare),
     ("  verification + worker start-up of 10 (checks + prepare)", [c + p for c, p in zip(checks, prepare)]),
     ("run, 10 plugins: quiesce step (10 orders, one after another)", quiesce),
 ]

@@ -12,6 +12,7 @@ for candidate in "$PWD/../shared/db" /work/shared/db; do
     [ -f "$candidate/start-postgres.sh" ] && { db=$candidate; break; }
 done
 if [ -n "$db" ]; then
+    export PLUGINHOST_DB_SCRIPTS=$db
     set -a
     eval "$(bash "$db/start-postgres.sh")"
     eval "$(bash "$db/start-mariadb.sh")"

@@ -6,6 +6,7 @@
 #include <linux/fs.h>
 #include <signal.h>
 #include <pthread.h>
+#include <stdlib.h>
 #include <sys/wait.h>
 #include <string.h>
 #include <sys/ioctl.h>
@@ -36,6 +37,40 @@ int ph_pidfd_send_signal(int pidfd, int sig) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
+/* The child side of ph_spawn and ph_fork_call: process group, parent death, default signals,
+ * descriptors. Returns 0, or -1 with errno set. System calls only. */
+static int prepare_child(const int *staged, int fd_count, int flags, pid_t parent) {
+    if (flags & PH_SPAWN_NEW_SESSION) setsid();
+    else if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
+    if (flags & PH_SPAWN_DIE_WITH_PARENT) {
+        prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
+        if (getppid() != parent) _exit(127); /* the parent died before prctl */
+    }
+    struct sigaction dfl;
+    memset(&dfl, 0, sizeof dfl);
+    dfl.sa_handler = SIG_DFL;
+    for (int sig = 1; sig < NSIG; sig++)
+        if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
+    for (int i = 0; i < fd_count; i++) {
+        int fd = staged[i];
+        if (fd < 0) {
+            fd = open("/dev/null", O_RDWR);
+            if (fd < 0) return -1;
+        }
+        if (fd == i) {
+            if (fcntl(fd, F_SETFD, 0) != 0) return -1;
+        } else if (dup2(fd, i) < 0) {
+            return -1;
+        }
+        if (staged[i] < 0 && fd != i) close(fd);
+    }
+    syscall(SYS_close_range, (unsigned)fd_count, ~0U, 0);
+    sigset_t none;
+    sigemptyset(&none);
+    pthread_sigmask(SIG_SETMASK, &none, NULL);
+    return 0;
+}
+
 int ph_spawn(const char *path, char *const *argv, char *const *envp,
              const int *fd_map, int fd_count, const char *cwd,
              int flags, pid_t *pid_out) {
@@ -64,35 +99,8 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
     pid_t pid = vfork();
     if (pid == 0) {
         /* The child, sharing the parent's memory until execve: system calls only. */
-        if (flags & PH_SPAWN_NEW_SESSION) setsid();
-        else if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
-        if (flags & PH_SPAWN_DIE_WITH_PARENT) {
-            prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
-            if (getppid() != parent) _exit(127); /* the parent died before prctl */
-        }
-        struct sigaction dfl;
-        memset(&dfl, 0, sizeof dfl);
-        dfl.sa_handler = SIG_DFL;
-        for (int sig = 1; sig < NSIG; sig++)
-            if (sig != SIGKILL && sig != SIGSTOP) sigaction(sig, &dfl, NULL);
-        for (int i = 0; i < fd_count; i++) {
-            int fd = staged[i];
-            if (fd < 0) {
-                fd = open("/dev/null", O_RDWR);
-                if (fd < 0) goto child_fail;
-            }
-            if (fd == i) {
-                if (fcntl(fd, F_SETFD, 0) != 0) goto child_fail;
-            } else if (dup2(fd, i) < 0) {
-                goto child_fail;
-            }
-            if (staged[i] < 0 && fd != i) close(fd);
-        }
-        syscall(SYS_close_range, (unsigned)fd_count, ~0U, 0);
+        if (prepare_child(staged, fd_count, flags, parent) != 0) goto child_fail;
         if (cwd != NULL && chdir(cwd) != 0) goto child_fail;
-        sigset_t none;
-        sigemptyset(&none);
-        pthread_sigmask(SIG_SETMASK, &none, NULL);
         execve(path, argv, envp);
     child_fail:
         child_error = errno;
@@ -112,6 +120,48 @@ out:
     for (int i = 0; i < fd_count; i++)
         if (staged[i] >= 0) close(staged[i]);
     return rc;
+}
+
+int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *), void *argument,
+                 pid_t *pid_out) {
+    enum { MAX_FDS = 64 };
+    if (fd_count < 0 || fd_count > MAX_FDS) return EINVAL;
+    int staged[MAX_FDS];
+    int rc = 0;
+    for (int i = 0; i < fd_count; i++) staged[i] = -1;
+    for (int i = 0; i < fd_count; i++) {
+        if (fd_map[i] < 0) continue;
+        staged[i] = fcntl(fd_map[i], F_DUPFD_CLOEXEC, fd_count);
+        if (staged[i] < 0) { rc = errno; goto out; }
+    }
+    sigset_t all, saved;
+    sigfillset(&all);
+    pthread_sigmask(SIG_SETMASK, &all, &saved);
+    pid_t parent = getpid();
+    pid_t pid = fork();
+    if (pid == 0) {
+        if (prepare_child(staged, fd_count, flags, parent) != 0) _exit(127);
+        _exit(entry(argument));
+    }
+    if (pid < 0) rc = errno;
+    else *pid_out = pid;
+    pthread_sigmask(SIG_SETMASK, &saved, NULL);
+out:
+    for (int i = 0; i < fd_count; i++)
+        if (staged[i] >= 0) close(staged[i]);
+    return rc;
+}
+
+int ph_thread_count(void) {
+    int fd = open("/proc/self/status", O_RDONLY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    char buffer[4096];
+    ssize_t count = read(fd, buffer, sizeof buffer - 1);
+    close(fd);
+    if (count <= 0) return -1;
+    buffer[count] = '\0';
+    const char *line = strstr(buffer, "\nThreads:");
+    return line ? atoi(line + 9) : -1;
 }
 
 static int signal_pipe[2] = {-1, -1};

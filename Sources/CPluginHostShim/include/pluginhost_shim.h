@@ -55,6 +55,19 @@ int ph_spawn(const char *_Nonnull path,
              pid_t *_Nonnull pid_out);
 
 /*
+ * fork without exec, with the same house rules as ph_spawn for descriptors, signals,
+ * process group and parent death; the child runs entry(argument) and _exits with its result.
+ * Only for a single-threaded caller (ph_thread_count() == 1): after fork the child would
+ * otherwise inherit locks held by other threads. Returns 0 and stores the pid, or an errno.
+ */
+int ph_fork_call(const int *_Nonnull fd_map, int fd_count, int flags,
+                 int (*_Nonnull entry)(void *_Nullable), void *_Nullable argument,
+                 pid_t *_Nonnull pid_out);
+
+/* The number of threads of this process (from /proc/self/status), or -1. */
+int ph_thread_count(void);
+
+/*
  * Installs an async-signal-safe handler for each signal in `signals` that writes the
  * signal number as one byte to a non-blocking, close-on-exec pipe; returns the pipe's
  * read end (the same one on every call). Use it in poll() next to everything else.

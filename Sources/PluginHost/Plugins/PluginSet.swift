@@ -78,26 +78,13 @@ final class PluginSet {
     /// loads every library and checks its descriptor, then creates every instance and asks
     /// for its data paths. Failures make a plugin unusable; they surface at quiesce.
     func prepare(executable: String, logger: Logger) {
-        start(executable: executable, logger: logger)
-        load()
+        load(executable: executable, logger: logger)
         createInstances()
-    }
-
-    private func start(executable: String, logger: Logger) {
-        for member in members {
-            do {
-                member.worker = try PluginWorker(manifest: member.manifest, library: member.library,
-                                                 executable: executable, logger: logger)
-            } catch {
-                member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: "quiesce")
-            }
-        }
     }
 
     /// Starts the workers and loads the libraries, nothing more (`pluginhost list`).
     func inspect(executable: String, logger: Logger) {
-        start(executable: executable, logger: logger)
-        load()
+        load(executable: executable, logger: logger)
     }
 
     private func createInstances() {
@@ -118,12 +105,20 @@ final class PluginSet {
         warnAboutDataOutsideTheFreeze()
     }
 
-    private func load() {
-        let candidates = usable
+    /// Starts a worker per plugin and asks it at once to load its library, so that one worker
+    /// loads while the next is started.
+    private func load(executable: String, logger: Logger) {
         var sent: [Member] = []
         var deadlines: [UInt64] = []
         var begins: [UInt64] = []
-        for member in candidates {
+        for member in members where member.unusable == nil {
+            do {
+                member.worker = try PluginWorker(manifest: member.manifest, library: member.library,
+                                                 executable: executable, logger: logger)
+            } catch {
+                member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: "quiesce")
+                continue
+            }
             let spec = member.manifest.ffi.map { $0.json.serialized() }
             if member.worker!.send(.load(kind: member.manifest.kind.rawValue, ffiSpec: spec)) {
                 sent.append(member)

@@ -26,8 +26,10 @@ final class PluginWorker {
     private(set) var alive = true
     private var buffer = [UInt8](repeating: 0, count: WorkerWire.maximumMessage)
 
-    /// Spawns `executable __worker` with the verified library on descriptor 3. Call from the
-    /// main thread: the worker is tied to the spawning thread's life (PR_SET_PDEATHSIG).
+    /// Starts a worker with the verified library on descriptor 3 and its socket on 4: a fork of
+    /// this (single-threaded) host running `PluginWorkerProcess` — about a millisecond — or, if
+    /// the host has more threads, `executable __worker`. Call from the main thread: the worker
+    /// is tied to the starting thread's life (PR_SET_PDEATHSIG).
     init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger) throws(SystemError) {
         self.manifest = manifest
         self.library = library
@@ -37,11 +39,17 @@ final class PluginWorker {
         }
         socket = FileDescriptor(owning: pair[0])
         let workerEnd = FileDescriptor(owning: pair[1])
-        // No Swift backtracer in the worker: a plugin's crash must end it at once, by the signal.
-        process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
-                                                     environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
-                                                                   "SWIFT_BACKTRACE": "enable=no"]),
-                                   extraDescriptors: [library.descriptor.rawValue, workerEnd.rawValue])
+        let descriptors = [library.descriptor.rawValue, workerEnd.rawValue]
+        do {
+            // Every signal is at its default in the child: a plugin's crash ends it at once.
+            process = try ChildProcess(forking: workerEntry, extraDescriptors: descriptors)
+        } catch where error.errno == EAGAIN {
+            // No Swift backtracer in the worker either: a crash must end it by the signal.
+            process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
+                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
+                                                                       "SWIFT_BACKTRACE": "enable=no"]),
+                                       extraDescriptors: descriptors)
+        }
         workerEnd.close()
         var logger = logger
         logger[metadataKey: "plugin"] = "\(manifest.name)"
@@ -108,7 +116,7 @@ final class PluginWorker {
                 return lose("its socket failed: \(SystemError("recv"))")
             }
             if count == 0 { return lose(nil) }
-            guard let message = WorkerWire.decode(WorkerMessage.self, buffer[0..<count]) else {
+            guard let message = WorkerWire.decodeMessage(buffer[0..<count]) else {
                 return lose("it sent \(count) bytes that are not a message")
             }
             if case .log(let level, let text) = message {
@@ -169,3 +177,6 @@ final class PluginWorker {
         kill()
     }
 }
+
+/// The forked worker's whole life.
+private let workerEntry: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { _ in PluginWorkerProcess.run() }

@@ -17,7 +17,7 @@ public enum PluginWorkerProcess {
         while true {
             let count = recv(socketDescriptor, &buffer, buffer.count, 0)
             if count < 0 && errno == EINTR { continue }
-            guard count > 0, let request = WorkerWire.decode(WorkerRequest.self, buffer[0..<count]) else {
+            guard count > 0, let request = WorkerWire.decodeRequest(buffer[0..<count]) else {
                 state.destroy()
                 return count == 0 ? 0 : 1  // the host went away, or spoke nonsense
             }

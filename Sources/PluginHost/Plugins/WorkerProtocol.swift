@@ -1,9 +1,10 @@
-import FoundationEssentials
+import PluginHostSupport
 
-/// Messages between the host and a plugin worker, one JSON document per SOCK_SEQPACKET
-/// message. The worker is the host binary itself, so both ends are ours; anything that does not
-/// decode is a worker gone wrong, and the host kills it.
-enum WorkerRequest: Codable, Equatable {
+/// Messages between the host and a plugin worker, one JSON object per SOCK_SEQPACKET message,
+/// `{"op": …}` one way and `{"msg": …}` the other. Both ends are this binary; anything that
+/// does not decode is a worker gone wrong, and the host kills it. Encoded with the package's
+/// own JSON (not Foundation's Codable), which a freshly forked worker starts in microseconds.
+enum WorkerRequest: Equatable {
     /// Load the library on descriptor 3 and check its descriptor (or, for an ffi binding, resolve
     /// the symbols of the spec, given as JSON); answers `loaded` or `refused`.
     case load(kind: String, ffiSpec: String?)
@@ -14,11 +15,11 @@ enum WorkerRequest: Codable, Equatable {
     case destroy
 }
 
-enum PluginFunction: String, Codable, Sendable {
+enum PluginFunction: String, Sendable {
     case check, quiesce, resume, dataPaths
 }
 
-enum WorkerMessage: Codable, Equatable {
+enum WorkerMessage: Equatable {
     case log(level: Int32, message: String)
     case loaded(PluginIdentity)
     case refused(check: String, message: String)
@@ -41,11 +42,100 @@ enum WorkerWire {
     static let detailsSize = 16384
     static let logLineSize = 2048
 
-    static func encode<T: Encodable>(_ value: T) -> [UInt8] {
-        (try? JSONEncoder().encode(value)).map(Array.init) ?? []
+    static func encode(_ request: WorkerRequest) -> [UInt8] {
+        var members: [(key: String, value: JSONValue)]
+        switch request {
+        case .load(let kind, let spec):
+            members = [("op", .string("load")), ("kind", .string(kind))]
+            if let spec { members.append(("ffiSpec", .string(spec))) }
+        case .create(let config, let operationID, let mounts, let deadline):
+            members = [("op", .string("create")), ("config", .string(config)), ("operationID", .string(operationID)),
+                       ("freezeMounts", .array(mounts.map(JSONValue.string))), ("deadline", number(deadline))]
+        case .call(let function, let deadline, let holdUntil):
+            members = [("op", .string(function.rawValue)), ("deadline", number(deadline)), ("holdUntil", number(holdUntil))]
+        case .destroy:
+            members = [("op", .string("destroy"))]
+        }
+        return Array(JSONValue.object(members).serialized().utf8)
     }
 
-    static func decode<T: Decodable>(_ type: T.Type, _ bytes: some Collection<UInt8>) -> T? {
-        try? JSONDecoder().decode(type, from: Data(bytes))
+    static func encode(_ message: WorkerMessage) -> [UInt8] {
+        let members: [(key: String, value: JSONValue)]
+        switch message {
+        case .log(let level, let text):
+            members = [("msg", .string("log")), ("level", number(level)), ("text", .string(text))]
+        case .loaded(let identity):
+            members = [("msg", .string("loaded")), ("name", .string(identity.name)), ("version", .string(identity.version)),
+                       ("description", .string(identity.description)), ("abi", .string(identity.abi))]
+        case .refused(let check, let text):
+            members = [("msg", .string("refused")), ("check", .string(check)), ("text", .string(text))]
+        case .result(let status, let text, let details):
+            members = [("msg", .string("result")), ("status", number(status)), ("text", .string(text)), ("details", .string(details))]
+        }
+        return Array(JSONValue.object(members).serialized().utf8)
+    }
+
+    static func decodeRequest(_ bytes: some Collection<UInt8>) -> WorkerRequest? {
+        guard let value = try? JSONParser.parse(Array(bytes)), case .string(let op)? = value["op"] else { return nil }
+        switch op {
+        case "load":
+            guard let kind = string(value, "kind") else { return nil }
+            return .load(kind: kind, ffiSpec: string(value, "ffiSpec"))
+        case "create":
+            guard let config = string(value, "config"), let id = string(value, "operationID"),
+                  case .array(let items)? = value["freezeMounts"], let deadline = unsigned(value, "deadline") else { return nil }
+            let mounts = items.compactMap { item -> String? in
+                if case .string(let text) = item { return text }
+                return nil
+            }
+            return .create(config: config, operationID: id, freezeMounts: mounts, deadline: deadline)
+        case "destroy":
+            return .destroy
+        default:
+            guard let function = PluginFunction(rawValue: op), let deadline = unsigned(value, "deadline"),
+                  let holdUntil = unsigned(value, "holdUntil") else { return nil }
+            return .call(function: function, deadline: deadline, holdUntil: holdUntil)
+        }
+    }
+
+    static func decodeMessage(_ bytes: some Collection<UInt8>) -> WorkerMessage? {
+        guard let value = try? JSONParser.parse(Array(bytes)), case .string(let kind)? = value["msg"] else { return nil }
+        switch kind {
+        case "log":
+            guard let level = signed(value, "level"), let text = string(value, "text") else { return nil }
+            return .log(level: level, message: text)
+        case "loaded":
+            guard let name = string(value, "name"), let version = string(value, "version"),
+                  let description = string(value, "description"), let abi = string(value, "abi") else { return nil }
+            return .loaded(PluginIdentity(name: name, version: version, description: description, abi: abi))
+        case "refused":
+            guard let check = string(value, "check"), let text = string(value, "text") else { return nil }
+            return .refused(check: check, message: text)
+        case "result":
+            guard let status = signed(value, "status"), let text = string(value, "text"),
+                  let details = string(value, "details") else { return nil }
+            return .result(status: status, message: text, details: details)
+        default:
+            return nil
+        }
+    }
+
+    private static func number(_ value: some BinaryInteger) -> JSONValue {
+        .number(JSONNumber(text: String(value), isInteger: true))
+    }
+
+    private static func string(_ object: JSONValue, _ key: String) -> String? {
+        if case .string(let text)? = object[key] { return text }
+        return nil
+    }
+
+    private static func unsigned(_ object: JSONValue, _ key: String) -> UInt64? {
+        if case .number(let number)? = object[key], number.isInteger { return UInt64(number.text) }
+        return nil
+    }
+
+    private static func signed(_ object: JSONValue, _ key: String) -> Int32? {
+        if case .number(let number)? = object[key], number.isInteger { return Int32(number.text) }
+        return nil
     }
 }

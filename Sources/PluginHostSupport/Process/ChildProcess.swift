@@ -71,25 +71,47 @@ public final class ChildProcess {
     /// new process group. `extraDescriptors` become descriptors 3, 4, … in the child. Unless
     /// `outlivesHost`, the child is killed if the host dies (a snapshot command must not go on
     /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept.
-    public init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                outlivesHost: Bool = false, newSession: Bool = false,
-                outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+    public convenience init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
+                            outlivesHost: Bool = false, newSession: Bool = false,
+                            outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+        let argv = [command.executable] + command.arguments
+        let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
+        let flags = (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP) | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
+        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity,
+                      what: "spawn \(command.executable)") { map, count, pid in
+            withCStrings(argv) { argvPointer in
+                withCStrings(envp) { envpPointer in
+                    ph_spawn(command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags, &pid)
+                }
+            }
+        }
+    }
+
+    /// Forks without exec and runs `entry` in the child — far cheaper than starting a program,
+    /// for children that run code of this binary (plugin workers). Same descriptors, process
+    /// group, signals and death-with-the-host as `spawning`. Throws EAGAIN when this process
+    /// has more than one thread: forking then is not safe, and the caller should spawn instead.
+    public convenience init(forking entry: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Int32,
+                            stdin: Int32 = -1, extraDescriptors: [Int32] = [],
+                            outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+        guard ph_thread_count() == 1 else { throw SystemError("fork (more than one thread)", errno: EAGAIN) }
+        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, what: "fork") { map, count, pid in
+            ph_fork_call(map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, entry, nil, &pid)
+        }
+    }
+
+    /// Sets up the output pipes, starts the child with `launch` (which returns 0 or an errno),
+    /// and takes its pidfd.
+    private init(stdin: Int32, extraDescriptors: [Int32], outputCapacity: Int, what: String,
+                 launch: (UnsafePointer<Int32>, Int32, inout pid_t) -> Int32) throws(SystemError) {
         stdoutTail = OutputTail(capacity: outputCapacity)
         stderrTail = OutputTail(capacity: outputCapacity)
         let out = try makePipe(nonBlockingRead: true)
         let err = try makePipe(nonBlockingRead: true)
-        let argv = [command.executable] + command.arguments
-        let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let map = [stdin, out.write.rawValue, err.write.rawValue] + extraDescriptors
         var pid: pid_t = 0
-        let flags = (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP) | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
-        let rc = withCStrings(argv) { argvPointer in
-            withCStrings(envp) { envpPointer in
-                ph_spawn(command.executable, argvPointer, envpPointer, map, Int32(map.count),
-                         command.workingDirectory, flags, &pid)
-            }
-        }
-        guard rc == 0 else { throw SystemError("spawn \(command.executable)", errno: rc) }
+        let rc = map.withUnsafeBufferPointer { launch($0.baseAddress!, Int32(map.count), &pid) }
+        guard rc == 0 else { throw SystemError(what, errno: rc) }
         self.pid = pid
         let pidfd = ph_pidfd_open(pid)
         guard pidfd >= 0 else {

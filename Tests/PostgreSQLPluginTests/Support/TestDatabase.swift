@@ -20,13 +20,15 @@ enum TestDatabase {
         getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// ../shared/db, found from this file's place in the package.
+    /// The start/stop scripts: $PLUGINHOST_DB_SCRIPTS (scripts/test.sh sets it), else
+    /// ../shared/db beside the repository, else /work/shared/db.
     static var scriptDirectory: String {
-        if let override = environment("POSTGRES_SCRIPTS") { return override }
-        // <work>/main/Tests/PostgreSQLPluginTests/Support/TestDatabase.swift → <work>/shared/db
+        if let override = environment("PLUGINHOST_DB_SCRIPTS") { return override }
+        // <repository>/Tests/PostgreSQLPluginTests/Support/TestDatabase.swift → <repository>/../shared/db
         var path = #filePath
         for _ in 0..<5 { path = String(path[..<path.lastIndex(of: "/")!]) }
-        return path + "/shared/db"
+        let candidates = [path + "/shared/db", "/work/shared/db"]
+        return candidates.first { access($0 + "/start-postgres.sh", R_OK) == 0 } ?? candidates[0]
     }
 
     /// Runs one of the scripts; returns its KEY=value lines.
