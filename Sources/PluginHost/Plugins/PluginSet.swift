@@ -120,10 +120,11 @@ final class PluginSet {
                 continue
             }
             let spec = member.manifest.ffi.map { $0.json.serialized() }
+            let begin = Monotonic.now()
             if member.worker!.send(.load(kind: member.manifest.kind.rawValue, ffiSpec: spec)) {
                 sent.append(member)
                 deadlines.append(deadline(member))
-                begins.append(Monotonic.now())
+                begins.append(begin)
             } else {
                 member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name): its worker did not start (\(member.worker!.exitDescription()))", step: "quiesce")
             }
