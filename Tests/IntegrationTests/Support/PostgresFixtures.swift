@@ -1,0 +1,251 @@
+import Glibc
+import PluginHost
+import PluginHostSupport
+
+/// `start-postgres.sh` and `stop-postgres.sh`: $PLUGINHOST_DB_SCRIPTS (scripts/test.sh sets it),
+/// `<repositoryRoot>/../shared/db`, else /work/shared/db; nil when none has them (the
+/// PostgreSQL suites are then skipped).
+let postgresScripts: String? = {
+    for directory in databaseScriptCandidates
+    where access(directory + "/start-postgres.sh", R_OK) == 0 && access(directory + "/stop-postgres.sh", R_OK) == 0 {
+        return directory
+    }
+    return nil
+}()
+
+/// Where the database start/stop scripts may be, in order.
+let databaseScriptCandidates: [String] =
+    (getenv("PLUGINHOST_DB_SCRIPTS").map { [String(cString: $0)] } ?? []) + [repositoryRoot + "/../shared/db", "/work/shared/db"]
+
+/// Where start-postgres.sh finds (or installs) PostgreSQL 15.
+let postgresBin = "/usr/lib/postgresql/15/bin"
+
+/// A program run to completion, its output captured.
+struct CommandOutput {
+    var termination: Termination?
+    var stdout: String
+    var stderr: String
+    var succeeded: Bool { termination == .exited(0) }
+}
+
+/// Runs `executable` directly (no shell) to completion, capturing its output; killed with its
+/// process group after `timeoutSeconds`.
+func capture(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
+             timeoutSeconds: Double = 180) -> CommandOutput {
+    let base = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"]
+    let child: ChildProcess
+    do {
+        child = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
+                                                   environment: base.merging(environment) { $1 }),
+                                 outputCapacity: 64 << 20)
+    } catch {
+        return CommandOutput(termination: nil, stdout: "", stderr: "cannot start \(executable): \(error)")
+    }
+    let deadline = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
+    var termination: Termination?
+    while termination == nil {
+        switch child.wait(until: deadline) {
+        case .exited(let end): termination = end
+        case .deadlineReached:
+            child.terminateGroup()
+            return CommandOutput(termination: nil, stdout: child.stdoutTail.text,
+                                 stderr: "timed out after \(timeoutSeconds) s: " + child.stderrTail.text)
+        case .readable: continue
+        }
+    }
+    return CommandOutput(termination: termination, stdout: child.stdoutTail.text, stderr: child.stderrTail.text)
+}
+
+/// Wall-clock time in microseconds since the epoch (pgbench's `-l` log uses this clock).
+func wallClockMicroseconds() -> Int64 {
+    var time = timespec()
+    clock_gettime(CLOCK_REALTIME, &time)
+    return Int64(time.tv_sec) * 1_000_000 + Int64(time.tv_nsec) / 1000
+}
+
+/// A PostgreSQL log sequence number "X/Y" as a byte position.
+func parseLSN(_ text: String) -> UInt64? {
+    let parts = text.trimmed().split(separator: "/")
+    guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
+    return high << 32 | low
+}
+
+/// A PostgreSQL 15 server of start-postgres.sh in `directory` (POSTGRES_DIR): a new cluster, or
+/// the `data/` already there started as is (a restored snapshot copy). Stopped by `stop()` or
+/// on deinit; the directory is kept (it lives on a filesystem the test unmounts).
+final class PostgresServer {
+    let directory: String
+    let port: String
+    private(set) var running = true
+
+    /// Starts it on a free port below the kernel's ephemeral range: start-postgres.sh would pick
+    /// one from 20000–59999, where a client connection's port lingering in TIME_WAIT refuses a
+    /// connection (so it looks free) yet makes the server's bind fail. Retried on that failure.
+    init(directory: String) throws {
+        guard let scripts = postgresScripts else { throw FixtureError("no start-postgres.sh") }
+        self.directory = directory
+        var failure = ""
+        for _ in 0..<5 {
+            let candidate = String(Int.random(in: 20_000...32_000))
+            guard !Self.isListening(port: candidate) else { continue }
+            let started = capture("/bin/bash", [scripts + "/start-postgres.sh"],
+                                  environment: ["POSTGRES_DIR": directory, "POSTGRES_PORT": candidate])
+            let values = Dictionary(started.stdout.split(separator: "\n").compactMap { line -> (String, String)? in
+                guard let equals = line.firstIndex(of: "=") else { return nil }
+                return (String(line[..<equals]), String(line[line.index(after: equals)...]))
+            }, uniquingKeysWith: { $1 })
+            if started.succeeded, let port = values["PGPORT"] {
+                self.port = port
+                return
+            }
+            // A server that came up but printed nothing usable is stopped all the same.
+            _ = capture("/bin/bash", [scripts + "/stop-postgres.sh", "--keep"], environment: ["POSTGRES_DIR": directory])
+            failure = "(\(started.termination.map { "\($0)" } ?? "not run")): \(started.stderr)"
+            guard started.stderr.contains("Address already in use") else { break }
+        }
+        running = false
+        throw FixtureError("start-postgres.sh in \(directory) failed \(failure)")
+    }
+
+    /// Whether something accepts connections on 127.0.0.1:`port`.
+    static func isListening(port: String) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0, let number = UInt16(port) else { return true }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = number.bigEndian
+        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        return connected == 0
+    }
+
+    deinit { stop() }
+
+    /// stop-postgres.sh --keep (idempotent).
+    func stop() {
+        guard running, let scripts = postgresScripts else { return }
+        running = false
+        _ = capture("/bin/bash", [scripts + "/stop-postgres.sh", "--keep"], environment: ["POSTGRES_DIR": directory])
+    }
+
+    var dataDirectory: String { directory + "/data" }
+    var logFile: String { directory + "/postgres.log" }
+
+    /// For libpq clients (the plugin, the load): loopback TCP, never the socket on the data's filesystem.
+    var conninfo: String { "host=127.0.0.1 port=\(port) user=postgres dbname=postgres" }
+
+    var clientEnvironment: [String: String] {
+        ["PGHOST": "127.0.0.1", "PGPORT": port, "PGUSER": "postgres", "PGDATABASE": "postgres"]
+    }
+
+    /// One SQL command through psql; unaligned, tuples only, `|` between columns.
+    func psql(_ sql: String) throws -> String {
+        let result = capture(postgresBin + "/psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                             environment: clientEnvironment, timeoutSeconds: 300)
+        guard result.succeeded else { throw FixtureError("psql failed on port \(port): \(sql): \(result.stderr)") }
+        return result.stdout.trimmed("\n")
+    }
+
+    /// One row of `|`-separated columns.
+    func row(_ sql: String) throws -> [String] {
+        try psql(sql).split(separator: "|", omittingEmptySubsequences: false).map(String.init)
+    }
+}
+
+/// An existing image file loop-mounted at `mountPoint` (a snapshot copy), unmounted on deinit.
+final class LoopMount {
+    let image: String
+    let mountPoint: String
+    private var mounted = false
+
+    init(image: String, mountPoint: String) throws {
+        self.image = image
+        self.mountPoint = mountPoint
+        Glibc.mkdir(mountPoint, 0o755)
+        guard sh("mount -o loop '\(image)' '\(mountPoint)' && chmod 755 '\(mountPoint)'") == 0 else {
+            throw FixtureError("cannot mount \(image) at \(mountPoint)")
+        }
+        mounted = true
+    }
+
+    deinit { unmount() }
+
+    func unmount() {
+        guard mounted else { return }
+        mounted = false
+        sh("umount '\(mountPoint)' 2>/dev/null || umount -l '\(mountPoint)'")
+    }
+}
+
+/// A load generator: a separate process (never the test process) whose output goes to a file.
+/// Killed with its process group on `stop()` or deinit.
+final class LoadProcess {
+    let name: String
+    let process: ChildProcess
+    let outputFile: String
+
+    init(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+         outputFile: String) throws {
+        self.name = name
+        self.outputFile = outputFile
+        let quoted = ([executable] + arguments).map(shellQuoted)
+        process = try ChildProcess(spawning: Command(executable: "/bin/sh",
+                                                     arguments: ["-c", "exec " + quoted.joined(separator: " ") + " >'\(outputFile)' 2>&1"],
+                                                     environment: ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }))
+    }
+
+    deinit { stop() }
+
+    /// Still running?
+    var isRunning: Bool {
+        if case .exited = process.wait(until: Monotonic.now()) { return false }
+        return true
+    }
+
+    /// Waits up to `seconds` for it to end by itself.
+    func finish(within seconds: Double) -> Termination? {
+        if case .exited(let end) = process.wait(until: Monotonic.now() + UInt64(seconds * 1e9)) { return end }
+        return nil
+    }
+
+    @discardableResult
+    func stop() -> Termination {
+        process.terminateGroup(graceNanoseconds: 2_000_000_000)
+    }
+}
+
+/// One transaction of a `pgbench -l` log: `client_id transaction_no latency_us script_no epoch_s epoch_us`.
+struct PgbenchTransaction {
+    var endMicroseconds: Int64
+    var latencyMicroseconds: Int64
+    var startMicroseconds: Int64 { endMicroseconds - latencyMicroseconds }
+
+    /// Every transaction in the logs `PREFIX.<pid>[.<thread>]`.
+    static func read(logPrefix: String) -> [PgbenchTransaction] {
+        let text = capture("/bin/sh", ["-c", "cat \"$0\".[0-9]*", logPrefix]).stdout
+        return text.split(separator: "\n").compactMap { line in
+            let fields = line.split(separator: " ")
+            guard fields.count >= 6, let latency = Int64(fields[2]), let seconds = Int64(fields[4]),
+                  let micros = Int64(fields[5]) else { return nil }
+            return PgbenchTransaction(endMicroseconds: seconds * 1_000_000 + micros, latencyMicroseconds: latency)
+        }
+    }
+}
+
+/// `text` as one word for /bin/sh.
+func shellQuoted(_ text: String) -> String {
+    "'" + text.split(separator: "'", omittingEmptySubsequences: false).joined(separator: "'\\''") + "'"
+}
+
+extension String {
+    /// Without leading and trailing characters from `set`.
+    func trimmed(_ set: String = " \n") -> String {
+        var text = Substring(self)
+        while let first = text.first, set.contains(first) { text = text.dropFirst() }
+        while let last = text.last, set.contains(last) { text = text.dropLast() }
+        return String(text)
+    }
+}
