@@ -158,7 +158,9 @@ struct OptionFileTests {
         try Data("[client]\n".utf8).write(to: URL(fileURLWithPath: file))
         #expect(chmod(file, 0o600) == 0)
         let error = expectPluginError(.invalidConfig) { _ = try OptionFile(path: file) }
-        #expect(error?.message.contains("directory \(shared) is writable by group or others") == true)
+        #expect(error?.message.contains("directory \(shared) has mode 0777") == true)
+        #expect(error?.message.contains("writable by group or other") == true)
+        #expect(error?.message.contains("chmod go-w \(shared)") == true)
     }
 
     @Test("the plugin refuses a loose option file at create, naming it")

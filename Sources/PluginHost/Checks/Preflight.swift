@@ -1,5 +1,5 @@
 import Glibc
-import PluginHostSupport
+public import PluginHostSupport
 
 /// How the snapshot is taken.
 public enum OperationMode: Sendable {

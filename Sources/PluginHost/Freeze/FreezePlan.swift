@@ -1,4 +1,4 @@
-import PluginHostSupport
+public import PluginHostSupport
 /// A filesystem the operation freezes, named by one of its mount points.
 public struct FreezeTarget: Sendable, Equatable, Codable {
     public var mountPoint: String

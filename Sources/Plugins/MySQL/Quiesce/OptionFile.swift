@@ -8,10 +8,10 @@ import PluginKit
 /// if the path is replaced later. This type never keeps the password: it only notes whether
 /// one is set.
 ///
-/// Rules (else PH_INVALID_CONFIG naming the file and the rule), checked on the real file after
-/// resolving symlinks: a regular file, owned by root, no permission bits for group or others;
-/// every directory above it owned by root and not writable by group or others (unless sticky,
-/// like /tmp); no `!include`/`!includedir` (included files would escape these checks).
+/// Rules (else PH_INVALID_CONFIG naming the file and the rule): the host's `FileTrust` rule for
+/// secrets on the real file after resolving symlinks — a regular file, owned by root, nothing
+/// for group or others — and on every directory above it; and no `!include`/`!includedir`
+/// (included files would escape these checks).
 final class OptionFile {
     let configuredPath: String
     let resolvedPath: String
@@ -27,12 +27,10 @@ final class OptionFile {
         func refuse(_ rule: String) -> PluginError {
             PluginError(.invalidConfig, "optionFile \(path): \(rule)")
         }
-        guard let real = realpath(path, nil) else {
-            let error = errno
-            throw refuse(error == ENOENT ? "does not exist" : "cannot be resolved: \(String(cString: strerror(error)))")
+        switch FileTrust.resolve(path) {
+        case .success(let real): resolvedPath = real
+        case .failure(let failure): throw refuse(failure.description)
         }
-        resolvedPath = String(cString: real)
-        free(real)
         let shown = resolvedPath == path ? "" : " (resolved to \(resolvedPath))"
 
         let file: FileDescriptor
@@ -41,18 +39,15 @@ final class OptionFile {
         } catch {
             throw refuse("cannot be opened\(shown): \(error)")
         }
+        // The host's rules, on the descriptor that libmariadb will read and on every directory
+        // above it (as resolved and as written).
         let info: stat
         do { info = try file.status() } catch { throw refuse("cannot be examined\(shown): \(error)") }
-        guard info.st_mode & S_IFMT == S_IFREG else {
-            throw refuse("is not a regular file\(shown); it must be a regular file owned by root with mode 600 or 400")
+        var failure = FileTrust.check(info, of: resolvedPath, rule: .secret) ?? FileTrust.checkDirectories(above: resolvedPath)
+        if failure == nil, path != resolvedPath { failure = FileTrust.checkDirectories(above: path) }
+        if let failure {
+            throw refuse("\(failure)\(shown); it holds a password" + (failure.remedy.map { " (\($0))" } ?? ""))
         }
-        guard info.st_uid == 0 else {
-            throw refuse("is owned by uid \(info.st_uid)\(shown); it must be owned by root (uid 0): chown root:root \(resolvedPath)")
-        }
-        guard info.st_mode & 0o077 == 0 else {
-            throw refuse("has mode \(Self.octal(info.st_mode & 0o7777))\(shown); it must give no permission to group or others (chmod 600 \(resolvedPath)), as it holds a password")
-        }
-        try Self.checkDirectories(above: resolvedPath, refuse: refuse)
 
         let bytes: [UInt8]
         do { bytes = try file.readAll(limit: Self.sizeLimit) } catch {
@@ -72,24 +67,6 @@ final class OptionFile {
         return access(proc, R_OK) == 0 ? proc : resolvedPath
     }
 
-    private static func checkDirectories(above path: String, refuse: (String) -> PluginError) throws(PluginError) {
-        var directory = path
-        while let slash = directory.lastIndex(of: "/") {
-            directory = slash == directory.startIndex ? "/" : String(directory[..<slash])
-            var info = stat()
-            guard stat(directory, &info) == 0 else {
-                throw refuse("its directory \(directory) cannot be examined: \(String(cString: strerror(errno)))")
-            }
-            if info.st_uid != 0 {
-                throw refuse("its directory \(directory) is owned by uid \(info.st_uid); every directory above the file must be owned by root, or the file could be replaced")
-            }
-            if info.st_mode & 0o022 != 0 && info.st_mode & S_ISVTX == 0 {
-                throw refuse("its directory \(directory) is writable by group or others (mode \(octal(info.st_mode & 0o7777))), so the file could be replaced: chmod go-w \(directory)")
-            }
-            if directory == "/" { break }
-        }
-    }
-
     /// Whether a `password` option is set in a group libmariadb reads (`-` and `_` alike, as
     /// in libmariadb's option names).
     static func setsPassword(_ text: String) -> Bool {
@@ -107,11 +84,6 @@ final class OptionFile {
             if key == "password" { return true }
         }
         return false
-    }
-
-    private static func octal(_ mode: mode_t) -> String {
-        let text = String(mode, radix: 8)
-        return String(repeating: "0", count: max(0, 4 - text.count)) + text
     }
 }
 

@@ -14,6 +14,19 @@ public struct MountEntry: Sendable, Equatable {
     public var superOptions: [String]
 
     public var isReadOnly: Bool { mountOptions.contains("ro") || superOptions.contains("ro") }
+
+    public init(id: Int, parentID: Int, device: String, root: String, mountPoint: String, mountOptions: [String],
+                fsType: String, source: String, superOptions: [String]) {
+        self.id = id
+        self.parentID = parentID
+        self.device = device
+        self.root = root
+        self.mountPoint = mountPoint
+        self.mountOptions = mountOptions
+        self.fsType = fsType
+        self.source = source
+        self.superOptions = superOptions
+    }
 }
 
 public enum MountTable {
@@ -65,5 +78,17 @@ public enum MountTable {
     public static func current() throws(SystemError) -> [MountEntry] {
         let file = try FileDescriptor.open(path, 0)
         return parse(String(decoding: try file.readAll(limit: 64 << 20), as: UTF8.self))
+    }
+}
+
+extension Array where Element == MountEntry {
+    /// The mount a real (symlink-free, absolute) path lies on: the longest mount point that is
+    /// a prefix of it, the last one listed when mounts are stacked.
+    public func entry(containing realPath: String) -> MountEntry? {
+        var best: MountEntry?
+        for entry in self where entry.mountPoint == "/" || realPath == entry.mountPoint || realPath.hasPrefix(entry.mountPoint + "/") {
+            if best == nil || entry.mountPoint.utf8.count >= best!.mountPoint.utf8.count { best = entry }
+        }
+        return best
     }
 }

@@ -1,5 +1,4 @@
 public import Glibc
-public import PluginHostSupport
 
 /// Decides whether a file may be trusted by a root process: the real file (after resolving
 /// every symlink) and every directory above it must be owned by root and writable by nobody
@@ -22,6 +21,14 @@ public enum FileTrust {
         /// A file others may read but not change (manifests, libraries, host config).
         public static let readOnlyForOthers = Rule(forbiddenBits: 0o022, requiredBits: 0,
                                                    expected: "no group or other write bit, e.g. 0644")
+        /// A file holding a secret (a password file): 600 or 400.
+        public static let secret = Rule(forbiddenBits: 0o077, requiredBits: 0, expected: "0600 or 0400 (nothing for group or others)")
+
+        public init(forbiddenBits: mode_t, requiredBits: mode_t, expected: String) {
+            self.forbiddenBits = forbiddenBits
+            self.requiredBits = requiredBits
+            self.expected = expected
+        }
     }
 
     public enum Failure: Error, Sendable, Equatable, CustomStringConvertible {
@@ -29,6 +36,7 @@ public enum FileTrust {
         case danglingSymlink(path: String)
         case unreadable(path: String, error: SystemError)
         case notRegularFile(path: String)
+        case notDirectory(path: String)
         case wrongOwner(path: String, uid: uid_t)
         case unsafeMode(path: String, mode: mode_t, expected: String)
         case unsafeDirectory(path: String, uid: uid_t, mode: mode_t)
@@ -39,6 +47,7 @@ public enum FileTrust {
             case .danglingSymlink(let path): "\(path) is a symlink to a file that does not exist"
             case .unreadable(let path, let error): "\(path) cannot be checked (\(error))"
             case .notRegularFile(let path): "\(path) is not a regular file"
+            case .notDirectory(let path): "\(path) is not a directory"
             case .wrongOwner(let path, let uid): "\(path) is owned by uid \(uid); it must be owned by root"
             case .unsafeMode(let path, let mode, let expected):
                 "\(path) has mode \(octal(mode)); expected \(expected)"
@@ -46,6 +55,23 @@ public enum FileTrust {
                 uid != 0
                     ? "directory \(path) is owned by uid \(uid); every directory above the file must be owned by root"
                     : "directory \(path) has mode \(octal(mode)) and is writable by group or other without the sticky bit"
+            }
+        }
+
+        /// The command that fixes it, when there is one.
+        public var remedy: String? {
+            switch self {
+            case .wrongOwner(let path, _):
+                return "chown root:root \(path)"
+            case .unsafeMode(let path, _, let expected):
+                // The first mode the rule names, e.g. "0600 or 0400" → chmod 600.
+                let words = expected.split(whereSeparator: { !$0.isNumber })
+                guard let mode = words.first(where: { $0.count == 4 }) else { return "chmod go-w \(path)" }
+                return "chmod \(mode.dropFirst()) \(path)"
+            case .unsafeDirectory(let path, let uid, _):
+                return uid != 0 ? "chown root:root \(path)" : "chmod go-w \(path)"
+            default:
+                return nil
             }
         }
 
@@ -69,6 +95,27 @@ public enum FileTrust {
         if let failure = checkDirectories(above: real) { return .failure(failure) }
         // The path as written must be trusted too: a symlink in a directory others can write
         // could be pointed at another root-owned file between this check and its use.
+        if path != real, let failure = checkDirectories(above: path) { return .failure(failure) }
+        return .success(real)
+    }
+
+    /// A directory root can trust: the real directory is root's and writable by nobody else,
+    /// and so is every directory above it (on the real path and the path as written).
+    /// Returns the real path.
+    public static func verifyDirectory(_ path: String) -> Result<String, Failure> {
+        let real: String
+        switch resolve(path) {
+        case .success(let resolved): real = resolved
+        case .failure(let failure): return .failure(failure)
+        }
+        var info = stat()
+        guard lstat(real, &info) == 0 else { return .failure(.unreadable(path: real, error: SystemError("lstat"))) }
+        guard info.st_mode & S_IFMT == S_IFDIR else { return .failure(.notDirectory(path: real)) }
+        guard info.st_uid == 0 else { return .failure(.wrongOwner(path: real, uid: info.st_uid)) }
+        if info.st_mode & 0o022 != 0 {
+            return .failure(.unsafeMode(path: real, mode: info.st_mode & 0o7777, expected: "no group or other write bit, e.g. 0700"))
+        }
+        if let failure = checkDirectories(above: real) { return .failure(failure) }
         if path != real, let failure = checkDirectories(above: path) { return .failure(failure) }
         return .success(real)
     }
@@ -116,13 +163,14 @@ public enum FileTrust {
         }
     }
 
-    static func parent(of path: String) -> String {
+    public static func parent(of path: String) -> String {
         guard let slash = path.lastIndex(of: "/"), slash != path.startIndex else { return "/" }
         return String(path[..<slash])
     }
 }
 
-func octal(_ mode: mode_t) -> String {
+/// A mode as four octal digits, as chmod takes it.
+public func octal(_ mode: mode_t) -> String {
     let digits = String(mode, radix: 8)
     return String(repeating: "0", count: max(0, 4 - digits.count)) + digits
 }
