@@ -84,25 +84,26 @@ public enum FileTrust {
     /// Resolves `path` and checks the real file against `rule` and every directory above it.
     /// Returns the real path.
     public static func verify(_ path: String, rule: Rule) -> Result<String, Failure> {
-        let real: String
-        switch resolve(path) {
-        case .success(let resolved): real = resolved
-        case .failure(let failure): return .failure(failure)
-        }
-        var info = stat()
-        guard lstat(real, &info) == 0 else { return .failure(.unreadable(path: real, error: SystemError("lstat"))) }
-        if let failure = check(info, of: real, rule: rule) { return .failure(failure) }
-        if let failure = checkDirectories(above: real) { return .failure(failure) }
-        // The path as written must be trusted too: a symlink in a directory others can write
-        // could be pointed at another root-owned file between this check and its use.
-        if path != real, let failure = checkDirectories(above: path) { return .failure(failure) }
-        return .success(real)
+        verifyResolved(path) { info, real in check(info, of: real, rule: rule) }
     }
 
     /// A directory root can trust: the real directory is root's and writable by nobody else,
-    /// and so is every directory above it (on the real path and the path as written).
-    /// Returns the real path.
+    /// and so is every directory above it. Returns the real path.
     public static func verifyDirectory(_ path: String) -> Result<String, Failure> {
+        verifyResolved(path) { info, real in
+            guard info.st_mode & S_IFMT == S_IFDIR else { return .notDirectory(path: real) }
+            guard info.st_uid == 0 else { return .wrongOwner(path: real, uid: info.st_uid) }
+            guard info.st_mode & 0o022 == 0 else {
+                return .unsafeMode(path: real, mode: info.st_mode & 0o7777, expected: "no group or other write bit, e.g. 0700")
+            }
+            return nil
+        }
+    }
+
+    /// Resolves, checks the real entry with `checkEntry`, then every directory above it — on
+    /// the real path and on the path as written: a symlink in a directory others can write
+    /// could be pointed at another root-owned file between this check and its use.
+    private static func verifyResolved(_ path: String, _ checkEntry: (stat, String) -> Failure?) -> Result<String, Failure> {
         let real: String
         switch resolve(path) {
         case .success(let resolved): real = resolved
@@ -110,12 +111,7 @@ public enum FileTrust {
         }
         var info = stat()
         guard lstat(real, &info) == 0 else { return .failure(.unreadable(path: real, error: SystemError("lstat"))) }
-        guard info.st_mode & S_IFMT == S_IFDIR else { return .failure(.notDirectory(path: real)) }
-        guard info.st_uid == 0 else { return .failure(.wrongOwner(path: real, uid: info.st_uid)) }
-        if info.st_mode & 0o022 != 0 {
-            return .failure(.unsafeMode(path: real, mode: info.st_mode & 0o7777, expected: "no group or other write bit, e.g. 0700"))
-        }
-        if let failure = checkDirectories(above: real) { return .failure(failure) }
+        if let failure = checkEntry(info, real) ?? checkDirectories(above: real) { return .failure(failure) }
         if path != real, let failure = checkDirectories(above: path) { return .failure(failure) }
         return .success(real)
     }
