@@ -1,4 +1,3 @@
-public import PluginHostSupport
 /// One line of `/proc/self/mountinfo` (proc(5)).
 public struct MountEntry: Sendable, Equatable {
     public var id: Int
