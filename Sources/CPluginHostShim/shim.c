@@ -37,6 +37,31 @@ int ph_pidfd_send_signal(int pidfd, int sig) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
 }
 
+static void unstage(int *staged, int count) {
+    for (int i = 0; i < count; i++)
+        if (staged[i] >= 0) close(staged[i]);
+}
+
+enum { MAX_FDS = 64 };
+
+/* Copies every source descriptor above the target range first, so that mapping 5->3 and 3->5
+ * in one call cannot clobber a source before it is duplicated. The copies are close-on-exec
+ * and closed again by unstage. Returns 0 or an errno. */
+static int stage(const int *fd_map, int fd_count, int *staged) {
+    if (fd_count < 0 || fd_count > MAX_FDS) return EINVAL;
+    for (int i = 0; i < fd_count; i++) staged[i] = -1;
+    for (int i = 0; i < fd_count; i++) {
+        if (fd_map[i] < 0) continue;
+        staged[i] = fcntl(fd_map[i], F_DUPFD_CLOEXEC, fd_count);
+        if (staged[i] < 0) {
+            int error = errno;
+            unstage(staged, i);
+            return error;
+        }
+    }
+    return 0;
+}
+
 /* The child side of ph_spawn and ph_fork_call: process group, parent death, default signals,
  * descriptors. Returns 0, or -1 with errno set. System calls only. */
 static int prepare_child(const int *staged, int fd_count, int flags, pid_t parent) {
@@ -74,20 +99,9 @@ static int prepare_child(const int *staged, int fd_count, int flags, pid_t paren
 int ph_spawn(const char *path, char *const *argv, char *const *envp,
              const int *fd_map, int fd_count, const char *cwd,
              int flags, pid_t *pid_out) {
-    enum { MAX_FDS = 64 };
-    if (fd_count < 0 || fd_count > MAX_FDS) return EINVAL;
-
-    /* Move every source above the target range first, so that mapping 5->3 and 3->5 in
-     * one call cannot clobber a source before it is duplicated. The copies are
-     * close-on-exec and closed again below. */
     int staged[MAX_FDS];
-    int rc = 0;
-    for (int i = 0; i < fd_count; i++) staged[i] = -1;
-    for (int i = 0; i < fd_count; i++) {
-        if (fd_map[i] < 0) continue;
-        staged[i] = fcntl(fd_map[i], F_DUPFD_CLOEXEC, fd_count);
-        if (staged[i] < 0) { rc = errno; goto out; }
-    }
+    int rc = stage(fd_map, fd_count, staged);
+    if (rc != 0) return rc;
 
     /* No signal handler of ours may run in the child before it has reset them all. */
     sigset_t all, saved;
@@ -116,24 +130,15 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
         *pid_out = pid;
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
-out:
-    for (int i = 0; i < fd_count; i++)
-        if (staged[i] >= 0) close(staged[i]);
+    unstage(staged, fd_count);
     return rc;
 }
 
 int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *), void *argument,
                  pid_t *pid_out) {
-    enum { MAX_FDS = 64 };
-    if (fd_count < 0 || fd_count > MAX_FDS) return EINVAL;
     int staged[MAX_FDS];
-    int rc = 0;
-    for (int i = 0; i < fd_count; i++) staged[i] = -1;
-    for (int i = 0; i < fd_count; i++) {
-        if (fd_map[i] < 0) continue;
-        staged[i] = fcntl(fd_map[i], F_DUPFD_CLOEXEC, fd_count);
-        if (staged[i] < 0) { rc = errno; goto out; }
-    }
+    int rc = stage(fd_map, fd_count, staged);
+    if (rc != 0) return rc;
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -146,9 +151,7 @@ int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *
     if (pid < 0) rc = errno;
     else *pid_out = pid;
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
-out:
-    for (int i = 0; i < fd_count; i++)
-        if (staged[i] >= 0) close(staged[i]);
+    unstage(staged, fd_count);
     return rc;
 }
 

@@ -12,42 +12,6 @@ let mariadbScripts: String? = {
     return nil
 }()
 
-/// A program run to completion, its output captured.
-struct ToolRun {
-    var termination: Termination?
-    var stdout: String
-    var stderr: String
-    var succeeded: Bool { termination == .exited(0) }
-}
-
-/// Runs `executable` directly (no shell) to completion, capturing its output; killed with its
-/// process group after `timeoutSeconds`.
-func runTool(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-             timeoutSeconds: Double = 180) -> ToolRun {
-    let base = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"]
-    let child: ChildProcess
-    do {
-        child = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
-                                                   environment: base.merging(environment) { $1 }),
-                                 outputCapacity: 64 << 20)
-    } catch {
-        return ToolRun(termination: nil, stdout: "", stderr: "cannot start \(executable): \(error)")
-    }
-    let deadline = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
-    while true {
-        switch child.wait(until: deadline) {
-        case .exited(let end):
-            return ToolRun(termination: end, stdout: child.stdoutTail.text, stderr: child.stderrTail.text)
-        case .deadlineReached:
-            child.terminateGroup()
-            return ToolRun(termination: nil, stdout: child.stdoutTail.text,
-                           stderr: "timed out after \(timeoutSeconds) s: " + child.stderrTail.text)
-        case .readable:
-            continue
-        }
-    }
-}
-
 /// A fresh ext4 image mounted at `directory/data`, ready to be a MariaDB data directory: the
 /// mount point is mysql's, searchable by all, and has no lost+found (which the server would list
 /// as a database). The directories above it must be searchable by mysql (Scratch makes 0755).
@@ -99,7 +63,7 @@ final class MariaDBInstance {
     init(directory: String, keeping: AnyObject?) throws {
         guard let scripts = mariadbScripts else { throw FixtureError("no start-mariadb.sh") }
         self.directory = directory
-        let started = runTool("/bin/bash", [scripts + "/start-mariadb.sh"], environment: ["MARIADB_DIR": directory])
+        let started = capture("/bin/bash", [scripts + "/start-mariadb.sh"], environment: ["MARIADB_DIR": directory])
         var values: [String: String] = [:]
         for line in started.stdout.split(separator: "\n") {
             guard let equals = line.firstIndex(of: "=") else { continue }
@@ -107,7 +71,7 @@ final class MariaDBInstance {
         }
         guard started.succeeded, let socket = values["MARIADB_SOCKET"], let port = values["MARIADB_PORT"] else {
             // A server that came up but printed nothing usable is stopped all the same.
-            _ = runTool("/bin/bash", [scripts + "/stop-mariadb.sh", "--keep"], environment: ["MARIADB_DIR": directory])
+            _ = capture("/bin/bash", [scripts + "/stop-mariadb.sh", "--keep"], environment: ["MARIADB_DIR": directory])
             self.socket = ""
             self.port = ""
             pid = 0
@@ -128,7 +92,7 @@ final class MariaDBInstance {
         running = false
         sh("fsfreeze -u '\(directory)/data' 2>/dev/null")
         if let scripts = mariadbScripts {
-            _ = runTool("/bin/bash", [scripts + "/stop-mariadb.sh", "--keep"], environment: ["MARIADB_DIR": directory])
+            _ = capture("/bin/bash", [scripts + "/stop-mariadb.sh", "--keep"], environment: ["MARIADB_DIR": directory])
         }
         keeping = nil
     }
@@ -138,7 +102,7 @@ final class MariaDBInstance {
     /// Runs SQL as the server's root (unix_socket authentication through the socket) and returns
     /// the rows, tab-separated columns, no header.
     func query(_ sql: String, timeoutSeconds: Double = 300) throws -> [[String]] {
-        let result = runTool("/usr/bin/mariadb", ["--no-defaults", "-S", socket, "-uroot", "-N", "-B", "-e", sql],
+        let result = capture("/usr/bin/mariadb", ["--no-defaults", "-S", socket, "-uroot", "-N", "-B", "-e", sql],
                              timeoutSeconds: timeoutSeconds)
         guard result.succeeded else { throw FixtureError("mariadb on \(socket) failed: \(sql.prefix(200)): \(result.stderr)") }
         return result.stdout.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }

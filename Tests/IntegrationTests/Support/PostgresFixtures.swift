@@ -20,42 +20,6 @@ let databaseScriptCandidates: [String] =
 /// Where start-postgres.sh finds (or installs) PostgreSQL 15.
 let postgresBin = "/usr/lib/postgresql/15/bin"
 
-/// A program run to completion, its output captured.
-struct CommandOutput {
-    var termination: Termination?
-    var stdout: String
-    var stderr: String
-    var succeeded: Bool { termination == .exited(0) }
-}
-
-/// Runs `executable` directly (no shell) to completion, capturing its output; killed with its
-/// process group after `timeoutSeconds`.
-func capture(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-             timeoutSeconds: Double = 180) -> CommandOutput {
-    let base = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"]
-    let child: ChildProcess
-    do {
-        child = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
-                                                   environment: base.merging(environment) { $1 }),
-                                 outputCapacity: 64 << 20)
-    } catch {
-        return CommandOutput(termination: nil, stdout: "", stderr: "cannot start \(executable): \(error)")
-    }
-    let deadline = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
-    var termination: Termination?
-    while termination == nil {
-        switch child.wait(until: deadline) {
-        case .exited(let end): termination = end
-        case .deadlineReached:
-            child.terminateGroup()
-            return CommandOutput(termination: nil, stdout: child.stdoutTail.text,
-                                 stderr: "timed out after \(timeoutSeconds) s: " + child.stderrTail.text)
-        case .readable: continue
-        }
-    }
-    return CommandOutput(termination: termination, stdout: child.stdoutTail.text, stderr: child.stderrTail.text)
-}
-
 /// Wall-clock time in microseconds since the epoch (pgbench's `-l` log uses this clock).
 func wallClockMicroseconds() -> Int64 {
     var time = timespec()
