@@ -74,6 +74,25 @@ struct FreezeTests {
         #expect(last.stdout.contains("OperationInterrupted"))
     }
 
+    @Test func theGuardIgnoresStraySignals() throws {
+        let host = HostSandbox()
+        let fs = try LoopFilesystem(in: host.scratch)
+        let marker = host.scratch.path + "/signalled"
+        // While frozen, the snapshot command sends the guard the signals a careless admin might.
+        let snapshot = host.script("signal.sh", """
+            #!/bin/sh
+            guard=$(sed -n 's/.*"guardPID" : \\([0-9]*\\).*/\\1/p' '\(host.runDirectory)/journal.json')
+            for signal in TERM INT HUP QUIT USR1 USR2 PIPE ALRM TSTP; do kill -s $signal "$guard"; done
+            sleep 0.3
+            kill -0 "$guard" && touch '\(marker)'
+            """)
+        let result = host.invoke(["run", "--mount", fs.mountPoint, "--json", "--", snapshot])
+        #expect(host.scratch.exists("signalled"), "the guard died of a stray signal")
+        let report = try #require(result.report, "\(result.stdout) \(result.stderr)")
+        #expect(report.snapshotTaken && report.freeze?.thawCause == .command)
+        #expect(report.freeze?.mounts.first?.thaw == "thawed")
+    }
+
     @Test func killingTheGuardMakesTheHostThawAndFail() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
