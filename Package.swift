@@ -23,8 +23,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
     ],
     targets: [
-        // What Swift cannot import cleanly: FIFREEZE/FITHAW, pidfd, posix_spawn extensions,
-        // an async-signal-safe self-pipe.
+        // What Swift cannot import cleanly: FIFREEZE/FITHAW, pidfd, vfork spawn and fork-call,
+        // statx mount ids, peer credentials, an async-signal-safe self-pipe.
         .target(name: "CPluginHostShim"),
         // System calls, child processes and JSON: shared by the host and the bundled plugins.
         .target(name: "PluginHostSupport", dependencies: ["CPluginHostShim"]),

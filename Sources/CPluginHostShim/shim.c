@@ -10,7 +10,6 @@
 #include <sys/wait.h>
 #include <string.h>
 #include <sys/ioctl.h>
-#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -191,10 +190,6 @@ int ph_signal_pipe(const int *signals, int count) {
 
 int ph_signal_ignore(int sig) { return signal(sig, SIG_IGN) == SIG_ERR ? -1 : 0; }
 
-int ph_signal_default(int sig) { return signal(sig, SIG_DFL) == SIG_ERR ? -1 : 0; }
-
-int ph_set_parent_death_signal(int sig) { return prctl(PR_SET_PDEATHSIG, sig, 0, 0, 0); }
-
 int ph_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int ph_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
@@ -207,7 +202,5 @@ int ph_peer_credentials(int fd, uid_t *uid, pid_t *pid) {
     *pid = credentials.pid;
     return 0;
 }
-
-int ph_memfd_create(const char *name) { return memfd_create(name, MFD_CLOEXEC); }
 
 int ph_errno(void) { return errno; }

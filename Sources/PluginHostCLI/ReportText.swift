@@ -62,8 +62,7 @@ enum ReportText {
 
         if !report.errors.isEmpty {
             out += "\nErrors:\n" + report.errors.map { "  \($0.code.rawValue): \($0.message)\n" }.joined()
-            let actions = Set(report.errors.map(\.code))
-            out += "What to do:\n" + report.errors.map(\.code).uniqued().filter(actions.contains).map { "  \($0.rawValue): \($0.action)\n" }.joined()
+            out += "What to do:\n" + report.errors.map(\.code).uniqued().map { "  \($0.rawValue): \($0.action)\n" }.joined()
         }
         if !report.warnings.isEmpty {
             out += "\nWarnings:\n" + report.warnings.map { "  \($0)\n" }.joined()

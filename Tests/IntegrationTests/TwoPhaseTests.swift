@@ -48,6 +48,23 @@ struct TwoPhaseTests {
         #expect(plain.status == ExitStatus.invalid.rawValue && plain.stderr.contains("NoActiveOperation"))
     }
 
+    @Test func theFreezeNoticeCarriesTheErrorsSoFar() throws {
+        let host = HostSandbox()
+        let fs = try LoopFilesystem(in: host.scratch)
+        let pre = host.script("pre.sh", "#!/bin/sh\nexit 9\n")
+        let post = host.script("post.sh", "#!/bin/sh\n")
+        let freeze = host.invoke(["freeze", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--json"])
+        #expect(freeze.status == ExitStatus.degraded.rawValue)  // frozen, but the pre-script failed
+        let notice = try #require(try? JSONParser.parse(freeze.stdout))
+        #expect(notice["consistency"] == .string("filesystem"))
+        guard case .array(let errors)? = notice["errors"], case .string(let id)? = notice["operationID"] else {
+            Issue.record("no errors or id in \(freeze.stdout)")
+            return
+        }
+        #expect(errors.first?["code"] == .string("Pre-ScriptExecutionFailed"))
+        #expect(host.invoke(["thaw", "--operation", id]).status == ExitStatus.degraded.rawValue)
+    }
+
     @Test func withoutThawTheDeadlineThawsResumesAndReports() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)

@@ -25,7 +25,7 @@ private final class RecordingSteps: OperationSteps {
     func flush() -> StepResult { nextStep = "quiesce"; return call("flush") }
     func quiesce() -> StepResult { nextStep = "freeze"; return call("quiesce") }
     func freeze() -> StepResult { nextStep = "snapshot"; return call("freeze") }
-    func snapshot(_ prospect: OperationOutcome) -> StepResult { call("snapshot") }
+    func snapshot(_ prospect: OperationOutcome, errors: [HostError]) -> StepResult { call("snapshot") }
     func thaw() -> StepResult { call("thaw") }
     func resume() -> StepResult { call("resume") }
     func postScript(_ outcome: OperationOutcome) -> StepResult {

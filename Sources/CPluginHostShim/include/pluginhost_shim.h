@@ -74,12 +74,8 @@ int ph_thread_count(void);
  */
 int ph_signal_pipe(const int *_Nonnull signals, int count);
 
-/* signal(sig, SIG_IGN) / signal(sig, SIG_DFL), from Swift without function pointers. */
+/* signal(sig, SIG_IGN), from Swift without function pointers. */
 int ph_signal_ignore(int sig);
-int ph_signal_default(int sig);
-
-/* prctl(PR_SET_PDEATHSIG, sig). */
-int ph_set_parent_death_signal(int sig);
 
 /* pipe2(fds, O_CLOEXEC). */
 int ph_pipe_cloexec(int fds[_Nonnull 2]);
@@ -89,9 +85,6 @@ int ph_accept(int fd);
 
 /* SO_PEERCRED of a connected unix socket: the peer's uid and pid. */
 int ph_peer_credentials(int fd, uid_t *_Nonnull uid, pid_t *_Nonnull pid);
-
-/* memfd_create(2) with MFD_CLOEXEC. */
-int ph_memfd_create(const char *_Nonnull name);
 
 /* The errno value of the calling thread (Swift's `errno` is fine too; this reads it in C). */
 int ph_errno(void);

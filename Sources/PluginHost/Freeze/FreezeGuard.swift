@@ -87,7 +87,6 @@ public final class FreezeGuard {
     /// Returns nil on success, else the error.
     public func freeze() -> HostError? {
         if let error = awaitReady() { return error }
-        record.requestedNanoseconds = Monotonic.now()
         guard sendCommand(GuardWire.freezeCommand) else {
             return HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze")
         }

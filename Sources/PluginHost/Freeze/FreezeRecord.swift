@@ -49,7 +49,6 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
     public var thawCause: ThawCause?
 
     /// Monotonic readings, kept for the window and the timeline; not in the JSON.
-    var requestedNanoseconds: UInt64 = 0
     /// The operation's start, the origin of the `…StartMs` fields.
     var origin: UInt64 = 0
     public internal(set) var firstFreezeNanoseconds: UInt64?

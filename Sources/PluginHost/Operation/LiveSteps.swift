@@ -187,16 +187,16 @@ final class LiveSteps: OperationSteps {
 
     // MARK: - Snapshot
 
-    func snapshot(_ prospect: OperationOutcome) -> StepResult {
+    func snapshot(_ prospect: OperationOutcome, errors: [HostError]) -> StepResult {
         switch request.mode {
         case .run: runSnapshotCommand()
-        case .twoPhase(let channel), .hook(_, let channel): awaitThaw(channel, prospect)
+        case .twoPhase(let channel), .hook(_, let channel): awaitThaw(channel, prospect, errors: errors)
         }
     }
 
     /// Two-phase and hooks: tell the caller it may take its snapshot now, then wait for its
     /// thaw — or the guard's deadline, or a signal.
-    private func awaitThaw(_ channel: SessionChannel, _ prospect: OperationOutcome) -> StepResult {
+    private func awaitThaw(_ channel: SessionChannel, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult {
         let begin = Monotonic.now()
         let agentFreezes = request.mode.agentFreezes
         let who = agentFreezes ? "the agent" : "the caller of pluginhost freeze"
@@ -210,7 +210,7 @@ final class LiveSteps: OperationSteps {
         channel.notify(.notice(FreezeNotice(
             state: agentFreezes ? "quiesced" : (freezeGuard == nil ? "quiesced" : "frozen"),
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
-            deadlineSeconds: preflight.maxFrozenSeconds, errors: [], warnings: warnings,
+            deadlineSeconds: preflight.maxFrozenSeconds, errors: errors, warnings: warnings,
             thawCommand: agentFreezes ? "pluginhost hook \(request.mode.name.split(separator: " ").last ?? "") thaw"
                                       : "pluginhost thaw --operation \(operationID)")))
         // The guard's own deadline comes first when there is a guard; otherwise this one.

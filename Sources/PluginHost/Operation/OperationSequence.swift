@@ -31,8 +31,9 @@ public protocol OperationSteps: AnyObject {
     func flush() -> StepResult
     func quiesce() -> StepResult
     func freeze() -> StepResult
-    /// `prospect`: what the snapshot is worth if taken now (a two-phase caller is told).
-    func snapshot(_ prospect: OperationOutcome) -> StepResult
+    /// `prospect`: what the snapshot is worth if taken now, and `errors` so far (a two-phase
+    /// caller is told both).
+    func snapshot(_ prospect: OperationOutcome, errors: [HostError]) -> StepResult
     func thaw() -> StepResult
     func resume() -> StepResult
     func postScript(_ outcome: OperationOutcome) -> StepResult
@@ -101,7 +102,8 @@ public struct OperationSequence {
                 sequence.within("freeze", application: false, act: { $0.freeze() },
                                 undo: "thaw", { steps, _ in steps.thaw() }) { sequence in
                     let prospect = sequence.prospect
-                    let result = sequence.perform("snapshot") { $0.snapshot(prospect) }
+                    let errors = sequence.errors
+                    let result = sequence.perform("snapshot") { $0.snapshot(prospect, errors: errors) }
                     sequence.snapshotTaken = result == .succeeded
                     if !sequence.snapshotTaken { sequence.failed = true }
                 }
