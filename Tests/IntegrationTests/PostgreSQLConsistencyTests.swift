@@ -57,7 +57,7 @@ final class ConsistencyRig {
     var server: PostgresServer?
     var loads: [LoadProcess] = []
     var copyServer: PostgresServer?
-    var copyMount: LoopMount?
+    var copyMount: MountedImage?
     let inserter: String
     let snapshotCommand: String
 
@@ -215,7 +215,7 @@ final class ConsistencyRig {
 
         // The copy, a filesystem of its own.
         #expect(sh("e2fsck -fn '\(copyImage)' >/dev/null 2>&1") == 0, "e2fsck finds the copy's filesystem unclean")
-        let mount = try LoopMount(image: copyImage, mountPoint: scratch + "/copy")
+        let mount = try MountedImage(image: copyImage, mountPoint: scratch + "/copy")
         copyMount = mount
         let copyDirectory = mount.mountPoint + "/pg"
         let control = capture(postgresBin + "/pg_controldata", [copyDirectory + "/data"])

@@ -41,6 +41,14 @@ public func isoTimestamp() -> String {
 
 /// Seconds from an `isoTimestamp()` string until now (nil if it does not parse).
 public func secondsSince(isoTimestamp text: String) -> Double? {
+    guard let then = epochSeconds(isoTimestamp: text) else { return nil }
+    var now = timespec()
+    clock_gettime(CLOCK_REALTIME, &now)
+    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - then
+}
+
+/// An `isoTimestamp()` string ("2026-11-27T02:40:45.879Z") as seconds since the epoch.
+public func epochSeconds(isoTimestamp text: String) -> Double? {
     let digits = text.split(whereSeparator: { !$0.isNumber }).compactMap { Int($0) }
     guard digits.count >= 6 else { return nil }
     var parts = tm()
@@ -50,8 +58,5 @@ public func secondsSince(isoTimestamp text: String) -> Double? {
     parts.tm_hour = Int32(digits[3])
     parts.tm_min = Int32(digits[4])
     parts.tm_sec = Int32(digits[5])
-    let then = Double(timegm(&parts)) + (digits.count > 6 ? Double(digits[6]) / 1000 : 0)
-    var now = timespec()
-    clock_gettime(CLOCK_REALTIME, &now)
-    return Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 - then
+    return Double(timegm(&parts)) + (digits.count > 6 ? Double(digits[6]) / 1000 : 0)
 }

@@ -273,3 +273,29 @@ func capture(_ executable: String, _ arguments: [String], environment: [String: 
     }
     return CommandOutput(termination: termination, stdout: child.stdoutTail.text, stderr: child.stderrTail.text)
 }
+
+/// An existing image file (a snapshot copy) loop-mounted at `mountPoint` (mode 0755); unmounted by
+/// `unmount()` or on deinit.
+final class MountedImage {
+    let image: String
+    let mountPoint: String
+    private var mounted = false
+
+    init(image: String, mountPoint: String) throws {
+        self.image = image
+        self.mountPoint = mountPoint
+        Glibc.mkdir(mountPoint, 0o755)
+        guard sh("mount -o loop '\(image)' '\(mountPoint)' && chmod 755 '\(mountPoint)'") == 0 else {
+            throw FixtureError("cannot mount \(image) at \(mountPoint)")
+        }
+        mounted = true
+    }
+
+    deinit { unmount() }
+
+    func unmount() {
+        guard mounted else { return }
+        mounted = false
+        sh("umount '\(mountPoint)' 2>/dev/null || umount -l '\(mountPoint)'")
+    }
+}

@@ -23,30 +23,6 @@ func mariadbFilesystem(in scratch: Scratch, directory: String, name: String = "m
     return fs
 }
 
-/// An existing image (a snapshot copy) loop-mounted at `mountPoint`; unmounted by `unmount()`
-/// or on deinit.
-final class MountedImage {
-    let image: String
-    let mountPoint: String
-    private var mounted = false
-
-    init(image: String, mountPoint: String) throws {
-        self.image = image
-        self.mountPoint = mountPoint
-        Glibc.mkdir(mountPoint, 0o755)
-        guard sh("mount -o loop '\(image)' '\(mountPoint)'") == 0 else { throw FixtureError("cannot mount \(image) at \(mountPoint)") }
-        mounted = true
-    }
-
-    deinit { unmount() }
-
-    func unmount() {
-        guard mounted else { return }
-        mounted = false
-        sh("umount '\(mountPoint)' 2>/dev/null || umount -l '\(mountPoint)'")
-    }
-}
-
 /// A MariaDB server of start-mariadb.sh in `directory` (MARIADB_DIR): a new one, or the `data/`
 /// already there started as is (a restored snapshot copy). Its socket, error log and pid file are
 /// in `directory`, outside the data's filesystem. It keeps `keeping` (the filesystem under
@@ -207,14 +183,5 @@ final class AckWriter {
 /// An ISO 8601 UTC timestamp with milliseconds ("2026-11-27T02:40:45.879Z", as the host and the
 /// plugins write them) in µs since the epoch.
 func epochMicroseconds(iso text: String) -> Int64? {
-    let parts = text.split(whereSeparator: { "-T:.Z".contains($0) }).compactMap { Int($0) }
-    guard parts.count == 7 else { return nil }
-    var fields = tm()
-    fields.tm_year = Int32(parts[0] - 1900)
-    fields.tm_mon = Int32(parts[1] - 1)
-    fields.tm_mday = Int32(parts[2])
-    fields.tm_hour = Int32(parts[3])
-    fields.tm_min = Int32(parts[4])
-    fields.tm_sec = Int32(parts[5])
-    return Int64(timegm(&fields)) * 1_000_000 + Int64(parts[6]) * 1000
+    epochSeconds(isoTimestamp: text).map { Int64(($0 * 1000).rounded()) * 1000 }
 }

@@ -119,31 +119,6 @@ final class PostgresServer {
     }
 }
 
-/// An existing image file loop-mounted at `mountPoint` (a snapshot copy), unmounted on deinit.
-final class LoopMount {
-    let image: String
-    let mountPoint: String
-    private var mounted = false
-
-    init(image: String, mountPoint: String) throws {
-        self.image = image
-        self.mountPoint = mountPoint
-        Glibc.mkdir(mountPoint, 0o755)
-        guard sh("mount -o loop '\(image)' '\(mountPoint)' && chmod 755 '\(mountPoint)'") == 0 else {
-            throw FixtureError("cannot mount \(image) at \(mountPoint)")
-        }
-        mounted = true
-    }
-
-    deinit { unmount() }
-
-    func unmount() {
-        guard mounted else { return }
-        mounted = false
-        sh("umount '\(mountPoint)' 2>/dev/null || umount -l '\(mountPoint)'")
-    }
-}
-
 /// A load generator: a separate process (never the test process) whose output goes to a file.
 /// Killed with its process group on `stop()` or deinit.
 final class LoadProcess {

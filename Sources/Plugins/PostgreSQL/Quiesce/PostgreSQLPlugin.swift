@@ -69,14 +69,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         call.detail("mode", config.mode.rawValue)
         try requireSupported(version)
 
-        let bound = budget(call, seconds: Self.queryTimeoutSeconds, key: "the query timeout")
-        let facts: ServerFacts
-        do throws(SessionError) {
-            try limitStatement(session, to: bound)
-            facts = try ServerFacts.query(session, until: bound.clientDeadline)
-        } catch {
-            throw failure(error, doing: "read the server's settings and the role's privileges", bound: bound)
-        }
+        let facts = try readFacts(session, call, doing: "read the server's settings and the role's privileges")
         call.detail("role", facts.role)
         call.detail("role.superuser", facts.superuser ? "yes" : "no")
         call.detail("privilege.checkpoint", facts.mayCheckpoint ? "yes" : "no")
@@ -158,14 +151,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         let session = try connect(call)
         defer { session.close() }
         try requireSupported(ServerVersion(session.serverVersion))
-        let bound = budget(call, seconds: Self.queryTimeoutSeconds, key: "the query timeout")
-        let facts: ServerFacts
-        do throws(SessionError) {
-            try limitStatement(session, to: bound)
-            facts = try ServerFacts.query(session, until: bound.clientDeadline)
-        } catch {
-            throw failure(error, doing: "read the data directory and the tablespaces", bound: bound)
-        }
+        let facts = try readFacts(session, call, doing: "read the data directory and the tablespaces")
         guard let dataDirectory = facts.dataDirectory else {
             throw PluginError(.notAuthorized,
                               "role \(facts.role) may not read data_directory: GRANT pg_read_all_settings TO \(facts.role) (or use a superuser role)")
@@ -445,6 +431,17 @@ public final class PostgreSQLPlugin: QuiescePlugin {
     }
 
     /// statement_timeout for the next statement: the time left in `bound`.
+    /// Version, role, privileges, settings and paths, within the query timeout.
+    private func readFacts(_ session: PostgresSession, _ call: PluginCall, doing what: String) throws(PluginError) -> ServerFacts {
+        let bound = budget(call, seconds: Self.queryTimeoutSeconds, key: "the query timeout")
+        do throws(SessionError) {
+            try limitStatement(session, to: bound)
+            return try ServerFacts.query(session, until: bound.clientDeadline)
+        } catch {
+            throw failure(error, doing: what, bound: bound)
+        }
+    }
+
     private func limitStatement(_ session: PostgresSession, to bound: Bound) throws(SessionError) {
         let now = Monotonic.now()
         let milliseconds = bound.deadline > now ? max(1, (bound.deadline - now) / 1_000_000) : 1
