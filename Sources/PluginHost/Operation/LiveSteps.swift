@@ -144,7 +144,7 @@ final class LiveSteps: OperationSteps {
     func freeze() -> StepResult {
         if case .hook(let agent, _) = request.mode {
             lock.setPhase("quiesced")
-            return .skipped("the \(agent == "qemu" ? "QEMU guest agent" : "VMware Tools") freezes the filesystems")
+            return .skipped("\(agent.displayName) freezes the filesystems")
         }
         guard preflight.fsFreezeEnabled else {
             lock.setPhase("quiesced")
@@ -196,7 +196,7 @@ final class LiveSteps: OperationSteps {
 
     /// Two-phase and hooks: tell the caller it may take its snapshot now, then wait for its
     /// thaw — or the guard's deadline, or a signal.
-    private func awaitThaw(_ channel: SessionChannel, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult {
+    private func awaitThaw(_ channel: any SessionLink, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult {
         let begin = Monotonic.now()
         let agentFreezes = request.mode.agentFreezes
         let who = agentFreezes ? "the agent" : "the caller of pluginhost freeze"
@@ -211,7 +211,7 @@ final class LiveSteps: OperationSteps {
             state: agentFreezes ? "quiesced" : (freezeGuard == nil ? "quiesced" : "frozen"),
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
             deadlineSeconds: preflight.maxFrozenSeconds, errors: errors, warnings: warnings,
-            thawCommand: agentFreezes ? "pluginhost hook \(request.mode.name.split(separator: " ").last ?? "") thaw"
+            thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
                                       : "pluginhost thaw --operation \(operationID)")))
         // The guard's own deadline comes first when there is a guard; otherwise this one.
         let limit = begin + UInt64((preflight.maxFrozenSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
@@ -231,11 +231,9 @@ final class LiveSteps: OperationSteps {
                                          "\(why); the plugins were resumed and the post-script ran; a snapshot taken now is not consistent",
                                          step: "snapshot"), attempted: true)
             }
-            if fds[0].revents != 0, let request = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts) }) {
-                if case .thaw(let taken) = request {
-                    return taken ? .succeeded
-                        : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
-                }
+            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts) }) {
+                return thaw.snapshotTaken ? .succeeded
+                    : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
             }
             if Monotonic.now() >= limit {
                 return .failed(HostError(.freezeDeadlineExpired,

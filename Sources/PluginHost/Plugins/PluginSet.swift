@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import PluginHostSupport
+import PluginHostWire
 
 /// The plugins of one operation: their workers, their calls in order, their records.
 /// Plugins with the same `order` are called concurrently; lower orders quiesce first and resume
@@ -121,7 +122,7 @@ final class PluginSet {
             }
             let spec = member.manifest.ffi.map { $0.json.serialized() }
             let begin = Monotonic.now()
-            if member.worker!.send(.load(kind: member.manifest.kind.rawValue, ffiSpec: spec)) {
+            if member.worker!.send(.load(kind: member.manifest.kind, ffiSpec: spec)) {
                 sent.append(member)
                 deadlines.append(deadline(member))
                 begins.append(begin)
@@ -141,10 +142,10 @@ final class PluginSet {
                 member.record.abi = identity.abi
             case .reply(.refused(let check, let message)):
                 call.outcome = "refused"
-                call.message = "\(check): \(message)"
+                call.message = "\(check.rawValue): \(message)"
                 member.record.state = "refused"
                 member.record.refusal = call.message
-                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) refused by the \(check) check: \(message)",
+                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) refused by the \(check.rawValue) check: \(message)",
                                             step: "quiesce")
                 member.worker?.kill()
             case .timedOut, .lost, .reply:
