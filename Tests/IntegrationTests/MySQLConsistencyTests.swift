@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// The proof of application consistency for MariaDB (DESIGN §9): the data directory on a loop
+/// The proof of application consistency for MariaDB: the data directory on a loop
 /// ext4 filesystem, InnoDB and MyISAM writers committing all the time (separate processes that
 /// record every acknowledged commit outside that filesystem), a whole `pluginhost run` whose
 /// snapshot command copies the image while frozen, and a second server started on the copy.

@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// Proof of application consistency (DESIGN §9) for the PostgreSQL plugin in checkpoint mode: a
+/// Proof of application consistency for the PostgreSQL plugin in checkpoint mode: a
 /// PostgreSQL 15 cluster on a loop-mounted ext4 image, under an insert load and a pgbench load,
 /// snapshotted by the real `pluginhost run` (its snapshot command copies the image while frozen);
 /// a second server started on the copy must hold every commit acknowledged before the freeze,

@@ -78,7 +78,7 @@ public struct OperationRequest {
     }
 }
 
-/// The checks that run before anything else (DESIGN §1): config, scripts, host setup, and the
+/// The checks that run before anything else (README, "What an operation does"): config, scripts, host setup, and the
 /// filesystems to freeze. `pluginhost check` runs exactly these; an operation runs them first.
 /// Every problem is collected, not only the first.
 public struct Preflight: Sendable {

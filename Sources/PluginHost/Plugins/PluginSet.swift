@@ -164,17 +164,15 @@ final class PluginSet {
 
     private func warnAboutDataOutsideTheFreeze() {
         guard !freezeTargets.isEmpty else { return }
-        let frozenDevices = Set(freezeTargets.map(\.device))
+        let scope = FreezeScope(freezeMounts: freezeTargets.map(\.mountPoint))
         for member in members {
             for path in member.record.dataPaths {
-                var info = stat()
-                guard stat(path, &info) == 0 else {
+                guard let filesystem = scope.filesystem(holding: path) else {
                     warnings.append("plugin \(member.manifest.name) keeps data in \(path), which does not exist here")
                     continue
                 }
-                let device = deviceName(info.st_dev)
-                if !frozenDevices.contains(device) {
-                    warnings.append("plugin \(member.manifest.name) keeps data in \(path) (device \(device)), which this operation does not freeze: the snapshot would not be consistent for it")
+                if scope.freezeMount(holding: path) == nil {
+                    warnings.append("plugin \(member.manifest.name) keeps data in \(path) (on \(filesystem.mountPoint), device \(filesystem.device)), which this operation does not freeze: the snapshot would not be consistent for it")
                 }
             }
         }

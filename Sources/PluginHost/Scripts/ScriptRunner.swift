@@ -47,7 +47,7 @@ public struct ScriptRun: Sendable, Codable, Equatable {
     public var succeeded: Bool { outcome == .succeeded || outcome == .succeededWithWarning }
 }
 
-/// Runs the pre- and post-scripts (DESIGN §4): exec without a shell (the kernel honours the
+/// Runs the pre- and post-scripts (README, "The config file"): exec without a shell (the kernel honours the
 /// shebang), argv = path + params, cwd `/`, stdin `/dev/null`, a minimal environment, a process
 /// group of its own; every failed or timed-out attempt is really run again, each with its own
 /// timeout; on timeout the whole group gets SIGTERM and, after a grace, SIGKILL.
