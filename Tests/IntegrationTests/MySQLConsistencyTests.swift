@@ -210,8 +210,8 @@ private final class MariaDBConsistencyRig {
 
         let report = result.report
         let mysql = report?.plugins.first { $0.name == "mysql" }
-        let quiesce = mysql?.calls.first { $0.function == "quiesce" }?.details
-        let resume = mysql?.calls.first { $0.function == "resume" }?.details
+        let quiesce = mysql?.calls.first { $0.function == .quiesce }?.details
+        let resume = mysql?.calls.first { $0.function == .resume }?.details
         let lockTaken = quiesce?["commits_blocked_since"].flatMap { epochMicroseconds(iso: $0) }
         let started = report.flatMap { epochMicroseconds(iso: $0.startedAt) }
         // Released within the resume step (plugin) — for the control, the thaw's end.

@@ -185,8 +185,8 @@ final class ConsistencyRig {
         #expect(report.consistency == .application)
         #expect(report.freeze?.mounts.map(\.mountPoint) == [filesystem.mountPoint])
         #expect(report.freeze?.mounts.map(\.thaw) == ["thawed"])
-        let quiesce = report.plugins.first?.calls.first { $0.function == "quiesce" }
-        #expect(quiesce?.outcome == "ok" && quiesce?.details?["mode"] == "checkpoint", "\(String(describing: quiesce))")
+        let quiesce = report.plugins.first?.calls.first { $0.function == .quiesce }
+        #expect(quiesce?.outcome == .ok && quiesce?.details?["mode"] == "checkpoint", "\(String(describing: quiesce))")
         figures.windowMs = try #require(report.freeze?.windowMs)
         figures.checkpointMs = quiesce?.details?["checkpoint_ms"] ?? "?"
         let redoLSN = try #require(quiesce?.details?["redo_lsn"].flatMap(parseLSN), "no redo_lsn: \(String(describing: quiesce))")

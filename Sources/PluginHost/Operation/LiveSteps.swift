@@ -248,8 +248,8 @@ final class LiveSteps: OperationSteps {
                       deadlineSeconds: preflight.maxFrozenSeconds,
                       plugins: plugins.records.map { record in
                           let last = record.calls.last
-                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? "refused"
-                                                          : last.map { $0.outcome == "ok" ? "\($0.function) ok" : "\($0.function) \($0.outcome)" } ?? record.state)
+                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? PluginState.refused.rawValue
+                                                          : last.map { "\($0.function.rawValue) \($0.outcome.rawValue)" } ?? record.state.rawValue)
                       })
     }
 
