@@ -334,6 +334,4 @@ final class LiveSteps: OperationSteps {
     }
 }
 
-func formatSeconds(_ seconds: Double) -> String {
-    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
-}
+func formatSeconds(_ seconds: Double) -> String { NumberText.decimal(seconds, decimals: 3) }

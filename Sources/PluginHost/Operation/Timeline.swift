@@ -152,19 +152,9 @@ public struct Timeline: Sendable, Equatable {
         return svg + "</svg>\n"
     }
 
-    static func ms(_ value: Double) -> String {
-        if value >= 1000 { return "\(Self.f(value / 1000, decimals: 2)) s" }
-        return value < 10 ? "\(Self.f(value, decimals: 2)) ms" : "\(Self.f(value, decimals: 1)) ms"
-    }
+    static func ms(_ value: Double) -> String { NumberText.duration(milliseconds: value) }
 
-    static func f(_ value: Double, decimals: Int = 1) -> String {
-        var scale = 1.0
-        for _ in 0..<decimals { scale *= 10 }
-        let rounded = (value * scale).rounded() / scale
-        var text = String(rounded)
-        if text.hasSuffix(".0") { text.removeLast(2) }
-        return text
-    }
+    static func f(_ value: Double, decimals: Int = 1) -> String { NumberText.decimal(value, decimals: decimals) }
 
     static func escape(_ text: String) -> String {
         var out = ""
