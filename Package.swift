@@ -35,23 +35,39 @@ let package = Package(
         // Vendor C libraries (Debian: libmariadb-dev, libpq-dev).
         .systemLibrary(name: "CMariaDB", pkgConfig: "libmariadb", providers: [.apt(["libmariadb-dev"])]),
         .systemLibrary(name: "CLibPQ", pkgConfig: "libpq", providers: [.apt(["libpq-dev"])]),
-        // libffi calls for manifests of kind "ffi" (the only code that touches libffi).
+        // libffi calls for manifests of kind "ffi" (linked by the worker runtime only).
         .target(name: "CFFICall", linkerSettings: [.linkedLibrary("ffi")]),
+        // The wire: every message between pluginhost's processes (host ↔ guard, host ↔ worker,
+        // client ↔ session) as typed values with their encoders and decoders.
+        .target(name: "PluginHostWire", dependencies: ["PluginHostSupport"]),
+        // The freeze guard's runtime: nothing but the shim, Glibc and the wire, so that "nothing
+        // allocates or logs while frozen" can be checked from its imports (ArchitectureTests).
+        .target(name: "PluginHostGuard", dependencies: ["CPluginHostShim", "PluginHostWire"]),
+        // The plugin worker's runtime: the only code that calls dlopen/dlsym, checks a plugin's
+        // descriptor against the ABI and touches libffi.
+        .target(name: "PluginHostWorker", dependencies: ["PluginABI", "CFFICall", "PluginHostSupport", "PluginHostWire"]),
+        // The engine: checks, the operation sequence, the freeze guard's and workers' handles,
+        // reports. It never prints, exits, loads a plugin or rewires stdio.
         .target(
             name: "PluginHost",
             dependencies: [
                 "CPluginHostShim",
                 "PluginHostSupport",
-                "PluginABI",
-                "CFFICall",
+                "PluginHostWire",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),
+        // The two-phase session's runtime: its socket server and the stdio it lets go of.
+        .target(name: "PluginHostSession", dependencies: ["PluginHost", "CPluginHostShim", "PluginHostSupport", "PluginHostWire"]),
+        // The `pluginhost` executable: one file per command; it dispatches to each role.
         .executableTarget(
             name: "PluginHostCLI",
             dependencies: [
                 "PluginHost",
+                "PluginHostGuard",
+                "PluginHostWorker",
+                "PluginHostSession",
                 "PluginHostSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -92,8 +108,9 @@ let package = Package(
         ),
         .testTarget(
             name: "PluginHostTests",
-            dependencies: ["PluginHost", "PluginHostSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PluginHost", "PluginHostSupport", "PluginHostWire", .product(name: "Logging", package: "swift-log")]
         ),
+        .testTarget(name: "PluginHostWireTests", dependencies: ["PluginHostWire", "PluginABI", "PluginKit"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["PluginHost", "PluginHostSupport", "CPluginHostShim"]

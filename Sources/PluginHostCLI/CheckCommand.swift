@@ -109,10 +109,10 @@ struct CheckResult: Encodable {
         }
         out += "\nPlugins in \(pluginsDirectory):\n"
         out += plugins.isEmpty ? "  (none)\n" : TextTable(rows: plugins.map { record in
-            let check = record.calls.last { $0.function == "check" }
+            let check = record.calls.last { $0.function == .check }
             let details = check?.details.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? ""
             return ["  " + record.name, record.version ?? "-", "order \(record.order.map(String.init) ?? "-")",
-                    record.refusal.map { "refused: \($0)" } ?? check.map { $0.outcome == "ok" ? "check ok \(details)" : "check \($0.outcome): \($0.message ?? "")" } ?? record.state]
+                    record.refusal.map { "refused: \($0)" } ?? check.map { $0.outcome == .ok ? "check ok \(details)" : "check \($0.outcome.rawValue): \($0.message ?? "")" } ?? record.state.rawValue]
         }).render()
         if !warnings.isEmpty { out += "\nWarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
         out += problems.isEmpty ? "\nNo problems found.\n"

@@ -1,5 +1,7 @@
 import ArgumentParser
 import PluginHost
+import Glibc
+import PluginHostGuard
 
 /// The freeze guard, started by the host itself (never by hand): see `FreezeGuardProcess`.
 struct GuardCommand: ParsableCommand {
@@ -21,7 +23,9 @@ struct GuardCommand: ParsableCommand {
             }
             parsed.append(.init(mountID: id, path: String(target[target.index(after: colon)...])))
         }
-        let status = FreezeGuardProcess.run(targets: parsed, deadlineMilliseconds: deadlineMilliseconds, journalPath: journal)
+        let status = FreezeGuardProcess.run(targets: parsed, deadlineMilliseconds: deadlineMilliseconds) { complete in
+            if let journal { FreezeJournal.markThawedByGuard(at: journal, guardPID: getpid(), complete: complete) }
+        }
         throw ExitCode(status)
     }
 }

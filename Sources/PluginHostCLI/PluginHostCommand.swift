@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import Logging
 import PluginHost
+import PluginHostWorker
 
 @main
 struct PluginHostCommand: ParsableCommand {
@@ -19,6 +20,8 @@ struct PluginHostCommand: ParsableCommand {
 
     /// Parses and runs; maps argument errors to the documented exit status for invalid use.
     static func main() {
+        // Workers are forks of this process running the worker runtime (the only code that loads plugins).
+        WorkerLauncher.register { _ in PluginWorkerProcess.run() }
         let arguments: [String]
         switch Invocation.resolve(argv0: CommandLine.arguments.first ?? "", arguments: Array(CommandLine.arguments.dropFirst()),
                                   executable: currentExecutable()) {

@@ -31,12 +31,12 @@ enum ReportText {
         if !report.plugins.isEmpty {
             out += "\nPlugins:\n"
             for plugin in report.plugins {
-                out += "  \(plugin.name) \(plugin.version ?? "") (order \(plugin.order.map(String.init) ?? "-"), \(plugin.state))"
+                out += "  \(plugin.name) \(plugin.version ?? "") (order \(plugin.order.map(String.init) ?? "-"), \(plugin.state.rawValue))"
                     + (plugin.refusal.map { ": refused: \($0)" } ?? "") + "\n"
-                let calls = plugin.calls.filter { $0.function == "quiesce" || $0.function == "resume" || $0.outcome != "ok" }
+                let calls = plugin.calls.filter { $0.function == .quiesce || $0.function == .resume || $0.outcome != .ok }
                 out += TextTable(rows: calls.map { call in
                     let details = call.details.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? ""
-                    return ["    " + call.function, formatMs(call.startMs), formatMs(call.durationMs), call.outcome,
+                    return ["    " + call.function.rawValue, formatMs(call.startMs), formatMs(call.durationMs), call.outcome.rawValue,
                             [call.message, details].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: "; ")]
                 }).render()
                 if plugin.droppedLogLines > 0 {

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import PluginHost
+import PluginHostSession
 
 /// `pluginhost freeze`: checks, pre-script, quiesce, freeze — then return, leaving a session
 /// process holding the plugins and the freeze guard until `pluginhost thaw`.
@@ -67,9 +68,10 @@ struct SessionCommand: ParsableCommand {
         let interrupt = try? InterruptSignal.install()
         var request = plan.request()
         let channel = SessionChannel(socketPath: request.paths.sessionSocket)
-        switch mode {
-        case "qemu", "vmware": request.mode = .hook(agent: mode, channel)
-        default: request.mode = .twoPhase(channel)
+        if let agent = HookAgent(rawValue: mode) {
+            request.mode = .hook(agent: agent, channel)
+        } else {
+            request.mode = .twoPhase(channel)
         }
         request.hookScriptArg = scriptArg
         request.hookHoldLimitSeconds = hook.holdLimit

@@ -1,5 +1,5 @@
 import ArgumentParser
-import PluginHost
+import PluginHostWorker
 
 /// A plugin worker, started by the host itself (never by hand): see `PluginWorkerProcess`.
 struct WorkerCommand: ParsableCommand {

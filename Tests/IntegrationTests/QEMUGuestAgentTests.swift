@@ -77,7 +77,7 @@ struct QEMUGuestAgentTests {
         #expect(host.scratch.read("phases.log") == "pre\npost success application\n")
         let report = try #require(ReportStore(paths: host.paths).lastReport())
         #expect(report.command == "hook qemu" && report.result == .succeeded && report.consistency == .application)
-        #expect(report.plugins.first?.calls.contains { $0.function == "resume" && $0.outcome == "ok" } == true)
+        #expect(report.plugins.first?.calls.contains { $0.function == .resume && $0.outcome == .ok } == true)
         withExtendedLifetime(hold) {}
     }
 

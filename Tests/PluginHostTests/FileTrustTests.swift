@@ -113,7 +113,7 @@ private func pathIsAbsent(_ path: String) -> Bool {
     return lstat(path, &info) != 0 && errno == ENOENT
 }
 
-/// DESIGN §2 permissions, on real files. Runs as root only (owners are changed with chown).
+/// The config file's permission rules (README, "The config file"), on real files. Runs as root only (owners are changed with chown).
 @Suite("FileTrust", .enabled(if: geteuid() == 0, "needs root to create root- and nobody-owned files"))
 struct FileTrustTests {
     static let nobody: uid_t = 65534

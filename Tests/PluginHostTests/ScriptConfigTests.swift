@@ -3,7 +3,7 @@ import Testing
 import PluginHostSupport
 import PluginHostSupport
 
-/// DESIGN §2: every row of the Azure config table, table-driven.
+/// README, "The config file": every row of the Azure config table, table-driven.
 @Suite("ScriptConfig")
 struct ScriptConfigTests {
     // MARK: - Building documents

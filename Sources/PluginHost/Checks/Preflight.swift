@@ -1,25 +1,41 @@
 import Glibc
 public import PluginHostSupport
 
+/// The hypervisor agents whose hook conventions pluginhost follows.
+public enum HookAgent: String, Sendable, CaseIterable {
+    /// The QEMU guest agent's fsfreeze hook.
+    case qemu
+    /// VMware Tools' backupScripts.d.
+    case vmware
+
+    /// The agent's name for people.
+    public var displayName: String {
+        switch self {
+        case .qemu: "the QEMU guest agent"
+        case .vmware: "VMware Tools"
+        }
+    }
+}
+
 /// How the snapshot is taken.
-public enum OperationMode: Sendable {
+public enum OperationMode {
     /// `pluginhost run`: the host runs the snapshot command while frozen.
     case run
     /// `pluginhost freeze` … `pluginhost thaw`: an agent takes the snapshot in between.
-    case twoPhase(SessionChannel)
+    case twoPhase(any SessionLink)
     /// A hypervisor agent's hook (QEMU guest agent, VMware Tools): the agent freezes and takes
     /// the snapshot; the host only runs scripts and plugins around it.
-    case hook(agent: String, SessionChannel)
+    case hook(agent: HookAgent, any SessionLink)
 
     public var name: String {
         switch self {
         case .run: "run"
         case .twoPhase: "freeze"
-        case .hook(let agent, _): "hook \(agent)"
+        case .hook(let agent, _): "hook \(agent.rawValue)"
         }
     }
 
-    public var channel: SessionChannel? {
+    public var channel: (any SessionLink)? {
         switch self {
         case .run: nil
         case .twoPhase(let channel), .hook(_, let channel): channel
@@ -27,14 +43,17 @@ public enum OperationMode: Sendable {
     }
 
     /// True when an agent, not the host, freezes the filesystems.
-    public var agentFreezes: Bool {
-        if case .hook = self { return true }
-        return false
+    public var agentFreezes: Bool { agent != nil }
+
+    /// The agent whose hook this is, if it is one.
+    public var agent: HookAgent? {
+        if case .hook(let agent, _) = self { return agent }
+        return nil
     }
 }
 
 /// What an operation is asked to do.
-public struct OperationRequest: Sendable {
+public struct OperationRequest {
     public var mode: OperationMode = .run
     /// `--config`; nil reads the default Azure path, where a missing file means scripts off.
     public var configPath: String?
@@ -63,7 +82,7 @@ public struct OperationRequest: Sendable {
     }
 }
 
-/// The checks that run before anything else (DESIGN §1): config, scripts, host setup, and the
+/// The checks that run before anything else (README, "What an operation does"): config, scripts, host setup, and the
 /// filesystems to freeze. `pluginhost check` runs exactly these; an operation runs them first.
 /// Every problem is collected, not only the first.
 public struct Preflight: Sendable {

@@ -1,5 +1,5 @@
 import PluginHostSupport
-/// Azure's `/etc/azure/VMSnapshotScriptPluginConfig.json`, read with the rules of DESIGN §2.
+/// Azure's `/etc/azure/VMSnapshotScriptPluginConfig.json`, read with the rules of README, "The config file".
 /// A file that works with Azure's extension works here unchanged; what Azure silently misreads
 /// (strings for numbers, floats, nulls, out-of-range values) is refused with the field named.
 public struct ScriptConfig: Sendable, Equatable {

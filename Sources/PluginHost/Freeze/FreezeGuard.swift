@@ -1,6 +1,7 @@
 import CPluginHostShim
 import Glibc
 import PluginHostSupport
+public import PluginHostWire
 
 /// The host's handle on its freeze guard process (see `FreezeGuardProcess`).
 ///
@@ -87,7 +88,7 @@ public final class FreezeGuard {
     /// Returns nil on success, else the error.
     public func freeze() -> HostError? {
         if let error = awaitReady() { return error }
-        guard sendCommand(GuardWire.freezeCommand) else {
+        guard sendCommand(.freeze) else {
             return HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze")
         }
         let limit = Monotonic.now() + UInt64((deadlineSeconds + 5) * 1e9)
@@ -114,7 +115,7 @@ public final class FreezeGuard {
     public func thaw() -> HostError? {
         guard frozen else { return nil }
         frozen = false
-        if sendCommand(GuardWire.thawCommand) {
+        if sendCommand(.thaw) {
             let limit = Monotonic.now() + 30_000_000_000
             if case .message(let message) = receive(until: limit), message.kind == .thawed {
                 record.apply(thaws: message.first, reason: message.reason.map(FreezeRecord.ThawCause.init))
@@ -152,8 +153,8 @@ public final class FreezeGuard {
 
     // MARK: - Socket
 
-    private func sendCommand(_ command: [UInt8]) -> Bool {
-        command.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == command.count
+    private func sendCommand(_ command: GuardRequest) -> Bool {
+        command.encoded.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == command.encoded.count
     }
 
     private enum Received { case message(GuardWire.Message), closed, timedOut }

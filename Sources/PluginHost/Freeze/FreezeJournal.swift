@@ -39,7 +39,7 @@ public struct FreezeJournal: Codable, Sendable, Equatable {
     }
 
     /// Called by a guard whose host exited: nothing it froze is frozen any more.
-    static func markThawedByGuard(at path: String, guardPID: Int32, complete: Bool) {
+    public static func markThawedByGuard(at path: String, guardPID: Int32, complete: Bool) {
         guard var journal = read(from: path), journal.guardPID == guardPID else { return }
         journal.state = complete ? .thawedByGuard : .guardThawIncomplete
         journal.thawedAt = isoTimestamp()

@@ -1,5 +1,6 @@
 import Glibc
 import PluginHostSupport
+import PluginHostWire
 
 /// What the freeze did, per filesystem and in all, as the report shows it.
 public struct FreezeRecord: Sendable, Codable, Equatable {

@@ -1,5 +1,6 @@
 import Glibc
 import PluginHostSupport
+import PluginHostWire
 
 /// Thaws what a dead operation left frozen, from its journal. Run with the operation lock held:
 /// holding it proves that no operation (and no guard) is alive, so the journal is stale.

@@ -1,4 +1,4 @@
-/// How the binary was called (DESIGN §7). Under its own name, `pluginhost`, the command line is
+/// How the binary was called (README, "Hook names"). Under its own name, `pluginhost`, the command line is
 /// parsed as it is. Under a hypervisor agent's hook name it is that hook and nothing else: its
 /// first argument is the agent's action, never a top-level command — installed as VMware's
 /// `pre-freeze-script`, `freeze` must not mean `pluginhost freeze` (which freezes every

@@ -146,7 +146,7 @@ final class LiveSteps: OperationSteps {
     func freeze() -> StepResult {
         if case .hook(let agent, _) = request.mode {
             lock.setPhase("quiesced")
-            return .delegated("the \(agent == "qemu" ? "QEMU guest agent" : "VMware Tools") freezes the filesystems")
+            return .delegated("\(agent.displayName) freezes the filesystems")
         }
         guard preflight.fsFreezeEnabled else {
             lock.setPhase("quiesced")
@@ -198,7 +198,7 @@ final class LiveSteps: OperationSteps {
 
     /// Two-phase and hooks: tell the caller it may take its snapshot now, then wait for its
     /// thaw — or the guard's deadline, or a signal.
-    private func awaitThaw(_ channel: SessionChannel, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult {
+    private func awaitThaw(_ channel: any SessionLink, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult {
         let begin = Monotonic.now()
         let agentFreezes = request.mode.agentFreezes
         let who = agentFreezes ? "the agent" : "the caller of pluginhost freeze"
@@ -216,7 +216,7 @@ final class LiveSteps: OperationSteps {
             state: agentFreezes ? "quiesced" : (freezeGuard == nil ? "quiesced" : "frozen"),
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
             deadlineSeconds: waitSeconds, errors: errors, warnings: warnings,
-            thawCommand: agentFreezes ? "pluginhost hook \(request.mode.name.split(separator: " ").last ?? "") thaw"
+            thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
                                       : "pluginhost thaw --operation \(operationID)")))
         // The guard's own deadline comes first when there is a guard; otherwise this one.
         let limit = begin + UInt64((waitSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
@@ -238,12 +238,10 @@ final class LiveSteps: OperationSteps {
                                          "\(why); the plugins were resumed and the post-script ran; a snapshot taken now is not consistent",
                                          step: "snapshot"), attempted: true)
             }
-            if fds[0].revents != 0, let request = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts, deadlineSeconds: waitSeconds) }) {
-                if case .thaw(let taken) = request {
-                    record.outcome = taken ? "\(who) called thaw: snapshot taken" : "\(who) reported that its snapshot failed"
-                    return taken ? .succeeded
-                        : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
-                }
+            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts, deadlineSeconds: waitSeconds) }) {
+                record.outcome = thaw.snapshotTaken ? "\(who) called thaw: snapshot taken" : "\(who) reported that its snapshot failed"
+                return thaw.snapshotTaken ? .succeeded
+                    : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
             }
             if agentFreezes, Monotonic.now() >= limit {
                 record.outcome = "no thaw from \(who) within the hook hold limit (\(formatSeconds(waitSeconds)) s)"
@@ -265,8 +263,8 @@ final class LiveSteps: OperationSteps {
                       deadlineSeconds: deadlineSeconds,
                       plugins: plugins.records.map { record in
                           let last = record.calls.last
-                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? "refused"
-                                                          : last.map { $0.outcome == "ok" ? "\($0.function) ok" : "\($0.function) \($0.outcome)" } ?? record.state)
+                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? PluginState.refused.rawValue
+                                                          : last.map { "\($0.function.rawValue) \($0.outcome.rawValue)" } ?? record.state.rawValue)
                       })
     }
 

@@ -1,5 +1,5 @@
 public import PluginHostSupport
-/// How consistent the snapshot is (DESIGN §1).
+/// How consistent the snapshot is (README, "What an operation does").
 public enum ConsistencyLevel: String, Sendable, Codable, CaseIterable {
     /// Every application step (pre-script, plugin quiesce) succeeded, and the freeze succeeded
     /// or was turned off with `fsFreezeEnabled: false`.

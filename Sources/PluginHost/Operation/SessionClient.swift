@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import PluginHostSupport
+import PluginHostWire
 
 /// The client side of two-phase operations: `freeze` starts a session process and waits for
 /// its first word; `thaw` and `status` talk to it over its socket.
@@ -50,22 +51,22 @@ public enum SessionClient {
 
     /// Sends `THAW [ID]` (or `THAW-FAILED`) and waits for the final report.
     public static func thaw(paths: StatePaths, operationID: String?, snapshotTaken: Bool = true) -> Reply {
-        guard let bytes = request(paths: paths, "\(snapshotTaken ? "THAW" : "THAW-FAILED") \(operationID ?? "-")\n",
+        guard let bytes = request(paths: paths, .thaw(operationID: operationID, snapshotTaken: snapshotTaken),
                                   timeoutMilliseconds: 3_600_000) else { return .noSession }
         if let report = ReportStore.decode(bytes) { return .report(report) }
         let text = String(decoding: bytes, as: UTF8.self)
-        if let value = try? JSONParser.parse(text), case .string(let message)? = value["error"] { return .refused(message) }
+        if let refusal = SessionRefusal.decode(text) { return .refused(refusal.message) }
         return .refused(text.isEmpty ? "the session closed the connection" : text)
     }
 
     /// Asks a session waiting for its thaw what it holds (nil when none answers quickly).
     public static func status(paths: StatePaths) -> SessionStatus? {
-        guard let bytes = request(paths: paths, "STATUS\n", timeoutMilliseconds: 1000) else { return nil }
+        guard let bytes = request(paths: paths, .status, timeoutMilliseconds: 1000) else { return nil }
         return try? JSONDecoder().decode(SessionStatus.self, from: Data(bytes))
     }
 
     /// Connects, sends `line`, reads until the session closes. nil when nobody listens.
-    private static func request(paths: StatePaths, _ line: String, timeoutMilliseconds: Int) -> [UInt8]? {
+    private static func request(paths: StatePaths, _ request: SessionRequest, timeoutMilliseconds: Int) -> [UInt8]? {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         let connection = FileDescriptor(owning: fd)
@@ -79,7 +80,7 @@ public enum SessionClient {
         let connected = withUnsafePointer(to: &address) {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
         }
-        guard connected == 0, (try? connection.writeAll(line)) != nil else { return nil }
+        guard connected == 0, (try? connection.writeAll(request.line)) != nil else { return nil }
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = Monotonic.now() + UInt64(timeoutMilliseconds) * 1_000_000

@@ -46,11 +46,11 @@ public struct Timeline: Sendable, Equatable {
                     }
                 }
             case "quiesce", "resume", "prepare":
-                let functions = step.name == "prepare" ? ["load", "create"] : [step.name]
+                let functions: [PluginCallName] = step.name == "prepare" ? [.load, .create] : PluginCallName(rawValue: step.name).map { [$0] } ?? []
                 for plugin in report.plugins {
                     for call in plugin.calls where functions.contains(call.function) {
-                        bars.append(Bar(label: "  \(plugin.name) \(call.function)", startMs: call.startMs, durationMs: call.durationMs,
-                                        kind: .plugin, outcome: call.outcome, failed: call.outcome != "ok" && call.outcome != "skipped"))
+                        bars.append(Bar(label: "  \(plugin.name) \(call.function.rawValue)", startMs: call.startMs, durationMs: call.durationMs,
+                                        kind: .plugin, outcome: call.outcome.rawValue, failed: call.outcome != .ok && call.outcome != .skipped))
                     }
                 }
             case "freeze", "thaw":

@@ -1,5 +1,6 @@
 import Glibc
 import PluginHostSupport
+public import PluginHostWire
 
 /// Every manifest in a plugins directory, each verified (or refused, with the reason).
 public struct PluginCatalog: Sendable {
@@ -28,12 +29,10 @@ public struct PluginCatalog: Sendable {
     public var entries: [Entry]
     public var warnings: [String]
 
-    public var ready: [Entry] { entries.filter { $0.state == .ready } }
-
     public var refusals: [HostError] {
         entries.compactMap { entry in
             guard case .refused(let refusal) = entry.state else { return nil }
-            return HostError(.incorrectPluginhostFile, "plugin \(entry.name) (\(entry.manifestPath)) refused by the \(refusal.check) check: \(refusal.message)",
+            return HostError(.incorrectPluginhostFile, "plugin \(entry.name) (\(entry.manifestPath)) refused by the \(refusal.check.rawValue) check: \(refusal.message)",
                              step: "checks")
         }
     }
@@ -65,7 +64,7 @@ public struct PluginCatalog: Sendable {
             var entry = verify("\(directory)/\(name)")
             if let manifest = entry.manifest {
                 if let earlier = seen[manifest.name] {
-                    entry.state = .refused(PluginRefusal("manifest", "the name \(manifest.name) is already used by \(earlier)"))
+                    entry.state = .refused(PluginRefusal(.manifest, "the name \(manifest.name) is already used by \(earlier)"))
                     entry.library = nil
                 }
                 seen[manifest.name] = entry.manifestPath

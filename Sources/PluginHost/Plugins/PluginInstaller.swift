@@ -1,6 +1,7 @@
 public import Logging
 import Glibc
 import PluginHostSupport
+import PluginHostWire
 
 /// `pluginhost plugin add`: verify a library, load it once, and write its manifest with the
 /// computed checksum, so that nobody edits a checksum by hand.
@@ -52,7 +53,7 @@ public enum PluginInstaller {
         let verified: VerifiedLibrary
         switch PluginVerifier.verifyLibrary(request.library, expectedSHA256: nil) {
         case .success(let library): verified = library
-        case .failure(let refusal): throw refuse("the library is refused by the \(refusal.check) check: \(refusal.message)")
+        case .failure(let refusal): throw refuse("the library is refused by the \(refusal.check.rawValue) check: \(refusal.message)")
         }
 
         // Build the manifest as text and parse it as the host will: one set of rules.
@@ -105,7 +106,7 @@ public enum PluginInstaller {
         var installed = record
         installed.name = name
         installed.manifest = candidate.path
-        installed.state = request.enabled ? "ready" : "disabled"
+        installed.state = request.enabled ? .ready : .disabled
         return Installed(manifestPath: candidate.path, record: installed)
     }
 }

@@ -1,6 +1,7 @@
-import PluginHostSupport
+public import PluginHostSupport
+public import PluginHostWire
 
-/// A drop-in manifest, `plugins.d/NN-name.json` (DESIGN §5):
+/// A drop-in manifest, `plugins.d/NN-name.json` (README, "Plugins"):
 ///
 ///     {
 ///       "name": "mysql",
@@ -19,12 +20,7 @@ public struct PluginManifest: Sendable, Equatable {
     public static let timeoutRange = 1...600
     public static let orderRange = 0...99
 
-    public enum Kind: String, Sendable, Equatable {
-        /// A library exporting `pluginhost_plugin_entry` (pluginhost_plugin.h).
-        case plugin
-        /// A vendor library whose functions are called through libffi.
-        case ffi
-    }
+    public typealias Kind = PluginKind
 
     /// The manifest file (real path).
     public var path: String
@@ -44,17 +40,14 @@ public struct PluginManifest: Sendable, Equatable {
     /// A manifest's file name: two digits, a dash, a name, `.json`.
     public static func isManifestName(_ file: String) -> Bool {
         let utf8 = Array(file.utf8)
-        guard utf8.count > 8, file.hasSuffix(".json"), utf8[0].isDigit, utf8[1].isDigit, utf8[2] == UInt8(ascii: "-") else {
+        guard utf8.count > 8, file.hasSuffix(".json"), utf8[0].isASCIIDigit, utf8[1].isASCIIDigit, utf8[2] == UInt8(ascii: "-") else {
             return false
         }
         return isValidName(String(decoding: utf8[3..<(utf8.count - 5)], as: UTF8.self))
     }
 
     /// Plugin names: letters, digits, `.`, `_`, `-`; 1 to 64 characters.
-    public static func isValidName(_ name: String) -> Bool {
-        !name.isEmpty && name.utf8.count <= 64
-            && name.utf8.allSatisfy { $0.isDigit || $0.isLetter || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
-    }
+    public static func isValidName(_ name: String) -> Bool { PluginIdentity.isValidName(name) }
 
     /// Parses a manifest's bytes; `path` is its real path. Throws a message naming the key.
     public static func parse(_ bytes: [UInt8], path: String) throws(ManifestError) -> PluginManifest {
@@ -95,7 +88,7 @@ public struct PluginManifest: Sendable, Equatable {
         if !library.hasPrefix("/") { library = FileTrust.parent(of: path) + "/" + library }
         guard let digest = try string("sha256") else { throw ManifestError("sha256: required (write manifests with `pluginhost plugin add`)") }
         let sha256 = digest.lowercased()
-        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ $0.isDigit || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }) else {
+        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ $0.isASCIIDigit || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }) else {
             throw ManifestError("sha256: expected 64 hexadecimal digits, found \"\(digest)\"")
         }
         var enabled = true
@@ -146,13 +139,3 @@ public struct PluginManifest: Sendable, Equatable {
     }
 }
 
-public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
-    public let message: String
-    public init(_ message: String) { self.message = message }
-    public var description: String { message }
-}
-
-extension UInt8 {
-    var isDigit: Bool { self >= UInt8(ascii: "0") && self <= UInt8(ascii: "9") }
-    var isLetter: Bool { (self | 0x20) >= UInt8(ascii: "a") && (self | 0x20) <= UInt8(ascii: "z") }
-}

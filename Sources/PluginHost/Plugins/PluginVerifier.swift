@@ -1,22 +1,10 @@
 import Crypto
 import Glibc
 public import PluginHostSupport
+public import PluginHostWire
 
 /// Why a plugin is refused: the check that failed and what it found. Reported as
 /// `IncorrectPluginhostFile` naming the plugin and the check.
-public struct PluginRefusal: Error, Sendable, Equatable, CustomStringConvertible {
-    /// manifest, library, checksum, elf, load, entry, magic, abi-major, struct-size,
-    /// trailing-fields, reserved, function, identity, symbol.
-    public var check: String
-    public var message: String
-
-    public init(_ check: String, _ message: String) {
-        self.check = check
-        self.message = message
-    }
-
-    public var description: String { "\(check): \(message)" }
-}
 
 /// A library file that passed every check the host can make without loading it. The
 /// descriptor is the one that was hashed; the worker loads exactly it (`/proc/self/fd/3`).
@@ -32,7 +20,7 @@ public final class VerifiedLibrary: Sendable {
     }
 }
 
-/// Integrity before load (DESIGN §5): manifest and library owned by root and not writable by
+/// Integrity before load (README, "Plugins"): manifest and library owned by root and not writable by
 /// group or other, every directory above them too, symlinks resolved and the real file
 /// checked, the library's SHA-256 equal to the manifest's — computed from the descriptor that
 /// will be loaded, so a path swapped between check and load changes nothing.
@@ -41,19 +29,19 @@ public enum PluginVerifier {
         let real: String
         switch FileTrust.verify(path, rule: .readOnlyForOthers) {
         case .success(let resolved): real = resolved
-        case .failure(let failure): return .failure(PluginRefusal("manifest", "\(failure)"))
+        case .failure(let failure): return .failure(PluginRefusal(.manifest, "\(failure)"))
         }
         do {
             let file = try FileDescriptor.open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
             if let failure = FileTrust.check(try file.status(), of: real, rule: .readOnlyForOthers) {
-                return .failure(PluginRefusal("manifest", "\(failure)"))
+                return .failure(PluginRefusal(.manifest, "\(failure)"))
             }
             let bytes = try file.readAll(limit: 1 << 20)
             return .success(try PluginManifest.parse(bytes, path: real))
         } catch let error as ManifestError {
-            return .failure(PluginRefusal("manifest", "\(real): \(error.message)"))
+            return .failure(PluginRefusal(.manifest, "\(real): \(error.message)"))
         } catch {
-            return .failure(PluginRefusal("manifest", "\(real) cannot be read (\(error))"))
+            return .failure(PluginRefusal(.manifest, "\(real) cannot be read (\(error))"))
         }
     }
 
@@ -61,25 +49,25 @@ public enum PluginVerifier {
         let real: String
         switch FileTrust.verify(path, rule: .readOnlyForOthers) {
         case .success(let resolved): real = resolved
-        case .failure(let failure): return .failure(PluginRefusal("library", "\(failure)"))
+        case .failure(let failure): return .failure(PluginRefusal(.library, "\(failure)"))
         }
         let file: FileDescriptor
         do {
             file = try FileDescriptor.open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
             if let failure = FileTrust.check(try file.status(), of: real, rule: .readOnlyForOthers) {
-                return .failure(PluginRefusal("library", "\(failure)"))
+                return .failure(PluginRefusal(.library, "\(failure)"))
             }
         } catch {
-            return .failure(PluginRefusal("library", "\(real) cannot be opened (\(error))"))
+            return .failure(PluginRefusal(.library, "\(real) cannot be opened (\(error))"))
         }
         guard let digest = sha256(of: file) else {
-            return .failure(PluginRefusal("library", "\(real) cannot be read (\(SystemError("pread")))"))
+            return .failure(PluginRefusal(.library, "\(real) cannot be read (\(SystemError("pread")))"))
         }
         if let expectedSHA256, digest != expectedSHA256 {
-            return .failure(PluginRefusal("checksum", "\(real) has SHA-256 \(digest), the manifest says \(expectedSHA256): the library changed after the manifest was written (reinstall it, or write the manifest again with `pluginhost plugin add`)"))
+            return .failure(PluginRefusal(.checksum, "\(real) has SHA-256 \(digest), the manifest says \(expectedSHA256): the library changed after the manifest was written (reinstall it, or write the manifest again with `pluginhost plugin add`)"))
         }
         if let problem = elfProblem(file) {
-            return .failure(PluginRefusal("elf", "\(real) \(problem)"))
+            return .failure(PluginRefusal(.elf, "\(real) \(problem)"))
         }
         return .success(VerifiedLibrary(path: real, descriptor: file, sha256: digest))
     }

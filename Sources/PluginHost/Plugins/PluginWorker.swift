@@ -1,6 +1,7 @@
 import Glibc
 import Logging
 import PluginHostSupport
+import PluginHostWire
 
 /// The host's handle on one plugin's worker process. The host enforces every deadline: a
 /// worker that overruns, crashes or sends something that does not decode is killed (its
@@ -27,8 +28,8 @@ final class PluginWorker {
     private var buffer = [UInt8](repeating: 0, count: WorkerWire.maximumMessage)
 
     /// Starts a worker with the verified library on descriptor 3 and its socket on 4: a fork of
-    /// this (single-threaded) host running `PluginWorkerProcess` — about a millisecond — or, if
-    /// the host has more threads, `executable __worker`. Call from the main thread: the worker
+    /// this (single-threaded) host running the worker runtime — about a millisecond — or, if
+    /// the host has more threads (or no entry is registered), `executable __worker`. Call from the main thread: the worker
     /// is tied to the starting thread's life (PR_SET_PDEATHSIG).
     init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger) throws(SystemError) {
         self.manifest = manifest
@@ -40,10 +41,18 @@ final class PluginWorker {
         socket = FileDescriptor(owning: pair[0])
         let workerEnd = FileDescriptor(owning: pair[1])
         let descriptors = [library.descriptor.rawValue, workerEnd.rawValue]
-        do {
-            // Every signal is at its default in the child: a plugin's crash ends it at once.
-            process = try ChildProcess(forking: workerEntry, extraDescriptors: descriptors)
-        } catch where error.errno == EAGAIN {
+        // Every signal is at its default in the child: a plugin's crash ends it at once.
+        var forked: ChildProcess?
+        if let entry = WorkerLauncher.forkedEntry {
+            do {
+                forked = try ChildProcess(forking: entry, extraDescriptors: descriptors)
+            } catch where error.errno == EAGAIN {
+                forked = nil  // more than one thread: forking is not safe
+            }
+        }
+        if let forked {
+            process = forked
+        } else {
             // No Swift backtracer in the worker either: a crash must end it by the signal.
             process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
                                                          environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
@@ -68,12 +77,6 @@ final class PluginWorker {
         let bytes = WorkerWire.encode(request)
         let sent = bytes.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
         return sent == bytes.count
-    }
-
-    /// Sends `request` and waits for its reply.
-    func call(_ request: WorkerRequest, deadline: UInt64) -> Outcome {
-        guard send(request) else { return .lost(exitDescription()) }
-        return Self.await([self], deadlines: [deadline])[0].outcome
     }
 
     /// Waits for one reply from each worker (requests already sent), each by its own deadline,
@@ -178,5 +181,16 @@ final class PluginWorker {
     }
 }
 
-/// The forked worker's whole life.
-private let workerEntry: @convention(c) (UnsafeMutableRawPointer?) -> Int32 = { _ in PluginWorkerProcess.run() }
+
+/// Where a forked worker starts: the worker runtime's entry point, registered by the
+/// executable at launch, before any thread exists. The engine itself never loads a plugin.
+/// With none registered, workers are started as `executable __worker`.
+public enum WorkerLauncher {
+    public typealias Entry = @convention(c) (UnsafeMutableRawPointer?) -> Int32
+
+    nonisolated(unsafe) static var forkedEntry: Entry?
+
+    public static func register(_ entry: @escaping Entry) {
+        forkedEntry = entry
+    }
+}

@@ -50,7 +50,7 @@ public struct ScriptRun: Sendable, Codable, Equatable {
     public var succeeded: Bool { outcome == .succeeded || outcome == .succeededWithWarning }
 }
 
-/// Runs the pre- and post-scripts (DESIGN §4): executed directly (the kernel honours the
+/// Runs the pre- and post-scripts (README, "The config file"): executed directly (the kernel honours the
 /// shebang), or — for a file the kernel cannot execute (ENOEXEC: no `#!` line) or without the
 /// owner execute bit — as `/bin/sh PATH PARAMS`, which is how Azure runs every script. argv =
 /// path + params, cwd `/`, stdin `/dev/null`, a minimal environment, a process group of its own;

@@ -1,8 +1,8 @@
 import CPluginHostShim
 import Glibc
-import PluginHostSupport
+public import PluginHostWire
 
-/// The freeze guard: a process of its own (the host binary re-executed) that owns the freeze.
+/// The freeze guard: a process of its own (the host binary, started as `pluginhost __guard`) that owns the freeze.
 /// It opens and verifies every mount point, freezes on command, and thaws on command, at its
 /// deadline, or the moment the host exits — whichever comes first. It ignores stray signals and,
 /// between the first FIFREEZE and the last FITHAW, neither allocates nor writes anywhere but to
@@ -25,7 +25,9 @@ public enum FreezeGuardProcess {
                                  SIGTSTP, SIGTTIN, SIGTTOU]
 
     /// Runs the guard; returns its exit status (0: everything it froze was thawed).
-    public static func run(targets: [Target], deadlineMilliseconds: UInt64, journalPath: String?) -> Int32 {
+    /// `afterHostExit` runs once everything is thawed, when the host died while frozen (with
+    /// true when every thaw succeeded): it records that in the journal.
+    public static func run(targets: [Target], deadlineMilliseconds: UInt64, afterHostExit: (_ complete: Bool) -> Void) -> Int32 {
         for signal in ignoredSignals { _ = ph_signal_ignore(signal) }
         let socket = socketDescriptor
         let host = getppid()
@@ -66,9 +68,9 @@ public enum FreezeGuardProcess {
             var mountID: UInt64 = 0
             var problem: String?
             if fd < 0 {
-                problem = "cannot open \(target.path): \(SystemError("open"))"
+                problem = "cannot open \(target.path): \(errorText(ph_errno()))"
             } else if ph_mount_id(fd, &mountID) != 0 {
-                problem = "cannot identify the mount of \(target.path): \(SystemError("statx"))"
+                problem = "cannot identify the mount of \(target.path): \(errorText(ph_errno()))"
             } else if mountID != UInt64(target.mountID) {
                 problem = "\(target.path) is no longer the mount that was planned (mount id \(mountID), expected \(target.mountID))"
             }
@@ -88,14 +90,14 @@ public enum FreezeGuardProcess {
 
         // Wait for FREEZE; anything else (THAW, the host gone) ends the guard with nothing done.
         guard receiveCommand(socket, into: input) == .freeze else { return 0 }
-        let deadline = Monotonic.now() + deadlineMilliseconds * 1_000_000
+        let deadline = GuardClock.now() + deadlineMilliseconds * 1_000_000
 
         // ---- From here until the last thaw: no allocation, no output but the socket. ----
         var failed = false
         for index in 0..<count {
-            let start = Monotonic.now()
+            let start = GuardClock.now()
             let error = ph_fifreeze(descriptors[index]) == 0 ? 0 : ph_errno()
-            freezes[index] = IoctlResult(errno: error, attempted: true, startNanoseconds: start, endNanoseconds: Monotonic.now())
+            freezes[index] = IoctlResult(errno: error, attempted: true, startNanoseconds: start, endNanoseconds: GuardClock.now())
             // EBUSY: frozen already, by someone else. It is frozen, which is what matters, and
             // it is not ours to thaw.
             if error != 0 && error != EBUSY {
@@ -114,7 +116,7 @@ public enum FreezeGuardProcess {
         waiting: while true {
             events[0] = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
             events[1] = pollfd(fd: hostExit, events: Int16(POLLIN), revents: 0)
-            let ready = poll(events, 2, Monotonic.pollTimeout(until: deadline))
+            let ready = poll(events, 2, GuardClock.pollTimeout(until: deadline))
             if ready < 0 && ph_errno() == EINTR { continue }
             if events[0].revents != 0 {
                 switch receiveCommand(socket, into: input) {
@@ -124,16 +126,14 @@ public enum FreezeGuardProcess {
                 }
             }
             if events[1].revents != 0 { reason = .hostExited; break }
-            if Monotonic.now() >= deadline { reason = .deadline; break }
+            if GuardClock.now() >= deadline { reason = .deadline; break }
         }
         thawOwnFreezes(descriptors, freezes, thaws)
         send(.thawed, reason: reason, first: thaws)
         // ---- Thawed. ----
 
         let allThawed = (0..<count).allSatisfy { thaws[$0].errno == 0 || thaws[$0].errno == EINVAL }
-        if reason == .hostExited, let journalPath {
-            FreezeJournal.markThawedByGuard(at: journalPath, guardPID: getpid(), complete: allThawed)
-        }
+        if reason == .hostExited { afterHostExit(allThawed) }
         return allThawed ? 0 : 1
     }
 
@@ -145,9 +145,9 @@ public enum FreezeGuardProcess {
         while index > 0 {
             index -= 1
             guard freezes[index].attempted, freezes[index].errno == 0 else { continue }
-            let start = Monotonic.now()
+            let start = GuardClock.now()
             let error = ph_fithaw(descriptors[index]) == 0 ? 0 : ph_errno()
-            thaws[index] = IoctlResult(errno: error, attempted: true, startNanoseconds: start, endNanoseconds: Monotonic.now())
+            thaws[index] = IoctlResult(errno: error, attempted: true, startNanoseconds: start, endNanoseconds: GuardClock.now())
         }
     }
 
@@ -159,9 +159,31 @@ public enum FreezeGuardProcess {
             if count < 0 && ph_errno() == EINTR { continue }
             if count <= 0 { return .closed }
             let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-            if bytes.elementsEqual(GuardWire.freezeCommand) { return .freeze }
-            if bytes.elementsEqual(GuardWire.thawCommand) { return .thaw }
-            return .unknown
+            switch GuardRequest.decode(bytes) {
+            case .freeze?: return .freeze
+            case .thaw?: return .thaw
+            case nil: return .unknown
+            }
         }
+    }
+}
+
+/// Set-up messages (before anything is frozen) name the errno.
+private func errorText(_ code: Int32) -> String {
+    "\(String(cString: strerror(code))) (errno \(code))"
+}
+
+/// CLOCK_MONOTONIC, the clock the host's timestamps use too; no allocation.
+enum GuardClock {
+    static func now() -> UInt64 {
+        var spec = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &spec)
+        return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
+    }
+
+    /// poll(2) timeout in milliseconds until `deadline` (rounded up).
+    static func pollTimeout(until deadline: UInt64) -> Int32 {
+        let now = now()
+        return deadline <= now ? 0 : Int32(clamping: (deadline - now + 999_999) / 1_000_000)
     }
 }

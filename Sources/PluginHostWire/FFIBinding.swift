@@ -1,6 +1,4 @@
-import CFFICall
-import Glibc
-import PluginHostSupport
+public import PluginHostSupport
 
 /// A manifest of kind `"ffi"`: functions of an existing vendor library, called by symbol
 /// through libffi in the worker, for teams that have a C library with suspend/resume calls
@@ -22,18 +20,6 @@ import PluginHostSupport
 public struct FFIBinding: Sendable, Equatable {
     public enum ValueType: String, Sendable, CaseIterable {
         case void, int32, int64, uint32, uint64, bool, string
-
-        var code: Int32 {
-            switch self {
-            case .void: Int32(PH_FFI_VOID.rawValue)
-            case .int32: Int32(PH_FFI_INT32.rawValue)
-            case .int64: Int32(PH_FFI_INT64.rawValue)
-            case .uint32: Int32(PH_FFI_UINT32.rawValue)
-            case .uint64: Int32(PH_FFI_UINT64.rawValue)
-            case .bool: Int32(PH_FFI_BOOL.rawValue)
-            case .string: Int32(PH_FFI_STRING.rawValue)
-            }
-        }
     }
 
     public enum Source: String, Sendable {
@@ -59,9 +45,9 @@ public struct FFIBinding: Sendable, Equatable {
     public var quiesce: Function
     public var resume: Function
     /// The spec as written, for serialising the manifest again.
-    var json: JSONValue
+    public var json: JSONValue
 
-    static func parse(_ spec: JSONValue) throws(ManifestError) -> FFIBinding {
+    public static func parse(_ spec: JSONValue) throws(ManifestError) -> FFIBinding {
         guard case .object(let members) = spec else { throw ManifestError("ffi: expected an object") }
         for member in members where !["check", "quiesce", "resume"].contains(member.key) {
             throw ManifestError("ffi: unknown key \"\(member.key)\" (expected check, quiesce, resume)")
@@ -80,7 +66,7 @@ public struct FFIBinding: Sendable, Equatable {
             throw ManifestError("\(key): unknown key \"\(member.key)\"")
         }
         guard case .string(let symbol)? = value["symbol"], !symbol.isEmpty,
-              symbol.utf8.allSatisfy({ $0.isLetter || $0.isDigit || $0 == UInt8(ascii: "_") }) else {
+              symbol.utf8.allSatisfy({ $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: "_") }) else {
             throw ManifestError("\(key).symbol: expected a C identifier")
         }
         var returns = ValueType.int32
@@ -157,33 +143,9 @@ public struct FFIBinding: Sendable, Equatable {
     }
 }
 
-extension FFIBinding.Function {
-    /// Calls the function at `address` (worker side). Returns the raw return value.
-    func call(_ address: UnsafeMutableRawPointer, deadline: UInt64, operationID: String) -> Int64? {
-        var strings: [UnsafeMutablePointer<CChar>?] = []
-        defer { strings.forEach { free($0) } }
-        var types: [Int32] = []
-        var values: [ph_ffi_value] = []
-        for argument in arguments {
-            var value = ph_ffi_value(integer: argument.integer, string: nil)
-            switch argument.source {
-            case .remainingMilliseconds?:
-                let now = Monotonic.now()
-                value.integer = deadline > now ? Int64((deadline - now) / 1_000_000) : 0
-            case .operationID?:
-                strings.append(strdup(operationID))
-                value.string = UnsafePointer(strings.last!)
-            case nil:
-                if let text = argument.string {
-                    strings.append(strdup(text))
-                    value.string = UnsafePointer(strings.last!)
-                }
-            }
-            types.append(argument.type.code)
-            values.append(value)
-        }
-        var result: Int64 = 0
-        let status = ph_ffi_call(address, Int32(arguments.count), types, values, returns.code, &result)
-        return status == 0 ? result : nil
-    }
+/// A manifest (or a part of one, like an ffi spec) that breaks a rule; the message names the key.
+public struct ManifestError: Error, Sendable, Equatable, CustomStringConvertible {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
 }

@@ -1,9 +1,12 @@
+import CFFICall
 import Glibc
 import PluginABI
 import PluginHostSupport
+import PluginHostWire
 
-/// The worker: the host binary re-executed (`pluginhost __worker`) with the verified library
-/// on descriptor 3 and a socket on descriptor 4. It loads the library with dlopen through
+/// The worker: a fork of the host (or, when the host has more than one thread, the binary
+/// started as `pluginhost __worker`) with the verified library on descriptor 3 and a socket on
+/// descriptor 4. It loads the library with dlopen through
 /// /proc/self/fd/3 — the very file the host hashed — checks its descriptor against the ABI,
 /// most fundamental first, and serves the host's calls until told to destroy.
 public enum PluginWorkerProcess {
@@ -64,33 +67,33 @@ private struct WorkerState {
     var isFFI = false
     var operationID = ""
 
-    mutating func load(kind: String, ffiSpec: String?) -> WorkerMessage {
-        guard handle == nil else { return .refused(check: "load", message: "already loaded") }
+    mutating func load(kind: PluginKind, ffiSpec: String?) -> WorkerMessage {
+        guard handle == nil else { return .refused(check: .load, message: "already loaded") }
         guard let opened = dlopen("/proc/self/fd/\(PluginWorkerProcess.libraryDescriptor)", RTLD_NOW | RTLD_LOCAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
-            return .refused(check: "load", message: "not a loadable shared library: \(reason)")
+            return .refused(check: .load, message: "not a loadable shared library: \(reason)")
         }
         handle = opened
-        if kind == "ffi" {
+        if kind == .ffi {
             isFFI = true
             guard let ffiSpec, let spec = try? JSONParser.parse(ffiSpec), let parsed = try? FFIBinding.parse(spec) else {
-                return .refused(check: "manifest", message: "the ffi spec does not parse")
+                return .refused(check: .manifest, message: "the ffi spec does not parse")
             }
             binding = parsed
             for symbol in [parsed.check, parsed.quiesce, parsed.resume].compactMap({ $0?.symbol }) {
                 guard let address = dlsym(opened, symbol) else {
-                    return .refused(check: "symbol", message: "the library exports no function \(symbol)")
+                    return .refused(check: .symbol, message: "the library exports no function \(symbol)")
                 }
                 ffiSymbols[symbol] = address
             }
             return .loaded(PluginIdentity(name: "", version: "", description: "libffi binding", abi: "ffi"))
         }
         guard let entry = dlsym(opened, PH_PLUGIN_ENTRY_SYMBOL) else {
-            return .refused(check: "entry", message: "the library exports no function \(PH_PLUGIN_ENTRY_SYMBOL)")
+            return .refused(check: .entry, message: "the library exports no function \(PH_PLUGIN_ENTRY_SYMBOL)")
         }
         typealias Entry = @convention(c) () -> UnsafeRawPointer?
         guard let raw = unsafeBitCast(entry, to: Entry.self)() else {
-            return .refused(check: "entry", message: "\(PH_PLUGIN_ENTRY_SYMBOL) returned NULL")
+            return .refused(check: .entry, message: "\(PH_PLUGIN_ENTRY_SYMBOL) returned NULL")
         }
         switch DescriptorCheck.validate(raw) {
         case .success(let (descriptor, identity)):
@@ -189,5 +192,51 @@ private struct WorkerState {
             return .result(status: 0, message: "", details: "return=\(value)\n")
         }
         return .result(status: 1, message: "\(spec.symbol) returned \(value) (success is \(spec.success))", details: "return=\(value)\n")
+    }
+}
+
+extension FFIBinding.ValueType {
+    /// The shim's code for the type.
+    var code: Int32 {
+        switch self {
+        case .void: Int32(PH_FFI_VOID.rawValue)
+        case .int32: Int32(PH_FFI_INT32.rawValue)
+        case .int64: Int32(PH_FFI_INT64.rawValue)
+        case .uint32: Int32(PH_FFI_UINT32.rawValue)
+        case .uint64: Int32(PH_FFI_UINT64.rawValue)
+        case .bool: Int32(PH_FFI_BOOL.rawValue)
+        case .string: Int32(PH_FFI_STRING.rawValue)
+        }
+    }
+}
+
+extension FFIBinding.Function {
+    /// Calls the function at `address` (worker side). Returns the raw return value.
+    func call(_ address: UnsafeMutableRawPointer, deadline: UInt64, operationID: String) -> Int64? {
+        var strings: [UnsafeMutablePointer<CChar>?] = []
+        defer { strings.forEach { free($0) } }
+        var types: [Int32] = []
+        var values: [ph_ffi_value] = []
+        for argument in arguments {
+            var value = ph_ffi_value(integer: argument.integer, string: nil)
+            switch argument.source {
+            case .remainingMilliseconds?:
+                let now = Monotonic.now()
+                value.integer = deadline > now ? Int64((deadline - now) / 1_000_000) : 0
+            case .operationID?:
+                strings.append(strdup(operationID))
+                value.string = UnsafePointer(strings.last!)
+            case nil:
+                if let text = argument.string {
+                    strings.append(strdup(text))
+                    value.string = UnsafePointer(strings.last!)
+                }
+            }
+            types.append(argument.type.code)
+            values.append(value)
+        }
+        var result: Int64 = 0
+        let status = ph_ffi_call(address, Int32(arguments.count), types, values, returns.code, &result)
+        return status == 0 ? result : nil
     }
 }

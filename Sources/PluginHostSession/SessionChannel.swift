@@ -1,21 +1,18 @@
 import CPluginHostShim
 import FoundationEssentials
 import Glibc
+public import PluginHost
 import PluginHostSupport
+import PluginHostWire
 
-/// A two-phase operation's links to its callers (DESIGN §7): the `freeze` client, which reads
+/// A two-phase operation's links to its callers: the `freeze` client, which reads
 /// the session's stdout until it says frozen, and `thaw`/`status` clients on a unix socket in
 /// the runtime directory that only root can reach (mode 0600 in a 0700 directory, and the
 /// peer's uid checked on every connection).
 ///
-/// Requests are one line: `THAW [ID]`, `THAW-FAILED [ID]` (the agent's snapshot failed), or
-/// `STATUS`. A thaw client gets the final report when the operation has ended.
-public final class SessionChannel: @unchecked Sendable {
-    public enum Request: Sendable, Equatable {
-        /// The agent has its snapshot (or, `snapshotTaken: false`, reports it failed).
-        case thaw(snapshotTaken: Bool)
-    }
-
+/// Requests are `SessionRequest` lines. A thaw client gets the final report when the
+/// operation has ended. This is the only code that rewires the process's stdio.
+public final class SessionChannel: SessionLink {
     public let socketPath: String
     private var listener: FileDescriptor?
     private var notifyDescriptor: Int32? = 1
@@ -83,7 +80,7 @@ public final class SessionChannel: @unchecked Sendable {
 
     /// Accepts one connection. Returns a thaw request; answers a status request itself with
     /// `status()`; refuses anyone but root. Returns nil when nothing actionable arrived.
-    public func accept(operationID: String, status: () -> SessionStatus) -> Request? {
+    public func accept(operationID: String, status: () -> SessionStatus) -> SessionThaw? {
         guard let listener else { return nil }
         let fd = ph_accept(listener.rawValue)
         guard fd >= 0 else { return nil }
@@ -92,28 +89,27 @@ public final class SessionChannel: @unchecked Sendable {
         var pid: pid_t = 0
         guard ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0 else {
             refusals.append("refused a connection from uid \(uid), pid \(pid) at \(isoTimestamp()): only root may talk to the session")
-            try? client.writeAll("{\"error\":\"refused: only root may talk to the session\"}\n")
+            try? client.writeAll(SessionRefusal("refused: only root may talk to the session").encoded)
             return nil
         }
         guard let line = Self.readLine(client, timeoutMilliseconds: 2000) else {
             refusals.append("dropped a connection from pid \(pid) that sent no request")
             return nil
         }
-        let words = line.split(separator: " ").map(String.init)
-        switch words.first {
-        case "STATUS":
+        switch SessionRequest.decode(line: line) {
+        case .status?:
             try? client.writeAll(Self.json(status()) + "\n")
             return nil
-        case "THAW", "THAW-FAILED":
-            if words.count > 1, words[1] != "-", words[1] != operationID {
-                try? client.writeAll("{\"error\":\"operation \(words[1]) is not the active one; the active one is \(operationID)\"}\n")
+        case .thaw(let requested, let snapshotTaken)?:
+            if let requested, requested != operationID {
+                try? client.writeAll(SessionRefusal("operation \(requested) is not the active one; the active one is \(operationID)").encoded)
                 return nil
             }
             thawClients.append(client)
-            return .thaw(snapshotTaken: words.first == "THAW")
-        default:
+            return SessionThaw(snapshotTaken: snapshotTaken)
+        case nil:
             refusals.append("dropped a connection from pid \(pid) with an unknown request")
-            try? client.writeAll("{\"error\":\"unknown request\"}\n")
+            try? client.writeAll(SessionRefusal("unknown request").encoded)
             return nil
         }
     }
@@ -166,41 +162,3 @@ public final class SessionChannel: @unchecked Sendable {
     }
 }
 
-/// What the session tells the `freeze` client: frozen (or, for a hook, quiesced), or — when it
-/// ended before that — the final report.
-public enum SessionEnvelope: Codable, Sendable {
-    case notice(FreezeNotice)
-    case report(OperationReport)
-}
-
-/// "Frozen, take your snapshot now."
-public struct FreezeNotice: Codable, Sendable, Equatable {
-    /// frozen (two-phase), or quiesced (a hook: the agent freezes).
-    public var state: String
-    public var operationID: String
-    public var mounts: [String]
-    /// What the snapshot will be worth if taken now.
-    public var consistency: ConsistencyLevel
-    public var at: String
-    /// The guard thaws (or, for a hook, the session resumes) after this many seconds.
-    public var deadlineSeconds: Double
-    public var errors: [HostError]
-    public var warnings: [String]
-    public var thawCommand: String
-}
-
-/// What `pluginhost status` learns from a session waiting for its thaw.
-public struct SessionStatus: Codable, Sendable, Equatable {
-    public struct Plugin: Codable, Sendable, Equatable {
-        public var name: String
-        public var state: String
-    }
-
-    public var operationID: String
-    public var command: String
-    public var phase: String
-    public var since: String
-    public var mounts: [String]
-    public var deadlineSeconds: Double
-    public var plugins: [Plugin]
-}

@@ -1,0 +1,107 @@
+import Glibc
+import PluginHostSupport
+import Testing
+
+/// The process roles' rules, checked from the source tree (docs/ARCHITECTURE.md): what each
+/// runtime may import, and which code alone may load plugins or rewire stdio.
+@Suite("Architecture")
+struct ArchitectureTests {
+    static let sources = String(#filePath.split(separator: "/").dropLast(3).joined(separator: "/")).withLeadingSlash + "/Sources"
+
+    /// Every Swift file under Sources/`target`, with its text.
+    static func files(in target: String) -> [(path: String, text: String)] {
+        var result: [(String, String)] = []
+        func walk(_ directory: String) {
+            guard let handle = opendir(directory) else { return }
+            defer { closedir(handle) }
+            while let entry = readdir(handle) {
+                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                if name.hasPrefix(".") { continue }
+                let path = directory + "/" + name
+                if entry.pointee.d_type == DT_DIR {
+                    walk(path)
+                } else if name.hasSuffix(".swift"), let file = try? FileDescriptor.open(path, O_RDONLY),
+                          let bytes = try? file.readAll(limit: 1 << 22) {
+                    result.append((path, String(decoding: bytes, as: UTF8.self)))
+                }
+            }
+        }
+        walk(sources + "/" + target)
+        return result
+    }
+
+    static func imports(_ text: String) -> Set<String> {
+        var modules = Set<String>()
+        for line in text.split(separator: "\n") {
+            let words = line.split(separator: " ")
+            if let index = words.firstIndex(of: "import"), index <= 1, index + 1 < words.count,
+               index == 0 || ["public", "package", "internal", "@_exported"].contains(words[0]) {
+                modules.insert(String(words[index + 1]))
+            }
+        }
+        return modules
+    }
+
+    /// True when `line` (outside a comment) calls the free function `name`.
+    static func calls(_ name: String, in line: Substring) -> Bool {
+        let code = Array((line.split(separator: "//", maxSplits: 1, omittingEmptySubsequences: false).first ?? "").utf8)
+        let pattern = Array((name + "(").utf8)
+        guard code.count >= pattern.count else { return false }
+        for start in 0...(code.count - pattern.count) where Array(code[start..<start + pattern.count]) == pattern {
+            let before = start == 0 ? UInt8(ascii: " ") : code[start - 1]
+            let partOfName = before == UInt8(ascii: "_") || before == UInt8(ascii: ".")
+                || (before | 0x20 >= UInt8(ascii: "a") && before | 0x20 <= UInt8(ascii: "z")) || (before >= 0x30 && before <= 0x39)
+            if !partOfName { return true }
+        }
+        return false
+    }
+
+    static let targets = ["PluginHost", "PluginHostCLI", "PluginHostGuard", "PluginHostWorker", "PluginHostSession",
+                          "PluginHostWire", "PluginHostSupport", "PluginKit"]
+
+    @Test func theSourceTreeIsFound() {
+        for target in Self.targets { #expect(!Self.files(in: target).isEmpty, "no sources for \(target) under \(Self.sources)") }
+    }
+
+    /// The guard must not allocate or log while frozen: it may see nothing that could.
+    @Test func theGuardImportsOnlyTheShimGlibcAndTheWire() {
+        for (path, text) in Self.files(in: "PluginHostGuard") {
+            let extra = Self.imports(text).subtracting(["CPluginHostShim", "Glibc", "PluginHostWire"])
+            #expect(extra.isEmpty, "\(path) imports \(extra.sorted())")
+        }
+    }
+
+    @Test func onlyTheWorkerLoadsPluginsOrTouchesLibffiAndTheABI() {
+        for target in Self.targets where target != "PluginHostWorker" {
+            for (path, text) in Self.files(in: target) {
+                #expect(!text.contains("dlopen("), "\(path) calls dlopen")
+                #expect(!text.contains("dlsym("), "\(path) calls dlsym")
+                let forbidden = Self.imports(text).intersection(["CFFICall", target == "PluginKit" ? "" : "PluginABI"])
+                #expect(forbidden.isEmpty, "\(path) imports \(forbidden.sorted())")
+            }
+        }
+    }
+
+    @Test func theEngineNeverPrintsExitsOrRewiresStdio() {
+        for (path, text) in Self.files(in: "PluginHost") {
+            for function in ["print", "exit", "_exit", "dup2", "abort"] {
+                let hit = text.split(separator: "\n").first { Self.calls(function, in: $0) }
+                #expect(hit == nil, "\(path): \(hit ?? "")")
+            }
+            let runtimes = Self.imports(text).intersection(["PluginHostGuard", "PluginHostWorker", "PluginHostSession"])
+            #expect(runtimes.isEmpty, "\(path) imports the runtime \(runtimes.sorted())")
+        }
+    }
+
+    @Test func onlyTheSessionRuntimeRewiresStdio() {
+        for target in Self.targets where target != "PluginHostSession" {
+            for (path, text) in Self.files(in: target) {
+                #expect(!text.contains("dup2("), "\(path) rewires stdio")
+            }
+        }
+    }
+}
+
+extension String {
+    fileprivate var withLeadingSlash: String { hasPrefix("/") ? self : "/" + self }
+}
