@@ -31,6 +31,7 @@ public final class Operation {
     public func run() -> OperationReport {
         let start = Monotonic.now()
         var report = OperationReport(operationID: operationID, command: request.mode.name, startedAt: isoTimestamp())
+        report.hookScriptArg = request.hookScriptArg
         var logger = self.logger
         logger[metadataKey: "operation"] = "\(operationID)"
 
