@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// Issue 12 items 1-5 and issue 11 item 1: configs and scripts in the shapes people publish for
+/// Configs and scripts in the shapes people publish for
 /// Azure's extension, through the real binary.
 @Suite("Azure's published config shapes", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct AzureShapesTests {
