@@ -204,3 +204,14 @@ int ph_peer_credentials(int fd, uid_t *uid, pid_t *pid) {
 }
 
 int ph_errno(void) { return errno; }
+
+/* scripts/package.sh (and any build that wants it) passes -Xcc -DPLUGINHOST_GIT_COMMIT=<hex>. */
+#define PH_STRINGIFY2(x) #x
+#define PH_STRINGIFY(x) PH_STRINGIFY2(x)
+const char *ph_build_commit(void) {
+#ifdef PLUGINHOST_GIT_COMMIT
+    return PH_STRINGIFY(PLUGINHOST_GIT_COMMIT);
+#else
+    return "unknown";
+#endif
+}

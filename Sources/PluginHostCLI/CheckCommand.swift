@@ -30,6 +30,8 @@ struct CheckCommand: ParsableCommand {
 
 /// What `check` reports, for both renderings.
 struct CheckResult: Encodable {
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
     var configFile: String?
     var config: ConfigSummary?
     var freezeEnabled: Bool

@@ -45,6 +45,9 @@ struct RecoveryResult: Encodable {
 
     var recovered: Bool
     var complete: Bool
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
+
     var operationID: String?
     var mounts: [Mount]
 

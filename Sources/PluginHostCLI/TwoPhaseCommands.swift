@@ -131,7 +131,7 @@ enum SessionOutput {
             }
             let error = HostError(.noActiveOperation, message)
             if json {
-                try? printJSON(["errors": [error]])
+                try? printJSON(ErrorDocument(errors: [error]))
             } else {
                 FileHandleOutput.standardError.write("\(error.code.rawValue): \(message)\n")
             }

@@ -89,6 +89,9 @@ int ph_peer_credentials(int fd, uid_t *_Nonnull uid, pid_t *_Nonnull pid);
 /* The errno value of the calling thread (Swift's `errno` is fine too; this reads it in C). */
 int ph_errno(void);
 
+/* The git commit the build was given (-DPLUGINHOST_GIT_COMMIT=<hex>), else "unknown". */
+const char *_Nonnull ph_build_commit(void);
+
 #pragma GCC visibility pop
 
 #ifdef __cplusplus

@@ -3,10 +3,11 @@ import PluginHostSupport
 
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///
-///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60 }
+///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60, "keepReports": 50 }
 ///
 /// `mounts` restricts the freeze to those mount points (as `--mount` does; the command line
-/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline.
+/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline,
+/// `keepReports` how many per-operation reports are kept (the newest; `history` lists them).
 /// It is one of the host's installed files: root's, not writable by others, else
 /// `IncorrectPluginhostFile`.
 public struct HostConfig: Sendable, Equatable {
@@ -15,11 +16,17 @@ public struct HostConfig: Sendable, Equatable {
     public var mounts: [String] = []
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
+    public var keepReports = ReportStore.defaultKeep
 
-    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil) {
+    /// The range `keepReports` accepts.
+    public static let keepReportsRange = 1...10_000
+
+    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil,
+                keepReports: Int = ReportStore.defaultKeep) {
         self.mounts = mounts
         self.skipMounts = skipMounts
         self.maxFrozenSeconds = maxFrozenSeconds
+        self.keepReports = keepReports
     }
 
     /// Loads `path` (default when nil); a missing default file is an empty config.
@@ -65,6 +72,11 @@ public struct HostConfig: Sendable, Equatable {
                     return .failure(problem("\(real): maxFrozenSeconds must be from 1 to 600, found \(number.text)"))
                 }
                 config.maxFrozenSeconds = seconds
+            case ("keepReports", .number(let number)):
+                guard let count = number.integerValue, keepReportsRange.contains(count) else {
+                    return .failure(problem("\(real): keepReports must be an integer from 1 to 10000, found \(number.text)"))
+                }
+                config.keepReports = count
             default:
                 return .failure(problem("\(real): unexpected key \"\(key)\" or value \(value.kindDescription)"))
             }
