@@ -336,7 +336,8 @@ int ph_peer_credentials(int fd, uid_t *uid, pid_t *pid) {
 
 int ph_errno(void) { return errno; }
 
-/* scripts/package.sh (and any build that wants it) passes -Xcc -DPLUGINHOST_GIT_COMMIT=<hex>. */
+/* Package.swift defines PLUGINHOST_GIT_COMMIT for this file when the build environment has it
+ * (scripts/package.sh sets it to the git commit). */
 #define PH_STRINGIFY2(x) #x
 #define PH_STRINGIFY(x) PH_STRINGIFY2(x)
 const char *ph_build_commit(void) {

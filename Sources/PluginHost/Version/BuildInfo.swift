@@ -7,7 +7,8 @@ public enum BuildInfo {
     public static let version = "0.9.0"
 
     /// The git commit the binary was built from (`-dirty` when the tree had changes), as
-    /// scripts/package.sh embeds it; "unknown" for a plain `swift build`.
+    /// scripts/package.sh embeds it (PLUGINHOST_GIT_COMMIT in the build environment); "unknown"
+    /// for a plain `swift build`.
     public static let commit: String = String(cString: ph_build_commit())
 
     /// The version of the JSON documents (reports, `list`, `check`, `status`, `history`,
