@@ -2,7 +2,8 @@
 # The package on a machine that never saw the build: debootstraps a minimal Debian 12 into a
 # directory of its own, installs the .deb there with dpkg -i (apt brings its Depends), and runs
 # `pluginhost --version`, `check`, a whole `run` with the shell plugin on a loop filesystem this
-# script makes, `history`, `man pluginhost`, `systemd-analyze verify` on the units; then kills
+# script makes (its summary line received by rsyslog), `history`, `man pluginhost`,
+# `systemd-analyze verify` on the units; then kills
 # an operation and its guard while frozen and checks that the recovery unit's command thaws,
 # that the package refuses removal while an operation is active, and that it purges cleanly.
 # No Swift toolchain in there: whatever the binary needs must come from the package.
@@ -107,7 +108,13 @@ in_root pluginhost plugin add /usr/lib/pluginhost/plugins/libpluginhost-shell.so
 step "pluginhost check"
 in_root pluginhost check --mount /mnt/data >&2 || fail "check found problems"
 
-step "pluginhost run"
+step "rsyslog as the system log, then pluginhost run"
+in_root apt-get install -y -q --no-install-recommends rsyslog man-db systemd >&2
+in_root rsyslogd -i /run/rsyslogd.pid >&2 || fail "cannot start rsyslogd in the chroot"
+for _ in $(seq 100); do [ -S "$ROOT/dev/log" ] && [ -s "$ROOT/run/rsyslogd.pid" ] && break; sleep 0.1; done
+rsyslog=$(cat "$ROOT/run/rsyslogd.pid")
+KILL_PIDS=$rsyslog
+[ -S "$ROOT/dev/log" ] || fail "rsyslogd made no /dev/log"
 status=0
 in_root pluginhost run --mount /mnt/data --json -- /bin/sh -c 'echo "$PLUGINHOST_FROZEN_MOUNTS" >/tmp/frozen-mounts' \
     >"$WORK/report.json" || status=$?
@@ -124,11 +131,14 @@ assert report["pluginhostVersion"] and report["schemaVersion"] == 1
 print("run:", report["operationID"], report["result"], report["consistency"], "window", report["freeze"]["windowMs"], "ms", file=sys.stderr)
 PY
 [ "$(cat "$ROOT/tmp/frozen-mounts")" = /mnt/data ] || fail "the snapshot command did not run while /mnt/data was frozen"
+operation=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["operationID"])' "$WORK/report.json")
+for _ in $(seq 100); do grep -qs "operation=$operation" "$ROOT/var/log/syslog" && break; sleep 0.1; done
+grep -s "pluginhost\[[0-9]*\]: operation=$operation command=run result=succeeded consistency=application snapshot=taken exit=0 frozen_mounts=1 " \
+    "$ROOT/var/log/syslog" >&2 || fail "no summary line for $operation in the chroot's /var/log/syslog"
 in_root pluginhost history >&2
 in_root pluginhost history --json | grep -q '"result" : "succeeded"' || fail "history does not list the run"
 
 step "man pluginhost, completions"
-in_root apt-get install -y -q --no-install-recommends man-db systemd >&2
 in_root sh -c 'MANPAGER=cat MANWIDTH=100 man pluginhost' >"$WORK/man.txt" 2>&1 || { cat "$WORK/man.txt" >&2; fail "man pluginhost failed"; }
 grep -q "pluginhost-recover.timer" "$WORK/man.txt" && grep -q -- "--snapshot-command\|run" "$WORK/man.txt" ||
     fail "the man page lacks its sections"
@@ -154,18 +164,25 @@ for _ in $(seq 600); do [ -e "$ROOT/tmp/frozen.marker" ] && break; sleep 0.1; do
 if in_root dpkg -r pluginhost >"$WORK/remove.txt" 2>&1; then fail "dpkg -r removed the package during an operation"; fi
 grep -q "an operation is active" "$WORK/remove.txt" || { cat "$WORK/remove.txt" >&2; fail "prerm did not say why"; }
 guard=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["guardPID"])' "$ROOT/run/pluginhost/journal.json")
+killed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["operationID"])' "$ROOT/run/pluginhost/journal.json")
 # Stopped first, so that neither sees the other die and thaws.
 kill -STOP "$guard" "$host"
 kill -KILL "$guard" "$host"
 wait "$host" 2>/dev/null || true
-KILL_PIDS=""
+KILL_PIDS=$rsyslog
 [ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["state"])' "$ROOT/run/pluginhost/journal.json")" = frozen ] ||
     fail "the journal does not say frozen after the kill"
 exec_start=$(sed -n 's/^ExecStart=//p' "$ROOT/lib/systemd/system/pluginhost-recover.service")
 in_root $exec_start >&2 || fail "the recovery unit's command failed: $exec_start"
 if fsfreeze -u "$ROOT/mnt/data" 2>/dev/null; then fail "/mnt/data was still frozen after the recovery unit ran"; fi
 in_root pluginhost status | head -n 1 >&2
+for _ in $(seq 100); do grep -qs "operation=$killed " "$ROOT/var/log/syslog" && break; sleep 0.1; done
+grep -s "operation=$killed command=run result=failed .* errors=OperationInterrupted" "$ROOT/var/log/syslog" >&2 ||
+    fail "no summary line for the recovered operation $killed"
 
+kill "$rsyslog" 2>/dev/null || true
+for _ in $(seq 100); do [ -e "/proc/$rsyslog" ] || break; sleep 0.1; done
+KILL_PIDS=""
 step "dpkg --purge"
 in_root dpkg --purge pluginhost >&2 || fail "dpkg --purge failed"
 [ ! -e "$ROOT/var/lib/pluginhost" ] && [ ! -e "$ROOT/usr/sbin/pluginhost" ] || fail "purge left files behind"
