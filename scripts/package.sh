@@ -20,7 +20,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib/setup.sh
-ensure_packages "${BUILD_PACKAGES[@]}" dpkg-dev
+ensure_packages "${BUILD_PACKAGES[@]}" binutils gzip
 swift_on_path
 
 SCRATCH=${PACKAGE_SCRATCH:-.build-package}

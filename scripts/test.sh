@@ -14,9 +14,12 @@ ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
 swift_on_path
 modprobe loop 2>/dev/null || true
 
+# Assigned first, so that a server that does not start stops the run (set -e).
+postgres_env=$(scripts/db/start-postgres.sh)
+mariadb_env=$(scripts/db/start-mariadb.sh)
 set -a
-eval "$(scripts/db/start-postgres.sh)"
-eval "$(scripts/db/start-mariadb.sh)"
+eval "$postgres_env"
+eval "$mariadb_env"
 set +a
 
 swift build --build-tests
