@@ -1,6 +1,7 @@
 import ArgumentParser
 import Logging
 import PluginHost
+import PluginHostSupport
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -30,6 +31,8 @@ struct CheckCommand: ParsableCommand {
 
 /// What `check` reports, for both renderings.
 struct CheckResult: Encodable {
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
     var configFile: String?
     var config: ConfigSummary?
     var freezeEnabled: Bool
@@ -40,6 +43,14 @@ struct CheckResult: Encodable {
     var plugins: [PluginRecord]
     var problems: [HostError]
     var warnings: [String]
+    var kernel = Kernel()
+
+    /// The kernel interfaces in use, and the fallbacks where the kernel lacks one.
+    struct Kernel: Encodable {
+        var release = KernelFeature.kernelRelease
+        var fallbacksForced = KernelFeature.fallbacksForced
+        var features = KernelFeature.probe()
+    }
 
     struct ConfigSummary: Encodable {
         var preScript: String
@@ -107,6 +118,10 @@ struct CheckResult: Encodable {
         } else {
             out += "\nFreeze: off (fsFreezeEnabled is false)\n"
         }
+        out += "\nKernel \(kernel.release)\(kernel.fallbacksForced ? " (every fallback forced)" : ""):\n"
+        out += TextTable(rows: kernel.features.map { feature in
+            ["  " + feature.name, "(Linux \(feature.since))", feature.used ? "used" : (feature.available ? "available, " : "missing, ") + "fallback: " + feature.fallback]
+        }).render()
         out += "\nPlugins in \(pluginsDirectory):\n"
         out += plugins.isEmpty ? "  (none)\n" : TextTable(rows: plugins.map { record in
             let check = record.calls.last { $0.function == .check }

@@ -129,6 +129,13 @@ struct FileHandleOutput {
     func write(bytes: [UInt8]) { write(String(decoding: bytes, as: UTF8.self)) }
 }
 
+/// A JSON answer that is only errors (e.g. `thaw` with nothing to thaw).
+struct ErrorDocument: Encodable {
+    var errors: [HostError]
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
+}
+
 /// Pretty, key-sorted JSON on stdout.
 func printJSON(_ value: some Encodable) throws {
     let encoder = JSONEncoder()

@@ -13,8 +13,9 @@ struct PluginHostCommand: ParsableCommand {
             Compatible with Azure's /etc/azure/VMSnapshotScriptPluginConfig.json and its error codes.
             Exit statuses: \(ExitStatus.allCases.map { "\($0.rawValue) \($0)" }.joined(separator: ", ")).
             """,
+        version: BuildInfo.versionLine,
         subcommands: [RunCommand.self, FreezeCommand.self, ThawCommand.self, HookCommand.self, CheckCommand.self,
-                      ListCommand.self, StatusCommand.self, RecoverCommand.self, PluginCommand.self,
+                      ListCommand.self, StatusCommand.self, HistoryCommand.self, RecoverCommand.self, PluginCommand.self,
                       GuardCommand.self, WorkerCommand.self, SessionCommand.self, DocsCommand.self]
     )
 

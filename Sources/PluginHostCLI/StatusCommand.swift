@@ -73,6 +73,8 @@ struct HostStatus: Encodable {
     var session: SessionStatus?
     var interruption: String?
     var lastReport: OperationReport?
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
 
     init(paths: StatePaths) {
         let holder = OperationLock.currentHolder(paths: paths)

@@ -85,7 +85,7 @@ struct SessionCommand: ParsableCommand {
 func sessionEnvironment(verbose: Bool) -> [String: String] {
     var environment = ["PATH": ScriptRunner.searchPath, "LANG": "C"]
     let current = ProcessEnvironment()
-    for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR"] {
+    for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR", "PLUGINHOST_TEST_FORCE_FALLBACKS", "PLUGINHOST_TEST_SYSLOG_SOCKET"] {
         if let value = current[name] { environment[name] = value }
     }
     if verbose { environment["PLUGINHOST_VERBOSE"] = "1" }
@@ -137,7 +137,7 @@ enum SessionOutput {
             }
             let error = HostError(.noActiveOperation, message)
             if json {
-                try? printJSON(["errors": [error]])
+                try? printJSON(ErrorDocument(errors: [error]))
             } else {
                 FileHandleOutput.standardError.write("\(error.code.rawValue): \(message)\n")
             }

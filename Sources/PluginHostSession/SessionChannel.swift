@@ -153,4 +153,3 @@ public final class SessionChannel: SessionLink {
         return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }
-

@@ -539,10 +539,10 @@ struct HostConfigTests {
     func goodFileIsLoaded(mode: mode_t) throws {
         let scratch = try Scratch()
         let path = try scratch.file("pluginhost.json", mode: mode, contents: """
-            { "mounts": ["/data", "/"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 30 }
+            { "mounts": ["/data", "/"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 30, "keepReports": 200 }
             """)
         #expect(HostConfig.load(path: path)
-            == .success(HostConfig(mounts: ["/data", "/"], skipMounts: ["/scratch"], maxFrozenSeconds: 30)))
+            == .success(HostConfig(mounts: ["/data", "/"], skipMounts: ["/scratch"], maxFrozenSeconds: 30, keepReports: 200)))
     }
 
     @Test(arguments: [0o664, 0o646, 0o666, 0o622] as [mode_t])
@@ -564,6 +564,10 @@ struct HostConfigTests {
         #"{"maxFrozenSeconds": 0}"#,
         #"{"maxFrozenSeconds": 601}"#,
         #"{"maxFrozenSeconds": "60"}"#,
+        #"{"keepReports": 0}"#,
+        #"{"keepReports": 10001}"#,
+        #"{"keepReports": 5.0}"#,
+        #"{"keepReports": "50"}"#,
         #"{"unknown": 1}"#,
         #"["/data"]"#,
         #"{"mounts": ["/data"],}"#,

@@ -21,15 +21,37 @@ extern "C" {
 int ph_fifreeze(int fd);
 int ph_fithaw(int fd);
 
-/* statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID): the id of the mount the descriptor is on, as in
- * the first field of /proc/self/mountinfo. */
+/* Kernel features used when present (ph_kernel_features), each with a fallback:
+ * pidfd_open (Linux 5.3) -> SIGCHLD self-pipe and waitid(WNOWAIT) on our own child;
+ * statx STATX_MNT_ID (5.8) -> mnt_id from /proc/self/fdinfo (3.15);
+ * close_range (5.9) -> closing the numbers listed in /proc/self/fd. */
+#define PH_FEATURE_PIDFD 1
+#define PH_FEATURE_STATX_MNT_ID 2
+#define PH_FEATURE_CLOSE_RANGE 4
+/* Which of the features the running kernel has (probed, not guessed from the version). */
+int ph_kernel_features(void);
+/* 1 when PLUGINHOST_TEST_FORCE_FALLBACKS=1 (set only by the tests): every fallback is used. */
+int ph_fallbacks_forced(void);
+
+/* The id of the mount the descriptor is on, as in the first field of /proc/self/mountinfo:
+ * statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID), else mnt_id in /proc/self/fdinfo/FD. */
 int ph_mount_id(int fd, unsigned long long *_Nonnull mount_id);
+/* The fallback alone: mnt_id from /proc/self/fdinfo/FD. */
+int ph_mount_id_from_fdinfo(int fd, unsigned long long *_Nonnull mount_id);
 
 /* syncfs(2): write back the whole filesystem the descriptor is on. */
 int ph_syncfs(int fd);
 
-/* pidfd_open(2): a descriptor that becomes readable when the process exits. */
+/* pidfd_open(2): a descriptor that becomes readable when the process exits (ENOSYS when the
+ * kernel lacks it or the fallbacks are forced). */
 int ph_pidfd_open(pid_t pid);
+
+/* Without pidfd: installs a SIGCHLD handler (once) that writes a byte to a non-blocking,
+ * close-on-exec pipe, and returns the pipe's read end: readable after any child exited. */
+int ph_child_exit_pipe(void);
+/* waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT): 1 when the child has exited (it stays a
+ * zombie, so its pid cannot be reused until it is reaped), 0 when it runs, -1 on error. */
+int ph_child_exited(pid_t pid);
 /* pidfd_send_signal(2). */
 int ph_pidfd_send_signal(int pidfd, int sig);
 
@@ -88,6 +110,9 @@ int ph_peer_credentials(int fd, uid_t *_Nonnull uid, pid_t *_Nonnull pid);
 
 /* The errno value of the calling thread (Swift's `errno` is fine too; this reads it in C). */
 int ph_errno(void);
+
+/* The git commit the build was given (-DPLUGINHOST_GIT_COMMIT=<hex>), else "unknown". */
+const char *_Nonnull ph_build_commit(void);
 
 #pragma GCC visibility pop
 

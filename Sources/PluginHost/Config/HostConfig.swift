@@ -3,11 +3,13 @@ import PluginHostSupport
 
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///
-///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60, "hookHoldLimitSeconds": 30 }
+///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60,
+///       "hookHoldLimitSeconds": 30, "keepReports": 50 }
 ///
 /// `mounts` restricts the freeze to those mount points (as `--mount` does; the command line
 /// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline,
-/// `hookHoldLimitSeconds` how long a hook session holds its quiesce waiting for the agent's thaw.
+/// `hookHoldLimitSeconds` how long a hook session holds its quiesce waiting for the agent's thaw,
+/// `keepReports` how many per-operation reports are kept (the newest; `history` lists them).
 /// It is one of the host's installed files: root's, not writable by others, else
 /// `IncorrectPluginhostFile`.
 public struct HostConfig: Sendable, Equatable {
@@ -21,13 +23,18 @@ public struct HostConfig: Sendable, Equatable {
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
     public var hookHoldLimitSeconds: Double?
+    public var keepReports = ReportStore.defaultKeep
+
+    /// The range `keepReports` accepts.
+    public static let keepReportsRange = 1...10_000
 
     public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil,
-                hookHoldLimitSeconds: Double? = nil) {
+                hookHoldLimitSeconds: Double? = nil, keepReports: Int = ReportStore.defaultKeep) {
         self.mounts = mounts
         self.skipMounts = skipMounts
         self.maxFrozenSeconds = maxFrozenSeconds
         self.hookHoldLimitSeconds = hookHoldLimitSeconds
+        self.keepReports = keepReports
     }
 
     /// Loads `path` (default when nil); a missing default file is an empty config.
@@ -78,6 +85,11 @@ public struct HostConfig: Sendable, Equatable {
                     return .failure(problem("\(real): hookHoldLimitSeconds must be from 1 to 600, found \(number.text)"))
                 }
                 config.hookHoldLimitSeconds = seconds
+            case ("keepReports", .number(let number)):
+                guard let count = number.integerValue, keepReportsRange.contains(count) else {
+                    return .failure(problem("\(real): keepReports must be an integer from 1 to 10000, found \(number.text)"))
+                }
+                config.keepReports = count
             default:
                 return .failure(problem("\(real): unexpected key \"\(key)\" or value \(value.kindDescription)"))
             }

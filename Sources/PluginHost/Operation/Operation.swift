@@ -40,6 +40,7 @@ public final class Operation {
             report.conclude(failed: failed)
             if let status { report.exitStatus = status }
             request.mode.channel?.finish(report)
+            SystemLog.record(report)
             return report
         }
 
@@ -106,11 +107,13 @@ public final class Operation {
         report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         report.conclude(failed: sequence.failed)
         do {
-            try ReportStore(paths: request.paths).save(report)
+            try ReportStore(paths: request.paths, keep: preflight.hostConfig.keepReports).save(report)
         } catch {
             logger.error("cannot save the report", metadata: ["error": "\(error)"])
         }
         request.mode.channel?.finish(report)
+        // After the thaw and the report: one line to the system log (skipped if a thaw failed).
+        SystemLog.record(report)
         withExtendedLifetime(lock) {}
         return report
     }

@@ -97,6 +97,10 @@ public struct OperationReport: Sendable, Codable, Equatable {
     public var snapshot: SnapshotRecord?
     public var errors: [HostError] = []
     public var warnings: [String] = []
+    /// The pluginhost that ran the operation, and the version of the report's keys
+    /// (`BuildInfo`); nil in a report kept by a version before they existed.
+    public var pluginhostVersion: String? = BuildInfo.version
+    public var schemaVersion: Int? = BuildInfo.schemaVersion
 
     public init(operationID: String, command: String, startedAt: String) {
         self.operationID = operationID

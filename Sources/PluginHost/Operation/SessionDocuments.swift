@@ -21,6 +21,9 @@ public struct FreezeNotice: Codable, Sendable, Equatable {
     public var errors: [HostError]
     public var warnings: [String]
     public var thawCommand: String
+    /// The pluginhost that wrote this document, and the version of its keys (`BuildInfo`).
+    public var pluginhostVersion: String? = BuildInfo.version
+    public var schemaVersion: Int? = BuildInfo.schemaVersion
 }
 
 /// What `pluginhost status` learns from a session waiting for its thaw.

@@ -56,7 +56,8 @@ final class PluginWorker {
             // No Swift backtracer in the worker either: a crash must end it by the signal.
             process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
                                                          environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
-                                                                       "SWIFT_BACKTRACE": "enable=no"]),
+                                                                       "SWIFT_BACKTRACE": "enable=no"]
+                                                             .merging(KernelFeature.inheritedEnvironment) { $1 }),
                                        extraDescriptors: descriptors)
         }
         workerEnd.close()
