@@ -102,6 +102,7 @@ public final class Operation {
         report.snapshotTaken = sequence.outcome.snapshotTaken
         report.consistency = sequence.outcome.consistency
         if let channel = request.mode.channel { report.warnings += channel.refusals }
+        if let lost = logOutput?.failure { report.warnings.append(lost) }
         report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         report.conclude(failed: sequence.failed)
         do {
