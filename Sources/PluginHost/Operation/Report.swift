@@ -92,6 +92,11 @@ public struct OperationReport: Sendable, Codable, Equatable {
     public var snapshot: SnapshotRecord?
     public var errors: [HostError] = []
     public var warnings: [String] = []
+    /// How what the operation started was kept together: "cgroup PATH", or "process groups (why)".
+    public var processContainment: String?
+    /// Every process killed because its owner went or was stopped (a timed-out script's setsid
+    /// child, a plugin worker's leftovers), with what it belonged to.
+    public var killedProcesses: [KilledProcess] = []
 
     public init(operationID: String, command: String, startedAt: String) {
         self.operationID = operationID

@@ -78,8 +78,8 @@ final class PluginSet {
     /// Starts every worker (from this thread: workers die with the thread that spawned them),
     /// loads every library and checks its descriptor, then creates every instance and asks
     /// for its data paths. Failures make a plugin unusable; they surface at quiesce.
-    func prepare(executable: String, logger: Logger) {
-        load(executable: executable, logger: logger)
+    func prepare(executable: String, logger: Logger, containment: ProcessContainment? = nil) {
+        load(executable: executable, logger: logger, containment: containment)
         createInstances()
     }
 
@@ -108,14 +108,15 @@ final class PluginSet {
 
     /// Starts a worker per plugin and asks it at once to load its library, so that one worker
     /// loads while the next is started.
-    private func load(executable: String, logger: Logger) {
+    private func load(executable: String, logger: Logger, containment: ProcessContainment? = nil) {
         var sent: [Member] = []
         var deadlines: [UInt64] = []
         var begins: [UInt64] = []
         for member in members where member.unusable == nil {
             do {
                 member.worker = try PluginWorker(manifest: member.manifest, library: member.library,
-                                                 executable: executable, logger: logger)
+                                                 executable: executable, logger: logger,
+                                                 cell: containment?.cell("plugin \(member.manifest.name)", diesWithItsProcess: true))
             } catch {
                 member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: "quiesce")
                 continue

@@ -30,8 +30,10 @@ final class PluginWorker {
     /// Starts a worker with the verified library on descriptor 3 and its socket on 4: a fork of
     /// this (single-threaded) host running the worker runtime — about a millisecond — or, if
     /// the host has more threads (or no entry is registered), `executable __worker`. Call from the main thread: the worker
-    /// is tied to the starting thread's life (PR_SET_PDEATHSIG).
-    init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger) throws(SystemError) {
+    /// is tied to the starting thread's life (PR_SET_PDEATHSIG). In a `cell`, the worker and
+    /// everything it starts (a held command and its children) die with it, whoever kills it.
+    init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger,
+         cell: ProcessContainment.Cell? = nil) throws(SystemError) {
         self.manifest = manifest
         self.library = library
         var pair: [Int32] = [-1, -1]
@@ -45,7 +47,7 @@ final class PluginWorker {
         var forked: ChildProcess?
         if let entry = WorkerLauncher.forkedEntry {
             do {
-                forked = try ChildProcess(forking: entry, extraDescriptors: descriptors)
+                forked = try ChildProcess(forking: entry, extraDescriptors: descriptors, cell: cell)
             } catch where error.errno == EAGAIN {
                 forked = nil  // more than one thread: forking is not safe
             }
@@ -57,7 +59,7 @@ final class PluginWorker {
             process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
                                                          environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
                                                                        "SWIFT_BACKTRACE": "enable=no"]),
-                                       extraDescriptors: descriptors)
+                                       extraDescriptors: descriptors, cell: cell)
         }
         workerEnd.close()
         var logger = logger
@@ -106,7 +108,7 @@ final class PluginWorker {
                     outcomes[index] = (outcome, Monotonic.now())
                     pending.remove(index)
                 } else if Monotonic.now() >= deadlines[index] {
-                    workers[index].kill()
+                    workers[index].kill(reason: "its plugin call timed out")
                     outcomes[index] = (.timedOut, Monotonic.now())
                     pending.remove(index)
                 }
@@ -158,15 +160,18 @@ final class PluginWorker {
 
     /// The worker is gone (or must go): kill it and describe how it ended.
     private func lose(_ why: String?) -> Outcome {
-        kill()
+        kill(reason: "its worker was lost")
         return .lost(why.map { "\($0); the worker was killed" } ?? exitDescription())
     }
 
-    func kill() {
+    /// Kills the worker and everything in its cell (a held command, the children of one), and
+    /// names them in the report with `reason`.
+    func kill(reason: String = "its worker ended") {
         guard alive else { return }
         alive = false
         socket.close()
-        process.terminateGroup(graceNanoseconds: 0)
+        process.terminateGroup(graceNanoseconds: 0, reason: reason)
+        process.cell?.kill(reason: reason)  // what it left behind when it exited on its own
     }
 
     /// How the worker ended, with the end of its stderr (a crash message, say).
@@ -182,6 +187,8 @@ final class PluginWorker {
     func shutDown() {
         if alive, send(.destroy) {
             _ = Self.await([self], deadlines: [Monotonic.now() + UInt64(manifest.timeoutSeconds) * 1_000_000_000])
+            // It exits right after its answer: let it, so that only what it left behind is killed.
+            _ = process.wait(until: Monotonic.now() + 1_000_000_000)
         }
         kill()
     }

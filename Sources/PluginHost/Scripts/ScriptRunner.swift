@@ -76,15 +76,17 @@ public struct ScriptRunner: Sendable {
 
     /// Runs `path` with `arguments` up to `retries + 1` times until an attempt succeeds.
     /// `operationStart` anchors the attempts' `startMs`; `interrupt` is a descriptor that
-    /// aborts the run when readable (the signal pipe).
+    /// aborts the run when readable (the signal pipe). In a `containment`, each attempt runs in
+    /// a cell of its own, killed whole when the attempt is stopped.
     public func run(phase: ScriptPhase, path: String, arguments: [String], retries: Int,
                     timeoutSeconds: Int, environment: [String: String],
-                    operationStart: UInt64, interrupt: Int32? = nil) -> ScriptRun {
+                    operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
         let command = Command(executable: path, arguments: arguments, environment: environment)
         for number in 1...(retries + 1) {
             let (attempt, outcome) = runOnce(command, number: number, timeoutSeconds: timeoutSeconds,
-                                             operationStart: operationStart, interrupt: interrupt)
+                                             operationStart: operationStart, interrupt: interrupt,
+                                             cell: containment?.cell("\(phase.stepName) attempt \(number)"))
             run.attempts.append(attempt)
             run.outcome = outcome
             if run.succeeded || outcome == .interrupted { break }
@@ -93,14 +95,14 @@ public struct ScriptRunner: Sendable {
     }
 
     private func runOnce(_ command: Command, number: Int, timeoutSeconds: Int, operationStart: UInt64,
-                         interrupt: Int32?) -> (ScriptAttempt, ScriptRun.Outcome) {
+                         interrupt: Int32?, cell: ProcessContainment.Cell?) -> (ScriptAttempt, ScriptRun.Outcome) {
         let start = Monotonic.now()
         var attempt = ScriptAttempt(number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
                                     durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
                                     stdoutTail: "", stderrTail: "")
         let child: ChildProcess
         do {
-            child = try ChildProcess(spawning: command)
+            child = try ChildProcess(spawning: command, cell: cell)
         } catch {
             attempt.spawnError = error.description
             attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
@@ -118,10 +120,10 @@ public struct ScriptRunner: Sendable {
             }
         case .deadlineReached:
             attempt.timedOut = true
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "timed out")
             outcome = .timedOut
         case .readable:
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "interrupted")
             outcome = .interrupted
         }
         attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
