@@ -235,3 +235,39 @@ struct ProcessLifetimeTests {
         #expect(report.warnings.contains { $0.hasPrefix("the post-script attempt 1 left pid \(daemon)") }, "\(report.warnings)")
     }
 }
+
+/// A signal never waits for a plugin call to return (issue 11, item 7).
+@Suite("Signals during a plugin call", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
+struct PluginCallSignalTests {
+    @Test(arguments: [SIGTERM, SIGINT])
+    func aSignalDuringAQuiesceKillsTheWorkerAndRollsBack(_ signal: Int32) throws {
+        let host = HostSandbox()
+        let fs = try LoopFilesystem(in: host.scratch)
+        let dir = host.scratch.path
+        let pre = host.script("pre.sh", "#!/bin/sh\n")
+        let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(dir)/post.log'\n")
+        // The quiesce sleeps 60 s, within its 120 s timeout: only the signal can cut it short.
+        host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory), timeout: 120,
+                       config: "{\"log\":\"\(dir)/calls.log\",\"sleep_ms\":60000}")
+        let running = host.start(["run", "--config", host.config(pre: pre, post: post), "--plugins-dir", host.pluginsDirectory,
+                                  "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
+        #expect(eventually { host.scratch.read("calls.log").contains("fixture quiesce-start") })
+        kill(running.pid, signal)
+        let result = running.finish()
+        #expect(result.status == ExitStatus.failed.rawValue, "\(result.stdout) \(result.stderr)")
+        let report = try #require(result.report)
+        #expect(report.errors.map(\.code) == [.operationInterrupted])
+        #expect(report.errors.first?.message.hasPrefix("\(signalName(signal)) received during the quiesce") == true)
+        let calls = report.plugins.first?.calls ?? []
+        #expect(calls.first { $0.function == "quiesce" }?.outcome == "interrupted")
+        #expect(calls.first { $0.function == "resume" }?.outcome == "skipped")
+        // The call never returned: the worker died in the middle of it.
+        #expect(!host.scratch.read("calls.log").contains("quiesce-end"))
+        #expect(report.steps.map(\.name) == ["checks", "prepare", "pre-script", "flush", "quiesce", "resume", "post-script"])
+        #expect(host.scratch.read("post.log") == "post failure\n")
+        #expect(host.journal == nil)
+        if cgroupsWork {
+            #expect(report.killedProcesses.contains { $0.owner == "plugin fixture" && $0.reason == "interrupted" }, "\(report.killedProcesses)")
+        }
+    }
+}

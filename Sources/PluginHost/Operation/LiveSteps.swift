@@ -57,7 +57,7 @@ final class LiveSteps: OperationSteps {
                 guardStartError = error
             }
         }
-        plugins.prepare(executable: request.executable, logger: logger, containment: containment)
+        plugins.prepare(executable: request.executable, logger: logger, containment: containment, interrupt: interrupt?.descriptor)
         warnings += plugins.warnings
         return .succeeded
     }
@@ -135,7 +135,14 @@ final class LiveSteps: OperationSteps {
 
     func quiesce() -> StepResult {
         lock.setPhase("quiesce")
-        return plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        let result = plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        if case .interrupted = result {
+            // Acted on at once, not when the call returns: the busy workers are already dead.
+            let signal = interrupt?.consume().map(signalName) ?? "a signal"
+            return .interrupted(HostError(.operationInterrupted, "\(signal) received during the quiesce: the busy plugin workers were killed at once, and with them their sessions and locks; everything done so far was undone",
+                                          step: "quiesce"))
+        }
+        return result
     }
 
     func resume() -> StepResult {

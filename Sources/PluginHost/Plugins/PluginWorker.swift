@@ -13,6 +13,9 @@ final class PluginWorker {
         case timedOut
         /// The worker died or broke the protocol; it is gone now.
         case lost(String)
+        /// A signal (SIGTERM, SIGINT, SIGHUP) came while waiting: the worker was killed at once,
+        /// and with it the plugin's sessions and locks.
+        case interrupted
     }
 
     static let maximumKeptLogLines = 100
@@ -89,8 +92,10 @@ final class PluginWorker {
 
     /// Waits for one reply from each worker (requests already sent), each by its own deadline,
     /// all in one poll loop: plugins of the same order work concurrently.
-    /// Each outcome comes with the CLOCK_MONOTONIC time it arrived.
-    static func await(_ workers: [PluginWorker], deadlines: [UInt64]) -> [(outcome: Outcome, at: UInt64)] {
+    /// Each outcome comes with the CLOCK_MONOTONIC time it arrived. When `interrupt` (the
+    /// signal pipe, left unread) becomes readable, every worker still busy is killed at once:
+    /// a signal never waits for a plugin call to return.
+    static func await(_ workers: [PluginWorker], deadlines: [UInt64], interrupt: Int32? = nil) -> [(outcome: Outcome, at: UInt64)] {
         var outcomes = [(outcome: Outcome, at: UInt64)?](repeating: nil, count: workers.count)
         var pending = Set(workers.indices.filter { workers[$0].alive })
         for index in workers.indices where !workers[index].alive { outcomes[index] = (.lost("the worker is gone"), Monotonic.now()) }
@@ -101,8 +106,16 @@ final class PluginWorker {
                     fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
                 }
             }
+            if let interrupt { fds.append(pollfd(fd: interrupt, events: Int16(POLLIN), revents: 0)) }
             let earliest = pending.map { deadlines[$0] }.min()
             _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: earliest))
+            if let interrupt, fds.last?.fd == interrupt, fds.last?.revents != 0 {
+                for index in pending.sorted() {
+                    workers[index].kill(reason: "interrupted")
+                    outcomes[index] = (.interrupted, Monotonic.now())
+                }
+                break
+            }
             for index in pending.sorted() {
                 if let outcome = workers[index].service() {
                     outcomes[index] = (outcome, Monotonic.now())

@@ -244,12 +244,12 @@ public final class ChildProcess {
     @discardableResult
     public func terminateGroup(graceNanoseconds: UInt64 = 2_000_000_000, reason: String = "stopped") -> Termination {
         if let termination { return termination }
+        let signalled = cell?.signal(SIGTERM) ?? []
         signalGroup(SIGTERM)
-        cell?.signal(SIGTERM)
         let graceEnd = Monotonic.now() + graceNanoseconds
         while case .readable = poll(until: graceEnd, watching: []) {}
         // The group may outlive its leader; the leader is not reaped yet, so the id is still ours.
-        cell?.kill(reason: reason)
+        cell?.kill(reason: reason, alsoNaming: signalled)
         _ = kill(-pid, SIGKILL)
         return reap()
     }

@@ -85,17 +85,24 @@ public final class ProcessContainment {
             return ProcessContainment.pids(in: directory)
         }
 
-        /// Sends `signal` to every process in the cell (the process group's job without a cgroup).
-        public func signal(_ signal: Int32) {
-            for pid in members { _ = Glibc.kill(pid, signal) }
+        /// Sends `signal` to every process in the cell (the process group's job without a cgroup),
+        /// and returns who they were, for `kill(reason:alsoNaming:)`.
+        @discardableResult
+        public func signal(_ signal: Int32) -> [(pid: Int32, command: String)] {
+            let named = members.map { (pid: $0, command: ProcessContainment.commandLine($0)) }
+            for (pid, _) in named { _ = Glibc.kill(pid, signal) }
+            return named
         }
 
-        /// Kills every process in the cell (cgroup.kill) and names them in the report.
-        public func kill(reason: String) {
+        /// Kills every process in the cell (cgroup.kill) and names them in the report, with
+        /// those in `alsoNaming` (signalled earlier, gone since).
+        public func kill(reason: String, alsoNaming earlier: [(pid: Int32, command: String)] = []) {
             guard let directory else { return }
             let members = self.members
+            let named = earlier + members.filter { pid in !earlier.contains { $0.pid == pid } }
+                .map { (pid: $0, command: ProcessContainment.commandLine($0)) }
+            containment.record(named.map { KilledProcess(pid: $0.pid, command: $0.command, owner: label, reason: reason) })
             guard !members.isEmpty else { return }
-            containment.record(members.map { KilledProcess(pid: $0, command: ProcessContainment.commandLine($0), owner: label, reason: reason) })
             if !ProcessContainment.writeOne(directory + "/cgroup.kill") {
                 for pid in members { _ = Glibc.kill(pid, SIGKILL) }
             }
