@@ -41,6 +41,7 @@ struct PlanOptions: ParsableArguments {
         request.snapshotCommand = snapshotCommand
         request.pluginsDirectory = pluginsDirectory
         request.paths = statePaths()
+        request.cgroups = ProcessEnvironment()["PLUGINHOST_CGROUPS"] != "off"
         return request
     }
 }

@@ -236,6 +236,41 @@ struct ProcessLifetimeTests {
     }
 }
 
+/// Without cgroups (PLUGINHOST_CGROUPS=off stands in for a machine without them), the warden
+/// kills the process groups of what the operation started when the host dies.
+@Suite("Process groups where there are no cgroups", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
+struct ProcessGroupFallbackTests {
+    @Test func aKilledHostTakesThePreScriptsGroupWithIt() throws {
+        let host = HostSandbox()
+        let fs = try LoopFilesystem(in: host.scratch)
+        let dir = host.scratch.path
+        let pre = host.script("pre.sh", "#!/bin/sh\nsleep 300 &\necho $! > '\(dir)/child.pid'\ntouch '\(dir)/started'\nexec sleep 300\n")
+        let post = host.script("post.sh", "#!/bin/sh\n")
+        let running = RunningHost(try ChildProcess(
+            spawning: Command(executable: pluginhostBinary,
+                              arguments: ["run", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--", "/bin/true"],
+                              environment: host.environment.merging(["PLUGINHOST_CGROUPS": "off"]) { $1 })))
+        #expect(eventually { host.scratch.exists("started") })
+        let child = Int32(host.scratch.read("child.pid").filter(\.isNumber)) ?? 0
+        #expect(processExists(child))
+        kill(running.pid, SIGKILL)
+        _ = running.finish()
+        // The script itself dies by its parent-death signal; its child only by the group kill.
+        #expect(eventually { !processExists(child) }, "the pre-script's child outlived the host")
+    }
+
+    @Test func theReportSaysProcessGroups() throws {
+        let host = HostSandbox()
+        let fs = try LoopFilesystem(in: host.scratch)
+        let running = RunningHost(try ChildProcess(
+            spawning: Command(executable: pluginhostBinary, arguments: ["run", "--mount", fs.mountPoint, "--json", "--", "/bin/true"],
+                              environment: host.environment.merging(["PLUGINHOST_CGROUPS": "off"]) { $1 }),
+            outputCapacity: 16 << 20))
+        let report = try #require(running.finish().report)
+        #expect(report.processContainment == "process groups (cgroups turned off)")
+    }
+}
+
 /// A signal never waits for a plugin call to return (issue 11, item 7).
 @Suite("Signals during a plugin call", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct PluginCallSignalTests {

@@ -87,7 +87,7 @@ public final class Operation {
         }
 
         // Everything the steps start lives in the operation's cgroup and dies with its owner.
-        let containment = ProcessContainment(name: operationID)
+        let containment = ProcessContainment(name: operationID, cgroups: request.cgroups)
         let steps = LiveSteps(request: request, preflight: preflight, operationID: operationID, start: start,
                               lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput, containment: containment)
         var sequence = OperationSequence(steps: steps, continueOnFailure: preflight.continueBackupOnFailure, start: start)

@@ -136,10 +136,13 @@ public final class ProcessContainment {
     }
 
     /// Creates the operation's cgroup `pluginhost.PID.NAME` beside this process (or falls back to
-    /// process groups, saying why), removes what dead operations left there, and starts the warden.
-    public init(name: String) {
+    /// process groups, saying why; always without `cgroups`), removes what dead operations left
+    /// there, and starts the warden.
+    public init(name: String, cgroups: Bool = true) {
         var mechanism: Mechanism
-        switch Self.ownCgroup() {
+        switch cgroups ? Self.ownCgroup() : .failure(SystemError("cgroups turned off", errno: 0)) {
+        case .failure(let error) where !cgroups:
+            mechanism = .processGroups(error.call)
         case .failure(let error):
             mechanism = .processGroups("no cgroup v2: \(error)")
         case .success(let own):
