@@ -210,6 +210,20 @@ static void owner_gone(int index, const char *cgroup_path) {
     }
 }
 
+/* A WATCH order: remember the owner (and its cell or group). */
+static void take(ph_warden_order *order, const char *cgroup_path) {
+    if (order->kind != PH_WARDEN_WATCH || watched_count >= MAX_WATCHED) return;
+    struct watch *entry = &watched[watched_count++];
+    order->cell[sizeof order->cell - 1] = '\0';
+    copy_name(entry->cell, sizeof entry->cell, order->cell);
+    entry->group = order->group;
+    entry->pidfd = -1;
+    if (order->pid > 0) {
+        entry->pidfd = (int)syscall(SYS_pidfd_open, order->pid, 0);
+        if (entry->pidfd < 0) owner_gone(watched_count - 1, cgroup_path); /* already gone */
+    }
+}
+
 static void warden_main(pid_t parent, const char *cgroup_path) __attribute__((noreturn));
 
 static void warden_main(pid_t parent, const char *cgroup_path) {
@@ -248,30 +262,26 @@ static void warden_main(pid_t parent, const char *cgroup_path) {
             if (errno == EINTR) continue;
             finish(cgroup_path, 1);
         }
-        if (fds[1].revents) finish(cgroup_path, 1); /* the host is gone */
         for (int i = 2; i < count; i++)
             if (fds[i].revents) owner_gone(map[i], cgroup_path);
-        if (fds[0].revents) {
-            ph_warden_order order;
-            ssize_t got = read(ORDERS_FD, &order, sizeof order);
-            if (got < 0 && errno == EINTR) continue;
-            if (got != (ssize_t)sizeof order) finish(cgroup_path, 1); /* closed without DONE */
-            if (order.kind == PH_WARDEN_DONE) {
-                /* Only the end of the orders now; then tidy up without killing. */
-                while (read(ORDERS_FD, &order, sizeof order) > 0) {}
-                finish(cgroup_path, 0);
-            }
-            if (order.kind != PH_WARDEN_WATCH || watched_count >= MAX_WATCHED) continue;
-            struct watch *entry = &watched[watched_count++];
-            order.cell[sizeof order.cell - 1] = '\0';
-            copy_name(entry->cell, sizeof entry->cell, order.cell);
-            entry->group = order.group;
-            entry->pidfd = -1;
-            if (order.pid > 0) {
-                entry->pidfd = (int)syscall(SYS_pidfd_open, order.pid, 0);
-                if (entry->pidfd < 0) owner_gone(watched_count - 1, cgroup_path); /* already gone */
+        /* Every order sent so far, also those sent just before the host died: a group it
+         * named must not be missed. */
+        if (fds[0].revents || fds[1].revents) {
+            for (;;) {
+                ph_warden_order order;
+                ssize_t got = recv(ORDERS_FD, &order, sizeof order, MSG_DONTWAIT);
+                if (got < 0 && errno == EINTR) continue;
+                if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+                if (got != (ssize_t)sizeof order) finish(cgroup_path, 1); /* closed without DONE */
+                if (order.kind == PH_WARDEN_DONE) {
+                    /* Only the end of the orders now; then tidy up without killing. */
+                    while (read(ORDERS_FD, &order, sizeof order) > 0) {}
+                    finish(cgroup_path, 0);
+                }
+                take(&order, cgroup_path);
             }
         }
+        if (fds[1].revents) finish(cgroup_path, 1); /* the host is gone */
     }
 }
 

@@ -127,6 +127,32 @@ struct ProcessLifetimeTests {
 
     func lockIsFree(_ lock: String) -> Bool { sh("flock -n -x '\(lock)' true") == 0 }
 
+    @Test func aCellKeepsWhatLeftItsProcessGroupUntilItIsKilled() throws {
+        let scratch = Scratch("cell")
+        let containment = ProcessContainment(name: "test-cell-\(getpid())")
+        guard case .cgroup(let path) = containment.mechanism else {
+            Issue.record("no cgroup: \(containment.mechanism)")
+            return
+        }
+        let cell = containment.cell("probe")
+        let child = try ChildProcess(spawning: Command(executable: "/bin/sh",
+                                                       arguments: ["-c", "setsid sleep 300 & echo $! > '\(scratch.path)/pid'"],
+                                                       environment: ["PATH": "/usr/bin:/bin"]),
+                                     cell: cell)
+        #expect(child.wait() == .exited(.exited(0)))
+        let escaped = Int32(scratch.read("pid").filter(\.isNumber)) ?? 0
+        #expect(cell.members == [escaped], "the setsid child left the cell")
+        cell.kill(reason: "a test")
+        #expect(eventually { !processExists(escaped) })
+        #expect(containment.killed.map(\.pid) == [escaped])
+        // (Its command line is whatever it was at that moment: sh, setsid or sleep.)
+        #expect(containment.killed.first.map { $0.owner == "probe" && $0.reason == "a test" && !$0.command.isEmpty } == true)
+        #expect(eventually { cell.members.isEmpty })
+        cell.removeIfEmpty()
+        containment.finish()
+        #expect(access(path, F_OK) != 0, "the operation's cgroup was left behind")
+    }
+
     @Test func aKilledWorkerTakesItsHeldCommandsChildrenAndTheirLocksWithIt() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)

@@ -318,6 +318,7 @@ final class LiveSteps: OperationSteps {
         record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
         record.stdoutTail = child.stdoutTail.text
         record.stderrTail = child.stderrTail.text
+        child.cell?.removeIfEmpty()
         return result
     }
 

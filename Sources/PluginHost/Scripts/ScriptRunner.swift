@@ -105,6 +105,7 @@ public struct ScriptRunner: Sendable {
             child = try ChildProcess(spawning: command, cell: cell)
         } catch {
             attempt.spawnError = error.description
+            cell?.removeIfEmpty()
             attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
             return (attempt, .failed)
         }
@@ -129,6 +130,7 @@ public struct ScriptRunner: Sendable {
         attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         attempt.stdoutTail = child.stdoutTail.text
         attempt.stderrTail = child.stderrTail.text
+        cell?.removeIfEmpty()
         return (attempt, outcome)
     }
 }

@@ -52,10 +52,9 @@ public final class ProcessContainment {
         /// Killed when its first process exits (a worker: what it started must not outlive it).
         public let diesWithItsProcess: Bool
         let name: String
-        let directory: String?
-        let procs: FileDescriptor?
+        private(set) var directory: String?
+        private(set) var procs: FileDescriptor?
         unowned let containment: ProcessContainment
-        private(set) var firstProcess: Int32?
 
         init(label: String, name: String, directory: String?, procs: FileDescriptor?, diesWithItsProcess: Bool,
              containment: ProcessContainment) {
@@ -70,9 +69,10 @@ public final class ProcessContainment {
         /// cgroup.procs, for the child to join (-1: no cgroup).
         public var procsDescriptor: Int32 { procs?.rawValue ?? -1 }
 
-        /// Called once the first process is started in the cell.
+        /// Called once the first process is started in the cell (its descendants are born in it:
+        /// cgroup.procs is not needed any more, and one descriptor fewer is held).
         public func joined(_ pid: Int32, error: Int32 = 0) {
-            firstProcess = pid
+            procs = nil
             if error != 0 {
                 containment.warnings.append("\(label) (pid \(pid)) could not join its cgroup (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it")
             }
@@ -107,6 +107,15 @@ public final class ProcessContainment {
                 for pid in members { _ = Glibc.kill(pid, SIGKILL) }
             }
         }
+
+        /// Removes the cell's cgroup if nothing lives in it any more (a script attempt that
+        /// ended and left nothing behind), so that many attempts do not pile up cgroups.
+        public func removeIfEmpty() {
+            guard let directory, members.isEmpty, rmdir(directory) == 0 else { return }
+            self.directory = nil
+            procs = nil
+            containment.cells.removeAll { $0 === self }
+        }
     }
 
     public let mechanism: Mechanism
@@ -114,7 +123,8 @@ public final class ProcessContainment {
     public private(set) var killed: [KilledProcess] = []
     public fileprivate(set) var warnings: [String] = []
 
-    private var cells: [Cell] = []
+    fileprivate var cells: [Cell] = []
+    private var cellsMade = 0
     private var warden: (pid: Int32, orders: FileDescriptor, notes: FileDescriptor)?
     private var finished = false
 
@@ -176,7 +186,8 @@ public final class ProcessContainment {
     /// A new cell for one process tree. `diesWithItsProcess`: killed as soon as its first process
     /// exits (a worker), rather than with the operation.
     public func cell(_ label: String, diesWithItsProcess: Bool = false) -> Cell {
-        let name = "\(cells.count + 1)-" + String(label.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(20))
+        cellsMade += 1
+        let name = "\(cellsMade)-" + String(label.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(20))
         var directory: String?
         var procs: FileDescriptor?
         if case .cgroup(let path) = mechanism {
