@@ -110,7 +110,7 @@ let package = Package(
             name: "PluginHostTests",
             dependencies: ["PluginHost", "PluginHostSupport", "PluginHostWire", .product(name: "Logging", package: "swift-log")]
         ),
-        .testTarget(name: "PluginHostWireTests", dependencies: ["PluginHostWire"]),
+        .testTarget(name: "PluginHostWireTests", dependencies: ["PluginHostWire", "PluginABI", "PluginKit"]),
         .testTarget(
             name: "IntegrationTests",
             dependencies: ["PluginHost", "PluginHostSupport", "CPluginHostShim"]

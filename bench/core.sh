@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Core figures (issue 2), as root: host overhead per script phase against a direct spawn-and-wait
+# Core figures, as root: host overhead per script phase against a direct spawn-and-wait
 # of the same script, and the freeze window against a raw FIFREEZE/FITHAW of the same loop
 # filesystem. Medians over N runs (default 25). Prints a table; asserts nothing.
 set -euo pipefail

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# MariaDB commit stall (issue 4, item 7), as root: MariaDB 10.11 with its data directory on a
+# MariaDB commit stall, as root: MariaDB 10.11 with its data directory on a
 # loop-mounted ext4 image, under a write load of single-row autocommit INSERTs (InnoDB and MyISAM
 # writers, each commit timed: Tests/Fixtures/mariadb_ack_writer.c), and N operations per way of
 # quiescing, interleaved, of `pluginhost run` whose snapshot command copies the image while frozen:
@@ -21,7 +21,7 @@
 # Prints, per operation and as medians per mode: the longest commit latency the load saw during the
 # operation (per engine), how long commits were blocked (plugin: the report's commits_blocked_ms;
 # all modes: the longest time in which no commit of an engine completed, from the load), and the
-# freeze window (report.freeze.windowMs). Goal (issue 4): blocked <= freeze window + 100 ms.
+# freeze window (report.freeze.windowMs). Goal: blocked <= freeze window + 100 ms.
 # Prints figures; asserts nothing.
 #
 #   sudo bench/mysql-stall.sh       # builds release into .build-bench-mysql first

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Plugin figures (issue 3), as root: verification and worker start-up of 10 plugins, and
+# Plugin figures, as root: verification and worker start-up of 10 plugins, and
 # `pluginhost list` of 20. Medians over N runs (default 20). Prints a table; asserts nothing.
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -1,10 +1,10 @@
 #!/usr/bin/env bash
-# PostgreSQL write stall (issue 5), as root: a PostgreSQL 15 cluster on a loop-mounted ext4 image
+# PostgreSQL write stall, as root: a PostgreSQL 15 cluster on a loop-mounted ext4 image
 # under `pgbench -c 4`, and N operations (default 10) of `pluginhost run` with the postgresql
 # plugin (checkpoint mode) whose snapshot command copies the image while frozen. Prints, per
 # operation, the write stall the load saw (its longest transaction overlapping the operation),
 # the freeze window, the time from the operation's start to the freeze, and medians.
-# Goal (issue 5): write stall <= freeze window + 20 ms. Prints figures; asserts nothing.
+# Goal: write stall <= freeze window + 20 ms. Prints figures; asserts nothing.
 #
 #   sudo bench/postgresql-stall.sh            # builds release into .build-bench first
 #   BIN_DIR=/path/to/release sudo bench/postgresql-stall.sh    # pluginhost + libpluginhost-postgresql.so there

@@ -44,6 +44,10 @@ struct CheckResult: Encodable {
     struct ConfigSummary: Encodable {
         var preScript: String
         var postScript: String
+        /// How each script that passed its checks will be started: its #! interpreter, or
+        /// /bin/sh (no #! line, or no owner execute bit), as Azure runs every script.
+        var preScriptRunsWith: String?
+        var postScriptRunsWith: String?
         var timeoutInSeconds: Int
         var preScriptNoOfRetries: Int
         var postScriptNoOfRetries: Int
@@ -61,6 +65,7 @@ struct CheckResult: Encodable {
             configFile = path
             self.config = ConfigSummary(
                 preScript: config.preScript.location, postScript: config.postScript.location,
+                preScriptRunsWith: preflight.scriptInterpreters[.pre], postScriptRunsWith: preflight.scriptInterpreters[.post],
                 timeoutInSeconds: config.timeoutSeconds, preScriptNoOfRetries: config.preScript.retries,
                 postScriptNoOfRetries: config.postScript.retries,
                 continueBackupOnFailure: config.continueBackupOnFailure, fsFreezeEnabled: config.fsFreezeEnabled)
@@ -81,11 +86,13 @@ struct CheckResult: Encodable {
         if let config, let configFile {
             out += "Config \(configFile)\n"
             out += TextTable(rows: [
-                ["  pre-script", config.preScript, "retries \(config.preScriptNoOfRetries)"],
-                ["  post-script", config.postScript, "retries \(config.postScriptNoOfRetries)"],
-                ["  timeout", "\(config.timeoutInSeconds) s per attempt", ""],
-                ["  continueBackupOnFailure", "\(config.continueBackupOnFailure)", ""],
-                ["  fsFreezeEnabled", "\(config.fsFreezeEnabled)", ""],
+                ["  pre-script", config.preScript, "retries \(config.preScriptNoOfRetries)",
+                 config.preScriptRunsWith.map { "runs with \($0)" } ?? ""],
+                ["  post-script", config.postScript, "retries \(config.postScriptNoOfRetries)",
+                 config.postScriptRunsWith.map { "runs with \($0)" } ?? ""],
+                ["  timeout", "\(config.timeoutInSeconds) s per attempt", "", ""],
+                ["  continueBackupOnFailure", "\(config.continueBackupOnFailure)", "", ""],
+                ["  fsFreezeEnabled", "\(config.fsFreezeEnabled)", "", ""],
             ]).render()
         } else {
             out += "Config: none loaded\n"
@@ -102,10 +109,10 @@ struct CheckResult: Encodable {
         }
         out += "\nPlugins in \(pluginsDirectory):\n"
         out += plugins.isEmpty ? "  (none)\n" : TextTable(rows: plugins.map { record in
-            let check = record.calls.last { $0.function == "check" }
+            let check = record.calls.last { $0.function == .check }
             let details = check?.details.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? ""
             return ["  " + record.name, record.version ?? "-", "order \(record.order.map(String.init) ?? "-")",
-                    record.refusal.map { "refused: \($0)" } ?? check.map { $0.outcome == "ok" ? "check ok \(details)" : "check \($0.outcome): \($0.message ?? "")" } ?? record.state]
+                    record.refusal.map { "refused: \($0)" } ?? check.map { $0.outcome == .ok ? "check ok \(details)" : "check \($0.outcome.rawValue): \($0.message ?? "")" } ?? record.state.rawValue]
         }).render()
         if !warnings.isEmpty { out += "\nWarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
         out += problems.isEmpty ? "\nNo problems found.\n"

@@ -27,7 +27,7 @@ struct ListCommand: ParsableCommand {
             } else {
                 out += TextTable(rows: [["  NAME", "VERSION", "ABI", "ORDER", "ENABLED", "CHECKSUM", "LIBRARY", "STATUS"]] + records.map { record in
                     ["  " + record.name, record.version ?? "-", record.abi ?? "-", record.order.map(String.init) ?? "-",
-                     record.state == "disabled" ? "no" : "yes", record.checksumState, record.library ?? "-",
+                     record.state == .disabled ? "no" : "yes", record.checksumState, record.library ?? "-",
                      record.refusal.map { "refused: \($0)" } ?? "ok"]
                 }).render()
             }

@@ -26,8 +26,17 @@ struct PluginHostCommand: ParsableCommand {
         _ = signal(SIGPIPE, SIG_IGN)
         // Workers are forks of this process running the worker runtime (the only code that loads plugins).
         WorkerLauncher.register { _ in PluginWorkerProcess.run() }
+        let arguments: [String]
+        switch Invocation.resolve(argv0: CommandLine.arguments.first ?? "", arguments: Array(CommandLine.arguments.dropFirst()),
+                                  executable: currentExecutable()) {
+        case .commandLine(let given): arguments = given
+        case .hook(_, let translated): arguments = translated
+        case .refused(let message):
+            FileHandleOutput.standardError.write(message + "\n")
+            Glibc.exit(ExitStatus.invalid.rawValue)
+        }
         do {
-            var command = try parseAsRoot(hookArguments())
+            var command = try parseAsRoot(arguments)
             try command.run()
         } catch let code as ExitCode {
             Glibc.exit(code.rawValue)
@@ -40,16 +49,5 @@ struct PluginHostCommand: ParsableCommand {
             FileHandleOutput.standardError.write(fullMessage(for: error) + "\n")
             Glibc.exit(ExitStatus.invalid.rawValue)
         }
-    }
-
-    /// Installed as a hook, the binary is called by the agent's name for it: a path inside
-    /// /etc/qemu/fsfreeze-hook.d (or named fsfreeze-hook) means `hook qemu`, one inside a VMware
-    /// Tools backupScripts.d means `hook vmware`.
-    static func hookArguments() -> [String] {
-        let arguments = Array(CommandLine.arguments.dropFirst())
-        let invokedAs = CommandLine.arguments.first ?? ""
-        if invokedAs.contains("fsfreeze-hook") { return ["hook", "qemu"] + arguments }
-        if invokedAs.contains("backupScripts.d") { return ["hook", "vmware"] + arguments }
-        return arguments
     }
 }

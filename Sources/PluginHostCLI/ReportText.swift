@@ -8,6 +8,7 @@ enum ReportText {
             + "snapshot \(report.snapshotTaken ? "taken" : "not taken") (exit \(report.exitStatus.rawValue))\n"
         out += "Started \(report.startedAt), took \(formatMs(report.durationMs))"
         if let configFile = report.configFile { out += ", config \(configFile)" }
+        if let scriptArg = report.hookScriptArg { out += ", scriptArg '\(scriptArg)'" }
         out += "\n"
 
         if !report.steps.isEmpty {
@@ -30,12 +31,12 @@ enum ReportText {
         if !report.plugins.isEmpty {
             out += "\nPlugins:\n"
             for plugin in report.plugins {
-                out += "  \(plugin.name) \(plugin.version ?? "") (order \(plugin.order.map(String.init) ?? "-"), \(plugin.state))"
+                out += "  \(plugin.name) \(plugin.version ?? "") (order \(plugin.order.map(String.init) ?? "-"), \(plugin.state.rawValue))"
                     + (plugin.refusal.map { ": refused: \($0)" } ?? "") + "\n"
-                let calls = plugin.calls.filter { $0.function == "quiesce" || $0.function == "resume" || $0.outcome != "ok" }
+                let calls = plugin.calls.filter { $0.function == .quiesce || $0.function == .resume || $0.outcome != .ok }
                 out += TextTable(rows: calls.map { call in
                     let details = call.details.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? ""
-                    return ["    " + call.function, formatMs(call.startMs), formatMs(call.durationMs), call.outcome,
+                    return ["    " + call.function.rawValue, formatMs(call.startMs), formatMs(call.durationMs), call.outcome.rawValue,
                             [call.message, details].compactMap { $0 }.filter { !$0.isEmpty }.joined(separator: "; ")]
                 }).render()
                 if plugin.droppedLogLines > 0 {
@@ -46,13 +47,14 @@ enum ReportText {
 
         if let snapshot = report.snapshot {
             out += "\nSnapshot: \(snapshot.command.joined(separator: " "))\n"
-            out += "  \(snapshot.termination?.description ?? "not finished"), \(formatMs(snapshot.durationMs))\n"
+            out += "  \(snapshot.termination?.description ?? snapshot.outcome ?? "not finished"), \(formatMs(snapshot.durationMs))\n"
             out += tails(stdout: snapshot.stdoutTail, stderr: snapshot.stderrTail)
         }
 
         for script in report.scripts {
             out += "\n\(script.phase == .pre ? "Pre" : "Post")-script \(script.path) \(script.arguments.map { "'\($0)'" }.joined(separator: " ")): "
-                + "\(script.outcome.rawValue) after \(script.attempts.count) attempt\(script.attempts.count == 1 ? "" : "s")\n"
+                + "\(script.outcome.rawValue) after \(script.attempts.count) attempt\(script.attempts.count == 1 ? "" : "s")"
+                + (script.shell.map { " (run by \($0))" } ?? "") + "\n"
             for attempt in script.attempts {
                 let how = attempt.spawnError ?? attempt.termination?.description ?? "?"
                 out += "  attempt \(attempt.number): \(how)\(attempt.timedOut ? " (timed out)" : ""), \(formatMs(attempt.durationMs))\n"

@@ -1,3 +1,4 @@
+import PluginHostSupport
 /// Rows of cells rendered with every column padded to its widest cell (the last one unpadded).
 struct TextTable {
     var rows: [[String]]
@@ -28,15 +29,9 @@ extension String {
 }
 
 /// 12.345 → "12.3", 60.0 → "60".
-func formatNumber(_ value: Double, decimals: Int = 1) -> String {
-    if value == value.rounded() && abs(value) < 1e15 { return String(Int(value)) }
-    var scale = 1.0
-    for _ in 0..<decimals { scale *= 10 }
-    let rounded = (value * scale).rounded() / scale
-    return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
-}
+func formatNumber(_ value: Double, decimals: Int = 1) -> String { NumberText.decimal(value, decimals: decimals) }
 
 func formatMs(_ value: Double?) -> String {
     guard let value else { return "-" }
-    return value < 10 ? formatNumber(value, decimals: 2) + " ms" : formatNumber(value) + " ms"
+    return NumberText.milliseconds(value)
 }

@@ -58,7 +58,9 @@ struct SessionCommand: ParsableCommand {
                                                     shouldDisplay: false)
 
     @Option var mode: String
+    @Option(name: .customLong("script-arg")) var scriptArg: String?
     @OptionGroup var plan: PlanOptions
+    @OptionGroup var hook: HookOptions
 
     func run() throws {
         let verbose = ProcessEnvironment()["PLUGINHOST_VERBOSE"] == "1"
@@ -71,6 +73,8 @@ struct SessionCommand: ParsableCommand {
         } else {
             request.mode = .twoPhase(channel)
         }
+        request.hookScriptArg = scriptArg
+        request.hookHoldLimitSeconds = hook.holdLimit
         let report = Operation(request: request, logger: Logger(label: "pluginhost"), interrupt: interrupt,
                                logOutput: logOutput).run()
         logOutput.release()
@@ -153,13 +157,14 @@ enum SessionOutput {
 extension PlanOptions {
     /// The options again, as arguments for the session process.
     var arguments: [String] {
+        let plan = resolved
         var arguments: [String] = []
-        if let config { arguments += ["--config", config] }
-        if let hostConfig { arguments += ["--host-config", hostConfig] }
-        for mount in mounts { arguments += ["--mount", mount] }
-        for skip in skipMounts { arguments += ["--skip", skip] }
+        if let config = plan.config { arguments += ["--config", config] }
+        if let hostConfig = plan.hostConfig { arguments += ["--host-config", hostConfig] }
+        for mount in plan.mounts { arguments += ["--mount", mount] }
+        for skip in plan.skipMounts { arguments += ["--skip", skip] }
         if let maxFrozen { arguments += ["--max-frozen", String(maxFrozen)] }
-        if let pluginsDirectory { arguments += ["--plugins-dir", pluginsDirectory] }
+        if let pluginsDirectory = plan.pluginsDirectory { arguments += ["--plugins-dir", pluginsDirectory] }
         return arguments
     }
 }

@@ -35,19 +35,11 @@ public final class SessionChannel: SessionLink {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { throw HostError(.incorrectPluginhostFile, "cannot create the session socket: \(SystemError("socket"))") }
         let descriptor = FileDescriptor(owning: fd)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(socketPath.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else {
+        guard let address = UnixSocketAddress(path: socketPath) else {
             throw HostError(.incorrectPluginhostFile, "the session socket path \(socketPath) is too long")
         }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.enumerated() { raw[index] = byte }
-        }
         let umaskBefore = umask(0o177)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        let bound = address.withSockaddr { bind(fd, $0, $1) }
         umask(umaskBefore)
         guard bound == 0, chmod(socketPath, 0o600) == 0, listen(fd, 16) == 0 else {
             throw HostError(.incorrectPluginhostFile, "cannot listen on \(socketPath): \(SystemError("bind"))")

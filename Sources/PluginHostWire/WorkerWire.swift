@@ -190,3 +190,32 @@ public enum WorkerWire {
         return nil
     }
 }
+
+/// The status a plugin call returns: `ph_status` of pluginhost_plugin.h, the one source of
+/// this list (append-only; PluginStatusTests compare the two).
+public enum PluginStatus: Int32, Sendable, CaseIterable {
+    case ok = 0
+    case failed = 1
+    case invalidConfig = 2
+    case unreachable = 3
+    case notAuthorized = 4
+    case timeout = 5
+    case busy = 6
+    case consistencyLost = 7
+    case unsupported = 8
+
+    /// The name reports use (`PH_INVALID_CONFIG` → `invalid-config`).
+    public var name: String {
+        switch self {
+        case .ok: "ok"
+        case .failed: "failed"
+        case .invalidConfig: "invalid-config"
+        case .unreachable: "unreachable"
+        case .notAuthorized: "not-authorized"
+        case .timeout: "timeout"
+        case .busy: "busy"
+        case .consistencyLost: "consistency-lost"
+        case .unsupported: "unsupported"
+        }
+    }
+}

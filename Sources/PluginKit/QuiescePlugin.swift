@@ -33,7 +33,8 @@ extension QuiescePlugin {
     public func dataPaths(_ call: inout PluginCall) throws(PluginError) -> [String] { [] }
 }
 
-/// The status codes of the ABI (`ph_status`), an append-only list.
+/// The status codes of the ABI (`ph_status` in pluginhost_plugin.h, the source of this list;
+/// PluginStatusTests compare them), an append-only list.
 public enum PluginStatus: Int32, Sendable, CaseIterable {
     case ok = 0
     case failed = 1

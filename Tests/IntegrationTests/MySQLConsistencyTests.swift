@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// The proof of application consistency for MariaDB (DESIGN §9): the data directory on a loop
+/// The proof of application consistency for MariaDB: the data directory on a loop
 /// ext4 filesystem, InnoDB and MyISAM writers committing all the time (separate processes that
 /// record every acknowledged commit outside that filesystem), a whole `pluginhost run` whose
 /// snapshot command copies the image while frozen, and a second server started on the copy.
@@ -210,8 +210,8 @@ private final class MariaDBConsistencyRig {
 
         let report = result.report
         let mysql = report?.plugins.first { $0.name == "mysql" }
-        let quiesce = mysql?.calls.first { $0.function == "quiesce" }?.details
-        let resume = mysql?.calls.first { $0.function == "resume" }?.details
+        let quiesce = mysql?.calls.first { $0.function == .quiesce }?.details
+        let resume = mysql?.calls.first { $0.function == .resume }?.details
         let lockTaken = quiesce?["commits_blocked_since"].flatMap { epochMicroseconds(iso: $0) }
         let started = report.flatMap { epochMicroseconds(iso: $0.startedAt) }
         // Released within the resume step (plugin) — for the control, the thaw's end.

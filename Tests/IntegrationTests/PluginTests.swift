@@ -38,8 +38,8 @@ struct PluginTests {
         #expect(calls(host) == ["fixture create", "fixture quiesce-start", "fixture quiesce-end", "snapshot", "fixture resume", "fixture destroy"])
         let record = try #require(report?.plugins.first)
         #expect(record.version == "1.0" && record.abi == "1.0")
-        #expect(record.calls.map(\.function) == ["load", "create", "dataPaths", "quiesce", "resume"])
-        #expect(record.calls.first { $0.function == "quiesce" }?.details?["position"] == "42")
+        #expect(record.calls.map(\.function) == [.load, .create, .dataPaths, .quiesce, .resume])
+        #expect(record.calls.first { $0.function == .quiesce }?.details?["position"] == "42")
     }
 
     static let refusedBuilds: [(behaviour: String, check: String)] = [
@@ -68,6 +68,8 @@ struct PluginTests {
         #expect(report?.consistency == .filesystem && report?.snapshotTaken == true)
         #expect(report?.errors.map(\.code) == [.incorrectPluginhostFile])
         #expect(report?.errors.first?.message.contains("fixture") == true)
+        // Refused while the plugins were set up, not "during quiesce".
+        #expect(report?.errors.first?.step == "prepare")
         #expect(!calls(host).contains { $0.hasPrefix("fixture quiesce") })
     }
 
@@ -166,8 +168,8 @@ struct PluginTests {
         #expect(result.status == ExitStatus.degraded.rawValue, "\(result.stdout)")
         #expect(report?.errors.map(\.code) == [.pluginQuiesceTimeout, .pluginResumeTimeout])
         let hang = report?.plugins.first { $0.name == "hang" }
-        #expect(hang?.calls.first { $0.function == "quiesce" }?.outcome == "timed-out")
-        #expect(hang?.calls.first { $0.function == "resume" }?.outcome == "skipped")
+        #expect(hang?.calls.first { $0.function == .quiesce }?.outcome == .timedOut)
+        #expect(hang?.calls.first { $0.function == .resume }?.outcome == .skipped)
         #expect(report?.freeze?.mounts.first?.thaw == "thawed")
     }
 
@@ -261,7 +263,7 @@ struct PluginTests {
         defer { application.terminateGroup(graceNanoseconds: 0) }
         let (result, report) = try operation(host)
         #expect(result.status == 0, "\(result.stdout)")
-        #expect(report?.plugins.first?.calls.first { $0.function == "quiesce" }?.details?["ack_ms"] != nil)
+        #expect(report?.plugins.first?.calls.first { $0.function == .quiesce }?.details?["ack_ms"] != nil)
         #expect(!host.scratch.exists("app/pause"), "resume removes the flag")
         #expect(host.scratch.read("seen").hasPrefix("paused\n"))
     }

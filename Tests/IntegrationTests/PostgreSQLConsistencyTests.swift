@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// Proof of application consistency (DESIGN §9) for the PostgreSQL plugin in checkpoint mode: a
+/// Proof of application consistency for the PostgreSQL plugin in checkpoint mode: a
 /// PostgreSQL 15 cluster on a loop-mounted ext4 image, under an insert load and a pgbench load,
 /// snapshotted by the real `pluginhost run` (its snapshot command copies the image while frozen);
 /// a second server started on the copy must hold every commit acknowledged before the freeze,
@@ -185,8 +185,8 @@ final class ConsistencyRig {
         #expect(report.consistency == .application)
         #expect(report.freeze?.mounts.map(\.mountPoint) == [filesystem.mountPoint])
         #expect(report.freeze?.mounts.map(\.thaw) == ["thawed"])
-        let quiesce = report.plugins.first?.calls.first { $0.function == "quiesce" }
-        #expect(quiesce?.outcome == "ok" && quiesce?.details?["mode"] == "checkpoint", "\(String(describing: quiesce))")
+        let quiesce = report.plugins.first?.calls.first { $0.function == .quiesce }
+        #expect(quiesce?.outcome == .ok && quiesce?.details?["mode"] == "checkpoint", "\(String(describing: quiesce))")
         figures.windowMs = try #require(report.freeze?.windowMs)
         figures.checkpointMs = quiesce?.details?["checkpoint_ms"] ?? "?"
         let redoLSN = try #require(quiesce?.details?["redo_lsn"].flatMap(parseLSN), "no redo_lsn: \(String(describing: quiesce))")

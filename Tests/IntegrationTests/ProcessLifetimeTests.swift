@@ -320,8 +320,8 @@ struct PluginCallSignalTests {
         #expect(report.errors.map(\.code) == [.operationInterrupted])
         #expect(report.errors.first?.message.hasPrefix("\(signalName(signal)) received during the quiesce") == true)
         let calls = report.plugins.first?.calls ?? []
-        #expect(calls.first { $0.function == "quiesce" }?.outcome == "interrupted")
-        #expect(calls.first { $0.function == "resume" }?.outcome == "skipped")
+        #expect(calls.first { $0.function == .quiesce }?.outcome == .interrupted)
+        #expect(calls.first { $0.function == .resume }?.outcome == .skipped)
         // The call never returned: the worker died in the middle of it.
         #expect(!host.scratch.read("calls.log").contains("quiesce-end"))
         #expect(report.steps.map(\.name) == ["checks", "prepare", "pre-script", "flush", "quiesce", "resume", "post-script"])

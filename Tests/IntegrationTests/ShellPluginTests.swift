@@ -34,7 +34,7 @@ struct ShellPluginTests {
         #expect(result.status == 0, "\(result.stdout)")
         let lines = host.scratch.read("events").split(separator: "\n").map(String.init)
         #expect(lines == ["pause \(report?.operationID ?? "?")", "snapshot", "resume"])
-        #expect(report?.plugins.first?.calls.first { $0.function == "quiesce" }?.details?["quiesce_output"] == "paused")
+        #expect(report?.plugins.first?.calls.first { $0.function == .quiesce }?.details?["quiesce_output"] == "paused")
     }
 
     @Test func holdModeKeepsTheCommandRunningUntilResume() throws {

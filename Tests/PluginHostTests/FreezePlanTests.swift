@@ -2,7 +2,7 @@ import Testing
 @testable import PluginHost
 import PluginHostSupport
 
-/// DESIGN §6: which mounts are frozen, one per superblock, children first and `/` last.
+/// README, "What an operation does": which mounts are frozen, one per superblock, children first and `/` last.
 @Suite("FreezePlan")
 struct FreezePlanTests {
     /// A realistic /proc/self/mountinfo of a VM with data disks, a container runtime and the

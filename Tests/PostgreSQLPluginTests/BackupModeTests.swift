@@ -136,7 +136,7 @@ struct BackupModeTests {
         let waited = try admin.waitForBackendToEnd(pid, seconds: 20)
         let ended = Monotonic.milliseconds(from: start, to: Monotonic.now())
         #expect(waited != nil, "the server ends the idle session")
-        print("dead-man switch: idle_session_timeout \(timeout) ms, session gone \(PostgreSQLPlugin.format(ended)) ms after quiesce began")
+        print("dead-man switch: idle_session_timeout \(timeout) ms, session gone \(NumberText.fixed(ended, decimals: 3)) ms after quiesce began")
 
         var resume = PluginCall.within(30)
         let error = try #require(throws: PluginError.self) { try plugin.resume(&resume) }

@@ -49,7 +49,7 @@ struct CheckpointModeTests {
             try plugin.resume(&again)
             #expect(again.summary?.contains("nothing to undo") == true)
         }
-        print("CHECKPOINT on the idle test server, ms: \(timings.map { PostgreSQLPlugin.format($0) }.joined(separator: ", "))")
+        print("CHECKPOINT on the idle test server, ms: \(timings.map { NumberText.fixed($0, decimals: 3) }.joined(separator: ", "))")
     }
 
     @Test("resume without quiesce has nothing to undo")

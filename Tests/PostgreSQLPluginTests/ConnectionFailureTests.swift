@@ -20,7 +20,7 @@ struct ConnectionFailureTests {
         #expect(error.status == .unreachable)
         #expect(error.message.contains("Connection refused"))
         #expect(elapsed < 5000)
-        print("unreachable (refused) reported after \(PostgreSQLPlugin.format(elapsed)) ms")
+        print("unreachable (refused) reported after \(NumberText.fixed(elapsed, decimals: 3)) ms")
     }
 
     @Test("no socket in the socket directory: PH_UNREACHABLE")
@@ -44,7 +44,7 @@ struct ConnectionFailureTests {
         #expect(error.status == .unreachable)
         #expect(error.message.contains("connectTimeoutSeconds"))
         #expect(elapsed >= 900 && elapsed < 10_000)
-        print("silent server: unreachable after \(PostgreSQLPlugin.format(elapsed)) ms (connectTimeoutSeconds 1)")
+        print("silent server: unreachable after \(NumberText.fixed(elapsed, decimals: 3)) ms (connectTimeoutSeconds 1)")
     }
 
     @Test("a server that never answers, call deadline first: PH_TIMEOUT before the deadline")
@@ -58,7 +58,7 @@ struct ConnectionFailureTests {
         #expect(error.status == .timeout)
         #expect(Monotonic.now() < call.deadline, "the plugin gives up before the host's deadline")
         #expect(elapsed < 5000)
-        print("silent server: timeout after \(PostgreSQLPlugin.format(elapsed)) ms (call deadline 500 ms)")
+        print("silent server: timeout after \(NumberText.fixed(elapsed, decimals: 3)) ms (call deadline 500 ms)")
     }
 
     @Test("an unknown role is refused by the server: PH_NOT_AUTHORIZED with the server's reason",
@@ -115,7 +115,7 @@ struct ConnectionFailureTests {
         let admin = try AdminConnection(TestDatabase.conninfo)
         let gone = try admin.waitForBackendToEnd(pid, seconds: 10)
         #expect(gone != nil, "the backend of a cancelled and closed session ends")
-        print("client deadline 500 ms: gave up after \(PostgreSQLPlugin.format(elapsed)) ms; backend gone \(gone.map { PostgreSQLPlugin.format($0) } ?? "never") ms later")
+        print("client deadline 500 ms: gave up after \(NumberText.fixed(elapsed, decimals: 3)) ms; backend gone \(gone.map { NumberText.fixed($0, decimals: 3) } ?? "never") ms later")
     }
 
     @Test("statement_timeout ends a statement on the server: SQLSTATE 57014, the session stays usable",

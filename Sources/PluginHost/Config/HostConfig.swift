@@ -3,23 +3,31 @@ import PluginHostSupport
 
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///
-///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60 }
+///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60, "hookHoldLimitSeconds": 30 }
 ///
 /// `mounts` restricts the freeze to those mount points (as `--mount` does; the command line
-/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline.
+/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline,
+/// `hookHoldLimitSeconds` how long a hook session holds its quiesce waiting for the agent's thaw.
 /// It is one of the host's installed files: root's, not writable by others, else
 /// `IncorrectPluginhostFile`.
 public struct HostConfig: Sendable, Equatable {
     public static let defaultPath = "/etc/pluginhost/pluginhost.json"
+    /// A hook session whose agent sends no thaw resumes after this long (qemu-ga calls no thaw
+    /// hook when it froze nothing): short, since the applications stay quiesced meanwhile.
+    public static let defaultHookHoldLimitSeconds = 30.0
+    public static let hookHoldLimitRange = 1.0...600.0
 
     public var mounts: [String] = []
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
+    public var hookHoldLimitSeconds: Double?
 
-    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil) {
+    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil,
+                hookHoldLimitSeconds: Double? = nil) {
         self.mounts = mounts
         self.skipMounts = skipMounts
         self.maxFrozenSeconds = maxFrozenSeconds
+        self.hookHoldLimitSeconds = hookHoldLimitSeconds
     }
 
     /// Loads `path` (default when nil); a missing default file is an empty config.
@@ -65,6 +73,11 @@ public struct HostConfig: Sendable, Equatable {
                     return .failure(problem("\(real): maxFrozenSeconds must be from 1 to 600, found \(number.text)"))
                 }
                 config.maxFrozenSeconds = seconds
+            case ("hookHoldLimitSeconds", .number(let number)):
+                guard let seconds = number.doubleValue, hookHoldLimitRange.contains(seconds) else {
+                    return .failure(problem("\(real): hookHoldLimitSeconds must be from 1 to 600, found \(number.text)"))
+                }
+                config.hookHoldLimitSeconds = seconds
             default:
                 return .failure(problem("\(real): unexpected key \"\(key)\" or value \(value.kindDescription)"))
             }

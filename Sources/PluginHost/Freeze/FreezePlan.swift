@@ -9,7 +9,7 @@ public struct FreezeTarget: Sendable, Equatable, Codable {
     public var mountID: Int
 }
 
-/// Chooses which filesystems to freeze, in which order (DESIGN §6).
+/// Chooses which filesystems to freeze, in which order (README, "What an operation does"; docs/ARCHITECTURE.md, "The freeze").
 public enum FreezePlan {
     /// Block filesystems whose kernel driver implements freeze. Everything else (network, FUSE,
     /// overlay, tmpfs, proc-like, vfat without freeze support) is never frozen.

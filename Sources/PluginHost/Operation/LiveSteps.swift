@@ -97,8 +97,13 @@ final class LiveSteps: OperationSteps {
         case .loaded(let loaded, _):
             config = loaded
         }
-        if let problem = preflight.scriptProblems[phase] {
-            return .failed(problem, attempted: false)
+        // Both scripts pass their checks before either runs (as Azure's validate_scripts): a
+        // pre-script must never run when its post-script could not undo it. Reported once.
+        let problems = [ScriptPhase.pre, .post].compactMap { preflight.scriptProblems[$0] }
+        if var first = problems.first {
+            guard phase == .pre else { return .skipped("not run: a script failed its checks") }
+            first.message += "; neither script was run"
+            return .failed(first, attempted: false, more: Array(problems.dropFirst()))
         }
         guard let path = preflight.scripts[phase] else { return .skipped("no script") }
         let script = phase == .pre ? config.preScript : config.postScript
@@ -109,9 +114,6 @@ final class LiveSteps: OperationSteps {
                              operationStart: start,
                              interrupt: phase == .pre ? interrupt?.descriptor : nil, containment: containment)
         scripts.append(run)
-        if run.outcome == .succeededWithWarning {
-            warnings.append("\(phase.stepName) \(path) exited with status 2 (succeeded with a warning)")
-        }
         guard let error = run.error else { return .succeeded }
         if run.outcome == .interrupted { return .interrupted(interruptError(during: phase.stepName)) }
         return .failed(error, attempted: true)
@@ -153,7 +155,7 @@ final class LiveSteps: OperationSteps {
     func freeze() -> StepResult {
         if case .hook(let agent, _) = request.mode {
             lock.setPhase("quiesced")
-            return .skipped("\(agent.displayName) freezes the filesystems")
+            return .delegated("\(agent.displayName) freezes the filesystems")
         }
         guard preflight.fsFreezeEnabled else {
             lock.setPhase("quiesced")
@@ -216,35 +218,48 @@ final class LiveSteps: OperationSteps {
         }
         let mounts = (agentFreezes ? preflight.freezeSelection?.targets : freezeGuard?.targets)?.map(\.mountPoint) ?? []
         let since = isoTimestamp()
+        // A hook's agent may never thaw (qemu-ga calls no thaw hook when it froze nothing): its
+        // quiesce is held only as long as the hook hold limit.
+        let waitSeconds = agentFreezes ? preflight.hookHoldLimitSeconds : preflight.maxFrozenSeconds
         channel.notify(.notice(FreezeNotice(
             state: agentFreezes ? "quiesced" : (freezeGuard == nil ? "quiesced" : "frozen"),
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
-            deadlineSeconds: preflight.maxFrozenSeconds, errors: errors, warnings: warnings,
+            deadlineSeconds: waitSeconds, errors: errors, warnings: warnings,
             thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
                                       : "pluginhost thaw --operation \(operationID)")))
         // The guard's own deadline comes first when there is a guard; otherwise this one.
-        let limit = begin + UInt64((preflight.maxFrozenSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
+        let limit = begin + UInt64((waitSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
         while true {
             var fds = [pollfd(fd: channel.listenDescriptor, events: Int16(POLLIN), revents: 0)]
             if let interrupt { fds.append(pollfd(fd: interrupt.descriptor, events: Int16(POLLIN), revents: 0)) }
             if let freezeGuard { fds.append(pollfd(fd: freezeGuard.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: limit))
             if let interrupt, fds.contains(where: { $0.fd == interrupt.descriptor && $0.revents != 0 }) {
+                record.outcome = "interrupted by a signal before \(who) called thaw"
                 return .interrupted(interruptError(during: "wait for the thaw"))
             }
             if let freezeGuard, fds.contains(where: { $0.fd == freezeGuard.eventDescriptor && $0.revents != 0 }),
                let cause = freezeGuard.collectUnpromptedThaw() {
                 let why = cause == .deadline ? "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s: the guard thawed at its deadline"
                                              : "the freeze guard exited; the host thawed"
+                record.outcome = why
                 return .failed(HostError(cause == .deadline ? .freezeDeadlineExpired : .freezeFailed,
                                          "\(why); the plugins were resumed and the post-script ran; a snapshot taken now is not consistent",
                                          step: "snapshot"), attempted: true)
             }
-            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts) }) {
+            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts, deadlineSeconds: waitSeconds) }) {
+                record.outcome = thaw.snapshotTaken ? "\(who) called thaw: snapshot taken" : "\(who) reported that its snapshot failed"
                 return thaw.snapshotTaken ? .succeeded
                     : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
             }
+            if agentFreezes, Monotonic.now() >= limit {
+                record.outcome = "no thaw from \(who) within the hook hold limit (\(formatSeconds(waitSeconds)) s)"
+                return .failed(HostError(.hookHoldLimitExpired,
+                                         "\(who) sent no thaw within the hook hold limit of \(formatSeconds(waitSeconds)) s; the quiesce was released: the plugins were resumed and the post-script ran; a snapshot taken after that is not application-consistent",
+                                         step: "snapshot"), attempted: true)
+            }
             if Monotonic.now() >= limit {
+                record.outcome = "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s"
                 return .failed(HostError(.freezeDeadlineExpired,
                                          "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s; the plugins were resumed and the post-script ran",
                                          step: "snapshot"), attempted: true)
@@ -252,13 +267,13 @@ final class LiveSteps: OperationSteps {
         }
     }
 
-    private func sessionStatus(phase: String, since: String, mounts: [String]) -> SessionStatus {
+    private func sessionStatus(phase: String, since: String, mounts: [String], deadlineSeconds: Double) -> SessionStatus {
         SessionStatus(operationID: operationID, command: request.mode.name, phase: phase, since: since, mounts: mounts,
-                      deadlineSeconds: preflight.maxFrozenSeconds,
+                      deadlineSeconds: deadlineSeconds,
                       plugins: plugins.records.map { record in
                           let last = record.calls.last
-                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? "refused"
-                                                          : last.map { $0.outcome == "ok" ? "\($0.function) ok" : "\($0.function) \($0.outcome)" } ?? record.state)
+                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? PluginState.refused.rawValue
+                                                          : last.map { "\($0.function.rawValue) \($0.outcome.rawValue)" } ?? record.state.rawValue)
                       })
     }
 
@@ -345,6 +360,4 @@ final class LiveSteps: OperationSteps {
     }
 }
 
-func formatSeconds(_ seconds: Double) -> String {
-    seconds == seconds.rounded() ? String(Int(seconds)) : String(seconds)
-}
+func formatSeconds(_ seconds: Double) -> String { NumberText.decimal(seconds, decimals: 3) }

@@ -2,7 +2,7 @@ public import Logging
 import Glibc
 import PluginHostSupport
 
-/// One application-consistent snapshot (DESIGN §1): lock, recover leftovers, checks, then the
+/// One application-consistent snapshot (README, "What an operation does"): lock, recover leftovers, checks, then the
 /// sequence of `OperationSequence` with the real steps, then the report, saved once everything
 /// is thawed. Never prints, never exits: the caller renders the report and exits with its status.
 public final class Operation {
@@ -31,6 +31,7 @@ public final class Operation {
     public func run() -> OperationReport {
         let start = Monotonic.now()
         var report = OperationReport(operationID: operationID, command: request.mode.name, startedAt: isoTimestamp())
+        report.hookScriptArg = request.hookScriptArg
         var logger = self.logger
         logger[metadataKey: "operation"] = "\(operationID)"
 

@@ -1,5 +1,5 @@
 public import PluginHostSupport
-/// How consistent the snapshot is (DESIGN §1).
+/// How consistent the snapshot is (README, "What an operation does").
 public enum ConsistencyLevel: String, Sendable, Codable, CaseIterable {
     /// Every application step (pre-script, plugin quiesce) succeeded, and the freeze succeeded
     /// or was turned off with `fsFreezeEnabled: false`.
@@ -67,6 +67,9 @@ public struct StepRecord: Sendable, Codable, Equatable {
 public struct SnapshotRecord: Sendable, Codable, Equatable {
     public var command: [String]
     public var termination: Termination?
+    /// Two-phase and hooks, where no command of ours takes the snapshot: what the caller or
+    /// agent said (thaw, a failed snapshot) or that nothing came.
+    public var outcome: String?
     public var durationMs: Double
     public var stdoutTail: String
     public var stderrTail: String
@@ -83,6 +86,8 @@ public struct OperationReport: Sendable, Codable, Equatable {
     public var snapshotTaken = false
     public var exitStatus: ExitStatus = .failed
     public var configFile: String?
+    /// The scriptArg VMware Tools passed to the hook, if any.
+    public var hookScriptArg: String?
     public var continueBackupOnFailure = true
     public var fsFreezeEnabled = true
     public var steps: [StepRecord] = []

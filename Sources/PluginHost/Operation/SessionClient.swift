@@ -70,16 +70,8 @@ public enum SessionClient {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         let connection = FileDescriptor(owning: fd)
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let path = Array(paths.sessionSocket.utf8)
-        guard path.count < MemoryLayout.size(ofValue: address.sun_path) else { return nil }
-        withUnsafeMutableBytes(of: &address.sun_path) { raw in
-            for (index, byte) in path.enumerated() { raw[index] = byte }
-        }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
-        }
+        guard let address = UnixSocketAddress(path: paths.sessionSocket) else { return nil }
+        let connected = address.withSockaddr { connect(fd, $0, $1) }
         guard connected == 0, (try? connection.writeAll(request.line)) != nil else { return nil }
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)

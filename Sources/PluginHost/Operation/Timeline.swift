@@ -46,11 +46,11 @@ public struct Timeline: Sendable, Equatable {
                     }
                 }
             case "quiesce", "resume", "prepare":
-                let functions = step.name == "prepare" ? ["load", "create"] : [step.name]
+                let functions: [PluginCallName] = step.name == "prepare" ? [.load, .create] : PluginCallName(rawValue: step.name).map { [$0] } ?? []
                 for plugin in report.plugins {
                     for call in plugin.calls where functions.contains(call.function) {
-                        bars.append(Bar(label: "  \(plugin.name) \(call.function)", startMs: call.startMs, durationMs: call.durationMs,
-                                        kind: .plugin, outcome: call.outcome, failed: call.outcome != "ok" && call.outcome != "skipped"))
+                        bars.append(Bar(label: "  \(plugin.name) \(call.function.rawValue)", startMs: call.startMs, durationMs: call.durationMs,
+                                        kind: .plugin, outcome: call.outcome.rawValue, failed: call.outcome != .ok && call.outcome != .skipped))
                     }
                 }
             case "freeze", "thaw":
@@ -152,19 +152,9 @@ public struct Timeline: Sendable, Equatable {
         return svg + "</svg>\n"
     }
 
-    static func ms(_ value: Double) -> String {
-        if value >= 1000 { return "\(Self.f(value / 1000, decimals: 2)) s" }
-        return value < 10 ? "\(Self.f(value, decimals: 2)) ms" : "\(Self.f(value, decimals: 1)) ms"
-    }
+    static func ms(_ value: Double) -> String { NumberText.duration(milliseconds: value) }
 
-    static func f(_ value: Double, decimals: Int = 1) -> String {
-        var scale = 1.0
-        for _ in 0..<decimals { scale *= 10 }
-        let rounded = (value * scale).rounded() / scale
-        var text = String(rounded)
-        if text.hasSuffix(".0") { text.removeLast(2) }
-        return text
-    }
+    static func f(_ value: Double, decimals: Int = 1) -> String { NumberText.decimal(value, decimals: decimals) }
 
     static func escape(_ text: String) -> String {
         var out = ""

@@ -29,8 +29,6 @@ public struct PluginCatalog: Sendable {
     public var entries: [Entry]
     public var warnings: [String]
 
-    public var ready: [Entry] { entries.filter { $0.state == .ready } }
-
     public var refusals: [HostError] {
         entries.compactMap { entry in
             guard case .refused(let refusal) = entry.state else { return nil }

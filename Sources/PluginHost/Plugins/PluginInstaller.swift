@@ -106,7 +106,7 @@ public enum PluginInstaller {
         var installed = record
         installed.name = name
         installed.manifest = candidate.path
-        installed.state = request.enabled ? "ready" : "disabled"
+        installed.state = request.enabled ? .ready : .disabled
         return Installed(manifestPath: candidate.path, record: installed)
     }
 }

@@ -1,7 +1,7 @@
 public import PluginHostSupport
 public import PluginHostWire
 
-/// A drop-in manifest, `plugins.d/NN-name.json` (DESIGN §5):
+/// A drop-in manifest, `plugins.d/NN-name.json` (README, "Plugins"):
 ///
 ///     {
 ///       "name": "mysql",

@@ -1,14 +1,13 @@
+public import PluginHostWire
+
 /// One plugin in the report: what it is, whether it was refused, and every call it served.
 public struct PluginRecord: Sendable, Codable, Equatable {
     public struct Call: Sendable, Codable, Equatable {
-        /// load, create, check, dataPaths, quiesce, resume.
-        public var function: String
+        public var function: PluginCallName
         /// Milliseconds since the operation started.
         public var startMs: Double
         public var durationMs: Double
-        /// ok, a ph_status name (failed, busy, timeout, …), timed-out (the host killed the
-        /// worker at the deadline), crashed, or skipped.
-        public var outcome: String
+        public var outcome: PluginCallOutcome
         public var message: String?
         /// The plugin's `key=value` facts.
         public var details: [String: String]?
@@ -24,8 +23,7 @@ public struct PluginRecord: Sendable, Codable, Equatable {
     public var abi: String?
     public var order: Int?
     public var timeoutSeconds: Int?
-    /// ready, disabled, refused, failed.
-    public var state: String
+    public var state: PluginState
     public var refusal: String?
     public var dataPaths: [String] = []
     public var calls: [Call] = []
@@ -34,22 +32,62 @@ public struct PluginRecord: Sendable, Codable, Equatable {
     public var droppedLogLines = 0
 }
 
-/// The ABI's status names, for reports and messages.
-enum PluginStatusName {
-    static func name(_ status: Int32) -> String {
-        switch status {
-        case 0: "ok"
-        case 1: "failed"
-        case 2: "invalid-config"
-        case 3: "unreachable"
-        case 4: "not-authorized"
-        case 5: "timeout"
-        case 6: "busy"
-        case 7: "consistency-lost"
-        case 8: "unsupported"
-        default: "status \(status)"
+/// What the host asks of a plugin, in the report's call list.
+public enum PluginCallName: String, Sendable, Codable, CaseIterable {
+    case load, create, check, dataPaths, quiesce, resume
+
+    public init(_ function: PluginFunction) {
+        switch function {
+        case .check: self = .check
+        case .quiesce: self = .quiesce
+        case .resume: self = .resume
+        case .dataPaths: self = .dataPaths
         }
     }
+}
+
+/// How a plugin call ended: a `PluginStatus` the plugin returned, or what the host saw.
+public enum PluginCallOutcome: String, Sendable, Codable, CaseIterable {
+    case ok, failed, unreachable, timeout, busy, unsupported
+    case invalidConfig = "invalid-config"
+    case notAuthorized = "not-authorized"
+    case consistencyLost = "consistency-lost"
+    /// A status this host does not know (a newer plugin's): treated as a failure.
+    case unknownStatus = "unknown-status"
+    /// The host killed the worker at the call's deadline.
+    case timedOut = "timed-out"
+    /// The worker died or broke the protocol.
+    case crashed
+    /// The worker refused to load the library (a descriptor check failed).
+    case refused
+    /// Not called: the worker was already gone.
+    case skipped
+    /// A signal came during the call: the host killed the worker at once, without waiting.
+    case interrupted
+
+    public init(status: Int32) {
+        guard let known = PluginStatus(rawValue: status) else {
+            self = .unknownStatus
+            return
+        }
+        self = Self(rawValue: known.name) ?? .unknownStatus
+    }
+}
+
+/// Where a plugin stands in an operation.
+public enum PluginState: String, Sendable, Codable, CaseIterable {
+    /// Verified and enabled.
+    case ready
+    case disabled
+    /// Failed its integrity or descriptor checks: never used.
+    case refused
+    /// Create, dataPaths or check failed: not used for this operation.
+    case failed
+}
+
+/// A status as reports and messages name it ("status 42" for one this host does not know).
+func statusName(_ status: Int32) -> String {
+    PluginStatus(rawValue: status)?.name ?? "status \(status)"
 }
 
 /// Parses `key=value` lines (the ABI's details buffer).

@@ -29,6 +29,9 @@ final class PluginSet {
     private let operationID: String
     private let freezeTargets: [FreezeTarget]
     private let start: UInt64
+    /// The step a set-up failure is reported at: `prepare` in an operation, `checks` for
+    /// `list` and `check`.
+    private let setupStep: String
     private(set) var warnings: [String] = []
 
     var isEmpty: Bool { members.isEmpty && refusals.isEmpty }
@@ -47,26 +50,27 @@ final class PluginSet {
 
     /// `includeDisabled` loads disabled plugins too (for `list`; an operation never does).
     init(catalog: PluginCatalog, operationID: String, freezeTargets: [FreezeTarget], start: UInt64,
-         includeDisabled: Bool = false) {
+         includeDisabled: Bool = false, setupStep: String = "prepare") {
         self.operationID = operationID
+        self.setupStep = setupStep
         self.freezeTargets = freezeTargets
         self.start = start
         refusals = catalog.refusals
         for entry in catalog.entries {
             var record = PluginRecord(name: entry.name, manifest: entry.manifestPath, library: entry.manifest?.library,
                                       sha256: entry.library?.sha256, order: entry.manifest?.order,
-                                      timeoutSeconds: entry.manifest?.timeoutSeconds, state: "ready")
+                                      timeoutSeconds: entry.manifest?.timeoutSeconds, state: .ready)
             switch entry.state {
             case .ready:
                 members.append(Member(entry.manifest!, entry.library!, record: record))
             case .disabled where includeDisabled:
-                record.state = "disabled"
+                record.state = .disabled
                 members.append(Member(entry.manifest!, entry.library!, record: record))
             case .disabled:
-                record.state = "disabled"
+                record.state = .disabled
                 refusedRecords.append(record)
             case .refused(let refusal):
-                record.state = "refused"
+                record.state = .refused
                 record.refusal = refusal.description
                 refusedRecords.append(record)
             }
@@ -100,13 +104,13 @@ final class PluginSet {
 
     private func createInstances() {
         let mounts = freezeTargets.map(\.mountPoint)
-        perform("create", on: usable, interruptible: true) { member in
+        perform(.create, on: usable, interruptible: true) { member in
             .create(config: member.manifest.kind == .ffi ? "{}" : member.manifest.config, operationID: operationID,
                     freezeMounts: mounts, deadline: deadline(member))
         } failure: { member, error in
             member.unusable = error
         }
-        perform("dataPaths", on: usable, interruptible: true) { member in
+        perform(.dataPaths, on: usable, interruptible: true) { member in
             .call(function: .dataPaths, deadline: deadline(member), holdUntil: 0)
         } success: { member, message in
             member.record.dataPaths = message.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("/") }
@@ -128,7 +132,7 @@ final class PluginSet {
                                                  executable: executable, logger: logger,
                                                  cell: containment?.cell("plugin \(member.manifest.name)", diesWithItsProcess: true))
             } catch {
-                member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: "quiesce")
+                member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: setupStep)
                 continue
             }
             let spec = member.manifest.ffi.map { $0.json.serialized() }
@@ -138,35 +142,35 @@ final class PluginSet {
                 deadlines.append(deadline(member))
                 begins.append(begin)
             } else {
-                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name): its worker did not start (\(member.worker!.exitDescription()))", step: "quiesce")
+                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name): its worker did not start (\(member.worker!.exitDescription()))", step: setupStep)
             }
         }
         let outcomes = PluginWorker.await(sent.map { $0.worker! }, deadlines: deadlines, interrupt: interrupt)
         for (index, member) in sent.enumerated() {
             let (outcome, end) = outcomes[index]
-            var call = PluginRecord.Call(function: "load", startMs: ms(begins[index]), durationMs: Monotonic.milliseconds(from: begins[index], to: end),
-                                         outcome: "ok")
+            var call = PluginRecord.Call(function: .load, startMs: ms(begins[index]), durationMs: Monotonic.milliseconds(from: begins[index], to: end),
+                                         outcome: .ok)
             switch outcome {
             case .reply(.loaded(let identity)):
                 member.record.reportedName = identity.name.isEmpty ? nil : identity.name
                 member.record.version = identity.version.isEmpty ? nil : identity.version
                 member.record.abi = identity.abi
             case .reply(.refused(let check, let message)):
-                call.outcome = "refused"
+                call.outcome = .refused
                 call.message = "\(check.rawValue): \(message)"
-                member.record.state = "refused"
+                member.record.state = .refused
                 member.record.refusal = call.message
                 member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) refused by the \(check.rawValue) check: \(message)",
-                                            step: "quiesce")
+                                            step: setupStep)
                 member.worker?.kill()
             case .timedOut, .lost, .reply, .interrupted:
                 let how = describe(outcome, member)
-                call.outcome = "failed"
+                call.outcome = .failed
                 call.message = how
-                member.record.state = "refused"
+                member.record.state = .refused
                 member.record.refusal = "load: \(how)"
                 member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) could not be loaded: \(how)",
-                                            step: "quiesce")
+                                            step: setupStep)
                 member.worker?.kill()
             }
             member.record.calls.append(call)
@@ -175,17 +179,15 @@ final class PluginSet {
 
     private func warnAboutDataOutsideTheFreeze() {
         guard !freezeTargets.isEmpty else { return }
-        let frozenDevices = Set(freezeTargets.map(\.device))
+        let scope = FreezeScope(freezeMounts: freezeTargets.map(\.mountPoint))
         for member in members {
             for path in member.record.dataPaths {
-                var info = stat()
-                guard stat(path, &info) == 0 else {
+                guard let filesystem = scope.filesystem(holding: path) else {
                     warnings.append("plugin \(member.manifest.name) keeps data in \(path), which does not exist here")
                     continue
                 }
-                let device = deviceName(info.st_dev)
-                if !frozenDevices.contains(device) {
-                    warnings.append("plugin \(member.manifest.name) keeps data in \(path) (device \(device)), which this operation does not freeze: the snapshot would not be consistent for it")
+                if scope.freezeMount(holding: path) == nil {
+                    warnings.append("plugin \(member.manifest.name) keeps data in \(path) (on \(filesystem.mountPoint), device \(filesystem.device)), which this operation does not freeze: the snapshot would not be consistent for it")
                 }
             }
         }
@@ -207,7 +209,7 @@ final class PluginSet {
             let holdUntil = Monotonic.now() + UInt64((Double(later) + maxFrozenSeconds + 30) * 1e9)
             for member in group { member.quiesceCalled = true }
             attempted = true
-            perform("quiesce", on: group, interruptible: true) { member in
+            perform(.quiesce, on: group, interruptible: true) { member in
                 .call(function: .quiesce, deadline: deadline(member), holdUntil: holdUntil)
             } failure: { _, error in
                 errors.append(error)
@@ -230,10 +232,10 @@ final class PluginSet {
             let reachable = group.filter { $0.worker?.alive == true }
             for member in group where member.worker?.alive != true {
                 member.record.calls.append(PluginRecord.Call(
-                    function: "resume", startMs: ms(Monotonic.now()), durationMs: 0, outcome: "skipped",
+                    function: .resume, startMs: ms(Monotonic.now()), durationMs: 0, outcome: .skipped,
                     message: "its worker was killed during quiesce; its sessions and locks ended with it"))
             }
-            perform("resume", on: reachable) { member in
+            perform(.resume, on: reachable) { member in
                 .call(function: .resume, deadline: deadline(member), holdUntil: 0)
             } failure: { _, error in
                 errors.append(error)
@@ -246,7 +248,7 @@ final class PluginSet {
     /// For `pluginhost check`: create and check each plugin without quiescing.
     func check() -> [HostError] {
         var errors = refusals + members.compactMap(\.unusable)
-        perform("check", on: usable) { member in
+        perform(.check, on: usable) { member in
             .call(function: .check, deadline: deadline(member), holdUntil: 0)
         } failure: { member, error in
             member.unusable = error
@@ -269,7 +271,7 @@ final class PluginSet {
     }
 
     /// Sends one request to each member at once, waits for all, records each call.
-    private func perform(_ function: String, on group: [Member], interruptible: Bool = false, request: (Member) -> WorkerRequest,
+    private func perform(_ function: PluginCallName, on group: [Member], interruptible: Bool = false, request: (Member) -> WorkerRequest,
                          success: (Member, String) -> Void = { _, _ in },
                          failure: (Member, HostError) -> Void) {
         var sent: [Member] = []
@@ -293,10 +295,10 @@ final class PluginSet {
         for (index, member) in sent.enumerated() {
             let (outcome, end) = outcomes[index]
             var call = PluginRecord.Call(function: function, startMs: ms(begins[index]),
-                                         durationMs: Monotonic.milliseconds(from: begins[index], to: end), outcome: "ok")
+                                         durationMs: Monotonic.milliseconds(from: begins[index], to: end), outcome: .ok)
             switch outcome {
             case .reply(.result(let status, let message, let details)):
-                call.outcome = PluginStatusName.name(status)
+                call.outcome = PluginCallOutcome(status: status)
                 call.message = message.isEmpty ? nil : message
                 call.details = parseDetails(details)
                 if status == 0 {
@@ -305,60 +307,78 @@ final class PluginSet {
                     failure(member, error(function, outcome, member))
                 }
             case .timedOut:
-                call.outcome = "timed-out"
+                call.outcome = .timedOut
                 call.message = "no answer within \(member.manifest.timeoutSeconds) s; the worker was killed"
                 failure(member, error(function, outcome, member))
             case .lost(let why):
-                call.outcome = "crashed"
+                call.outcome = .crashed
                 call.message = why
                 failure(member, error(function, outcome, member))
             case .interrupted:
                 interrupted = true
-                call.outcome = "interrupted"
+                call.outcome = .interrupted
                 call.message = "a signal came; the worker was killed, and with it its sessions and locks"
                 failure(member, error(function, outcome, member))
             case .reply:
-                call.outcome = "crashed"
+                call.outcome = .crashed
                 call.message = "answered with the wrong kind of message; the worker was killed"
                 member.worker?.kill()
                 failure(member, error(function, .lost(call.message!), member))
             }
             member.record.calls.append(call)
-            if call.outcome != "ok" && (function == "create" || function == "dataPaths" || function == "check") {
-                member.record.state = "failed"
+            if call.outcome != .ok && [.create, .dataPaths, .check].contains(function) {
+                member.record.state = .failed
             }
         }
     }
 
-    /// The documented code for a failed call.
-    private func error(_ function: String, _ outcome: PluginWorker.Outcome, _ member: Member) -> HostError {
+    /// The documented code for a failed call, reported at the step the call belongs to.
+    private func error(_ function: PluginCallName, _ outcome: PluginWorker.Outcome, _ member: Member) -> HostError {
         let name = member.manifest.name
-        let step = function == "resume" ? "resume" : "quiesce"
+        let step = step(of: function)
         switch outcome {
         case .timedOut:
-            let code: ErrorCode = function == "resume" ? .pluginResumeTimeout : function == "quiesce" ? .pluginQuiesceTimeout : .pluginCheckFailed
-            return HostError(code, "plugin \(name): \(function) did not answer within \(member.manifest.timeoutSeconds) s; its worker was killed, and with it its sessions and locks",
+            let code: ErrorCode = switch function {
+            case .resume: .pluginResumeTimeout
+            case .quiesce: .pluginQuiesceTimeout
+            case .load, .create, .check, .dataPaths: .pluginCheckFailed
+            }
+            return HostError(code, "plugin \(name): \(function.rawValue) did not answer within \(member.manifest.timeoutSeconds) s; its worker was killed, and with it its sessions and locks",
                              step: step)
         case .lost(let why):
-            return HostError(.pluginCrashed, "plugin \(name): its worker was lost during \(function): \(why)", step: step)
+            return HostError(.pluginCrashed, "plugin \(name): its worker was lost during \(function.rawValue): \(why)", step: step)
         case .interrupted:
-            return HostError(.operationInterrupted, "plugin \(name): a signal came during \(function); its worker was killed, and with it its sessions and locks",
+            return HostError(.operationInterrupted, "plugin \(name): a signal came during \(function.rawValue); its worker was killed, and with it its sessions and locks",
                              step: step)
         case .reply(.result(let status, let message, _)):
-            let code: ErrorCode
-            switch (function, status) {
-            case (_, 3): code = .pluginApplicationUnreachable
-            case ("resume", 7): code = .pluginConsistencyLost
-            case ("resume", 5): code = .pluginResumeTimeout
-            case ("resume", _): code = .pluginResumeFailed
-            case ("quiesce", 5): code = .pluginQuiesceTimeout
-            case ("quiesce", _): code = .pluginQuiesceFailed
-            default: code = .pluginCheckFailed
-            }
             let text = message.isEmpty ? "no message" : message
-            return HostError(code, "plugin \(name): \(function) failed (\(PluginStatusName.name(status))): \(text)", step: step)
+            return HostError(Self.code(for: function, status: PluginStatus(rawValue: status)),
+                             "plugin \(name): \(function.rawValue) failed (\(statusName(status))): \(text)", step: step)
         case .reply:
-            return HostError(.pluginCrashed, "plugin \(name): unexpected answer to \(function)", step: step)
+            return HostError(.pluginCrashed, "plugin \(name): unexpected answer to \(function.rawValue)", step: step)
+        }
+    }
+
+    /// The documented code for a call that returned `status` (nil: one this host does not know).
+    static func code(for function: PluginCallName, status: PluginStatus?) -> ErrorCode {
+        switch (function, status) {
+        case (_, .unreachable?): .pluginApplicationUnreachable
+        case (.resume, .consistencyLost?): .pluginConsistencyLost
+        case (.resume, .timeout?): .pluginResumeTimeout
+        case (.resume, _): .pluginResumeFailed
+        case (.quiesce, .timeout?): .pluginQuiesceTimeout
+        case (.quiesce, _): .pluginQuiesceFailed
+        case (.load, _), (.create, _), (.check, _), (.dataPaths, _): .pluginCheckFailed
+        }
+    }
+
+    /// Quiesce and resume are steps of their own; everything else happens while the plugins
+    /// are set up (`prepare`), or during `pluginhost check` (`checks`).
+    private func step(of function: PluginCallName) -> String {
+        switch function {
+        case .quiesce: "quiesce"
+        case .resume: "resume"
+        case .load, .create, .check, .dataPaths: setupStep
         }
     }
 

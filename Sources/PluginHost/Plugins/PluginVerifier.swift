@@ -20,7 +20,7 @@ public final class VerifiedLibrary: Sendable {
     }
 }
 
-/// Integrity before load (DESIGN §5): manifest and library owned by root and not writable by
+/// Integrity before load (README, "Plugins"): manifest and library owned by root and not writable by
 /// group or other, every directory above them too, symlinks resolved and the real file
 /// checked, the library's SHA-256 equal to the manifest's — computed from the descriptor that
 /// will be loaded, so a path swapped between check and load changes nothing.

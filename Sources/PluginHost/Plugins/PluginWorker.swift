@@ -84,12 +84,6 @@ final class PluginWorker {
         return sent == bytes.count
     }
 
-    /// Sends `request` and waits for its reply.
-    func call(_ request: WorkerRequest, deadline: UInt64) -> Outcome {
-        guard send(request) else { return .lost(exitDescription()) }
-        return Self.await([self], deadlines: [deadline])[0].outcome
-    }
-
     /// Waits for one reply from each worker (requests already sent), each by its own deadline,
     /// all in one poll loop: plugins of the same order work concurrently.
     /// Each outcome comes with the CLOCK_MONOTONIC time it arrived. When `interrupt` (the

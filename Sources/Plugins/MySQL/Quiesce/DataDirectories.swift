@@ -85,28 +85,3 @@ struct DataDirectories: Sendable, Equatable {
         return String(cString: resolved)
     }
 }
-
-/// Whether a path lies on one of the filesystems the operation freezes: same device (st_dev)
-/// as one of the freeze mount points. A bind mount shares its source's device, so it counts;
-/// a btrfs subvolume has a device of its own and may be reported as not frozen.
-struct FreezeCoverage: Sendable {
-    private let devices: [(mount: String, device: UInt64)]
-    let isKnown: Bool
-
-    init(freezeMounts: [String]) {
-        isKnown = !freezeMounts.isEmpty
-        devices = freezeMounts.compactMap { mount in
-            var info = stat()
-            guard stat(mount, &info) == 0 else { return nil }
-            return (mount, UInt64(info.st_dev))
-        }
-    }
-
-    /// The freeze mount point whose filesystem holds `path`, nil when none does or `path`
-    /// cannot be examined.
-    func mount(containing path: String) -> String? {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return nil }
-        return devices.first { $0.device == UInt64(info.st_dev) }?.mount
-    }
-}

@@ -114,7 +114,7 @@ public final class MySQLPlugin: QuiescePlugin {
 
     /// Details `<key>`, `<key>.frozen` for each directory, and the warnings for the summary.
     private func pathWarnings(_ directories: DataDirectories, _ call: inout PluginCall) -> [String] {
-        let coverage = FreezeCoverage(freezeMounts: host.freezeMounts)
+        let coverage = FreezeScope(freezeMounts: host.freezeMounts)
         var notFrozen: [(path: String, keys: [String])] = []
         var missing: [String] = []
         for entry in directories.entries {
@@ -127,7 +127,7 @@ public final class MySQLPlugin: QuiescePlugin {
             }
             if !coverage.isKnown {
                 call.detail("\(entry.key).frozen", "unknown (no freeze set given)")
-            } else if let mount = coverage.mount(containing: path) {
+            } else if let mount = coverage.freezeMount(holding: path) {
                 call.detail("\(entry.key).frozen", "yes (\(mount))")
             } else {
                 call.detail("\(entry.key).frozen", "no")

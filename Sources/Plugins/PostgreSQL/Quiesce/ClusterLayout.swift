@@ -1,3 +1,5 @@
+import PluginHostSupport
+
 /// Where a cluster keeps its files on this machine: the data directory, the WAL directory
 /// (pg_wal, often a symlink to another volume) and every tablespace, each resolved to its real
 /// path and the filesystem it lies on. A snapshot is consistent for the cluster only if all of
@@ -43,9 +45,7 @@ struct ClusterLayout: Sendable {
     /// as one of them. Empty when `freezeMounts` is empty (nothing is frozen; nothing to compare).
     func warnings(freezeMounts: [String], mounts: MountInfo) -> [String] {
         guard !freezeMounts.isEmpty else { return [] }
-        let frozenDevices = Set(freezeMounts.compactMap { mount in
-            (try? CredentialFiles.resolve(mount).get()).flatMap { mounts.entry(containing: $0)?.device }
-        })
+        let scope = FreezeScope(freezeMounts: freezeMounts, table: mounts.table)
         var warnings: [String] = []
         for location in locations {
             guard let real = location.realPath else {
@@ -56,7 +56,7 @@ struct ClusterLayout: Sendable {
                 warnings.append("the \(location.name) \(real) lies on no filesystem listed in /proc/self/mountinfo")
                 continue
             }
-            if !frozenDevices.contains(filesystem.device) {
+            if scope.freezeMount(holding: real) == nil {
                 warnings.append("the \(location.name) \(real) lies on \(filesystem.description), which this operation does not freeze (it freezes \(freezeMounts.joined(separator: ", "))): the snapshot would not be consistent for this cluster")
             }
         }

@@ -20,7 +20,7 @@ struct MountInfo: Sendable {
         }
     }
 
-    private let table: [MountEntry]
+    let table: [MountEntry]
 
     private init(table: [MountEntry]) { self.table = table }
 

@@ -189,15 +189,15 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                           privilege: checkpointPrivilegeMessage(role: session.user, version: version))
         }
         let elapsed = Monotonic.milliseconds(from: started, to: Monotonic.now())
-        call.detail("checkpoint_ms", Self.format(elapsed))
+        call.detail("checkpoint_ms", NumberText.fixed(elapsed, decimals: 3))
         // Where crash recovery of the snapshot starts: informative only, so a failure is no error.
         if let row = try? session.execute("SELECT checkpoint_lsn::text, redo_lsn::text FROM pg_catalog.pg_control_checkpoint()",
                                           until: bound.clientDeadline).first, row.count == 2 {
             call.detail("checkpoint_lsn", row[0] ?? "")
             call.detail("redo_lsn", row[1] ?? "")
         }
-        host.log(.info, "postgresql: CHECKPOINT took \(Self.format(elapsed)) ms")
-        call.summary = "CHECKPOINT done in \(Self.format(elapsed)) ms"
+        host.log(.info, "postgresql: CHECKPOINT took \(NumberText.fixed(elapsed, decimals: 3)) ms")
+        call.summary = "CHECKPOINT done in \(NumberText.fixed(elapsed, decimals: 3)) ms"
     }
 
     private func startBackup(_ call: inout PluginCall) throws(PluginError) {
@@ -266,10 +266,10 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         held = true
         call.detail("backup_label_name", label)
         call.detail("start_lsn", startLSN)
-        call.detail("backup_start_ms", Self.format(elapsed))
+        call.detail("backup_start_ms", NumberText.fixed(elapsed, decimals: 3))
         call.detail("label_directory", directory)
-        host.log(.info, "postgresql: \(functions.startName) took \(Self.format(elapsed)) ms, start LSN \(startLSN)")
-        call.summary = "backup \(label) started at \(startLSN) in \(Self.format(elapsed)) ms; held by session \(session.backendPID)"
+        host.log(.info, "postgresql: \(functions.startName) took \(NumberText.fixed(elapsed, decimals: 3)) ms, start LSN \(startLSN)")
+        call.summary = "backup \(label) started at \(startLSN) in \(NumberText.fixed(elapsed, decimals: 3)) ms; held by session \(session.backendPID)"
     }
 
     /// The held session's idle_session_timeout: the time left until resume comes at the latest,
@@ -332,7 +332,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         }
         let tablespaceMap = row[2] ?? ""
         call.detail("stop_lsn", stopLSN)
-        call.detail("backup_stop_ms", Self.format(elapsed))
+        call.detail("backup_stop_ms", NumberText.fixed(elapsed, decimals: 3))
         do throws(SystemError) {
             let labelPath = try LabelStore.write(labelFile, named: LabelStore.labelFileName, in: held.directory)
             let mapPath = try LabelStore.write(tablespaceMap, named: LabelStore.tablespaceMapFileName, in: held.directory)
@@ -348,7 +348,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             throw PluginError(.failed,
                               "\(held.functions.stopName) succeeded, but the backup label could not be stored in \(held.directory) (\(error)); its content is in the host's log: keep it, a restore needs it")
         }
-        host.log(.info, "postgresql: \(held.functions.stopName) took \(Self.format(elapsed)) ms, stop LSN \(stopLSN)")
+        host.log(.info, "postgresql: \(held.functions.stopName) took \(NumberText.fixed(elapsed, decimals: 3)) ms, stop LSN \(stopLSN)")
         call.summary = "backup \(held.label) stopped at \(stopLSN) (started at \(held.startLSN)); label kept in \(held.directory)"
     }
 
@@ -502,12 +502,5 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         case .noArchiver: "none (archive_command and archive_library are empty)"
         case .unknown: "unknown (archive_command not readable by this role)"
         }
-    }
-
-    /// Milliseconds with three decimals.
-    static func format(_ milliseconds: Double) -> String {
-        let thousandths = Int((milliseconds * 1000).rounded())
-        let fraction = String(thousandths % 1000)
-        return "\(thousandths / 1000).\(String(repeating: "0", count: 3 - fraction.count))\(fraction)"
     }
 }
