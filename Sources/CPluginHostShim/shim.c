@@ -190,9 +190,14 @@ static void close_from(int low, int use_close_range) {
     for (long fd = low; fd < highest; fd++) close((int)fd);
 }
 
-/* The child side of ph_spawn and ph_fork_call: process group, parent death, default signals,
- * descriptors. Returns 0, or -1 with errno set. System calls only. */
-static int prepare_child(const int *staged, int fd_count, int flags, pid_t parent, int use_close_range) {
+/* The child side of ph_spawn and ph_fork_call: cgroup, process group, parent death, default
+ * signals, descriptors. Returns 0, or -1 with errno set; *join_error gets the errno of a failed
+ * cgroup join (not fatal). System calls only. */
+static int prepare_child(const int *staged, int fd_count, int flags, pid_t parent, int use_close_range,
+                         int cgroup_procs_fd, volatile int *join_error) {
+    /* First of all: whatever it starts from here on is born in the cgroup, and cannot leave
+     * it by setsid or double fork. "0" is the writing process. */
+    if (cgroup_procs_fd >= 0 && write(cgroup_procs_fd, "0", 1) != 1 && join_error) *join_error = errno;
     if (flags & PH_SPAWN_NEW_SESSION) setsid();
     else if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
     if (flags & PH_SPAWN_DIE_WITH_PARENT) {
@@ -227,6 +232,12 @@ static int prepare_child(const int *staged, int fd_count, int flags, pid_t paren
 int ph_spawn(const char *path, char *const *argv, char *const *envp,
              const int *fd_map, int fd_count, const char *cwd,
              int flags, pid_t *pid_out) {
+    return ph_spawn_in(path, argv, envp, fd_map, fd_count, cwd, flags, -1, NULL, pid_out);
+}
+
+int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
+                const int *fd_map, int fd_count, const char *cwd,
+                int flags, int cgroup_procs_fd, int *join_error_out, pid_t *pid_out) {
     int staged[MAX_FDS];
     int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
@@ -238,11 +249,12 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid_t parent = getpid();
     volatile int child_error = 0;
+    volatile int join_error = 0;
 
     pid_t pid = vfork();
     if (pid == 0) {
         /* The child, sharing the parent's memory until execve: system calls only. */
-        if (prepare_child(staged, fd_count, flags, parent, use_close_range) != 0) goto child_fail;
+        if (prepare_child(staged, fd_count, flags, parent, use_close_range, cgroup_procs_fd, &join_error) != 0) goto child_fail;
         if (cwd != NULL && chdir(cwd) != 0) goto child_fail;
         execve(path, argv, envp);
     child_fail:
@@ -257,6 +269,7 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     } else {
         *pid_out = pid;
+        if (join_error_out) *join_error_out = join_error;
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     unstage(staged, fd_count);
@@ -265,6 +278,11 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
 
 int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *), void *argument,
                  pid_t *pid_out) {
+    return ph_fork_call_in(fd_map, fd_count, flags, -1, entry, argument, pid_out);
+}
+
+int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_procs_fd,
+                    int (*entry)(void *), void *argument, pid_t *pid_out) {
     int staged[MAX_FDS];
     int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
@@ -275,7 +293,7 @@ int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        if (prepare_child(staged, fd_count, flags, parent, use_close_range) != 0) _exit(127);
+        if (prepare_child(staged, fd_count, flags, parent, use_close_range, cgroup_procs_fd, NULL) != 0) _exit(127);
         _exit(entry(argument));
     }
     if (pid < 0) rc = errno;

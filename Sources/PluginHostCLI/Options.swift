@@ -57,6 +57,7 @@ struct PlanOptions: ParsableArguments {
         request.snapshotCommand = snapshotCommand
         request.pluginsDirectory = plan.pluginsDirectory
         request.paths = statePaths()
+        request.cgroups = ProcessEnvironment()["PLUGINHOST_CGROUPS"] != "off"
         return request
     }
 }

@@ -21,6 +21,10 @@ struct PluginHostCommand: ParsableCommand {
 
     /// Parses and runs; maps argument errors to the documented exit status for invalid use.
     static func main() {
+        // Every role (host, freeze client, session, guard, worker): a reader that goes away —
+        // `| head`, a killed `freeze` client, a closed terminal — makes a write fail with
+        // EPIPE, never ends the operation. Spawned children get the default back.
+        _ = signal(SIGPIPE, SIG_IGN)
         // Workers are forks of this process running the worker runtime (the only code that loads plugins).
         WorkerLauncher.register { _ in PluginWorkerProcess.run() }
         let arguments: [String]

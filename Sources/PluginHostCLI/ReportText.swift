@@ -62,6 +62,12 @@ enum ReportText {
             }
         }
 
+        if !report.killedProcesses.isEmpty {
+            out += "\nKilled with their owner:\n" + TextTable(rows: report.killedProcesses.map {
+                ["  pid \($0.pid)", $0.owner, $0.reason, $0.command]
+            }).render()
+        }
+
         if !report.errors.isEmpty {
             out += "\nErrors:\n" + report.errors.map { "  \($0.code.rawValue): \($0.message)\n" }.joined()
             out += "What to do:\n" + report.errors.map(\.code).uniqued().map { "  \($0.rawValue): \($0.action)\n" }.joined()

@@ -70,6 +70,9 @@ public struct OperationRequest {
     /// `--plugins-dir`; nil reads /etc/pluginhost/plugins.d, which may be absent.
     public var pluginsDirectory: String?
     public var paths = StatePaths()
+    /// false: keep what the operation starts in process groups only, even where cgroups work
+    /// (PLUGINHOST_CGROUPS=off; for testing the fallback).
+    public var cgroups = true
     /// The argument VMware Tools passed after the action (its scriptArg), recorded in the report.
     public var hookScriptArg: String?
     /// `--hold-limit`: how long a hook session waits for the agent's thaw.

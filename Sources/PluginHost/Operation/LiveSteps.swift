@@ -14,6 +14,7 @@ final class LiveSteps: OperationSteps {
     private let interrupt: InterruptSignal?
     private let logOutput: HeldLogOutput?
     private let runner = ScriptRunner()
+    private let containment: ProcessContainment?
 
     private var freezeGuard: FreezeGuard?
     private var guardStartError: HostError?
@@ -29,7 +30,7 @@ final class LiveSteps: OperationSteps {
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
-         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?) {
+         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?, containment: ProcessContainment? = nil) {
         self.request = request
         self.preflight = preflight
         self.operationID = operationID
@@ -38,6 +39,7 @@ final class LiveSteps: OperationSteps {
         self.logger = logger
         self.interrupt = interrupt
         self.logOutput = logOutput
+        self.containment = containment
         plugins = PluginSet(catalog: preflight.plugins, operationID: operationID,
                             freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [], start: start)
     }
@@ -55,7 +57,7 @@ final class LiveSteps: OperationSteps {
                 guardStartError = error
             }
         }
-        plugins.prepare(executable: request.executable, logger: logger)
+        plugins.prepare(executable: request.executable, logger: logger, containment: containment, interrupt: interrupt?.descriptor)
         warnings += plugins.warnings
         return .succeeded
     }
@@ -110,7 +112,7 @@ final class LiveSteps: OperationSteps {
                              timeoutSeconds: config.timeoutSeconds,
                              environment: ScriptRunner.environment(phase: phase, operationID: operationID, result: outcome),
                              operationStart: start,
-                             interrupt: phase == .pre ? interrupt?.descriptor : nil)
+                             interrupt: phase == .pre ? interrupt?.descriptor : nil, containment: containment)
         scripts.append(run)
         guard let error = run.error else { return .succeeded }
         if run.outcome == .interrupted { return .interrupted(interruptError(during: phase.stepName)) }
@@ -135,7 +137,14 @@ final class LiveSteps: OperationSteps {
 
     func quiesce() -> StepResult {
         lock.setPhase("quiesce")
-        return plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        let result = plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        if case .interrupted = result {
+            // Acted on at once, not when the call returns: the busy workers are already dead.
+            let signal = interrupt?.consume().map(signalName) ?? "a signal"
+            return .interrupted(HostError(.operationInterrupted, "\(signal) received during the quiesce: the busy plugin workers were killed at once, and with them their sessions and locks; everything done so far was undone",
+                                          step: "quiesce"))
+        }
+        return result
     }
 
     func resume() -> StepResult {
@@ -278,7 +287,8 @@ final class LiveSteps: OperationSteps {
         let child: ChildProcess
         do {
             child = try ChildProcess(spawning: Command(executable: executable, arguments: Array(request.snapshotCommand.dropFirst()),
-                                                       environment: snapshotEnvironment()))
+                                                       environment: snapshotEnvironment()),
+                                     cell: containment?.cell("snapshot command"))
         } catch {
             record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
             return .failed(HostError(.snapshotCommandFailed, "cannot start \(executable): \(error)", step: "snapshot"), attempted: false)
@@ -299,18 +309,18 @@ final class LiveSteps: OperationSteps {
                     : .failed(HostError(.snapshotCommandFailed, "\(executable) \(termination)", step: "snapshot"), attempted: true)
                 break waiting
             case .deadlineReached:
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "timed out")
                 result = .failed(HostError(.snapshotCommandFailed, "\(executable) did not finish within \(preflight.maxFrozenSeconds) s",
                                            step: "snapshot"), attempted: true)
                 break waiting
             case .readable(let fd) where fd == interrupt?.descriptor:
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "interrupted")
                 result = .interrupted(interruptError(during: "snapshot"))
                 break waiting
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
                 guard let cause = freezeGuard?.collectUnpromptedThaw() else { continue waiting }
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "the freeze ended under it")
                 let error = cause == .deadline
                     ? HostError(.freezeDeadlineExpired, "the freeze guard thawed after \(preflight.maxFrozenSeconds) s while \(executable) was still running; the snapshot is not usable",
                                 step: "snapshot")
@@ -323,6 +333,7 @@ final class LiveSteps: OperationSteps {
         record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
         record.stdoutTail = child.stdoutTail.text
         record.stderrTail = child.stderrTail.text
+        child.cell?.removeIfEmpty()
         return result
     }
 

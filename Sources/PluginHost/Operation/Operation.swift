@@ -88,11 +88,14 @@ public final class Operation {
             return finish(.invalid)
         }
 
+        // Everything the steps start lives in the operation's cgroup and dies with its owner.
+        let containment = ProcessContainment(name: operationID, cgroups: request.cgroups)
         let steps = LiveSteps(request: request, preflight: preflight, operationID: operationID, start: start,
-                              lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput)
+                              lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput, containment: containment)
         var sequence = OperationSequence(steps: steps, continueOnFailure: preflight.continueBackupOnFailure, start: start)
         sequence.run()
         steps.finish()
+        containment.finish()
 
         report.steps += sequence.records
         report.errors += sequence.errors
@@ -104,6 +107,10 @@ public final class Operation {
         report.snapshotTaken = sequence.outcome.snapshotTaken
         report.consistency = sequence.outcome.consistency
         if let channel = request.mode.channel { report.warnings += channel.refusals }
+        if let lost = logOutput?.failure { report.warnings.append(lost) }
+        report.processContainment = containment.mechanism.description
+        report.killedProcesses = containment.killed
+        report.warnings += containment.warnings
         report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         report.conclude(failed: sequence.failed)
         do {

@@ -101,6 +101,11 @@ public struct OperationReport: Sendable, Codable, Equatable {
     /// (`BuildInfo`); nil in a report kept by a version before they existed.
     public var pluginhostVersion: String? = BuildInfo.version
     public var schemaVersion: Int? = BuildInfo.schemaVersion
+    /// How what the operation started was kept together: "cgroup PATH", or "process groups (why)".
+    public var processContainment: String?
+    /// Every process killed because its owner went or was stopped (a timed-out script's setsid
+    /// child, a plugin worker's leftovers), with what it belonged to.
+    public var killedProcesses: [KilledProcess] = []
 
     public init(operationID: String, command: String, startedAt: String) {
         self.operationID = operationID

@@ -58,7 +58,8 @@ public protocol SessionLink: AnyObject {
     func accept(operationID: String, status: () -> SessionStatus) -> SessionThaw?
     /// Sends the final report to every thaw client and closes the socket.
     func finish(_ report: OperationReport)
-    /// Connections refused (not root) or malformed, for the report's warnings.
+    /// Connections refused (not root) or malformed, and a notice the `freeze` client was not
+    /// there to read, for the report's warnings.
     var refusals: [String] { get }
 }
 

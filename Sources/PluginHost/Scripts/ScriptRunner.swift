@@ -101,10 +101,11 @@ public struct ScriptRunner: Sendable {
 
     /// Runs `path` with `arguments` up to `retries + 1` times until an attempt succeeds.
     /// `operationStart` anchors the attempts' `startMs`; `interrupt` is a descriptor that
-    /// aborts the run when readable (the signal pipe).
+    /// aborts the run when readable (the signal pipe). In a `containment`, each attempt runs in
+    /// a cell of its own, killed whole when the attempt is stopped.
     public func run(phase: ScriptPhase, path: String, arguments: [String], retries: Int,
                     timeoutSeconds: Int, environment: [String: String],
-                    operationStart: UInt64, interrupt: Int32? = nil) -> ScriptRun {
+                    operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
         var command = Command(executable: path, arguments: arguments, environment: environment)
         var info = stat()
@@ -114,7 +115,8 @@ public struct ScriptRunner: Sendable {
         }
         for number in 1...(retries + 1) {
             let (attempt, outcome) = runOnce(&command, run: &run, number: number, timeoutSeconds: timeoutSeconds,
-                                             operationStart: operationStart, interrupt: interrupt)
+                                             operationStart: operationStart, interrupt: interrupt,
+                                             cell: containment?.cell("\(phase.stepName) attempt \(number)"))
             run.attempts.append(attempt)
             run.outcome = outcome
             if run.succeeded || outcome == .interrupted { break }
@@ -123,7 +125,7 @@ public struct ScriptRunner: Sendable {
     }
 
     private func runOnce(_ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: UInt64,
-                         interrupt: Int32?) -> (ScriptAttempt, ScriptRun.Outcome) {
+                         interrupt: Int32?, cell: ProcessContainment.Cell?) -> (ScriptAttempt, ScriptRun.Outcome) {
         let start = Monotonic.now()
         var attempt = ScriptAttempt(number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
                                     durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
@@ -131,16 +133,17 @@ public struct ScriptRunner: Sendable {
         let child: ChildProcess
         do {
             do {
-                child = try ChildProcess(spawning: command)
+                child = try ChildProcess(spawning: command, cell: cell)
             } catch let error as SystemError where error.errno == ENOEXEC && command.executable != Self.shell {
                 // No #! line: what execvp(3) and Azure do — the shell reads it.
                 command = Command(executable: Self.shell, arguments: [command.executable] + command.arguments,
                                   environment: command.environment)
                 run.shell = "\(Self.shell): the kernel cannot execute the script (no #! line)"
-                child = try ChildProcess(spawning: command)
+                child = try ChildProcess(spawning: command, cell: cell)
             }
         } catch {
             attempt.spawnError = error.description
+            cell?.removeIfEmpty()
             attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
             return (attempt, .failed)
         }
@@ -152,15 +155,16 @@ public struct ScriptRunner: Sendable {
             outcome = termination == .exited(0) ? .succeeded : .failed
         case .deadlineReached:
             attempt.timedOut = true
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "timed out")
             outcome = .timedOut
         case .readable:
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "interrupted")
             outcome = .interrupted
         }
         attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         attempt.stdoutTail = child.stdoutTail.text
         attempt.stderrTail = child.stderrTail.text
+        cell?.removeIfEmpty()
         return (attempt, outcome)
     }
 }

@@ -61,6 +61,9 @@ public final class ChildProcess {
     public private(set) var stdoutTail: OutputTail
     public private(set) var stderrTail: OutputTail
     public private(set) var termination: Termination?
+    /// The cgroup it was started in (nil: only its process group), killed with it when it is
+    /// stopped — whatever left the process group.
+    public let cell: ProcessContainment.Cell?
 
     /// The child's pidfd: readable once it has exited. Nil on a kernel without pidfd_open
     /// (before 5.3), where the shared SIGCHLD pipe wakes the poll and waitid(WNOWAIT) on this
@@ -74,21 +77,25 @@ public final class ChildProcess {
     /// Starts `command` with stdin from /dev/null (or `stdin`) and stdout/stderr captured, in a
     /// new process group. `extraDescriptors` become descriptors 3, 4, … in the child. Unless
     /// `outlivesHost`, the child is killed if the host dies (a snapshot command must not go on
-    /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept.
+    /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept. In a
+    /// `cell`, the child and all it starts live in that cell's cgroup.
     public convenience init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
                             outlivesHost: Bool = false, newSession: Bool = false,
-                            outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+                            outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil) throws(SystemError) {
         let argv = [command.executable] + command.arguments
         let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let flags = (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP) | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
-        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity,
+        var joinError: Int32 = 0
+        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell,
                       what: "spawn \(command.executable)") { map, count, pid in
             withCStrings(argv) { argvPointer in
                 withCStrings(envp) { envpPointer in
-                    ph_spawn(command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags, &pid)
+                    ph_spawn_in(command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
+                                cell?.procsDescriptor ?? -1, &joinError, &pid)
                 }
             }
         }
+        cell?.joined(pid, error: joinError)
     }
 
     /// Forks without exec and runs `entry` in the child — far cheaper than starting a program,
@@ -97,17 +104,19 @@ public final class ChildProcess {
     /// has more than one thread: forking then is not safe, and the caller should spawn instead.
     public convenience init(forking entry: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Int32,
                             stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                            outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+                            outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil) throws(SystemError) {
         guard ph_thread_count() == 1 else { throw SystemError("fork (more than one thread)", errno: EAGAIN) }
-        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, what: "fork") { map, count, pid in
-            ph_fork_call(map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, entry, nil, &pid)
+        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork") { map, count, pid in
+            ph_fork_call_in(map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.procsDescriptor ?? -1, entry, nil, &pid)
         }
+        cell?.joined(pid)
     }
 
     /// Sets up the output pipes, starts the child with `launch` (which returns 0 or an errno),
     /// and takes its pidfd.
-    private init(stdin: Int32, extraDescriptors: [Int32], outputCapacity: Int, what: String,
+    private init(stdin: Int32, extraDescriptors: [Int32], outputCapacity: Int, cell: ProcessContainment.Cell?, what: String,
                  launch: (UnsafePointer<Int32>, Int32, inout pid_t) -> Int32) throws(SystemError) {
+        self.cell = cell
         stdoutTail = OutputTail(capacity: outputCapacity)
         stderrTail = OutputTail(capacity: outputCapacity)
         let out = try makePipe(nonBlockingRead: true)
@@ -156,6 +165,7 @@ public final class ChildProcess {
             // not forever.
             // Not reaped yet, so the pid is still this child's: kill(2) is as safe as the pidfd.
             if let exitDescriptor { _ = ph_pidfd_send_signal(exitDescriptor.rawValue, SIGKILL) } else { kill(pid, SIGKILL) }
+            cell?.kill(reason: "its owner was dropped")
             if case .exitPending = poll(until: Monotonic.now() + 5_000_000_000, watching: []) {
                 var status: Int32 = 0
                 _ = waitpid(pid, &status, 0)
@@ -259,15 +269,18 @@ public final class ChildProcess {
         _ = kill(-pid, signal)
     }
 
-    /// SIGTERM to the group, up to `grace` nanoseconds for the child to exit, then SIGKILL to
-    /// the group (so no grandchild survives), and reap.
+    /// SIGTERM to the group (and its whole cell), up to `grace` nanoseconds for the child to
+    /// exit, then SIGKILL to the group and the cell (so no grandchild survives, not even one that
+    /// called setsid), and reap. `reason` is what the report says about each process killed.
     @discardableResult
-    public func terminateGroup(graceNanoseconds: UInt64 = 2_000_000_000) -> Termination {
+    public func terminateGroup(graceNanoseconds: UInt64 = 2_000_000_000, reason: String = "stopped") -> Termination {
         if let termination { return termination }
+        let signalled = cell?.signal(SIGTERM) ?? []
         signalGroup(SIGTERM)
         let graceEnd = Monotonic.now() + graceNanoseconds
         while case .readable = poll(until: graceEnd, watching: []) {}
         // The group may outlive its leader; the leader is not reaped yet, so the id is still ours.
+        cell?.kill(reason: reason, alsoNaming: signalled)
         _ = kill(-pid, SIGKILL)
         return reap()
     }
