@@ -320,14 +320,23 @@ public final class FreezeGuard {
         }
     }
 
+    /// How often a wait on the guard checks that its main thread is alive: a killed guard whose
+    /// other thread is stuck in FIFREEZE keeps its socket open until that returns.
+    static let livenessTickMilliseconds: Int32 = 200
+
     private func receive(until deadline: UInt64, interrupt: Int32? = nil) -> Received {
         var buffer = [UInt8](repeating: 0, count: GuardMessage.maximumSize)
         while true {
             var events = [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)]
             if let interrupt { events.append(pollfd(fd: interrupt, events: Int16(POLLIN), revents: 0)) }
-            let ready = poll(&events, nfds_t(events.count), Monotonic.pollTimeout(until: deadline))
+            let timeout = min(Monotonic.pollTimeout(until: deadline), Self.livenessTickMilliseconds)
+            let ready = poll(&events, nfds_t(events.count), timeout)
             if ready < 0 && errno == EINTR { continue }
-            if ready == 0 { return .timedOut }
+            if ready == 0 {
+                if Monotonic.now() >= deadline { return .timedOut }
+                if !mainThreadAlive { return .closed }
+                continue
+            }
             if events[0].revents != 0 {
                 let count = recv(socket.rawValue, &buffer, buffer.count, Int32(MSG_DONTWAIT))
                 if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
@@ -338,6 +347,16 @@ public final class FreezeGuard {
             }
             if events.count > 1 && events[1].revents != 0 { return .interrupted }
         }
+    }
+
+    /// False once the guard's main thread has exited (its thread-group leader is a zombie
+    /// while another thread still sleeps in the kernel) or the process is gone.
+    private var mainThreadAlive: Bool {
+        guard let file = try? FileDescriptor.open("/proc/\(process.pid)/stat", O_RDONLY),
+              let bytes = try? file.readAll(limit: 4096) else { return false }
+        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count else { return false }
+        let state = bytes[close + 2]
+        return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
     }
 
     private func guardExitDescription() -> String {
