@@ -3,7 +3,7 @@ import Glibc
 import PluginHostWire
 
 /// The freeze guard: a process of its own (the host binary, started as `pluginhost __guard`)
-/// that owns the freeze (README "How an operation runs", docs/ARCHITECTURE.md).
+/// that owns the freeze (README, "How an operation runs").
 ///
 /// - One worker thread per filesystem, created (stack and all) before anything is frozen, does
 ///   that filesystem's FIFREEZE and FITHAW and writes each state change into the shared,
