@@ -81,7 +81,7 @@ struct SessionCommand: ParsableCommand {
 func sessionEnvironment(verbose: Bool) -> [String: String] {
     var environment = ["PATH": ScriptRunner.searchPath, "LANG": "C"]
     let current = ProcessEnvironment()
-    for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR"] {
+    for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR", "PLUGINHOST_TEST_STOP_AT"] {
         if let value = current[name] { environment[name] = value }
     }
     if verbose { environment["PLUGINHOST_VERBOSE"] = "1" }

@@ -100,6 +100,8 @@ public final class FreezeGuard {
     deinit {
         // Whatever happened, nothing may stay frozen: tell the guard, which thaws and exits.
         if !finished { _ = thaw() }
+        // Before FREEZE nothing can be frozen: a guard still there (stopped?) is not needed.
+        if freezeSent == nil { process.signalGroup(SIGKILL) }
         socket.close()
         // A guard that still waits for a FIFREEZE that has not returned must live on to undo it:
         // never kill it here.
@@ -108,9 +110,9 @@ public final class FreezeGuard {
 
     /// Waits for the guard to report every mount point open and verified (it does that while
     /// the host runs the pre-script).
-    private func awaitReady() -> HostError? {
+    private func awaitReady(until limit: UInt64? = nil) -> HostError? {
         if ready { return nil }
-        switch receive(until: Monotonic.now() + Self.startupTimeoutNanoseconds) {
+        switch receive(until: min(limit ?? .max, Monotonic.now() + Self.startupTimeoutNanoseconds)) {
         case .message(.ready):
             ready = true
             return nil
@@ -135,7 +137,7 @@ public final class FreezeGuard {
     /// Has the guard syncfs every target, concurrently, while writes still flow (a syncfs that
     /// never returns holds a guard thread, never the host). Waits until `limit` at most.
     public func flush(until limit: UInt64, interrupt: Int32? = nil) -> FlushResult {
-        if let error = awaitReady() { return .failed(error) }
+        if let error = awaitReady(until: limit) { return .failed(error) }
         guard sendCommand(.flush) else {
             finished = true
             return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "flush"))
@@ -149,6 +151,14 @@ public final class FreezeGuard {
                 finished = true
                 return .failed(HostError(.freezeFailed, "the freeze guard died before the freeze (\(guardExitDescription()))", step: "flush"))
             case .timedOut:
+                // Nothing is frozen: a guard that did not answer (stopped, or a syncfs stuck in
+                // it) is let go of for good.
+                finished = true
+                let stopped = guardState == UInt8(ascii: "T")
+                process.signalGroup(SIGKILL)
+                if stopped {
+                    return .failed(HostError(.freezeFailed, "the freeze guard was stopped and did not answer; it was killed. Nothing was frozen", step: "flush"))
+                }
                 let names = targets.map(\.mountPoint).joined(separator: ", ")
                 return .failed(HostError(.freezeFailed,
                                          "syncfs of \(names) did not finish within \(formatSeconds(deadlineSeconds)) s: is a filesystem that holds their storage frozen? Nothing was frozen",
@@ -352,11 +362,16 @@ public final class FreezeGuard {
     /// False once the guard's main thread has exited (its thread-group leader is a zombie
     /// while another thread still sleeps in the kernel) or the process is gone.
     private var mainThreadAlive: Bool {
-        guard let file = try? FileDescriptor.open("/proc/\(process.pid)/stat", O_RDONLY),
-              let bytes = try? file.readAll(limit: 4096) else { return false }
-        guard let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count else { return false }
-        let state = bytes[close + 2]
+        guard let state = guardState else { return false }
         return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
+    }
+
+    /// The guard's state letter in /proc (R, S, D, T, Z, …), nil once it is gone.
+    private var guardState: UInt8? {
+        guard let file = try? FileDescriptor.open("/proc/\(process.pid)/stat", O_RDONLY),
+              let bytes = try? file.readAll(limit: 4096),
+              let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count else { return nil }
+        return bytes[close + 2]
     }
 
     private func guardExitDescription() -> String {

@@ -72,6 +72,7 @@ public final class Operation {
             }
         }
 
+        TestStop.at("checks")
         let checksStart = Monotonic.now()
         let preflight = Preflight.run(request)
         report.steps.append(StepRecord(name: "checks", startMs: Monotonic.milliseconds(from: start, to: checksStart),
