@@ -1,5 +1,5 @@
 import Glibc
-public import PluginHostSupport
+import PluginHostSupport
 
 /// Where a filesystem's data lives, as far as freezing is concerned: a filesystem on a loop
 /// device stores its data in the loop's backing file, so on the filesystem holding that file;
