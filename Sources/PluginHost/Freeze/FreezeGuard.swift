@@ -110,19 +110,23 @@ public final class FreezeGuard {
 
     /// Waits for the guard to report every mount point open and verified (it does that while
     /// the host runs the pre-script).
-    private func awaitReady(until limit: UInt64? = nil) -> HostError? {
-        if ready { return nil }
-        switch receive(until: min(limit ?? .max, Monotonic.now() + Self.startupTimeoutNanoseconds)) {
+    private enum Readiness { case ready, failed(HostError), interrupted }
+
+    private func awaitReady(until limit: UInt64? = nil, interrupt: Int32? = nil) -> Readiness {
+        if ready { return .ready }
+        switch receive(until: min(limit ?? .max, Monotonic.now() + Self.startupTimeoutNanoseconds), interrupt: interrupt) {
         case .message(.ready):
             ready = true
-            return nil
+            return .ready
         case .message(.setupFailed(let text)):
             finished = true
-            return HostError(.freezeFailed, text, step: "freeze")
+            return .failed(HostError(.freezeFailed, text, step: "freeze"))
+        case .interrupted:
+            return .interrupted
         default:
             finished = true
             process.terminateGroup(graceNanoseconds: 0)
-            return HostError(.freezeFailed, "the freeze guard did not start (\(guardExitDescription()))", step: "freeze")
+            return .failed(HostError(.freezeFailed, "the freeze guard did not start (\(guardExitDescription()))", step: "freeze"))
         }
     }
 
@@ -137,7 +141,11 @@ public final class FreezeGuard {
     /// Has the guard syncfs every target, concurrently, while writes still flow (a syncfs that
     /// never returns holds a guard thread, never the host). Waits until `limit` at most.
     public func flush(until limit: UInt64, interrupt: Int32? = nil) -> FlushResult {
-        if let error = awaitReady(until: limit) { return .failed(error) }
+        switch awaitReady(until: limit, interrupt: interrupt) {
+        case .ready: break
+        case .failed(let error): return .failed(error)
+        case .interrupted: return .interrupted
+        }
         guard sendCommand(.flush) else {
             finished = true
             return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "flush"))
@@ -179,7 +187,11 @@ public final class FreezeGuard {
     /// Freezes every target, wave by wave. Watches `interrupt` (a signal's self-pipe): a
     /// signal abandons the freeze at once.
     public func freeze(interrupt: Int32? = nil) -> FreezeResult {
-        if let error = awaitReady() { return .failed(error) }
+        switch awaitReady(interrupt: interrupt) {
+        case .ready: break
+        case .failed(let error): return .failed(error)
+        case .interrupted: return .interrupted
+        }
         guard sendCommand(.freeze) else {
             finished = true
             return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze"))
