@@ -112,9 +112,9 @@ public final class FreezeGuard {
     /// the host runs the pre-script).
     private enum Readiness { case ready, failed(HostError), interrupted }
 
-    private func awaitReady(until limit: UInt64? = nil, interrupt: Int32? = nil) -> Readiness {
+    private func awaitReady(interrupt: Int32? = nil) -> Readiness {
         if ready { return .ready }
-        switch receive(until: min(limit ?? .max, Monotonic.now() + Self.startupTimeoutNanoseconds), interrupt: interrupt) {
+        switch receive(until: Monotonic.now() + Self.startupTimeoutNanoseconds, interrupt: interrupt) {
         case .message(.ready):
             ready = true
             return .ready
@@ -139,13 +139,15 @@ public final class FreezeGuard {
     }
 
     /// Has the guard syncfs every target, concurrently, while writes still flow (a syncfs that
-    /// never returns holds a guard thread, never the host). Waits until `limit` at most.
-    public func flush(until limit: UInt64, interrupt: Int32? = nil) -> FlushResult {
-        switch awaitReady(until: limit, interrupt: interrupt) {
+    /// never returns holds a guard thread, never the host). Waits `seconds` at most for the
+    /// flush, once the guard is ready.
+    public func flush(within seconds: Double, interrupt: Int32? = nil) -> FlushResult {
+        switch awaitReady(interrupt: interrupt) {
         case .ready: break
         case .failed(let error): return .failed(error)
         case .interrupted: return .interrupted
         }
+        let limit = Monotonic.now() + UInt64(seconds * 1e9)
         guard sendCommand(.flush) else {
             finished = true
             return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "flush"))

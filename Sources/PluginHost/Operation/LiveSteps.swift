@@ -127,8 +127,7 @@ final class LiveSteps: OperationSteps {
             // In the guard's threads, concurrently: a syncfs stuck behind a frozen filesystem
             // holds one of them, never the host.
             lock.setPhase("flush")
-            let limit = Monotonic.now() + UInt64(preflight.maxFrozenSeconds * 1e9)
-            switch freezeGuard.flush(until: limit, interrupt: interrupt?.descriptor) {
+            switch freezeGuard.flush(within: preflight.maxFrozenSeconds, interrupt: interrupt?.descriptor) {
             case .flushed: return .succeeded
             case .failed(let error):
                 flushError = error
