@@ -102,8 +102,8 @@ final class CaseRun {
         let config = host.config(pre: pre, post: post)
         let added = host.addPlugin(library, timeout: 2)
         check(added.status == 0, "plugin add: \(added.stderr)")
-        let plan = ["--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", ours.mountPoint, "--mount", theirs.mountPoint,
-                    "--max-frozen", formatted(KillMatrixTests.deadline)]
+        let base = ["--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", ours.mountPoint, "--mount", theirs.mountPoint]
+        let plan = base + ["--max-frozen", formatted(KillMatrixTests.deadline)]
         var environment = host.environment
         environment["PLUGINHOST_TEST_STOP_AT"] = testCase.step
 
@@ -154,7 +154,8 @@ final class CaseRun {
             let status = host.invoke(["status", "--json"]).stdout
             check(status.contains("OperationInterrupted") || status.contains("\"result\" : \"failed\""), "no record of the killed operation: \(status.prefix(400))")
         }
-        let again = host.invoke(["run"] + plan + ["--json", "--", "/bin/true"])
+        // A generous deadline here: on a loaded machine FIFREEZE alone can take seconds.
+        let again = host.invoke(["run"] + base + ["--max-frozen", "60", "--json", "--", "/bin/true"])
         check(again.status == ExitStatus.success.rawValue, "the next run exited \(again.status): \(again.report?.errors.map(\.message) ?? [again.stderr])")
         check(try! Writer(file: ours.mountPoint + "/after").finishes(within: 10), "ours is frozen after the next run")
         withExtendedLifetime((ours, theirs)) {}
