@@ -28,6 +28,7 @@ cleanup() {
     rm -rf "$WORK"
 }
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE  # exit through the cleanup: nothing left frozen or mounted
 
 cc -O2 -o "$WORK/direct" bench/direct.c
 mkdir -p "$WORK/mnt" "$WORK/etc" "$WORK/run" "$WORK/state"
