@@ -28,6 +28,17 @@ int ph_mount_id(int fd, unsigned long long *_Nonnull mount_id);
 /* syncfs(2): write back the whole filesystem the descriptor is on. */
 int ph_syncfs(int fd);
 
+/* memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): an anonymous file in memory that can
+ * be sealed. */
+int ph_memfd_create_sealable(const char *_Nonnull name);
+/* fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): from now on
+ * nobody can change its contents or size, nor remove the seals. Fails (EBUSY) while a writable
+ * shared mapping of it exists. */
+int ph_memfd_seal(int fd);
+/* 1 when fcntl(fd, F_GET_SEALS) has F_SEAL_WRITE, F_SEAL_SHRINK and F_SEAL_GROW, 0 when not
+ * (or not a sealable file), -1 on error. */
+int ph_memfd_is_sealed(int fd);
+
 /* pidfd_open(2): a descriptor that becomes readable when the process exits. */
 int ph_pidfd_open(pid_t pid);
 /* pidfd_send_signal(2). */
