@@ -114,6 +114,32 @@ struct ScriptRunnerTests {
         #expect(result.error?.message.contains("3 attempts") == true)
     }
 
+    /// The operation's time limit: no retry starts once it has passed…
+    @Test func noRetryStartsPastTheOperationsTimeLimit() {
+        let counter = "\(directory.path)/count"
+        let script = directory.script("fail.sh", "#!/bin/sh\necho run >> \(counter)\nexit 1\n")
+        let result = runner.run(phase: .post, path: script, arguments: [], retries: 10, timeoutSeconds: 20,
+                                environment: [:], operationStart: Monotonic.now(), retryUntil: Monotonic.now())
+        #expect(result.attempts.count == 1, "the first attempt always runs (a post-script undoes the pre-script)")
+        #expect(directory.read("count") == "run\n")
+        #expect(result.timeLimitReached == true)
+        #expect(result.error?.code == .postScriptExecutionFailed)
+        #expect(result.error?.message.contains("maxOperationSeconds") == true)
+    }
+
+    /// …and an attempt still running when it comes is stopped, as a timeout.
+    @Test func anAttemptRunningAtTheOperationsTimeLimitIsStopped() {
+        let script = directory.script("slow.sh", "#!/bin/sh\nexec sleep 30\n")
+        let result = runner.run(phase: .pre, path: script, arguments: [], retries: 3, timeoutSeconds: 60,
+                                environment: [:], operationStart: Monotonic.now(),
+                                retryUntil: Monotonic.now() + 300_000_000, stopAt: Monotonic.now() + 300_000_000)
+        #expect(result.outcome == .timedOut)
+        #expect(result.attempts.count == 1 && result.attempts[0].timedOut)
+        #expect(result.timeLimitReached == true)
+        #expect(result.error?.code == .preScriptTimeout)
+        #expect(result.error?.message.contains("time limit") == true)
+    }
+
     @Test func retriesStopAtTheFirstSuccess() {
         let marker = "\(directory.path)/marker"
         let script = directory.script("flaky.sh", "#!/bin/sh\nif [ -e \(marker) ]; then exit 0; fi\ntouch \(marker)\nexit 1\n")

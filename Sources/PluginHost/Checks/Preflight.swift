@@ -119,6 +119,9 @@ public struct Preflight: Sendable {
 
     public var maxFrozenSeconds: Double = FreezeGuard.defaultDeadlineSeconds
 
+    /// The operation's time limit (host config `maxOperationSeconds`).
+    public var maxOperationSeconds: Int { hostConfig.maxOperationSeconds ?? HostConfig.defaultOperationSeconds }
+
     public static func run(_ request: OperationRequest, mountTable: [MountEntry]? = nil) -> Preflight {
         var preflight: Preflight
         switch ConfigLoader.load(explicitPath: request.configPath) {

@@ -3,23 +3,31 @@ import PluginHostSupport
 
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///
-///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60 }
+///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60, "maxOperationSeconds": 3600 }
 ///
 /// `mounts` restricts the freeze to those mount points (as `--mount` does; the command line
-/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline.
+/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline,
+/// `maxOperationSeconds` the operation's time limit (see `OperationRequest`).
 /// It is one of the host's installed files: root's, not writable by others, else
 /// `IncorrectPluginhostFile`.
 public struct HostConfig: Sendable, Equatable {
     public static let defaultPath = "/etc/pluginhost/pluginhost.json"
+    /// The whole operation's time limit, counted from its start: past it no script attempt or
+    /// plugin quiesce starts and a running pre-script attempt or quiesce call is stopped; the
+    /// undo steps (thaw, resume, the post-script's first attempt) still run, each bounded.
+    public static let defaultOperationSeconds = 3600
+    public static let operationSecondsRange = 10...86400
 
     public var mounts: [String] = []
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
+    public var maxOperationSeconds: Int?
 
-    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil) {
+    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil, maxOperationSeconds: Int? = nil) {
         self.mounts = mounts
         self.skipMounts = skipMounts
         self.maxFrozenSeconds = maxFrozenSeconds
+        self.maxOperationSeconds = maxOperationSeconds
     }
 
     /// Loads `path` (default when nil); a missing default file is an empty config.
@@ -65,6 +73,11 @@ public struct HostConfig: Sendable, Equatable {
                     return .failure(problem("\(real): maxFrozenSeconds must be from 1 to 600, found \(number.text)"))
                 }
                 config.maxFrozenSeconds = seconds
+            case ("maxOperationSeconds", .number(let number)):
+                guard let seconds = number.integerValue, operationSecondsRange.contains(seconds) else {
+                    return .failure(problem("\(real): maxOperationSeconds must be an integer from \(operationSecondsRange.lowerBound) to \(operationSecondsRange.upperBound), found \(number.text)"))
+                }
+                config.maxOperationSeconds = seconds
             default:
                 return .failure(problem("\(real): unexpected key \"\(key)\" or value \(value.kindDescription)"))
             }

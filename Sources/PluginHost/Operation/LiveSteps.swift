@@ -26,6 +26,9 @@ final class LiveSteps: OperationSteps {
     private var freezeAttempted = false
 
     private(set) var freezeRecord: FreezeRecord?
+    /// The operation's time limit (host config `maxOperationSeconds`): see `ScriptRunner.run`
+    /// and `PluginSet.quiesce`.
+    private var operationDeadline: UInt64 { start + UInt64(preflight.maxOperationSeconds) * 1_000_000_000 }
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
@@ -105,7 +108,8 @@ final class LiveSteps: OperationSteps {
                              timeoutSeconds: config.timeoutSeconds,
                              environment: ScriptRunner.environment(phase: phase, operationID: operationID, result: outcome),
                              operationStart: start,
-                             interrupt: phase == .pre ? interrupt?.descriptor : nil)
+                             interrupt: phase == .pre ? interrupt?.descriptor : nil,
+                             retryUntil: operationDeadline, stopAt: phase == .pre ? operationDeadline : nil)
         scripts.append(run)
         if run.outcome == .succeededWithWarning {
             warnings.append("\(phase.stepName) \(path) exited with status 2 (succeeded with a warning)")
@@ -133,7 +137,8 @@ final class LiveSteps: OperationSteps {
 
     func quiesce() -> StepResult {
         lock.setPhase("quiesce")
-        return plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        return plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds,
+                               notAfter: operationDeadline)
     }
 
     func resume() -> StepResult {

@@ -104,6 +104,7 @@ public final class Operation {
         if let channel = request.mode.channel { report.warnings += channel.refusals }
         report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         report.conclude(failed: sequence.failed)
+        report = report.bounded()  // always small enough to be read back
         do {
             try ReportStore(paths: request.paths).save(report)
         } catch {

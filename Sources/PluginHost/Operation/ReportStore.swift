@@ -7,6 +7,8 @@ public import PluginHostSupport
 public struct ReportStore: Sendable {
     public let paths: StatePaths
     public var keep = 50
+    /// Reports are written under `OperationReport.maximumBytes`; reading accepts four times that.
+    public static let maximumReadBytes = 16 << 20
 
     public init(paths: StatePaths) {
         self.paths = paths
@@ -40,7 +42,7 @@ public struct ReportStore: Sendable {
 
     private func read(_ path: String) -> OperationReport? {
         guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW),
-              let bytes = try? file.readAll(limit: 16 << 20) else { return nil }
+              let bytes = try? file.readAll(limit: Self.maximumReadBytes) else { return nil }
         return Self.decode(bytes)
     }
 

@@ -184,20 +184,27 @@ final class PluginSet {
 
     /// Quiesces order group after order group. Without `continueOnFailure`, the first failure
     /// stops it (what was quiesced is resumed by `resume`).
-    func quiesce(continueOnFailure: Bool, maxFrozenSeconds: Double) -> StepResult {
+    /// No group starts at or after `notAfter` (the operation's time limit), and no call runs past it.
+    func quiesce(continueOnFailure: Bool, maxFrozenSeconds: Double, notAfter: UInt64 = .max) -> StepResult {
         if isEmpty { return .skipped("no plugins") }
         var errors = refusals + members.compactMap(\.unusable)
         var attempted = false
         let groups = Dictionary(grouping: usable, by: \.manifest.order).sorted { $0.key < $1.key }
         for (position, (_, group)) in groups.enumerated() {
             if !errors.isEmpty && !continueOnFailure { break }
+            if Monotonic.now() >= notAfter {
+                let names = groups[position...].flatMap(\.value).map(\.manifest.name)
+                errors.append(HostError(.pluginQuiesceTimeout, "plugins \(names.joined(separator: ", ")) were not quiesced: the operation reached its time limit (maxOperationSeconds)",
+                                        step: "quiesce"))
+                break
+            }
             // The hold lasts until resume: the later groups' quiesce, the freeze, resume's start.
             let later = groups[position...].flatMap(\.value).map(\.manifest.timeoutSeconds).reduce(0, +)
             let holdUntil = Monotonic.now() + UInt64((Double(later) + maxFrozenSeconds + 30) * 1e9)
             for member in group { member.quiesceCalled = true }
             attempted = true
             perform("quiesce", on: group) { member in
-                .call(function: .quiesce, deadline: deadline(member), holdUntil: holdUntil)
+                .call(function: .quiesce, deadline: min(deadline(member), notAfter), holdUntil: holdUntil)
             } failure: { _, error in
                 errors.append(error)
             }
@@ -239,6 +246,9 @@ final class PluginSet {
         }
         return errors
     }
+
+    /// What keeps plugins from being used: refusals, failed loads and creates.
+    var problems: [HostError] { refusals + members.compactMap(\.unusable) }
 
     /// Destroys every instance and ends every worker.
     func shutDown() {

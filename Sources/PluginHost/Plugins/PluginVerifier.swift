@@ -46,10 +46,12 @@ public enum PluginVerifier {
             if let failure = FileTrust.check(try file.status(), of: real, rule: .readOnlyForOthers) {
                 return .failure(PluginRefusal(.manifest, "\(failure)"))
             }
-            let bytes = try file.readAll(limit: 1 << 20)
+            let bytes = try file.readAll(limit: PluginManifest.maximumFileBytes)
             return .success(try PluginManifest.parse(bytes, path: real))
         } catch let error as ManifestError {
             return .failure(PluginRefusal(.manifest, "\(real): \(error.message)"))
+        } catch let error as SystemError where error.errno == EFBIG {
+            return .failure(PluginRefusal(.manifest, "\(real) is larger than \(PluginManifest.maximumFileBytes >> 10) KiB"))
         } catch {
             return .failure(PluginRefusal(.manifest, "\(real) cannot be read (\(error))"))
         }

@@ -43,6 +43,8 @@ public struct ScriptRun: Sendable, Codable, Equatable {
     public var arguments: [String]
     public var outcome: Outcome
     public var attempts: [ScriptAttempt]
+    /// True when the operation's time limit stopped an attempt or kept a retry from starting.
+    public var timeLimitReached: Bool?
 
     public var succeeded: Bool { outcome == .succeeded || outcome == .succeededWithWarning }
 }
@@ -76,24 +78,32 @@ public struct ScriptRunner: Sendable {
 
     /// Runs `path` with `arguments` up to `retries + 1` times until an attempt succeeds.
     /// `operationStart` anchors the attempts' `startMs`; `interrupt` is a descriptor that
-    /// aborts the run when readable (the signal pipe).
+    /// aborts the run when readable (the signal pipe). The operation's time limit: no retry
+    /// starts at or after `retryUntil`, and an attempt still running at `stopAt` is stopped as
+    /// timed out (CLOCK_MONOTONIC ns; nil: no limit).
     public func run(phase: ScriptPhase, path: String, arguments: [String], retries: Int,
                     timeoutSeconds: Int, environment: [String: String],
-                    operationStart: UInt64, interrupt: Int32? = nil) -> ScriptRun {
+                    operationStart: UInt64, interrupt: Int32? = nil,
+                    retryUntil: UInt64? = nil, stopAt: UInt64? = nil) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
         let command = Command(executable: path, arguments: arguments, environment: environment)
         for number in 1...(retries + 1) {
+            if number > 1, let retryUntil, Monotonic.now() >= retryUntil {
+                run.timeLimitReached = true
+                break
+            }
             let (attempt, outcome) = runOnce(command, number: number, timeoutSeconds: timeoutSeconds,
-                                             operationStart: operationStart, interrupt: interrupt)
+                                             operationStart: operationStart, interrupt: interrupt, stopAt: stopAt)
             run.attempts.append(attempt)
             run.outcome = outcome
-            if run.succeeded || outcome == .interrupted { break }
+            if let stopAt, attempt.timedOut, Monotonic.now() >= stopAt { run.timeLimitReached = true }
+            if run.succeeded || outcome == .interrupted || run.timeLimitReached == true { break }
         }
         return run
     }
 
     private func runOnce(_ command: Command, number: Int, timeoutSeconds: Int, operationStart: UInt64,
-                         interrupt: Int32?) -> (ScriptAttempt, ScriptRun.Outcome) {
+                         interrupt: Int32?, stopAt: UInt64?) -> (ScriptAttempt, ScriptRun.Outcome) {
         let start = Monotonic.now()
         var attempt = ScriptAttempt(number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
                                     durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
@@ -106,7 +116,7 @@ public struct ScriptRunner: Sendable {
             attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
             return (attempt, .failed)
         }
-        let deadline = start + UInt64(timeoutSeconds) * 1_000_000_000
+        let deadline = min(start + UInt64(timeoutSeconds) * 1_000_000_000, stopAt ?? .max)
         var outcome: ScriptRun.Outcome
         switch child.wait(until: deadline, watching: interrupt.map { [$0] } ?? []) {
         case .exited(let termination):
@@ -134,7 +144,8 @@ public struct ScriptRunner: Sendable {
 extension ScriptRun {
     /// The error this run reports, if it failed: `…ExecutionFailed` or `…Timeout` per the last attempt.
     public var error: HostError? {
-        let attemptsText = attempts.count == 1 ? "1 attempt" : "\(attempts.count) attempts"
+        let attemptsText = (attempts.count == 1 ? "1 attempt" : "\(attempts.count) attempts")
+            + (timeLimitReached == true ? ", stopped at the operation's time limit, maxOperationSeconds" : "")
         switch outcome {
         case .succeeded, .succeededWithWarning:
             return nil
