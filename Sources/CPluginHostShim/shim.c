@@ -209,6 +209,15 @@ int ph_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int ph_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
 
+int ph_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int ph_epoll_add(int epoll_fd, int fd) {
+    struct epoll_event event = {.events = EPOLLIN, .data = {.fd = fd}};
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
+}
+
+int ph_epoll_remove(int epoll_fd, int fd) { return epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL); }
+
 int ph_peer_credentials(int fd, uid_t *uid, pid_t *pid) {
     struct ucred credentials;
     socklen_t length = sizeof credentials;

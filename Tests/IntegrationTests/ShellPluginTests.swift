@@ -101,10 +101,37 @@ struct ShellPluginTests {
     @Test func badConfigIsRefusedWithTheKeyNamed() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        #expect(try addShell(host, config: "{\"quiesce\": [\"relative/cmd\"], \"resume\": [\"/bin/true\"]}").status == 0)
+        let config = "{\"quiesce\": [\"relative/cmd\"], \"resume\": [\"\(host.script("resume.sh", "#!/bin/sh\n"))\"]}"
+        // plugin add creates the plugin with its config and refuses what the plugin refuses…
+        let added = try addShell(host, config: config)
+        #expect(added.status == ExitStatus.invalid.rawValue)
+        #expect(added.stderr.contains("config.quiesce") && added.stderr.contains("absolute path"), "\(added.stderr)")
+        // …and a manifest written by hand is refused by check the same way.
+        let library = host.libraryDirectory + "/libpluginhost-shell.so"
+        host.writeManifest("10-shell.json", "{\"name\": \"shell\", \"library\": \"\(library)\", \"sha256\": \"\(host.sha256(library))\", \"config\": \(config)}")
         let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint])
         #expect(check.status == ExitStatus.invalid.rawValue)
         #expect(check.stdout.contains("config.quiesce") && check.stdout.contains("absolute path"))
+    }
+
+    /// Issue 11: a shell library added under the mysql name with a MySQL config was written and
+    /// listed as ready. plugin add calls create with the config and refuses what it refuses;
+    /// a disabled manifest (a template to finish) is written with a warning.
+    @Test func pluginAddRefusesAConfigThePluginRefuses() throws {
+        let host = HostSandbox()
+        let mysqlConfig = "{\"socket\": \"/run/mysqld/mysqld.sock\", \"optionFile\": \"/etc/pluginhost/mysql.cnf\"}"
+        let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
+        let library = host.libraryDirectory + "/libpluginhost-shell.so"
+        sh("install -m 0755 '\(built)' '\(library)'")
+        let added = host.addPlugin(library, name: "mysql", config: mysqlConfig)
+        #expect(added.status == ExitStatus.invalid.rawValue)
+        #expect(added.stderr.contains("refuses this config") && added.stderr.contains("unknown key"), "\(added.stderr)")
+        #expect(!host.scratch.exists("plugins.d/50-mysql.json"))
+        #expect(host.invoke(["list", "--plugins-dir", host.pluginsDirectory]).stdout.contains("(none)"))
+
+        let disabled = host.addPlugin(library, name: "mysql", config: mysqlConfig, extra: ["--disabled"])
+        #expect(disabled.status == 0, "\(disabled.stderr)")
+        #expect(disabled.stderr.contains("warning") && disabled.stderr.contains("before enabling"))
     }
 
     /// Issue 11, item 5: the commands run as root, so they pass the pre/post-scripts' trust

@@ -247,4 +247,35 @@ struct OutputTailTests {
         tail.append(Array("first line\nsecond\n".utf8))
         #expect(tail.text == "second\n")
     }
+
+    /// Issue 11: when the last 4 KiB held only the end of one long last line and its newline,
+    /// the tail was empty and `ERROR: disk full` was lost. The last line's beginning is kept.
+    @Test func aLongLastLineKeepsItsBeginningAndEnd() {
+        let paths = (0..<600).map { "/data/file\($0)" }.joined(separator: " ")
+        var tail = OutputTail()
+        tail.append(Array("starting\nERROR: disk full: cannot write \(paths)\n".utf8))
+        #expect(tail.text.hasPrefix("ERROR: disk full: cannot write /data/file0 "), "\(tail.text.prefix(100))")
+        #expect(tail.text.contains(" … "))
+        #expect(tail.text.hasSuffix("/data/file599\n"))
+    }
+
+    /// The same, written a few bytes at a time (as a pipe delivers it), with trailing blank lines.
+    @Test(arguments: [1, 7, 100, 5000])
+    func theLastLineSurvivesAnyChunking(chunk: Int) {
+        let text = Array(("  early\n" + "ERROR: disk full " + String(repeating: "z", count: 6000) + "\n\n  \n").utf8)
+        var tail = OutputTail()
+        var index = 0
+        while index < text.count {
+            tail.append(text[index..<min(index + chunk, text.count)])
+            index += chunk
+        }
+        #expect(tail.text.hasPrefix("ERROR: disk full zzz"), "\(tail.text.prefix(40))")
+        #expect(tail.text.hasSuffix("zzz\n\n  \n"))
+    }
+
+    @Test func aHeadThatReachesTheWindowIsJoinedWithoutAGap() {
+        var tail = OutputTail(capacity: 8)
+        tail.append(Array("x\nABCDEFGHIJKL\n".utf8))
+        #expect(tail.text == "ABCDEFGHIJKL\n")
+    }
 }

@@ -94,6 +94,13 @@ int ph_pipe_cloexec(int fds[_Nonnull 2]);
 /* accept4(fd, NULL, NULL, SOCK_CLOEXEC). */
 int ph_accept(int fd);
 
+/* epoll_create1(EPOLL_CLOEXEC): a descriptor that poll() reports readable while any descriptor
+ * added to it is readable (level-triggered). */
+int ph_epoll_create(void);
+/* epoll_ctl(ADD) of fd for EPOLLIN, or epoll_ctl(DEL). */
+int ph_epoll_add(int epoll_fd, int fd);
+int ph_epoll_remove(int epoll_fd, int fd);
+
 /* SO_PEERCRED of a connected unix socket: the peer's uid and pid. */
 int ph_peer_credentials(int fd, uid_t *_Nonnull uid, pid_t *_Nonnull pid);
 

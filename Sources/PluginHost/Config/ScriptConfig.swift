@@ -106,15 +106,16 @@ public struct ScriptConfig: Sendable, Equatable {
 /// Reads typed fields from a JSON object, remembering which keys were read.
 private struct FieldReader {
     let members: [(key: String, value: JSONValue)]
-    private var read = Set<String>()
+    private var read = Set<[UInt8]>()
 
     init(members: [(key: String, value: JSONValue)]) { self.members = members }
 
-    var unreadKeys: [String] { members.map(\.key).filter { !read.contains($0) } }
+    /// Keys compare by Unicode scalars, as the parser tells them apart.
+    var unreadKeys: [String] { members.map(\.key).filter { !read.contains(Array($0.utf8)) } }
 
     private mutating func value(_ key: String) -> JSONValue? {
-        read.insert(key)
-        return members.first { $0.key == key }?.value
+        read.insert(Array(key.utf8))
+        return JSONValue.object(members)[key]
     }
 
     private func wrong(_ key: String, _ expected: String, _ found: JSONValue) -> HostError {

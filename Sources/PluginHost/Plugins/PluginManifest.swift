@@ -68,10 +68,10 @@ public struct PluginManifest: Sendable, Equatable {
             throw ManifestError("the top level must be an object, found \(document.kindDescription)")
         }
         let known: Set<String> = ["name", "kind", "library", "sha256", "enabled", "order", "timeoutSeconds", "config", "ffi"]
-        if let unknown = members.first(where: { !known.contains($0.key) }) {
+        if let unknown = members.first(where: { member in !known.contains { $0.utf8.elementsEqual(member.key.utf8) } }) {
             throw ManifestError("unknown key \"\(unknown.key)\" (expected \(known.sorted().joined(separator: ", ")))")
         }
-        func value(_ key: String) -> JSONValue? { members.first { $0.key == key }?.value }
+        func value(_ key: String) -> JSONValue? { document[key] }
         func string(_ key: String) throws(ManifestError) -> String? {
             guard let found = value(key) else { return nil }
             guard case .string(let text) = found, !text.isEmpty, !text.utf8.contains(0) else {

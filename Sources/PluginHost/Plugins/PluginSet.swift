@@ -280,7 +280,13 @@ final class PluginSet {
                 else if case .create(_, _, _, let deadline) = message { deadlines.append(deadline) }
                 else { deadlines.append(deadline(member)) }
             } else {
-                failure(member, error(function, .lost(member.worker?.exitDescription() ?? "no worker"), member))
+                // The worker is gone (it died while nobody was waiting on it): the call is still
+                // listed, so the record shows that it was attempted and why it failed.
+                let why = member.worker?.exitDescription() ?? "no worker"
+                member.worker?.kill()
+                member.record.calls.append(PluginRecord.Call(function: function, startMs: ms(begin), durationMs: Monotonic.milliseconds(from: begin, to: Monotonic.now()),
+                                                             outcome: "crashed", message: "its worker was gone before the call: \(why)"))
+                failure(member, error(function, .lost(why), member))
             }
         }
         let outcomes = PluginWorker.await(sent.compactMap(\.worker), deadlines: deadlines)
