@@ -43,13 +43,27 @@ public struct HostConfig: Sendable, Equatable {
             if failure.isMissing && explicitPath == nil { return .success(HostConfig()) }
             return .failure(problem("\(failure)"))
         }
-        let document: JSONValue
+        let bytes: [UInt8]
         do {
             let file = try FileDescriptor.open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
             if let failure = FileTrust.check(try file.status(), of: real, rule: .readOnlyForOthers) {
                 return .failure(problem("\(failure)"))
             }
-            document = try JSONParser.parse(try file.readAll(limit: 1 << 20))
+            bytes = try file.readAll(limit: 1 << 20)
+        } catch {
+            return .failure(problem("\(real): \(error)"))
+        }
+        return parse(bytes, path: real)
+    }
+
+    /// Parses the file's bytes (`path` names it in messages).
+    public static func parse(_ bytes: [UInt8], path real: String) -> Result<HostConfig, HostError> {
+        func problem(_ message: String) -> HostError {
+            HostError(.incorrectPluginhostFile, "host config \(message)", step: "checks")
+        }
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(bytes)
         } catch {
             return .failure(problem("\(real): \(error)"))
         }
