@@ -59,7 +59,7 @@ final class PluginSet {
             switch entry.state {
             case .ready:
                 members.append(Member(entry.manifest!, entry.library!, record: record))
-            case .disabled where includeDisabled:
+            case .disabled where includeDisabled && entry.library != nil:  // verified for `list`
                 record.state = "disabled"
                 members.append(Member(entry.manifest!, entry.library!, record: record))
             case .disabled:
