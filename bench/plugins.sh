@@ -29,22 +29,35 @@ for i in $(seq -w 1 20); do
     "$BIN" plugin add "$WORK/lib/libp$i.so" --plugins-dir "$WORK/twenty" --order "$((10#$i))" >/dev/null
     [ "$((10#$i))" -le 10 ] && "$BIN" plugin add "$WORK/lib/libp$i.so" --plugins-dir "$WORK/ten" --order "$((10#$i))" >/dev/null
 done
+# One large plugin (BIG bytes, default 200 MB): verification copies it once into a sealed memfd
+# and hashes that copy; checks with it minus checks without plugins gives the copy + hash rate.
+BIG=${BIG:-200000000}
+mkdir -p "$WORK/big" "$WORK/none"
+cc -shared -fPIC -O2 -DBEHAVIOUR_GOOD '-DPLUGIN_NAME="big"' -I Sources/PluginABI/include -o "$WORK/lib/libbig.so" Tests/Fixtures/fixture_plugin.c
+head -c "$BIG" /dev/urandom >"$WORK/lib/libbig.so.pad"
+objcopy --add-section .payload="$WORK/lib/libbig.so.pad" "$WORK/lib/libbig.so" && rm "$WORK/lib/libbig.so.pad"
+"$BIN" plugin add "$WORK/lib/libbig.so" --plugins-dir "$WORK/big" --order 10 >/dev/null
 truncate -s 64M "$WORK/fs.img"; mkfs.ext4 -q "$WORK/fs.img"; mount -o loop "$WORK/fs.img" "$WORK/mnt"
 
 wall() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo "scale=3; ($e - $s) / 1000000" | bc; }
-: >"$WORK/list20.txt"; : >"$WORK/list10.txt"; : >"$WORK/reports.jsonl"
+: >"$WORK/list20.txt"; : >"$WORK/list10.txt"; : >"$WORK/reports.jsonl"; : >"$WORK/big.jsonl"; : >"$WORK/none.jsonl"; : >"$WORK/big.cpu"; : >"$WORK/none.cpu"
 for _ in $(seq "$N"); do
     wall "$BIN" list --plugins-dir "$WORK/twenty" >>"$WORK/list20.txt"
     wall "$BIN" list --plugins-dir "$WORK/ten" >>"$WORK/list10.txt"
     "$BIN" run --plugins-dir "$WORK/ten" --mount "$WORK/mnt" --json -- /bin/true | tr -d '\n' >>"$WORK/reports.jsonl"
     echo >>"$WORK/reports.jsonl"
+    { /usr/bin/time -a -o "$WORK/big.cpu" -f "%U %S" "$BIN" run --plugins-dir "$WORK/big" --mount "$WORK/mnt" --json -- /bin/true || true; } | tr -d '\n' >>"$WORK/big.jsonl"
+    echo >>"$WORK/big.jsonl"
+    # exits 1: no application step, so filesystem-consistent
+    { /usr/bin/time -a -o "$WORK/none.cpu" -f "%U %S" "$BIN" run --plugins-dir "$WORK/none" --mount "$WORK/mnt" --json -- /bin/true || true; } | tr -d '\n' >>"$WORK/none.jsonl"
+    echo >>"$WORK/none.jsonl"
 done
 wall "$BIN" --help >/dev/null
 : >"$WORK/empty.txt"; for _ in $(seq "$N"); do wall "$BIN" list --plugins-dir "$WORK/lib/none" >>"$WORK/empty.txt"; done
 
-python3 - "$WORK" "$N" "$(stat -c %s "$WORK/lib/libp01.so")" <<'PY'
+python3 - "$WORK" "$N" "$(stat -c %s "$WORK/lib/libp01.so")" "$(stat -c %s "$WORK/lib/libbig.so")" <<'PY'
 import json, statistics, sys
-work, n, size = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+work, n, size, big = sys.argv[1], int(sys.argv[2]), int(sys.argv[3]), int(sys.argv[4])
 m = statistics.median
 read = lambda name: [float(x) for x in open(f"{work}/{name}") if x.strip()]
 reports = [json.loads(l) for l in open(f"{work}/reports.jsonl") if l.strip()]
@@ -53,6 +66,10 @@ checks = [step(r, "checks") for r in reports]
 prepare = [step(r, "prepare") for r in reports]
 quiesce = [step(r, "quiesce") for r in reports]
 assert all(len(r["plugins"]) == 10 and r["result"] == "succeeded" for r in reports), "a run failed"
+bigs = [json.loads(l) for l in open(f"{work}/big.jsonl") if l.strip()]
+nones = [json.loads(l) for l in open(f"{work}/none.jsonl") if l.strip()]
+assert all(r["result"] == "succeeded" for r in bigs) and all(r["snapshotTaken"] for r in nones), "a run failed"
+hashing = [step(b, "checks") - m([step(r, "checks") for r in nones]) for b in bigs]
 rows = [
     ("pluginhost list, no plugins (process start-up)", read("empty.txt")),
     ("pluginhost list, 10 plugins (wall)", read("list10.txt")),
@@ -66,4 +83,11 @@ print(f"pluginhost bench/plugins.sh — medians over {n} runs (ms)")
 print(f"{'figure':72} {'median':>8} {'min':>8} {'max':>8}")
 for name, v in rows:
     print(f"{name:72} {m(v):8.2f} {min(v):8.2f} {max(v):8.2f}")
+rate = lambda ms: big / 1e6 / (ms / 1000)
+print(f"{f'copy into a sealed memfd + SHA-256 of a {big / 1e6:.0f} MB library, wall (MB/s)':72} {rate(m(hashing)):8.0f} {rate(max(hashing)):8.0f} {rate(min(hashing)):8.0f}")
+# The same from CPU time (user + sys of the whole run, with the big plugin minus without any):
+# what it costs when the machine is busy with other work, as the shared test machine is.
+cpu = lambda name: [sum(map(float, l.split())) * 1000 for l in open(f"{work}/{name}") if l[:1].isdigit()]
+cpus = [b - m(cpu("none.cpu")) for b in cpu("big.cpu")]
+print(f"{f'  the same from CPU time (user + sys), MB/s':72} {rate(m(cpus)):8.0f} {rate(max(cpus)):8.0f} {rate(min(cpus)):8.0f}")
 PY

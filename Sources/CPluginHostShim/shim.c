@@ -13,7 +13,9 @@
 #include <stdlib.h>
 #include <sys/wait.h>
 #include <string.h>
+#include <sys/epoll.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -87,6 +89,19 @@ int ph_mount_id(int fd, unsigned long long *mount_id) {
 }
 
 int ph_syncfs(int fd) { return syncfs(fd); }
+
+int ph_memfd_create_sealable(const char *name) { return memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING); }
+
+int ph_memfd_seal(int fd) {
+    return fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL);
+}
+
+int ph_memfd_is_sealed(int fd) {
+    int seals = fcntl(fd, F_GET_SEALS);
+    if (seals < 0) return errno == EINVAL ? 0 : -1;
+    int needed = F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW;
+    return (seals & needed) == needed ? 1 : 0;
+}
 
 int ph_pidfd_open(pid_t pid) {
     if (ph_fallbacks_forced()) { errno = ENOSYS; return -1; }
@@ -342,6 +357,15 @@ int ph_signal_ignore(int sig) { return signal(sig, SIG_IGN) == SIG_ERR ? -1 : 0;
 int ph_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
 
 int ph_accept(int fd) { return accept4(fd, NULL, NULL, SOCK_CLOEXEC); }
+
+int ph_epoll_create(void) { return epoll_create1(EPOLL_CLOEXEC); }
+
+int ph_epoll_add(int epoll_fd, int fd) {
+    struct epoll_event event = {.events = EPOLLIN, .data = {.fd = fd}};
+    return epoll_ctl(epoll_fd, EPOLL_CTL_ADD, fd, &event);
+}
+
+int ph_epoll_remove(int epoll_fd, int fd) { return epoll_ctl(epoll_fd, EPOLL_CTL_DEL, fd, NULL); }
 
 int ph_peer_credentials(int fd, uid_t *uid, pid_t *pid) {
     struct ucred credentials;

@@ -15,9 +15,11 @@ struct PluginCommand: ParsableCommand {
 struct PluginAddCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add",
-        abstract: "Verify a plugin library, load it once in a worker, and write its manifest NN-name.json.",
+        abstract: "Verify a plugin library, load and create it once in a worker with its config, and write its manifest NN-name.json.",
         discussion: """
             The library must be owned by root and not writable by group or other, in directories likewise.
+            The plugin is created once with the config: a config it refuses is not written (with --disabled it is
+            written, with a warning, for a template to finish before enabling it).
             The manifest gets the library's SHA-256, mode 0644 and root as owner; nobody edits a checksum by hand.
             Example: pluginhost plugin add /usr/local/lib/pluginhost/libpluginhost-mysql.so --order 10 --config-file mysql.json
             """
@@ -87,6 +89,7 @@ struct PluginAddCommand: ParsableCommand {
         do {
             let installed = try PluginInstaller.add(request, executable: currentExecutable(), logger: Logger(label: "pluginhost"))
             let record = installed.record
+            for warning in installed.warnings { FileHandleOutput.standardError.write("pluginhost plugin add: warning: \(warning)\n") }
             FileHandleOutput.standardOutput.write("wrote \(installed.manifestPath): \(record.name) \(record.version ?? "") (ABI \(record.abi ?? "?")), sha256 \(record.sha256 ?? "?")\(request.enabled ? "" : ", disabled")\n")
         } catch {
             fail("\(error.code.rawValue): \(error.message)")

@@ -1,4 +1,5 @@
 import ArgumentParser
+import Glibc
 import PluginHost
 import PluginHostSupport
 import PluginHostWire
@@ -25,6 +26,12 @@ struct StatusCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
+        // Without root the journal, the lock and the reports cannot be read, and "Idle" would be
+        // a guess (issue 11: it said Idle while filesystems were frozen).
+        guard geteuid() == 0 else {
+            FileHandleOutput.standardError.write("pluginhost status needs root: what is frozen or running is recorded in files only root can read (\(statePaths().runDirectory))\n")
+            throw ExitCode(ExitStatus.invalid.rawValue)
+        }
         let paths = statePaths()
         var status = HostStatus(paths: paths)
         if let operationID {

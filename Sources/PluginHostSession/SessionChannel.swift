@@ -15,8 +15,27 @@ import PluginHostWire
 public final class SessionChannel: SessionLink {
     public let socketPath: String
     private var listener: FileDescriptor?
+    /// Readable while the listener or a connected client has something to read (epoll).
+    private var readiness: FileDescriptor?
     private var notifyDescriptor: Int32? = 1
     private var thawClients: [FileDescriptor] = []
+    /// Root's connections whose request line has not (all) arrived yet. Each is read as its
+    /// bytes come, never waited for: a silent client costs nothing but its descriptor, until
+    /// its budget runs out (issue 11: each one used to block the session for 2 s).
+    private var pending: [PendingClient] = []
+
+    private struct PendingClient {
+        let descriptor: FileDescriptor
+        let pid: pid_t
+        let deadline: UInt64
+        var received: [UInt8] = []
+        var ended = false
+    }
+
+    /// How long a client may take to send its request line.
+    static let requestBudgetNanoseconds: UInt64 = 2_000_000_000
+    /// Clients waiting for their request at once; past it the oldest is dropped.
+    static let maximumPending = 32
     /// Connections refused (not root) or malformed, for the report.
     public private(set) var refusals: [String] = []
 
@@ -44,11 +63,17 @@ public final class SessionChannel: SessionLink {
         guard bound == 0, chmod(socketPath, 0o600) == 0, listen(fd, 16) == 0 else {
             throw HostError(.incorrectPluginhostFile, "cannot listen on \(socketPath): \(SystemError("bind"))")
         }
+        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        let epoll = ph_epoll_create()
+        guard epoll >= 0, ph_epoll_add(epoll, fd) == 0 else {
+            throw HostError(.incorrectPluginhostFile, "cannot watch \(socketPath): \(SystemError("epoll"))")
+        }
+        readiness = FileDescriptor(owning: epoll)
         listener = descriptor
     }
 
-    /// Readable when a client connects.
-    public var listenDescriptor: Int32 { listener?.rawValue ?? -1 }
+    /// Readable when a client connects or a connected client sent something: call `accept`.
+    public var listenDescriptor: Int32 { readiness?.rawValue ?? -1 }
 
     /// Writes what the freeze client waits for — the notice, or the final report when the
     /// operation ended before freezing — as one JSON document on stdout, then lets go of the
@@ -77,39 +102,107 @@ public final class SessionChannel: SessionLink {
         }
     }
 
-    /// Accepts one connection. Returns a thaw request; answers a status request itself with
-    /// `status()`; refuses anyone but root. Returns nil when nothing actionable arrived.
+    /// Takes new connections and reads what connected clients sent, without waiting for any
+    /// of them. Answers status requests itself with `status()`, refuses anyone but root, and
+    /// returns the first thaw request. Returns nil when nothing actionable arrived.
     public func accept(operationID: String, status: () -> SessionStatus) -> SessionThaw? {
-        guard let listener else { return nil }
-        let fd = ph_accept(listener.rawValue)
-        guard fd >= 0 else { return nil }
-        let client = FileDescriptor(owning: fd)
-        var uid: uid_t = 0
-        var pid: pid_t = 0
-        guard ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0 else {
-            refusals.append("refused a connection from uid \(uid), pid \(pid) at \(isoTimestamp()): only root may talk to the session")
-            try? client.writeAll(SessionRefusal("refused: only root may talk to the session").encoded)
-            return nil
-        }
-        guard let line = Self.readLine(client, timeoutMilliseconds: 2000) else {
-            refusals.append("dropped a connection from pid \(pid) that sent no request")
-            return nil
-        }
-        switch SessionRequest.decode(line: line) {
-        case .status?:
-            try? client.writeAll(Self.json(status()) + "\n")
-            return nil
-        case .thaw(let requested, let snapshotTaken)?:
-            if let requested, requested != operationID {
-                try? client.writeAll(SessionRefusal("operation \(requested) is not the active one; the active one is \(operationID)").encoded)
-                return nil
+        acceptWaiting()
+        readPending()
+        var index = 0
+        while index < pending.count {
+            guard let line = Self.requestLine(pending[index]) else {
+                if pending[index].ended || Monotonic.now() >= pending[index].deadline {
+                    refusals.append("dropped a connection from pid \(pending[index].pid) that sent no request")
+                    drop(at: index)
+                } else {
+                    index += 1
+                }
+                continue
             }
-            thawClients.append(client)
-            return SessionThaw(snapshotTaken: snapshotTaken)
-        case nil:
-            refusals.append("dropped a connection from pid \(pid) with an unknown request")
-            try? client.writeAll(SessionRefusal("unknown request").encoded)
-            return nil
+            let client = pending[index].descriptor
+            let pid = pending[index].pid
+            drop(at: index, closing: false)
+            switch SessionRequest.decode(line: line) {
+            case .status?:
+                try? client.writeAll(Self.json(status()) + "\n")
+            case .thaw(let requested, let snapshotTaken)?:
+                if let requested, requested != operationID {
+                    try? client.writeAll(SessionRefusal("operation \(requested) is not the active one; the active one is \(operationID)").encoded)
+                    continue
+                }
+                thawClients.append(client)
+                return SessionThaw(snapshotTaken: snapshotTaken)
+            case nil:
+                refusals.append("dropped a connection from pid \(pid) with an unknown request")
+                try? client.writeAll(SessionRefusal("unknown request").encoded)
+            }
+        }
+        return nil
+    }
+
+    /// Accepts every queued connection: root's wait in `pending` for their request, anyone
+    /// else is refused at once.
+    private func acceptWaiting() {
+        guard let listener else { return }
+        while true {
+            let fd = ph_accept(listener.rawValue)
+            guard fd >= 0 else { return }
+            let client = FileDescriptor(owning: fd)
+            var uid: uid_t = 0
+            var pid: pid_t = 0
+            guard ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0 else {
+                refusals.append("refused a connection from uid \(uid), pid \(pid) at \(isoTimestamp()): only root may talk to the session")
+                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                try? client.writeAll(SessionRefusal("refused: only root may talk to the session").encoded)
+                continue
+            }
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            if pending.count >= Self.maximumPending {
+                refusals.append("dropped a connection from pid \(pending[0].pid): more than \(Self.maximumPending) clients were waiting to send a request")
+                drop(at: 0)
+            }
+            if let readiness { _ = ph_epoll_add(readiness.rawValue, fd) }
+            pending.append(PendingClient(descriptor: client, pid: pid, deadline: Monotonic.now() + Self.requestBudgetNanoseconds))
+        }
+    }
+
+    /// Reads whatever each pending client has sent so far (non-blocking).
+    private func readPending() {
+        var buffer = [UInt8](repeating: 0, count: 1024)
+        for index in pending.indices where !pending[index].ended && Self.requestLine(pending[index]) == nil {
+            while pending[index].received.count < Self.maximumRequest {
+                let count = read(pending[index].descriptor.rawValue, &buffer, buffer.count)
+                if count < 0 && errno == EINTR { continue }
+                if count == 0 || (count < 0 && errno != EAGAIN) { pending[index].ended = true }
+                if count <= 0 { break }
+                pending[index].received += buffer[0..<count]
+                if buffer[0..<count].contains(0x0A) { break }
+            }
+        }
+    }
+
+    /// A request is one line; anything longer than this is not one.
+    static let maximumRequest = 1024
+
+    /// The client's request line, once complete (or once it ended or sent too much).
+    private static func requestLine(_ client: PendingClient) -> String? {
+        if let end = client.received.firstIndex(of: 0x0A) { return String(decoding: client.received[..<end], as: UTF8.self) }
+        if client.received.count >= maximumRequest || (client.ended && !client.received.isEmpty) {
+            return String(decoding: client.received, as: UTF8.self)
+        }
+        return nil
+    }
+
+    /// Removes a pending client; one kept (to be answered) is made blocking again, so that a
+    /// long answer (a report) is written whole.
+    private func drop(at index: Int, closing: Bool = true) {
+        let client = pending.remove(at: index)
+        if let readiness { _ = ph_epoll_remove(readiness.rawValue, client.descriptor.rawValue) }
+        if closing {
+            client.descriptor.close()
+        } else {
+            let fd = client.descriptor.rawValue
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
         }
     }
 
@@ -120,38 +213,25 @@ public final class SessionChannel: SessionLink {
         let text = String(decoding: ReportStore.encode(report), as: UTF8.self)
         for client in thawClients { try? client.writeAll(text) }
         thawClients.removeAll()
-        if let listener {
-            let flags = fcntl(listener.rawValue, F_GETFL)
-            _ = fcntl(listener.rawValue, F_SETFL, flags | O_NONBLOCK)
-            while true {
-                let fd = ph_accept(listener.rawValue)
-                if fd < 0 { break }
-                let client = FileDescriptor(owning: fd)
-                var uid: uid_t = 0
-                var pid: pid_t = 0
-                if ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0, Self.readLine(client, timeoutMilliseconds: 200) != nil {
-                    try? client.writeAll(text)
-                }
+        guard listener != nil else { return }
+        // Whoever is queued or still sending gets the report, all of them within one short wait.
+        let deadline = Monotonic.now() + 200_000_000
+        while true {
+            acceptWaiting()
+            readPending()
+            for index in pending.indices.reversed() where Self.requestLine(pending[index]) != nil {
+                let client = pending[index].descriptor
+                drop(at: index, closing: false)
+                try? client.writeAll(text)
             }
-            unlink(socketPath)
-            self.listener = nil
+            if pending.isEmpty || Monotonic.now() >= deadline { break }
+            var event = pollfd(fd: listenDescriptor, events: Int16(POLLIN), revents: 0)
+            _ = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
         }
-    }
-
-    private static func readLine(_ client: FileDescriptor, timeoutMilliseconds: Int32) -> String? {
-        var collected: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 256)
-        let deadline = Monotonic.now() + UInt64(timeoutMilliseconds) * 1_000_000
-        while collected.count < 1024 {
-            var event = pollfd(fd: client.rawValue, events: Int16(POLLIN), revents: 0)
-            guard poll(&event, 1, Monotonic.pollTimeout(until: deadline)) == 1 else { return nil }
-            let count = read(client.rawValue, &buffer, buffer.count)
-            if count <= 0 { break }
-            collected += buffer[0..<count]
-            if collected.contains(0x0A) { break }
-        }
-        guard let end = collected.firstIndex(of: 0x0A) else { return collected.isEmpty ? nil : String(decoding: collected, as: UTF8.self) }
-        return String(decoding: collected[..<end], as: UTF8.self)
+        while !pending.isEmpty { drop(at: 0) }
+        unlink(socketPath)
+        listener = nil
+        readiness = nil
     }
 
     static func json(_ value: some Encodable) -> String {

@@ -5,9 +5,9 @@ import PluginHostSupport
 import PluginHostWire
 
 /// The worker: a fork of the host (or, when the host has more than one thread, the binary
-/// started as `pluginhost __worker`) with the verified library on descriptor 3 and a socket on
-/// descriptor 4. It loads the library with dlopen through
-/// /proc/self/fd/3 — the very file the host hashed — checks its descriptor against the ABI,
+/// started as `pluginhost __worker`) with the verified library on descriptor 3 — a sealed memfd
+/// holding the bytes the host hashed — and a socket on descriptor 4. It loads the library with
+/// dlopen through /proc/self/fd/3, checks its descriptor against the ABI,
 /// most fundamental first, and serves the host's calls until told to destroy.
 public enum PluginWorkerProcess {
     public static let libraryDescriptor: Int32 = 3
@@ -69,6 +69,10 @@ private struct WorkerState {
 
     mutating func load(kind: PluginKind, ffiSpec: String?) -> WorkerMessage {
         guard handle == nil else { return .refused(check: .load, message: "already loaded") }
+        // Only a sealed copy is loaded: its bytes are the ones the host hashed and can no longer change.
+        guard SealedFile.isSealed(PluginWorkerProcess.libraryDescriptor) else {
+            return .refused(check: .load, message: "the library was not handed over as a sealed copy; nothing that could still change is loaded")
+        }
         guard let opened = dlopen("/proc/self/fd/\(PluginWorkerProcess.libraryDescriptor)", RTLD_NOW | RTLD_LOCAL) else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
             return .refused(check: .load, message: "not a loadable shared library: \(reason)")

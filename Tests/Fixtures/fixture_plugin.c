@@ -80,6 +80,9 @@ static int32_t quiesce(ph_instance *self, ph_call *call) {
     return PH_BUSY;
 #endif
     snprintf(call->details, call->details_size, "position=42\nlabel=%s\n", self->host->operation_id);
+#ifdef BEHAVIOUR_DIE_AFTER_QUIESCE
+    alarm(1); /* SIGALRM at its default: the worker dies during the hold, while nobody waits on it */
+#endif
     return PH_OK;
 }
 

@@ -31,6 +31,8 @@ struct PluginTests {
         let list = host.invoke(["list", "--plugins-dir", host.pluginsDirectory])
         #expect(list.status == 0, "\(list.stdout)")
         #expect(list.stdout.contains("fixture") && list.stdout.contains("1.0") && list.stdout.contains("ok"))
+        #expect(calls(host) == ["fixture create", "fixture destroy"], "plugin add creates it once with its config; list only loads")
+        sh("rm -f '\(host.scratch.path)/calls.log'")
 
         let (result, report) = try operation(host)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
@@ -173,6 +175,22 @@ struct PluginTests {
         #expect(report?.freeze?.mounts.first?.thaw == .thawed)
     }
 
+    /// Issue 11: a worker that died during the hold (nobody was waiting on it) had no resume in
+    /// its plugin's call list, as if resume had never been tried.
+    @Test func aDeadWorkersResumeIsListed() throws {
+        let host = HostSandbox()
+        host.addPlugin(try fixturePlugin("DIE_AFTER_QUIESCE", in: host.libraryDirectory, name: "mortal"))
+        let fs = try LoopFilesystem(in: host.scratch)
+        let snapshot = host.script("snapshot.sh", "#!/bin/sh\nsleep 2\n")
+        let result = host.invoke(["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot])
+        let record = try #require(result.report?.plugins.first, "\(result.stdout) \(result.stderr)")
+        #expect(record.calls.map(\.function) == [.load, .create, .dataPaths, .quiesce, .resume])
+        let resume = record.calls.last
+        #expect(resume?.outcome == .crashed || resume?.outcome == .skipped, "\(String(describing: resume))")
+        #expect(resume?.message?.contains("signal 14") == true, "\(String(describing: resume?.message))")
+        #expect(result.report?.errors.map(\.code) == [.pluginCrashed])
+    }
+
     @Test func aFloodingLogIsCappedAndTheHostStaysFine() throws {
         let host = HostSandbox()
         host.addPlugin(try fixturePlugin("LOG_FLOOD", in: host.libraryDirectory, name: "chatty"))
@@ -244,6 +262,8 @@ struct PluginTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(host.scratch.path)/calls.log\"}")
+        #expect(calls(host) == ["fixture create", "fixture destroy"], "plugin add creates the plugin once with its config")
+        sh("rm -f '\(host.scratch.path)/calls.log'")
         let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json"])
         #expect(check.status == 0, "\(check.stdout)")
         #expect(check.stdout.contains("fixture_version"))

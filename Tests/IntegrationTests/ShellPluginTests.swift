@@ -101,9 +101,83 @@ struct ShellPluginTests {
     @Test func badConfigIsRefusedWithTheKeyNamed() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        #expect(try addShell(host, config: "{\"quiesce\": [\"relative/cmd\"], \"resume\": [\"/bin/true\"]}").status == 0)
+        let config = "{\"quiesce\": [\"relative/cmd\"], \"resume\": [\"\(host.script("resume.sh", "#!/bin/sh\n"))\"]}"
+        // plugin add creates the plugin with its config and refuses what the plugin refuses…
+        let added = try addShell(host, config: config)
+        #expect(added.status == ExitStatus.invalid.rawValue)
+        #expect(added.stderr.contains("config.quiesce") && added.stderr.contains("absolute path"), "\(added.stderr)")
+        // …and a manifest written by hand is refused by check the same way.
+        let library = host.libraryDirectory + "/libpluginhost-shell.so"
+        host.writeManifest("10-shell.json", "{\"name\": \"shell\", \"library\": \"\(library)\", \"sha256\": \"\(host.sha256(library))\", \"config\": \(config)}")
         let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint])
         #expect(check.status == ExitStatus.invalid.rawValue)
         #expect(check.stdout.contains("config.quiesce") && check.stdout.contains("absolute path"))
+    }
+
+    /// Issue 11: a shell library added under the mysql name with a MySQL config was written and
+    /// listed as ready. plugin add calls create with the config and refuses what it refuses;
+    /// a disabled manifest (a template to finish) is written with a warning.
+    @Test func pluginAddRefusesAConfigThePluginRefuses() throws {
+        let host = HostSandbox()
+        let mysqlConfig = "{\"socket\": \"/run/mysqld/mysqld.sock\", \"optionFile\": \"/etc/pluginhost/mysql.cnf\"}"
+        let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
+        let library = host.libraryDirectory + "/libpluginhost-shell.so"
+        sh("install -m 0755 '\(built)' '\(library)'")
+        let added = host.addPlugin(library, name: "mysql", config: mysqlConfig)
+        #expect(added.status == ExitStatus.invalid.rawValue)
+        #expect(added.stderr.contains("refuses this config") && added.stderr.contains("unknown key"), "\(added.stderr)")
+        #expect(!host.scratch.exists("plugins.d/50-mysql.json"))
+        #expect(host.invoke(["list", "--plugins-dir", host.pluginsDirectory]).stdout.contains("(none)"))
+
+        let disabled = host.addPlugin(library, name: "mysql", config: mysqlConfig, extra: ["--disabled"])
+        #expect(disabled.status == 0, "\(disabled.stderr)")
+        #expect(disabled.stderr.contains("warning") && disabled.stderr.contains("before enabling"))
+    }
+
+    /// Issue 11, item 5: the commands run as root, so they pass the pre/post-scripts' trust
+    /// rules (root's, 0700 or 0500, directories only root can write) with the same messages and
+    /// remedies. A refused command refuses the plugin at create: nothing is quiesced.
+    static let untrusted: [(name: String, setUp: String, words: [String])] = [
+        ("group-writable", "chmod 0775 SCRIPT", ["has mode 0775", "expected 0700 or 0500", "chmod 700"]),
+        ("readable by others", "chmod 0755 SCRIPT", ["has mode 0755", "chmod 700"]),
+        ("owned by another user", "chown 65534 SCRIPT", ["owned by uid 65534", "chown root:root"]),
+        ("in a directory others can write", "mkdir -p DIR/open && chmod 0777 DIR/open && mv SCRIPT DIR/open/pause.sh && ln -s DIR/open/pause.sh SCRIPT",
+         ["writable by group or other", "chmod go-w"]),
+        ("missing", "rm SCRIPT", ["does not exist"]),
+    ]
+
+    @Test(arguments: untrusted)
+    func untrustedCommandsAreRefusedLikeScripts(name: String, setUp: String, words: [String]) throws {
+        let host = HostSandbox()
+        let events = host.scratch.path + "/events"
+        let pause = host.script("pause.sh", "#!/bin/sh\necho pause >> '\(events)'\n")
+        let resume = host.script("resume.sh", "#!/bin/sh\necho resume >> '\(events)'\n")
+        #expect(try addShell(host, config: "{\"quiesce\": [\"\(pause)\"], \"resume\": [\"\(resume)\"]}").status == 0)
+        #expect(sh(setUp.replacing("SCRIPT", with: pause).replacing("DIR", with: host.scratch.path)) == 0)
+
+        let fs = try LoopFilesystem(in: host.scratch, name: "checked")
+        let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint])
+        #expect(check.status == ExitStatus.invalid.rawValue, "\(check.stdout)")
+        #expect(check.stdout.contains("PluginCheckFailed") && check.stdout.contains("config.quiesce"), "\(check.stdout)")
+        for word in words { #expect(check.stdout.contains(word), "\(name): \(word) not in \(check.stdout)") }
+
+        let (result, report) = try run(host)
+        #expect(result.status == ExitStatus.degraded.rawValue, "\(result.stdout)")
+        #expect(report?.errors.map(\.code) == [.pluginCheckFailed])
+        #expect(!host.scratch.read("events").contains("pause"), "an untrusted command ran")
+    }
+
+    @Test func aCommandMadeUnsafeAfterCreateIsNotRun() throws {
+        let host = HostSandbox()
+        let events = host.scratch.path + "/events"
+        let resume = host.script("resume.sh", "#!/bin/sh\necho resume >> '\(events)'\n")
+        // The quiesce command loosens the resume command's mode: resume must refuse to run it.
+        let pause = host.script("pause.sh", "#!/bin/sh\necho pause >> '\(events)'\nchmod 0777 '\(resume)'\n")
+        #expect(try addShell(host, config: "{\"quiesce\": [\"\(pause)\"], \"resume\": [\"\(resume)\"]}").status == 0)
+        let (_, report) = try run(host)
+        #expect(report?.errors.map(\.code) == [.pluginResumeFailed])
+        #expect(report?.errors.first?.message.contains("config.resume") == true)
+        #expect(report?.errors.first?.message.contains("has mode 0777") == true)
+        #expect(host.scratch.read("events") == "pause\nsnapshot\n")
     }
 }

@@ -260,6 +260,21 @@ struct JSONParserTests {
         #expect(error?.column == 3)
     }
 
+    /// Issue 11: "é" (U+00E9) and "e\u0301" (e + combining acute) are canonically equivalent,
+    /// so Swift's `String ==` calls them equal, but JSON keys are sequences of scalars: two keys.
+    @Test func keysAreComparedByUnicodeScalars() throws {
+        let value = try JSONParser.parse("{\"\u{E9}\": 1, \"e\\u0301\": 2}")
+        guard case .object(let members) = value else { Issue.record("not an object"); return }
+        #expect(members.count == 2)
+        #expect(value["\u{E9}"] == .number(JSONNumber(1)))
+        #expect(value["e\u{301}"] == .number(JSONNumber(2)))
+        #expect(value != (try JSONParser.parse("{\"\u{E9}\": 1, \"\u{E9}x\": 2}")))
+        // The same scalars, escaped or not, are the same key.
+        #expect(Self.failure("{\"\u{E9}\": 1, \"\\u00e9\": 2}")?.message == "duplicate key \"\u{E9}\"")
+        // Strings compare by scalars too.
+        #expect(JSONValue.string("\u{E9}") != JSONValue.string("e\u{301}"))
+    }
+
     @Test func columnsCountCharactersNotBytes() {
         // "é" is two bytes, "😀" four; the column counts each as one character.
         let error = Self.failure("[\"é😀\", x]")

@@ -428,12 +428,24 @@ struct ScriptConfigTests {
         #expect(warning.contains("1800"))
     }
 
-    @Test(arguments: [0, 1, 3, 1_000])
+    @Test(arguments: [0, 1, 3, 9])
     func retriesAreKept(retries: Int) throws {
-        let (config, _) = try Self.parse(Self.document(setting: "preScriptNoOfRetries", to: "\(retries)")
+        let (config, warnings) = try Self.parse(Self.document(setting: "preScriptNoOfRetries", to: "\(retries)")
             .replacingFirst(#""postScriptNoOfRetries" : 0"#, with: #""postScriptNoOfRetries" : \#(retries + 1)"#))
         #expect(config.preScript.retries == retries)
         #expect(config.postScript.retries == retries + 1)
+        #expect(warnings.isEmpty)
+    }
+
+    /// Issue 11: 2147483647 retries of a failing script held the lock forever and grew the
+    /// report past what could be read back. More than 10 are capped, with a warning.
+    @Test(arguments: [11, 1_000, 2_147_483_647])
+    func retriesOverTheLimitAreCappedWithAWarning(written: Int) throws {
+        let (config, warnings) = try Self.parse(Self.document(setting: "preScriptNoOfRetries", to: "\(written)")
+            .replacingFirst(#""postScriptNoOfRetries" : 0"#, with: #""postScriptNoOfRetries" : \#(written)"#))
+        #expect(config.preScript.retries == ScriptConfig.maximumRetries && config.postScript.retries == 10)
+        #expect(warnings.count == 2)
+        #expect(warnings.allSatisfy { $0.contains("\(written)") && $0.contains("10 is used") })
     }
 
     @Test(arguments: 1...5)

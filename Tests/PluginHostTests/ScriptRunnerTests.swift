@@ -114,6 +114,32 @@ struct ScriptRunnerTests {
         #expect(result.error?.message.contains("3 attempts") == true)
     }
 
+    /// The operation's time limit: no retry starts once it has passed…
+    @Test func noRetryStartsPastTheOperationsTimeLimit() {
+        let counter = "\(directory.path)/count"
+        let script = directory.script("fail.sh", "#!/bin/sh\necho run >> \(counter)\nexit 1\n")
+        let result = runner.run(phase: .post, path: script, arguments: [], retries: 10, timeoutSeconds: 20,
+                                environment: [:], operationStart: Monotonic.now(), retryUntil: Monotonic.now())
+        #expect(result.attempts.count == 1, "the first attempt always runs (a post-script undoes the pre-script)")
+        #expect(directory.read("count") == "run\n")
+        #expect(result.timeLimitReached == true)
+        #expect(result.error?.code == .postScriptExecutionFailed)
+        #expect(result.error?.message.contains("maxOperationSeconds") == true)
+    }
+
+    /// …and an attempt still running when it comes is stopped, as a timeout.
+    @Test func anAttemptRunningAtTheOperationsTimeLimitIsStopped() {
+        let script = directory.script("slow.sh", "#!/bin/sh\nexec sleep 30\n")
+        let result = runner.run(phase: .pre, path: script, arguments: [], retries: 3, timeoutSeconds: 60,
+                                environment: [:], operationStart: Monotonic.now(),
+                                retryUntil: Monotonic.now() + 300_000_000, stopAt: Monotonic.now() + 300_000_000)
+        #expect(result.outcome == .timedOut)
+        #expect(result.attempts.count == 1 && result.attempts[0].timedOut)
+        #expect(result.timeLimitReached == true)
+        #expect(result.error?.code == .preScriptTimeout)
+        #expect(result.error?.message.contains("time limit") == true)
+    }
+
     @Test func retriesStopAtTheFirstSuccess() {
         let marker = "\(directory.path)/marker"
         let script = directory.script("flaky.sh", "#!/bin/sh\nif [ -e \(marker) ]; then exit 0; fi\ntouch \(marker)\nexit 1\n")
@@ -269,5 +295,36 @@ struct OutputTailTests {
         var tail = OutputTail(capacity: 10)
         tail.append(Array("first line\nsecond\n".utf8))
         #expect(tail.text == "second\n")
+    }
+
+    /// Issue 11: when the last 4 KiB held only the end of one long last line and its newline,
+    /// the tail was empty and `ERROR: disk full` was lost. The last line's beginning is kept.
+    @Test func aLongLastLineKeepsItsBeginningAndEnd() {
+        let paths = (0..<600).map { "/data/file\($0)" }.joined(separator: " ")
+        var tail = OutputTail()
+        tail.append(Array("starting\nERROR: disk full: cannot write \(paths)\n".utf8))
+        #expect(tail.text.hasPrefix("ERROR: disk full: cannot write /data/file0 "), "\(tail.text.prefix(100))")
+        #expect(tail.text.contains(" … "))
+        #expect(tail.text.hasSuffix("/data/file599\n"))
+    }
+
+    /// The same, written a few bytes at a time (as a pipe delivers it), with trailing blank lines.
+    @Test(arguments: [1, 7, 100, 5000])
+    func theLastLineSurvivesAnyChunking(chunk: Int) {
+        let text = Array(("  early\n" + "ERROR: disk full " + String(repeating: "z", count: 6000) + "\n\n  \n").utf8)
+        var tail = OutputTail()
+        var index = 0
+        while index < text.count {
+            tail.append(text[index..<min(index + chunk, text.count)])
+            index += chunk
+        }
+        #expect(tail.text.hasPrefix("ERROR: disk full zzz"), "\(tail.text.prefix(40))")
+        #expect(tail.text.hasSuffix("zzz\n\n  \n"))
+    }
+
+    @Test func aHeadThatReachesTheWindowIsJoinedWithoutAGap() {
+        var tail = OutputTail(capacity: 8)
+        tail.append(Array("x\nABCDEFGHIJKL\n".utf8))
+        #expect(tail.text == "ABCDEFGHIJKL\n")
     }
 }

@@ -42,6 +42,17 @@ int ph_mount_id_from_fdinfo(int fd, unsigned long long *_Nonnull mount_id);
 /* syncfs(2): write back the whole filesystem the descriptor is on. */
 int ph_syncfs(int fd);
 
+/* memfd_create(name, MFD_CLOEXEC | MFD_ALLOW_SEALING): an anonymous file in memory that can
+ * be sealed. */
+int ph_memfd_create_sealable(const char *_Nonnull name);
+/* fcntl(fd, F_ADD_SEALS, F_SEAL_WRITE | F_SEAL_SHRINK | F_SEAL_GROW | F_SEAL_SEAL): from now on
+ * nobody can change its contents or size, nor remove the seals. Fails (EBUSY) while a writable
+ * shared mapping of it exists. */
+int ph_memfd_seal(int fd);
+/* 1 when fcntl(fd, F_GET_SEALS) has F_SEAL_WRITE, F_SEAL_SHRINK and F_SEAL_GROW, 0 when not
+ * (or not a sealable file), -1 on error. */
+int ph_memfd_is_sealed(int fd);
+
 /* pidfd_open(2): a descriptor that becomes readable when the process exits (ENOSYS when the
  * kernel lacks it or the fallbacks are forced). */
 int ph_pidfd_open(pid_t pid);
@@ -159,6 +170,13 @@ int ph_pipe_cloexec(int fds[_Nonnull 2]);
 
 /* accept4(fd, NULL, NULL, SOCK_CLOEXEC). */
 int ph_accept(int fd);
+
+/* epoll_create1(EPOLL_CLOEXEC): a descriptor that poll() reports readable while any descriptor
+ * added to it is readable (level-triggered). */
+int ph_epoll_create(void);
+/* epoll_ctl(ADD) of fd for EPOLLIN, or epoll_ctl(DEL). */
+int ph_epoll_add(int epoll_fd, int fd);
+int ph_epoll_remove(int epoll_fd, int fd);
 
 /* SO_PEERCRED of a connected unix socket: the peer's uid and pid. */
 int ph_peer_credentials(int fd, uid_t *_Nonnull uid, pid_t *_Nonnull pid);

@@ -138,6 +138,9 @@ public struct Preflight: Sendable {
     public var maxFrozenSeconds: Double = FreezeGuard.defaultDeadlineSeconds
     public var hookHoldLimitSeconds: Double = HostConfig.defaultHookHoldLimitSeconds
 
+    /// The operation's time limit (host config `maxOperationSeconds`).
+    public var maxOperationSeconds: Int { hostConfig.maxOperationSeconds ?? HostConfig.defaultOperationSeconds }
+
     public static func run(_ request: OperationRequest, mountTable: [MountEntry]? = nil) -> Preflight {
         var preflight: Preflight
         let (loaded, declaredContinue) = ConfigLoader.loadKeepingPolicy(explicitPath: request.configPath)
@@ -205,8 +208,19 @@ public struct Preflight: Sendable {
         }
         let only = request.mounts.isEmpty ? hostConfig.mounts : request.mounts
         let skip = request.skipMounts + hostConfig.skipMounts
+        // A mount point that is not valid UTF-8 cannot be named, so it cannot be opened to be
+        // frozen: refuse here, clearly, rather than fail at the freeze (issue 11). Named mounts
+        // (--mount, the host config) leave it out; a bind mount of it elsewhere freezes it too.
+        let named = table.filter(\.mountPointIsValidUTF8)
+        if only.isEmpty {
+            let reachable = Set(named.filter { FreezePlan.ineligibility(of: $0) == nil }.map(\.device))
+            for entry in table where !entry.mountPointIsValidUTF8 && FreezePlan.ineligibility(of: entry) == nil && !reachable.contains(entry.device) {
+                setupProblems.append(HostError(.freezeFailed, "the mount point \(entry.mountPoint) (\(entry.fsType) on \(entry.source)) is not valid UTF-8, so it cannot be frozen by name: rename it, or name the filesystems to freeze with --mount (or mounts in the host config)",
+                                               step: "checks"))
+            }
+        }
         do {
-            let selection = try FreezePlan.select(from: table, only: only.map(Self.resolved),
+            let selection = try FreezePlan.select(from: named, only: only.map(Self.resolved),
                                                   skip: skip.map(Self.resolved))
             freezeSelection = selection
             if selection.targets.isEmpty {

@@ -4,12 +4,13 @@ import PluginHostSupport
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///
 ///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60,
-///       "hookHoldLimitSeconds": 30, "keepReports": 50 }
+///       "hookHoldLimitSeconds": 30, "keepReports": 50, "maxOperationSeconds": 3600 }
 ///
 /// `mounts` restricts the freeze to those mount points (as `--mount` does; the command line
 /// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline,
 /// `hookHoldLimitSeconds` how long a hook session holds its quiesce waiting for the agent's thaw,
-/// `keepReports` how many per-operation reports are kept (the newest; `history` lists them).
+/// `keepReports` how many per-operation reports are kept (the newest; `history` lists them),
+/// `maxOperationSeconds` the operation's time limit (see `OperationRequest`).
 /// It is one of the host's installed files: root's, not writable by others, else
 /// `IncorrectPluginhostFile`.
 public struct HostConfig: Sendable, Equatable {
@@ -18,23 +19,31 @@ public struct HostConfig: Sendable, Equatable {
     /// hook when it froze nothing): short, since the applications stay quiesced meanwhile.
     public static let defaultHookHoldLimitSeconds = 30.0
     public static let hookHoldLimitRange = 1.0...600.0
+    /// The whole operation's time limit, counted from its start: past it no script attempt or
+    /// plugin quiesce starts and a running pre-script attempt or quiesce call is stopped; the
+    /// undo steps (thaw, resume, the post-script's first attempt) still run, each bounded.
+    public static let defaultOperationSeconds = 3600
+    public static let operationSecondsRange = 10...86400
 
     public var mounts: [String] = []
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
     public var hookHoldLimitSeconds: Double?
     public var keepReports = ReportStore.defaultKeep
+    public var maxOperationSeconds: Int?
 
     /// The range `keepReports` accepts.
     public static let keepReportsRange = 1...10_000
 
     public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil,
-                hookHoldLimitSeconds: Double? = nil, keepReports: Int = ReportStore.defaultKeep) {
+                hookHoldLimitSeconds: Double? = nil, keepReports: Int = ReportStore.defaultKeep,
+                maxOperationSeconds: Int? = nil) {
         self.mounts = mounts
         self.skipMounts = skipMounts
         self.maxFrozenSeconds = maxFrozenSeconds
         self.hookHoldLimitSeconds = hookHoldLimitSeconds
         self.keepReports = keepReports
+        self.maxOperationSeconds = maxOperationSeconds
     }
 
     /// Loads `path` (default when nil); a missing default file is an empty config.
@@ -50,13 +59,27 @@ public struct HostConfig: Sendable, Equatable {
             if failure.isMissing && explicitPath == nil { return .success(HostConfig()) }
             return .failure(problem("\(failure)"))
         }
-        let document: JSONValue
+        let bytes: [UInt8]
         do {
             let file = try FileDescriptor.open(real, O_RDONLY | O_NOFOLLOW | O_NONBLOCK)
             if let failure = FileTrust.check(try file.status(), of: real, rule: .readOnlyForOthers) {
                 return .failure(problem("\(failure)"))
             }
-            document = try JSONParser.parse(try file.readAll(limit: 1 << 20))
+            bytes = try file.readAll(limit: 1 << 20)
+        } catch {
+            return .failure(problem("\(real): \(error)"))
+        }
+        return parse(bytes, path: real)
+    }
+
+    /// Parses the file's bytes (`path` names it in messages).
+    public static func parse(_ bytes: [UInt8], path real: String) -> Result<HostConfig, HostError> {
+        func problem(_ message: String) -> HostError {
+            HostError(.incorrectPluginhostFile, "host config \(message)", step: "checks")
+        }
+        let document: JSONValue
+        do {
+            document = try JSONParser.parse(bytes)
         } catch {
             return .failure(problem("\(real): \(error)"))
         }
@@ -90,6 +113,11 @@ public struct HostConfig: Sendable, Equatable {
                     return .failure(problem("\(real): keepReports must be an integer from 1 to 10000, found \(number.text)"))
                 }
                 config.keepReports = count
+            case ("maxOperationSeconds", .number(let number)):
+                guard let seconds = number.integerValue, operationSecondsRange.contains(seconds) else {
+                    return .failure(problem("\(real): maxOperationSeconds must be an integer from \(operationSecondsRange.lowerBound) to \(operationSecondsRange.upperBound), found \(number.text)"))
+                }
+                config.maxOperationSeconds = seconds
             default:
                 return .failure(problem("\(real): unexpected key \"\(key)\" or value \(value.kindDescription)"))
             }

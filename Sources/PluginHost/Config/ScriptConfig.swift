@@ -7,6 +7,9 @@ public struct ScriptConfig: Sendable, Equatable {
     public static let maximumTimeoutSeconds = 1800
     public static let defaultTimeoutSeconds = 10
     public static let pollSecondsRange = 1...5
+    /// Re-runs of a failed script: more are capped with a warning (so at most 11 attempts per
+    /// script, each in the report). Azure's own host never re-runs, so its files never need more.
+    public static let maximumRetries = 10
     /// Larger files are refused before parsing: a config file is a few hundred bytes.
     public static let maximumFileSize = 1 << 20
 
@@ -53,10 +56,17 @@ public struct ScriptConfig: Sendable, Equatable {
         let postLocation = try fields.location("postScriptLocation")
         let preParams = try fields.params("preScriptParams")
         let postParams = try fields.params("postScriptParams")
-        let preRetries = try fields.integer("preScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
+        var preRetries = try fields.integer("preScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
                                             expected: "an integer of 0 or more")
-        let postRetries = try fields.integer("postScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
+        var postRetries = try fields.integer("postScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
                                              expected: "an integer of 0 or more")
+        func capped(_ key: String, _ retries: inout Int) {
+            guard retries > maximumRetries else { return }
+            warnings.append("\(key) \(retries) is over the limit; \(maximumRetries) is used")
+            retries = maximumRetries
+        }
+        capped("preScriptNoOfRetries", &preRetries)
+        capped("postScriptNoOfRetries", &postRetries)
         var timeout = try fields.integer("timeoutInSeconds", in: 1...Int(Int32.max), default: defaultTimeoutSeconds,
                                          expected: "an integer of 1 or more (seconds per script attempt)")
         if timeout > maximumTimeoutSeconds {
@@ -105,15 +115,16 @@ public struct ScriptConfig: Sendable, Equatable {
 /// Reads typed fields from a JSON object, remembering which keys were read.
 private struct FieldReader {
     let members: [(key: String, value: JSONValue)]
-    private var read = Set<String>()
+    private var read = Set<[UInt8]>()
 
     init(members: [(key: String, value: JSONValue)]) { self.members = members }
 
-    var unreadKeys: [String] { members.map(\.key).filter { !read.contains($0) } }
+    /// Keys compare by Unicode scalars, as the parser tells them apart.
+    var unreadKeys: [String] { members.map(\.key).filter { !read.contains(Array($0.utf8)) } }
 
     private mutating func value(_ key: String) -> JSONValue? {
-        read.insert(key)
-        return members.first { $0.key == key }?.value
+        read.insert(Array(key.utf8))
+        return JSONValue.object(members)[key]
     }
 
     private func wrong(_ key: String, _ expected: String, _ found: JSONValue) -> HostError {

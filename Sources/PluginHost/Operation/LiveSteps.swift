@@ -27,6 +27,9 @@ final class LiveSteps: OperationSteps {
     private var freezeAttempted = false
 
     private(set) var freezeRecord: FreezeRecord?
+    /// The operation's time limit (host config `maxOperationSeconds`): see `ScriptRunner.run`
+    /// and `PluginSet.quiesce`.
+    private var operationDeadline: UInt64 { start + UInt64(preflight.maxOperationSeconds) * 1_000_000_000 }
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
@@ -114,7 +117,8 @@ final class LiveSteps: OperationSteps {
                              timeoutSeconds: config.timeoutSeconds,
                              environment: ScriptRunner.environment(phase: phase, operationID: operationID, result: outcome),
                              operationStart: start,
-                             interrupt: phase == .pre ? interrupt?.descriptor : nil, containment: containment)
+                             interrupt: phase == .pre ? interrupt?.descriptor : nil, containment: containment,
+                             retryUntil: operationDeadline, stopAt: phase == .pre ? operationDeadline : nil)
         scripts.append(run)
         guard let error = run.error else { return .succeeded }
         if run.outcome == .interrupted { return .interrupted(interruptError(during: phase.stepName)) }
@@ -153,7 +157,8 @@ final class LiveSteps: OperationSteps {
 
     func quiesce() -> StepResult {
         lock.setPhase("quiesce")
-        let result = plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        let result = plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds,
+                                     notAfter: operationDeadline)
         if case .interrupted = result {
             // Acted on at once, not when the call returns: the busy workers are already dead.
             let signal = interrupt?.consume().map(signalName) ?? "a signal"

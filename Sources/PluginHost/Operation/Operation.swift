@@ -115,6 +115,7 @@ public final class Operation {
         report.warnings += containment.warnings
         report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         report.conclude(failed: sequence.failed)
+        report = report.bounded()  // always small enough to be read back
         do {
             try ReportStore(paths: request.paths, keep: preflight.hostConfig.keepReports).save(report)
         } catch {

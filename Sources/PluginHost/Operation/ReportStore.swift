@@ -7,6 +7,8 @@ public import PluginHostSupport
 public struct ReportStore: Sendable {
     /// How many per-operation reports are kept unless the host config says otherwise.
     public static let defaultKeep = 50
+    /// Reports are written under `OperationReport.maximumBytes`; reading accepts four times that.
+    public static let maximumReadBytes = 16 << 20
 
     public let paths: StatePaths
     public var keep: Int
@@ -58,7 +60,7 @@ public struct ReportStore: Sendable {
 
     private func read(_ path: String) -> OperationReport? {
         guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW),
-              let bytes = try? file.readAll(limit: 16 << 20) else { return nil }
+              let bytes = try? file.readAll(limit: Self.maximumReadBytes) else { return nil }
         return Self.decode(bytes)
     }
 

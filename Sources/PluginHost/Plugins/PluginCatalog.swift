@@ -8,7 +8,8 @@ public struct PluginCatalog: Sendable {
         public enum State: Sendable, Equatable {
             /// Verified; may be loaded.
             case ready
-            /// `"enabled": false` (verified all the same, so `list` can say whether it would load).
+            /// `"enabled": false`: its manifest is read, its library never opened (only `list`
+            /// verifies and loads it, a few at a time, to say whether it would load).
             case disabled
             case refused(PluginRefusal)
         }
@@ -24,6 +25,11 @@ public struct PluginCatalog: Sendable {
             manifest?.name ?? String(manifestPath.split(separator: "/").last ?? "").replacingJSONSuffix()
         }
     }
+
+    /// At most this many plugins are enabled in one directory: each runs in a worker process
+    /// of every operation, with its descriptors. Enabled manifests past it (in name order) are
+    /// refused, their libraries never opened.
+    public static let maximumEnabled = 64
 
     public var directory: String
     public var entries: [Entry]
@@ -60,27 +66,47 @@ public struct PluginCatalog: Sendable {
         }
         closedir(handle)
         var seen: [String: String] = [:]
+        var enabled = 0
         for name in names.sorted() {
-            var entry = verify("\(directory)/\(name)")
-            if let manifest = entry.manifest {
-                if let earlier = seen[manifest.name] {
-                    entry.state = .refused(PluginRefusal(.manifest, "the name \(manifest.name) is already used by \(earlier)"))
-                    entry.library = nil
-                }
-                seen[manifest.name] = entry.manifestPath
+            let path = "\(directory)/\(name)"
+            let manifest: PluginManifest
+            switch PluginVerifier.readManifest(path) {
+            case .success(let parsed): manifest = parsed
+            case .failure(let refusal):
+                catalog.entries.append(Entry(manifestPath: path, manifest: nil, library: nil, state: .refused(refusal)))
+                continue
             }
-            catalog.entries.append(entry)
+            defer { seen[manifest.name] = path }
+            if let earlier = seen[manifest.name] {
+                catalog.entries.append(Entry(manifestPath: path, manifest: manifest, library: nil,
+                                             state: .refused(PluginRefusal(.manifest, "the name \(manifest.name) is already used by \(earlier)"))))
+            } else if !manifest.enabled {
+                catalog.entries.append(Entry(manifestPath: path, manifest: manifest, library: nil, state: .disabled))
+            } else if enabled >= maximumEnabled {
+                catalog.entries.append(Entry(manifestPath: path, manifest: manifest, library: nil, state: .refused(PluginRefusal(.manifest,
+                    "more than \(maximumEnabled) plugins are enabled in \(directory), the most one operation runs (each in a worker process): disable some (\"enabled\": false)"))))
+            } else {
+                enabled += 1
+                catalog.entries.append(verifyLibrary(of: manifest, manifestPath: path))
+            }
         }
         return catalog
     }
 
-    /// Verifies one manifest and its library.
+    /// Verifies one manifest and, when it is enabled, its library.
     public static func verify(_ manifestPath: String) -> Entry {
-        let manifest: PluginManifest
         switch PluginVerifier.readManifest(manifestPath) {
-        case .success(let parsed): manifest = parsed
-        case .failure(let refusal): return Entry(manifestPath: manifestPath, manifest: nil, library: nil, state: .refused(refusal))
+        case .success(let manifest) where !manifest.enabled:
+            return Entry(manifestPath: manifestPath, manifest: manifest, library: nil, state: .disabled)
+        case .success(let manifest):
+            return verifyLibrary(of: manifest, manifestPath: manifestPath)
+        case .failure(let refusal):
+            return Entry(manifestPath: manifestPath, manifest: nil, library: nil, state: .refused(refusal))
         }
+    }
+
+    /// Verifies the library of a parsed manifest (enabled or not: `list` verifies disabled ones).
+    public static func verifyLibrary(of manifest: PluginManifest, manifestPath: String) -> Entry {
         switch PluginVerifier.verifyLibrary(manifest.library, expectedSHA256: manifest.sha256) {
         case .success(let library):
             return Entry(manifestPath: manifestPath, manifest: manifest, library: library, state: manifest.enabled ? .ready : .disabled)

@@ -46,6 +46,8 @@ public enum PluginInstaller {
     public struct Installed: Sendable {
         public var manifestPath: String
         public var record: PluginRecord
+        /// What the admin should know (a disabled plugin whose create refuses its config).
+        public var warnings: [String] = []
     }
 
     public static func add(_ request: Request, executable: String, logger: Logger) throws(HostError) -> Installed {
@@ -77,14 +79,23 @@ public enum PluginInstaller {
             }
         }
 
-        // Load it once, as an operation would: it must load, and it may name itself.
+        // Load and create it once, as an operation would: it must load, it must accept its
+        // config (its create is the judge), and it may name itself.
         var candidate = try manifest(named: request.name ?? "candidate")
         let trial = PluginCatalog(directory: request.directory,
                                   entries: [.init(manifestPath: candidate.path, manifest: candidate, library: verified, state: .ready)],
                                   warnings: [])
-        let record = PluginInventory.inspect(trial, executable: executable, logger: logger)[0]
+        let (record, problems) = PluginInventory.trial(trial, executable: executable, logger: logger)
         if let refusal = record.refusal { throw refuse("the plugin does not load: \(refusal)") }
         guard let name = request.name ?? record.reportedName else { throw refuse("the plugin does not name itself: give --name") }
+        var warnings: [String] = []
+        if !problems.isEmpty {
+            let failed = record.calls.first { $0.outcome != .ok }
+            let why = failed.map { "its \($0.function.rawValue) failed (\($0.outcome.rawValue)): \($0.message ?? "no message")" } ?? problems[0].message
+            // A disabled manifest is a template to finish (an option file to write, say): written, with the warning.
+            guard !request.enabled else { throw refuse("the plugin refuses this config: \(why)") }
+            warnings.append("written disabled, but the plugin refuses this config as it is: \(why); fix the config before enabling it")
+        }
         candidate = try manifest(named: name)
 
         try StatePaths.makeDirectory(request.directory, mode: 0o755)
@@ -107,6 +118,6 @@ public enum PluginInstaller {
         installed.name = name
         installed.manifest = candidate.path
         installed.state = request.enabled ? .ready : .disabled
-        return Installed(manifestPath: candidate.path, record: installed)
+        return Installed(manifestPath: candidate.path, record: installed, warnings: warnings)
     }
 }

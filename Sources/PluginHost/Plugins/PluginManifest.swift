@@ -19,6 +19,13 @@ public struct PluginManifest: Sendable, Equatable {
     public static let defaultTimeoutSeconds = 30
     public static let timeoutRange = 1...600
     public static let orderRange = 0...99
+    /// The largest `config` (and `ffi` spec), as compact JSON: each is sent to the plugin's
+    /// worker in one message (`WorkerWire.maximumMessage`), escaped. Checked with the manifest,
+    /// so a larger one is refused up front (`IncorrectPluginhostFile`), never met by a worker.
+    /// Plugins read bulky data from files named in their config.
+    public static let maximumConfigBytes = 64 << 10
+    /// Larger manifest files are refused before they are parsed.
+    public static let maximumFileBytes = 1 << 20
 
     public typealias Kind = PluginKind
 
@@ -61,10 +68,10 @@ public struct PluginManifest: Sendable, Equatable {
             throw ManifestError("the top level must be an object, found \(document.kindDescription)")
         }
         let known: Set<String> = ["name", "kind", "library", "sha256", "enabled", "order", "timeoutSeconds", "config", "ffi"]
-        if let unknown = members.first(where: { !known.contains($0.key) }) {
+        if let unknown = members.first(where: { member in !known.contains { $0.utf8.elementsEqual(member.key.utf8) } }) {
             throw ManifestError("unknown key \"\(unknown.key)\" (expected \(known.sorted().joined(separator: ", ")))")
         }
-        func value(_ key: String) -> JSONValue? { members.first { $0.key == key }?.value }
+        func value(_ key: String) -> JSONValue? { document[key] }
         func string(_ key: String) throws(ManifestError) -> String? {
             guard let found = value(key) else { return nil }
             guard case .string(let text) = found, !text.isEmpty, !text.utf8.contains(0) else {
@@ -104,10 +111,17 @@ public struct PluginManifest: Sendable, Equatable {
         if let found = value("config") {
             guard case .object = found else { throw ManifestError("config: expected an object, found \(found.kindDescription)") }
             config = found.serialized()
+            if config.utf8.count > maximumConfigBytes {
+                throw ManifestError("config: \(config.utf8.count) bytes as compact JSON; at most \(maximumConfigBytes) (\(maximumConfigBytes >> 10) KiB) are allowed: keep bulky data in a file the plugin reads")
+            }
         }
         var ffi: FFIBinding?
         switch (kind, value("ffi")) {
         case (.ffi, .some(let spec)):
+            let size = spec.serialized().utf8.count
+            if size > maximumConfigBytes {
+                throw ManifestError("ffi: \(size) bytes as compact JSON; at most \(maximumConfigBytes) (\(maximumConfigBytes >> 10) KiB) are allowed")
+            }
             ffi = try FFIBinding.parse(spec)
         case (.ffi, nil):
             throw ManifestError("ffi: required when kind is \"ffi\" (the functions to call)")

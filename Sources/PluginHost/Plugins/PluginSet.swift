@@ -63,7 +63,7 @@ final class PluginSet {
             switch entry.state {
             case .ready:
                 members.append(Member(entry.manifest!, entry.library!, record: record))
-            case .disabled where includeDisabled:
+            case .disabled where includeDisabled && entry.library != nil:  // verified for `list`
                 record.state = .disabled
                 members.append(Member(entry.manifest!, entry.library!, record: record))
             case .disabled:
@@ -197,20 +197,27 @@ final class PluginSet {
 
     /// Quiesces order group after order group. Without `continueOnFailure`, the first failure
     /// stops it (what was quiesced is resumed by `resume`).
-    func quiesce(continueOnFailure: Bool, maxFrozenSeconds: Double) -> StepResult {
+    /// No group starts at or after `notAfter` (the operation's time limit), and no call runs past it.
+    func quiesce(continueOnFailure: Bool, maxFrozenSeconds: Double, notAfter: UInt64 = .max) -> StepResult {
         if isEmpty { return .skipped("no plugins") }
         var errors = refusals + members.compactMap(\.unusable)
         var attempted = false
         let groups = Dictionary(grouping: usable, by: \.manifest.order).sorted { $0.key < $1.key }
         for (position, (_, group)) in groups.enumerated() {
             if !errors.isEmpty && !continueOnFailure || interrupted { break }
+            if Monotonic.now() >= notAfter {
+                let names = groups[position...].flatMap(\.value).map(\.manifest.name)
+                errors.append(HostError(.pluginQuiesceTimeout, "plugins \(names.joined(separator: ", ")) were not quiesced: the operation reached its time limit (maxOperationSeconds)",
+                                        step: "quiesce"))
+                break
+            }
             // The hold lasts until resume: the later groups' quiesce, the freeze, resume's start.
             let later = groups[position...].flatMap(\.value).map(\.manifest.timeoutSeconds).reduce(0, +)
             let holdUntil = Monotonic.now() + UInt64((Double(later) + maxFrozenSeconds + 30) * 1e9)
             for member in group { member.quiesceCalled = true }
             attempted = true
             perform(.quiesce, on: group, interruptible: true) { member in
-                .call(function: .quiesce, deadline: deadline(member), holdUntil: holdUntil)
+                .call(function: .quiesce, deadline: min(deadline(member), notAfter), holdUntil: holdUntil)
             } failure: { _, error in
                 errors.append(error)
             }
@@ -257,6 +264,9 @@ final class PluginSet {
         return errors
     }
 
+    /// What keeps plugins from being used: refusals, failed loads and creates.
+    var problems: [HostError] { refusals + members.compactMap(\.unusable) }
+
     /// Destroys every instance and ends every worker.
     func shutDown() {
         for member in members { member.worker?.shutDown() }
@@ -287,7 +297,13 @@ final class PluginSet {
                 else if case .create(_, _, _, let deadline) = message { deadlines.append(deadline) }
                 else { deadlines.append(deadline(member)) }
             } else {
-                failure(member, error(function, .lost(member.worker?.exitDescription() ?? "no worker"), member))
+                // The worker is gone (it died while nobody was waiting on it): the call is still
+                // listed, so the record shows that it was attempted and why it failed.
+                let why = member.worker?.exitDescription() ?? "no worker"
+                member.worker?.kill()
+                member.record.calls.append(PluginRecord.Call(function: function, startMs: ms(begin), durationMs: Monotonic.milliseconds(from: begin, to: Monotonic.now()),
+                                                             outcome: .crashed, message: "its worker was gone before the call: \(why)"))
+                failure(member, error(function, .lost(why), member))
             }
         }
         let outcomes = PluginWorker.await(sent.compactMap(\.worker), deadlines: deadlines,

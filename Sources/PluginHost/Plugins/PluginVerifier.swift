@@ -6,25 +6,35 @@ public import PluginHostWire
 /// Why a plugin is refused: the check that failed and what it found. Reported as
 /// `IncorrectPluginhostFile` naming the plugin and the check.
 
-/// A library file that passed every check the host can make without loading it. The
-/// descriptor is the one that was hashed; the worker loads exactly it (`/proc/self/fd/3`).
+/// A library file that passed every check the host can make without loading it. Its bytes
+/// were copied once into a sealed memfd and hashed there: the worker loads exactly that copy
+/// (`/proc/self/fd/3`), so what runs is byte for byte what was hashed, whatever happens to the
+/// file afterwards (even an in-place overwrite, which keeps the inode).
 public final class VerifiedLibrary: Sendable {
     public let path: String
+    /// The sealed memfd holding the library's bytes.
     public let descriptor: FileDescriptor
     public let sha256: String
+    public let size: Int
 
-    init(path: String, descriptor: FileDescriptor, sha256: String) {
+    init(path: String, descriptor: FileDescriptor, sha256: String, size: Int) {
         self.path = path
         self.descriptor = descriptor
         self.sha256 = sha256
+        self.size = size
     }
 }
 
 /// Integrity before load (README, "Plugins"): manifest and library owned by root and not writable by
 /// group or other, every directory above them too, symlinks resolved and the real file
-/// checked, the library's SHA-256 equal to the manifest's — computed from the descriptor that
-/// will be loaded, so a path swapped between check and load changes nothing.
+/// checked, the library's SHA-256 equal to the manifest's — computed from the sealed copy that
+/// will be loaded, so neither a path swapped nor a file rewritten between check and load
+/// changes what runs.
 public enum PluginVerifier {
+    /// Larger libraries are refused before anything is read: each verified library is held in
+    /// memory (a sealed copy) while the operation runs.
+    public static let maximumLibraryBytes = 256 << 20
+
     public static func readManifest(_ path: String) -> Result<PluginManifest, PluginRefusal> {
         let real: String
         switch FileTrust.verify(path, rule: .readOnlyForOthers) {
@@ -36,10 +46,12 @@ public enum PluginVerifier {
             if let failure = FileTrust.check(try file.status(), of: real, rule: .readOnlyForOthers) {
                 return .failure(PluginRefusal(.manifest, "\(failure)"))
             }
-            let bytes = try file.readAll(limit: 1 << 20)
+            let bytes = try file.readAll(limit: PluginManifest.maximumFileBytes)
             return .success(try PluginManifest.parse(bytes, path: real))
         } catch let error as ManifestError {
             return .failure(PluginRefusal(.manifest, "\(real): \(error.message)"))
+        } catch let error as SystemError where error.errno == EFBIG {
+            return .failure(PluginRefusal(.manifest, "\(real) is larger than \(PluginManifest.maximumFileBytes >> 10) KiB"))
         } catch {
             return .failure(PluginRefusal(.manifest, "\(real) cannot be read (\(error))"))
         }
@@ -60,16 +72,32 @@ public enum PluginVerifier {
         } catch {
             return .failure(PluginRefusal(.library, "\(real) cannot be opened (\(error))"))
         }
-        guard let digest = sha256(of: file) else {
-            return .failure(PluginRefusal(.library, "\(real) cannot be read (\(SystemError("pread")))"))
+        let size: Int
+        do {
+            size = Int(try file.status().st_size)
+        } catch {
+            return .failure(PluginRefusal(.library, "\(real) cannot be measured (\(error))"))
         }
+        if size > maximumLibraryBytes {
+            return .failure(PluginRefusal(.library, "\(real) has \(size) bytes; a plugin library may have at most \(maximumLibraryBytes >> 20) MiB"))
+        }
+        // One read of the file, into memory that can never change again; the hash is of that copy.
+        var hasher = SHA256()
+        let sealed: FileDescriptor
+        do {
+            sealed = try SealedFile.copy(of: file, size: size, name: "pluginhost-library") { hasher.update(bufferPointer: $0) }
+        } catch {
+            return .failure(PluginRefusal(.library, "\(real) cannot be read (\(error))"))
+        }
+        file.close()
+        let digest = hex(hasher.finalize())
         if let expectedSHA256, digest != expectedSHA256 {
             return .failure(PluginRefusal(.checksum, "\(real) has SHA-256 \(digest), the manifest says \(expectedSHA256): the library changed after the manifest was written (reinstall it, or write the manifest again with `pluginhost plugin add`)"))
         }
-        if let problem = elfProblem(file) {
+        if let problem = elfProblem(sealed) {
             return .failure(PluginRefusal(.elf, "\(real) \(problem)"))
         }
-        return .success(VerifiedLibrary(path: real, descriptor: file, sha256: digest))
+        return .success(VerifiedLibrary(path: real, descriptor: sealed, sha256: digest, size: size))
     }
 
     /// Checks the ELF header before anything maps the file: a 64-bit little-endian shared
@@ -110,9 +138,18 @@ public enum PluginVerifier {
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
             offset += off_t(count)
         }
-        return hasher.finalize().map { byte in
-            let hex = String(byte, radix: 16)
-            return byte < 16 ? "0" + hex : hex
-        }.joined()
+        return hex(hasher.finalize())
+    }
+
+    private static let hexDigits = Array("0123456789abcdef".utf8)
+
+    static func hex(_ digest: SHA256.Digest) -> String {
+        var text: [UInt8] = []
+        text.reserveCapacity(64)
+        for byte in digest {
+            text.append(hexDigits[Int(byte >> 4)])
+            text.append(hexDigits[Int(byte & 0x0F)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 }

@@ -66,6 +66,8 @@ final class PluginWorker {
                                        extraDescriptors: descriptors, cell: cell)
         }
         workerEnd.close()
+        // The worker holds the sealed copy now (descriptor 3): the host's descriptors stay few.
+        library.descriptor.close()
         var logger = logger
         logger[metadataKey: "plugin"] = "\(manifest.name)"
         self.logger = logger

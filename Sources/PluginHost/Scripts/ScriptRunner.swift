@@ -46,6 +46,8 @@ public struct ScriptRun: Sendable, Codable, Equatable {
     public var attempts: [ScriptAttempt]
     /// Set when the script ran as `/bin/sh PATH PARAMS` instead of being executed directly, and why.
     public var shell: String?
+    /// True when the operation's time limit stopped an attempt or kept a retry from starting.
+    public var timeLimitReached: Bool?
 
     public var succeeded: Bool { outcome == .succeeded || outcome == .succeededWithWarning }
 }
@@ -102,10 +104,13 @@ public struct ScriptRunner: Sendable {
     /// Runs `path` with `arguments` up to `retries + 1` times until an attempt succeeds.
     /// `operationStart` anchors the attempts' `startMs`; `interrupt` is a descriptor that
     /// aborts the run when readable (the signal pipe). In a `containment`, each attempt runs in
-    /// a cell of its own, killed whole when the attempt is stopped.
+    /// a cell of its own, killed whole when the attempt is stopped. The operation's time limit:
+    /// no retry starts at or after `retryUntil`, and an attempt still running at `stopAt` is
+    /// stopped as timed out (CLOCK_MONOTONIC ns; nil: no limit).
     public func run(phase: ScriptPhase, path: String, arguments: [String], retries: Int,
                     timeoutSeconds: Int, environment: [String: String],
-                    operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil) -> ScriptRun {
+                    operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil,
+                    retryUntil: UInt64? = nil, stopAt: UInt64? = nil) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
         var command = Command(executable: path, arguments: arguments, environment: environment)
         var info = stat()
@@ -114,18 +119,23 @@ public struct ScriptRunner: Sendable {
             run.shell = "\(Self.shell): the script has no owner execute bit"
         }
         for number in 1...(retries + 1) {
+            if number > 1, let retryUntil, Monotonic.now() >= retryUntil {
+                run.timeLimitReached = true
+                break
+            }
             let (attempt, outcome) = runOnce(&command, run: &run, number: number, timeoutSeconds: timeoutSeconds,
-                                             operationStart: operationStart, interrupt: interrupt,
+                                             operationStart: operationStart, interrupt: interrupt, stopAt: stopAt,
                                              cell: containment?.cell("\(phase.stepName) attempt \(number)"))
             run.attempts.append(attempt)
             run.outcome = outcome
-            if run.succeeded || outcome == .interrupted { break }
+            if let stopAt, attempt.timedOut, Monotonic.now() >= stopAt { run.timeLimitReached = true }
+            if run.succeeded || outcome == .interrupted || run.timeLimitReached == true { break }
         }
         return run
     }
 
     private func runOnce(_ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: UInt64,
-                         interrupt: Int32?, cell: ProcessContainment.Cell?) -> (ScriptAttempt, ScriptRun.Outcome) {
+                         interrupt: Int32?, stopAt: UInt64?, cell: ProcessContainment.Cell?) -> (ScriptAttempt, ScriptRun.Outcome) {
         let start = Monotonic.now()
         var attempt = ScriptAttempt(number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
                                     durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
@@ -147,7 +157,7 @@ public struct ScriptRunner: Sendable {
             attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
             return (attempt, .failed)
         }
-        let deadline = start + UInt64(timeoutSeconds) * 1_000_000_000
+        let deadline = min(start + UInt64(timeoutSeconds) * 1_000_000_000, stopAt ?? .max)
         var outcome: ScriptRun.Outcome
         switch child.wait(until: deadline, watching: interrupt.map { [$0] } ?? []) {
         case .exited(let termination):
@@ -172,7 +182,8 @@ public struct ScriptRunner: Sendable {
 extension ScriptRun {
     /// The error this run reports, if it failed: `…ExecutionFailed` or `…Timeout` per the last attempt.
     public var error: HostError? {
-        let attemptsText = attempts.count == 1 ? "1 attempt" : "\(attempts.count) attempts"
+        let attemptsText = (attempts.count == 1 ? "1 attempt" : "\(attempts.count) attempts")
+            + (timeLimitReached == true ? ", stopped at the operation's time limit, maxOperationSeconds" : "")
         switch outcome {
         case .succeeded, .succeededWithWarning:
             return nil

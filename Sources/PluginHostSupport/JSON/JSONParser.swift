@@ -58,7 +58,9 @@ public struct JSONParser {
         try enter()
         index += 1
         var members: [(key: String, value: JSONValue)] = []
-        var seen = Set<String>()
+        // Keys are compared by their Unicode scalars (RFC 8259 §8.3), never by Swift's `String ==`,
+        // which is canonical equivalence: "é" and "e\u0301" are two different keys.
+        var seen = Set<[UInt8]>()
         skipWhitespace()
         if peek() == UInt8(ascii: "}") {
             index += 1
@@ -72,7 +74,7 @@ public struct JSONParser {
             }
             let keyStart = position()
             let key = try parseString()
-            if !seen.insert(key).inserted {
+            if !seen.insert(Array(key.utf8)).inserted {
                 throw SyntaxError(message: "duplicate key \"\(key)\"", line: keyStart.line, column: keyStart.column)
             }
             skipWhitespace()

@@ -1,5 +1,6 @@
 /// A JSON document as written: numbers keep their text (so `60`, `60.0` and `6e1` stay
 /// distinguishable), objects keep their key order, and duplicate keys are refused by the parser.
+/// Strings and keys compare by Unicode scalars, as JSON defines them.
 public enum JSONValue: Sendable, Equatable {
     case null
     case bool(Bool)
@@ -13,18 +14,19 @@ public enum JSONValue: Sendable, Equatable {
         case (.null, .null): true
         case let (.bool(a), .bool(b)): a == b
         case let (.number(a), .number(b)): a == b
-        case let (.string(a), .string(b)): a == b
+        case let (.string(a), .string(b)): a.utf8.elementsEqual(b.utf8)
         case let (.array(a), .array(b)): a == b
         case let (.object(a), .object(b)):
-            a.count == b.count && zip(a, b).allSatisfy { $0.key == $1.key && $0.value == $1.value }
+            a.count == b.count && zip(a, b).allSatisfy { $0.key.utf8.elementsEqual($1.key.utf8) && $0.value == $1.value }
         default: false
         }
     }
 
-    /// The value for `key` when this is an object.
+    /// The value for `key` when this is an object. Keys match by Unicode scalars, as the
+    /// parser tells them apart (not by Swift's canonical-equivalence `==`).
     public subscript(key: String) -> JSONValue? {
         guard case .object(let members) = self else { return nil }
-        return members.first { $0.key == key }?.value
+        return members.first { $0.key.utf8.elementsEqual(key.utf8) }?.value
     }
 
     /// How the value is named in error messages: its type and a short rendering.

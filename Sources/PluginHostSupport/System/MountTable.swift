@@ -11,6 +11,9 @@ public struct MountEntry: Sendable, Equatable {
     public var fsType: String
     public var source: String
     public var superOptions: [String]
+    /// False when the mount point's bytes are not valid UTF-8: `mountPoint` then shows them
+    /// escaped (`\xE9`), a name that cannot be opened, so such a mount cannot be frozen by name.
+    public var mountPointIsValidUTF8 = true
 
     public var isReadOnly: Bool { mountOptions.contains("ro") || superOptions.contains("ro") }
 
@@ -33,32 +36,41 @@ public enum MountTable {
 
     /// Parses mountinfo text; malformed lines are skipped (the kernel writes none).
     public static func parse(_ text: String) -> [MountEntry] {
-        text.split(separator: "\n").compactMap { parseLine(Substring($0)) }
+        parse(bytes: Array(text.utf8))
     }
 
-    static func parseLine(_ line: Substring) -> MountEntry? {
-        let fields = line.split(separator: " ", omittingEmptySubsequences: true)
-        guard fields.count >= 10, let separator = fields.firstIndex(of: "-"), separator >= 6,
+    /// Parses mountinfo as the kernel writes it: bytes, paths in any encoding.
+    public static func parse(bytes: [UInt8]) -> [MountEntry] {
+        bytes.split(separator: 0x0A).compactMap(parseLine)
+    }
+
+    static func parseLine(_ line: ArraySlice<UInt8>) -> MountEntry? {
+        let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
+        func text(_ field: ArraySlice<UInt8>) -> String { String(decoding: field, as: UTF8.self) }
+        guard fields.count >= 10, let separator = fields.firstIndex(where: { $0.elementsEqual([UInt8(ascii: "-")]) }), separator >= 6,
               separator + 3 < fields.count,
-              let id = Int(fields[0]), let parentID = Int(fields[1]) else { return nil }
-        return MountEntry(
+              let id = Int(text(fields[0])), let parentID = Int(text(fields[1])) else { return nil }
+        let mountPoint = unescape(fields[4])
+        var entry = MountEntry(
             id: id,
             parentID: parentID,
-            device: String(fields[2]),
-            root: unescape(fields[3]),
-            mountPoint: unescape(fields[4]),
-            mountOptions: fields[5].split(separator: ",").map(String.init),
-            fsType: String(fields[separator + 1]),
-            source: unescape(fields[separator + 2]),
-            superOptions: fields[separator + 3].split(separator: ",").map(String.init)
+            device: text(fields[2]),
+            root: String(decoding: unescape(fields[3]), as: UTF8.self),
+            mountPoint: String(validating: mountPoint, as: UTF8.self) ?? escaped(mountPoint),
+            mountOptions: text(fields[5]).split(separator: ",").map(String.init),
+            fsType: text(fields[separator + 1]),
+            source: String(decoding: unescape(fields[separator + 2]), as: UTF8.self),
+            superOptions: text(fields[separator + 3]).split(separator: ",").map(String.init)
         )
+        entry.mountPointIsValidUTF8 = String(validating: mountPoint, as: UTF8.self) != nil
+        return entry
     }
 
     /// The kernel writes space, tab, newline and backslash as \040, \011, \012 and \134.
-    static func unescape(_ field: Substring) -> String {
-        guard field.contains("\\") else { return String(field) }
+    static func unescape(_ field: ArraySlice<UInt8>) -> [UInt8] {
+        guard field.contains(UInt8(ascii: "\\")) else { return Array(field) }
         var bytes: [UInt8] = []
-        let utf8 = Array(field.utf8)
+        let utf8 = Array(field)
         var index = 0
         while index < utf8.count {
             if utf8[index] == UInt8(ascii: "\\"), index + 3 < utf8.count,
@@ -70,13 +82,27 @@ public enum MountTable {
                 index += 1
             }
         }
-        return String(decoding: bytes, as: UTF8.self)
+        return bytes
+    }
+
+    /// A path that is not valid UTF-8, for messages: ASCII as is, every other byte as \xNN.
+    static func escaped(_ bytes: [UInt8]) -> String {
+        var text = ""
+        for byte in bytes {
+            if byte < 0x80 {
+                text.unicodeScalars.append(Unicode.Scalar(byte))
+            } else {
+                let hex = String(byte, radix: 16, uppercase: true)
+                text += "\\x" + (hex.count == 1 ? "0" + hex : hex)
+            }
+        }
+        return text
     }
 
     /// Reads the calling process's mount table.
     public static func current() throws(SystemError) -> [MountEntry] {
         let file = try FileDescriptor.open(path, 0)
-        return parse(String(decoding: try file.readAll(limit: 64 << 20), as: UTF8.self))
+        return parse(bytes: try file.readAll(limit: 64 << 20))
     }
 }
 

@@ -28,6 +28,11 @@ public final class ShellPlugin: QuiescePlugin {
         public var hold = false
         public var readyLine = "READY"
         public var dataPaths: [String] = []
+
+        /// Every configured command with its key.
+        var commands: [(key: String, argv: [String])] {
+            [("quiesce", quiesce), ("resume", resume), ("check", check)].compactMap { entry in entry.1.map { (entry.0, $0) } }
+        }
     }
 
     public let config: Config
@@ -39,6 +44,8 @@ public final class ShellPlugin: QuiescePlugin {
     public init(config: JSONValue, host: PluginHostServices) throws(PluginError) {
         self.config = try Self.parse(config)
         self.host = host
+        // Refused at create: an operation never quiesces with a command it could not undo or trust.
+        for (key, argv) in self.config.commands { _ = try Self.trusted(argv, key: key) }
     }
 
     public static func parse(_ json: JSONValue) throws(PluginError) -> Config {
@@ -92,13 +99,24 @@ public final class ShellPlugin: QuiescePlugin {
     }
 
     public func check(_ call: inout PluginCall) throws(PluginError) {
-        for argv in [config.quiesce, config.resume, config.check].compactMap({ $0 }) {
-            guard access(argv[0], X_OK) == 0 else {
-                throw PluginError(.invalidConfig, "\(argv[0]) is not an executable file")
-            }
-        }
+        for (key, argv) in config.commands { _ = try Self.trusted(argv, key: key) }
         call.detail("mode", config.hold ? "hold" : "run")
         if let check = config.check { try run(check, "check", &call) }
+    }
+
+    /// The real path of a command's executable, if it passes the pre- and post-scripts' trust
+    /// rules (`FileTrust.Rule.script`): a regular file owned by root, no group or other
+    /// permission bits (0700 or 0500), the owner's execute bit, and every directory above it
+    /// root's and not writable by group or other (unless sticky) — on the real path after
+    /// symlinks and on the path as written. Root runs it; only root may be able to change it.
+    static func trusted(_ argv: [String], key: String) throws(PluginError) -> String {
+        switch FileTrust.verify(argv[0], rule: .script) {
+        case .success(let real):
+            return real
+        case .failure(let failure):
+            let remedy = failure.remedy.map { " (\($0))" } ?? ""
+            throw PluginError(.invalidConfig, "config.\(key): \(failure)\(remedy); commands follow the rules of the pre- and post-scripts: owned by root, mode 0700 or 0500, in directories only root can write")
+        }
     }
 
     public func dataPaths(_ call: inout PluginCall) throws(PluginError) -> [String] { config.dataPaths }
@@ -212,6 +230,9 @@ public final class ShellPlugin: QuiescePlugin {
     }
 
     private func spawn(_ argv: [String], stdin: Int32) throws(PluginError) -> ChildProcess {
+        // Checked again at each run: the file may have changed since create. (The path as written
+        // is run: its directories were checked too, so only root could re-point it.)
+        _ = try Self.trusted(argv, key: config.commands.first { $0.argv == argv }?.key ?? "command")
         do {
             return try ChildProcess(spawning: Command(executable: argv[0], arguments: Array(argv.dropFirst()),
                                                       environment: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
