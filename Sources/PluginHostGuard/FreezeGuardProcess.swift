@@ -31,8 +31,8 @@ public enum FreezeGuardProcess {
     /// Each worker thread's stack: it runs a few calls deep, and all of it is locked in memory.
     static let workerStackSize = 256 * 1024
 
-    /// How long the main thread waits for the thaws it started before it reports (a thaw
-    /// that takes longer goes on; its worker records it when it returns).
+    /// How long the main thread waits for one wave's thaws before it starts the next wave's
+    /// anyway (a thaw that takes longer goes on; its worker records it when it returns).
     static let thawWaitNanoseconds: UInt64 = 1_500_000_000
 
     /// Runs the guard on the journal at `journalPath`; returns its exit status (0: everything it
@@ -388,7 +388,11 @@ struct Loop {
     }
 
     /// Thaws, in reverse waves, every filesystem whose FIFREEZE completed; a FIFREEZE still in
-    /// flight is undone by its worker when it returns. Waits for the thaws a bounded time.
+    /// flight is undone by its worker when it returns. A wave whose thaws take longer than
+    /// `thawWaitNanoseconds` does not hold back the next; but it returns only once every FITHAW
+    /// it issued has returned and its worker has stored the outcome, so that `thawed`, sent
+    /// next, means the journal says how each thaw ended (a loaded machine's FITHAW of a loop
+    /// filesystem flushes its image file and can take seconds).
     func thawAll(cause: ThawReason?) {
         ph_atomic_store_i32(setup.workers[0].thawRequested, 1)
         let limit = GuardClock.now() + FreezeGuardProcess.thawWaitNanoseconds
@@ -407,7 +411,17 @@ struct Loop {
                 _ = next(until: limit, watchHost: false)
             }
         }
+        awaitThaws()
         if let cause { journal.recordThaw(cause, atNanoseconds: GuardClock.realtime()) }
+    }
+
+    /// Waits, without limit, until no FITHAW of ours is in flight or still to start: no mount
+    /// `frozen` (its thaw posted, or its late FIFREEZE just returned: its worker thaws it) or
+    /// `thawing`. A FIFREEZE still in flight is not waited for: it may never return.
+    func awaitThaws() {
+        while (0..<count).contains(where: { journal.state($0) == .frozen || journal.state($0) == .thawing }) {
+            _ = next(until: nil, watchHost: false)
+        }
     }
 
     /// Waits, without limit, until no FIFREEZE or FITHAW of ours is in flight (each worker

@@ -319,6 +319,54 @@ struct FreezeEngineTests {
         #expect(thaw.report?.freeze?.thawCause == .guardLost)
     }
 
+    // MARK: 7. A thaw that takes long is waited for
+
+    /// Flaky kill-matrix case: on a loaded machine a FITHAW took longer than the guard's 1.5 s
+    /// wait; the guard said `thawed` with the journal still at `thawing`, and the report said
+    /// the filesystem might still be frozen (exit 5) although its thaw was only slow. Made
+    /// slow here for as long as the test likes: the snapshot command freezes `lower`, which
+    /// holds upper's image, so upper's FITHAW (its superblock write) waits until `lower` is
+    /// thawed — by the test, once the guard's and the host's old waits are over.
+    @Test func aSlowThawOnCommandIsWaitedFor() throws {
+        try slowThaw(deadline: 20, sleepAfterFreeze: 0) { result, report in
+            #expect(result.status == ExitStatus.degraded.rawValue, "\(result.stdout)\n\(result.stderr)")  // no scripts: filesystem-consistent
+            #expect(report.freeze?.thawCause == .command)
+        }
+    }
+
+    /// The same at the guard's deadline: the host, past its own, waits for the guard's thaw
+    /// under way instead of killing the guard in it (the thread then died before recording it).
+    @Test func aSlowThawAtTheDeadlineIsWaitedFor() throws {
+        try slowThaw(deadline: 2, sleepAfterFreeze: 30) { result, report in
+            #expect(result.status == ExitStatus.failed.rawValue, "\(result.stdout)\n\(result.stderr)")
+            #expect(report.errors.map(\.code).contains(.freezeDeadlineExpired), "\(report.errors)")
+            #expect(report.freeze?.thawCause == .deadline)
+        }
+    }
+
+    func slowThaw(deadline: Int, sleepAfterFreeze: Int, _ checks: (Invocation, OperationReport) throws -> Void) throws {
+        let host = HostSandbox("slowthaw")
+        let stack = try StackedFilesystems(in: host.scratch)
+        let snapshot = host.script("freeze-lower.sh", """
+            #!/bin/sh
+            /usr/sbin/fsfreeze -f '\(stack.lower.mountPoint)' || exit 1
+            exec sleep \(sleepAfterFreeze)
+            """)
+        let running = host.start(["run", "--mount", stack.upper.mountPoint, "--max-frozen", "\(deadline)", "--json", "--", snapshot])
+        let thawing = host.waitForJournal { $0.states([stack.upper.mountPoint]) == [.thawing] }
+        #expect(thawing != nil, "upper's FITHAW was expected to wait for lower: \(String(describing: host.journal))")
+        usleep(3_000_000)  // past the guard's old 1.5 s and the host's 2 s (or 0.5 s past its deadline)
+        sh("fsfreeze -u '\(stack.lower.mountPoint)'")
+        let result = running.finish(timeoutSeconds: 60)
+        let report = try #require(result.report, "\(result.stdout)\n\(result.stderr)")
+        #expect(report.freeze?.mayStillBeFrozen == false, "\(String(describing: report.freeze))")
+        #expect(report.freeze?.mounts.map(\.thaw) == [.thawed])
+        #expect(!report.errors.map(\.code).contains(.thawFailed), "\(report.errors)")
+        try checks(result, report)
+        #expect(!wasFrozen(thawing: stack.upper.mountPoint))
+        #expect(host.journal == nil)
+    }
+
     // MARK: 8. The guard
 
     /// Failure 8: the OOM killer must not pick the guard, and its memory stays locked.

@@ -22,6 +22,10 @@ public final class FreezeGuard {
     public static let graceNanoseconds: UInt64 = 500_000_000
     /// How long the host waits for an answer to THAW before it takes over.
     static let thawAnswerNanoseconds: UInt64 = 2_000_000_000
+    /// How much longer it waits while a FITHAW is under way in a guard that runs: killing the
+    /// guard would not stop that FITHAW, and one of the host's would queue behind it. (A loaded
+    /// machine's FITHAW of a loop filesystem flushes its image file: it can take seconds.)
+    public static let thawUnderWayNanoseconds: UInt64 = 30_000_000_000
     /// How long the host waits for a killed guard to be gone.
     static let exitWaitNanoseconds: UInt64 = 500_000_000
 
@@ -216,7 +220,7 @@ public final class FreezeGuard {
             case .message:
                 continue
             case .interrupted:
-                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.now() + Self.thawAnswerNanoseconds)) { takeOver() }
+                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.now() + Self.thawAnswerNanoseconds) != nil) { takeOver() }
                 finished = true
                 return .interrupted
             case .closed:
@@ -252,7 +256,7 @@ public final class FreezeGuard {
             // or dead — then the host thaws by itself, by its own deadline at the latest.
             let now = Monotonic.now()
             let limit = min(now + Self.thawAnswerNanoseconds, max(hostDeadline ?? .max, now + 200_000_000))
-            if freezeSent != nil && !(sendCommand(.thaw) && awaitLastWord(until: limit)) { takeOver() }
+            if freezeSent != nil && !(sendCommand(.thaw) && awaitLastWord(until: limit) != nil) { takeOver() }
         }
         return record.thawError()
     }
@@ -275,10 +279,16 @@ public final class FreezeGuard {
         }
     }
 
-    /// The host's deadline passed while frozen and the guard has not thawed: kill it and thaw.
-    /// Returns the cause, as `collectUnpromptedThaw` does.
+    /// The host's deadline passed while frozen and the guard has not thawed: kill it and thaw
+    /// (unless its thaw is under way: then wait for it). Returns the cause, as
+    /// `collectUnpromptedThaw` does.
     public func enforceDeadline() -> FreezeRecord.ThawCause {
         if let cause = collectUnpromptedThaw() { return cause }
+        if case .thawed(let reason)? = awaitLastWord(until: Monotonic.now()) {
+            isFrozen = false
+            finished = true
+            return FreezeRecord.ThawCause(reason)
+        }
         takeOver()
         return .guardLost
     }
@@ -333,16 +343,40 @@ public final class FreezeGuard {
 
     private enum Received { case message(GuardMessage), closed, timedOut, interrupted }
 
-    /// Reads messages until the guard's last word (thawed, or the freeze failed); false if it
-    /// closed the socket or said nothing by `deadline`.
-    private func awaitLastWord(until deadline: UInt64) -> Bool {
+    /// Reads messages until the guard's last word (thawed, or the freeze failed), which it
+    /// sends once every FITHAW it issued has returned; nil if it closed the socket or said
+    /// nothing by `deadline` — or, while a FITHAW is under way in it and it runs, by
+    /// `thawUnderWayNanoseconds` later.
+    private func awaitLastWord(until deadline: UInt64) -> GuardMessage? {
+        let patience = deadline + Self.thawUnderWayNanoseconds
         while true {
-            switch receive(until: deadline) {
-            case .message(.thawed), .message(.freezeFailed): return true
-            case .message: continue
-            case .closed, .timedOut, .interrupted: return false
+            let now = Monotonic.now()
+            let until: UInt64
+            if now < deadline {
+                until = deadline
+            } else if now < patience && thawUnderWay {
+                until = min(patience, now + UInt64(Self.livenessTickMilliseconds) * 1_000_000)
+            } else {
+                return nil
+            }
+            switch receive(until: until) {
+            case .message(let message):
+                switch message {
+                case .thawed, .freezeFailed: return message
+                default: continue
+                }
+            case .timedOut: continue
+            case .closed, .interrupted: return nil
             }
         }
+    }
+
+    /// A FITHAW of ours is under way (the journal says `thawing`) in a guard whose main thread
+    /// runs (neither stopped nor gone).
+    private var thawUnderWay: Bool {
+        let mapping = journal.mapping
+        guard (0..<mapping.mountCount).contains(where: { mapping.state($0) == .thawing }), let state = guardState else { return false }
+        return !"TtZX".utf8.contains(state)
     }
 
     /// How often a wait on the guard checks that its main thread is alive: a killed guard whose
