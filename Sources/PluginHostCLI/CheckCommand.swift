@@ -10,11 +10,14 @@ struct CheckCommand: ParsableCommand {
     )
 
     @OptionGroup var plan: PlanOptions
+    @OptionGroup var group: GroupOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
         _ = bootstrapLogging(verbose: output.verbose)
-        let preflight = Preflight.run(plan.request())
+        var request = plan.request()
+        request.group = group.fields
+        let preflight = Preflight.run(request)
         let plugins = PluginInventory.check(preflight.plugins,
                                             freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [],
                                             executable: currentExecutable(), logger: Logger(label: "pluginhost"))

@@ -15,6 +15,8 @@ public struct HostConfig: Sendable, Equatable {
     public var mounts: [String] = []
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
+    /// `group`: this machine's consistency group settings (README, "Consistency groups").
+    public var group = GroupFields()
 
     public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil) {
         self.mounts = mounts
@@ -65,6 +67,11 @@ public struct HostConfig: Sendable, Equatable {
                     return .failure(problem("\(real): maxFrozenSeconds must be from 1 to 600, found \(number.text)"))
                 }
                 config.maxFrozenSeconds = seconds
+            case ("group", _):
+                switch GroupFields.parse(value) {
+                case .success(let fields): config.group = fields
+                case .failure(let message): return .failure(problem("\(real): \(message)"))
+                }
             default:
                 return .failure(problem("\(real): unexpected key \"\(key)\" or value \(value.kindDescription)"))
             }

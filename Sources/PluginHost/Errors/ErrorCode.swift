@@ -31,6 +31,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
     case pluginApplicationUnreachable = "PluginApplicationUnreachable"
     case pluginCrashed = "PluginCrashed"
     case noActiveOperation = "NoActiveOperation"
+    case groupMemberFailed = "GroupMemberFailed"
+    case groupCoordinatorUnreachable = "GroupCoordinatorUnreachable"
 
     /// True for the ten codes of Azure's troubleshooting table.
     public var isAzureDocumented: Bool {
@@ -73,6 +75,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .pluginApplicationUnreachable: "A plugin could not reach its application (server down, wrong socket or port)."
         case .pluginCrashed: "A plugin's worker crashed or broke the protocol; it was killed."
         case .noActiveOperation: "`thaw` found no operation waiting for it (none was frozen, or it already ended)."
+        case .groupMemberFailed: "Another member of the consistency group failed, vanished (its etcd lease expired) or did not reach a barrier in time; this member rolled back."
+        case .groupCoordinatorUnreachable: "etcd could not be reached (or refused a request) in time; this member rolled back on its own."
         }
     }
 
@@ -104,6 +108,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .pluginApplicationUnreachable: "Start the application or fix the connection settings in the plugin's manifest."
         case .pluginCrashed: "Report it to the plugin's authors with the report; `pluginhost list` shows its version."
         case .noActiveOperation: "Give `thaw --operation ID` for an operation's final report; `pluginhost status` shows the last one."
+        case .groupMemberFailed: "Read the named member's report (`pluginhost status` on that machine), fix it, and start the group again."
+        case .groupCoordinatorUnreachable: "Check the etcd endpoints, certificates and network from this machine (`pluginhost check` with the group options reaches etcd)."
         }
     }
 }

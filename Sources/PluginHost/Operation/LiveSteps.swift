@@ -5,13 +5,13 @@ import PluginHostSupport
 
 /// The real steps of an operation: scripts, plugins, syncfs, the freeze guard, the snapshot command.
 final class LiveSteps: OperationSteps {
-    private let request: OperationRequest
+    let request: OperationRequest
     private let preflight: Preflight
     private let operationID: String
     private let start: UInt64
     private let lock: OperationLock
     private let logger: Logger
-    private let interrupt: InterruptSignal?
+    let interrupt: InterruptSignal?
     private let logOutput: HeldLogOutput?
     private let runner = ScriptRunner()
 
@@ -26,6 +26,8 @@ final class LiveSteps: OperationSteps {
     private var freezeAttempted = false
 
     private(set) var freezeRecord: FreezeRecord?
+    /// The consistency group this operation takes part in (`LiveSteps+Group.swift`).
+    var group: GroupMember?
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
@@ -212,14 +214,19 @@ final class LiveSteps: OperationSteps {
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
             deadlineSeconds: preflight.maxFrozenSeconds, errors: errors, warnings: warnings,
             thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
-                                      : "pluginhost thaw --operation \(operationID)")))
+                                      : "pluginhost thaw --operation \(operationID)",
+            group: group?.record)))
         // The guard's own deadline comes first when there is a guard; otherwise this one.
         let limit = begin + UInt64((preflight.maxFrozenSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
         while true {
             var fds = [pollfd(fd: channel.listenDescriptor, events: Int16(POLLIN), revents: 0)]
             if let interrupt { fds.append(pollfd(fd: interrupt.descriptor, events: Int16(POLLIN), revents: 0)) }
             if let freezeGuard { fds.append(pollfd(fd: freezeGuard.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
+            if let group { fds.append(pollfd(fd: group.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: limit))
+            if let group, fds.contains(where: { $0.fd == group.eventDescriptor && $0.revents != 0 }), let error = group.collectBreak() {
+                return .failed(error, attempted: true)
+            }
             if let interrupt, fds.contains(where: { $0.fd == interrupt.descriptor && $0.revents != 0 }) {
                 return .interrupted(interruptError(during: "wait for the thaw"))
             }
@@ -271,6 +278,7 @@ final class LiveSteps: OperationSteps {
         var watched: [Int32] = []
         if let interrupt { watched.append(interrupt.descriptor) }
         if let freezeGuard, preflight.fsFreezeEnabled { watched.append(freezeGuard.eventDescriptor) }
+        if let group { watched.append(group.eventDescriptor) }
         // Without a freeze, the command still gets the freeze deadline as its limit.
         let limit = begin + UInt64(preflight.maxFrozenSeconds * 1e9)
 
@@ -291,6 +299,12 @@ final class LiveSteps: OperationSteps {
             case .readable(let fd) where fd == interrupt?.descriptor:
                 record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
                 result = .interrupted(interruptError(during: "snapshot"))
+                break waiting
+            case .readable(let fd) where fd == group?.eventDescriptor:
+                // Another member failed or vanished: this snapshot will not be part of a whole cut.
+                guard let error = group?.collectBreak() else { continue waiting }
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                result = .failed(error, attempted: true)
                 break waiting
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
@@ -318,7 +332,7 @@ final class LiveSteps: OperationSteps {
             "PLUGINHOST_PHASE": "snapshot",
             "PLUGINHOST_OPERATION_ID": operationID,
             "PLUGINHOST_FROZEN_MOUNTS": (freezeGuard?.targets.map(\.mountPoint) ?? []).joined(separator: ":"),
-        ]
+        ].merging(groupEnvironment) { $1 }
     }
 
     // MARK: - Signals

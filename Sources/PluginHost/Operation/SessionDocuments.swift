@@ -21,6 +21,8 @@ public struct FreezeNotice: Codable, Sendable, Equatable {
     public var errors: [HostError]
     public var warnings: [String]
     public var thawCommand: String
+    /// The consistency group, when this member is in one: every member is frozen now.
+    public var group: GroupRecord? = nil
 }
 
 /// What `pluginhost status` learns from a session waiting for its thaw.
