@@ -71,6 +71,8 @@ struct HostStatus: Encodable {
     var freezeDeadlineSeconds: Double?
     /// A two-phase session waiting for its thaw: its plugins and their state.
     var session: SessionStatus?
+    /// The consistency group of the running operation, as etcd holds it now.
+    var group: GroupStatus?
     var interruption: String?
     var lastReport: OperationReport?
 
@@ -89,6 +91,7 @@ struct HostStatus: Encodable {
             freezeDeadlineSeconds = journal.deadlineSeconds
         }
         if holder != nil { session = SessionClient.status(paths: paths) }
+        if holder != nil { group = GroupStatus.query(paths: paths) }
         switch (holder, journal) {
         case (.some, .some(let journal)) where journal.state == .frozen: state = "frozen"
         case (.some, _) where session?.phase == "quiesced": state = "quiesced"
@@ -120,6 +123,7 @@ struct HostStatus: Encodable {
         default:
             out = "Idle: no operation is running.\n"
         }
+        if let group { out += group.text }
         if let session, !session.plugins.isEmpty {
             out += "Plugins:\n" + TextTable(rows: session.plugins.map { ["  " + $0.name, $0.state] }).render()
         }
