@@ -34,8 +34,7 @@ struct GroupStatus: Encodable {
         var status = GroupStatus(group: group, member: member, members: members, operationID: operationID)
         let arguments = items.compactMap { item -> String? in if case .string(let text) = item { text } else { nil } }
         guard arguments.first == "__group" else { return status }
-        let answer = run(arguments + ["--query", group])
-        guard let value = try? JSONParser.parse(answer) else {
+        guard let value = ask(arguments + ["--query", group]) else {
             status.error = "the group process gave no answer"
             return status
         }
@@ -54,12 +53,12 @@ struct GroupStatus: Encodable {
         return status
     }
 
-    /// Runs `pluginhost ARGS` for at most 10 s and returns its stdout.
-    private static func run(_ arguments: [String]) -> String {
+    /// Runs `pluginhost __group … --query GROUP` for at most 10 s and returns what it printed.
+    static func ask(_ arguments: [String]) -> JSONValue? {
         guard let child = try? ChildProcess(spawning: Command(executable: currentExecutable(), arguments: arguments,
-                                                              environment: ["PATH": ScriptRunner.searchPath, "LANG": "C"])) else { return "" }
+                                                              environment: ["PATH": ScriptRunner.searchPath, "LANG": "C"])) else { return nil }
         if case .deadlineReached = child.wait(until: Monotonic.now() + 10_000_000_000) { child.terminateGroup(graceNanoseconds: 0) }
-        return child.stdoutTail.text
+        return try? JSONParser.parse(child.stdoutTail.text)
     }
 
     var text: String {

@@ -261,7 +261,11 @@ final class GroupMembership {
             memberKVs = result.ranges[0].kvs
             if let progressed = result.ranges[1].kvs.first {
                 _ = try? client.txn([], success: [.deleteRange(key: memberKey(me), end: nil)], failure: [])
-                return .refused(.busy, message: "group \(group) is running operation \(operation), which is past its start (\(progressed.key.dropFirst(prefix.count)))")
+                let what = String(progressed.key.dropFirst(prefix.count))
+                if what.hasPrefix("ctl/abort/") {
+                    return .refused(.failed, message: "group \(group): its operation \(operation) has already failed: member \(what.dropFirst(10)): \(progressed.text)")
+                }
+                return .refused(.busy, message: "group \(group) is running operation \(operation), which is past its start (\(what))")
             }
             let earlier = memberKVs.filter { $0.createRevision < result.revision }.count
             if earlier >= memberCount {

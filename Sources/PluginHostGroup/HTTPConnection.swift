@@ -48,7 +48,7 @@ final class HTTPConnection {
             let client = ph_tls_connect(descriptor, endpoint.host, files.caFile, files.certFile, files.keyFile,
                                         deadline / 1_000_000, &errorText, errorText.count)
             guard let client else {
-                let message = String(cString: errorText)
+                let message = errorMessage
                 close()
                 throw .connection("\(endpoint): \(message)")
             }
@@ -57,6 +57,11 @@ final class HTTPConnection {
     }
 
     deinit { close() }
+
+    /// What the TLS shim wrote into `errorText`.
+    private var errorMessage: String {
+        String(decoding: errorText.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
 
     func close() {
         if let tls { ph_tls_free(tls) }
@@ -110,7 +115,7 @@ final class HTTPConnection {
             }
             if count == 0 { return false }
             if count == -2 { throw .connection("\(endpoint): no answer in time") }
-            throw .connection("\(endpoint): \(String(cString: errorText))")
+            throw .connection("\(endpoint): \(errorMessage)")
         }
         while true {
             let count = recv(descriptor, &chunk, chunk.count, Int32(MSG_DONTWAIT))
@@ -150,7 +155,7 @@ final class HTTPConnection {
     private func write(_ bytes: [UInt8], deadline: UInt64) throws(EtcdError) {
         if let tls {
             if ph_tls_write_all(tls, bytes, bytes.count, deadline / 1_000_000, &errorText, errorText.count) != 0 {
-                throw .connection("\(endpoint): \(String(cString: errorText))")
+                throw .connection("\(endpoint): \(errorMessage)")
             }
             return
         }

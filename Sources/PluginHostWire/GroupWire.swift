@@ -103,6 +103,8 @@ public enum GroupRefusal: String, Sendable, Equatable, CaseIterable {
     case busy
     /// etcd could not be reached, or answered with an error.
     case unreachable
+    /// The group's operation has already failed (a member said so).
+    case failed
 }
 
 public enum GroupBreak: String, Sendable, Equatable, CaseIterable {

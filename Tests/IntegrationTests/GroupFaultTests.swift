@@ -68,6 +68,30 @@ struct GroupFaultTests {
         expectEtcdEmpty(rig)
     }
 
+    /// A member whose checks fail (here: a mount point that does not exist) joins only to say
+    /// so: the others roll back at once instead of at their barrier's timeout.
+    @Test func aMemberWhoseChecksFailMakesTheOthersRollBackAtOnce() throws {
+        let rig = try GroupRig()
+        let first = rig.machines.prefix(2).map { machine in
+            machine.start(["run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
+                           "--mount", machine.fs.mountPoint] + machine.groupArguments(group: rig.group, members: 3)
+                          + ["--", machine.snapshotCommand()])
+        }
+        for machine in rig.machines.prefix(2) {
+            let limit = Monotonic.now() + 60_000_000_000
+            while !machine.host.scratch.read("phases.log").hasPrefix("pre") && Monotonic.now() < limit { usleep(20_000) }
+        }
+        let m3 = rig.machines[2]
+        let refused = m3.invoke(["run", "--json", "--config", m3.config(), "--plugins-dir", m3.host.pluginsDirectory,
+                                 "--mount", m3.host.scratch.path + "/no-such-mount"] + m3.groupArguments(group: rig.group, members: 3)
+                                + ["--", m3.snapshotCommand()])
+        #expect(refused.status == ExitStatus.invalid.rawValue, "\(refused.stdout.suffix(2000))")
+        let results = first.map { $0.finish() } + [refused]
+        try expectRolledBack(rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3 failed", "its checks failed"], froze: false)
+        try expectNothingFrozen(rig)
+        expectEtcdEmpty(rig)
+    }
+
     @Test func aMemberKilledWhileAllAreFrozenMakesTheOthersThawWithinTheLease() throws {
         let rig = try GroupRig()
         let running = rig.startRun(snapshot: { $0.snapshotCommand($0.id == "m3" ? Self.hold : "") })

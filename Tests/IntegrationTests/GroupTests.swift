@@ -16,7 +16,7 @@ final class GroupRig {
         group = "g" + String(UInt32.random(in: 0..<0x100_0000), radix: 16)
         namespaces = try (1...members).map { try NetworkNamespace(index: $0) }
         let gateways = namespaces.map(\.gateway)
-        let certificates = tls ? try EtcdTLS(in: Scratch("pki"), addresses: gateways) : nil
+        let certificates = tls ? try EtcdTLS(addresses: gateways) : nil
         etcd = try EtcdServer(listeningOn: gateways, tls: certificates)
         let etcd = self.etcd
         machines = try namespaces.enumerated().map { index, namespace in
@@ -125,6 +125,39 @@ struct GroupTests {
             #expect(result.status == 0, "m\(index + 1): \(result.stdout.suffix(2000)) \(result.stderr.suffix(1000))")
         }
         #expect(rig.etcdKeys.isEmpty, "left in etcd: \(rig.etcdKeys)")
+    }
+
+    /// etcd with TLS and client certificates (`--client-cert-auth`): the members give the CA,
+    /// their certificate and key (paths only). A key others can read is refused before anything
+    /// runs; a member without a client certificate is refused by etcd and runs nothing.
+    @Test func overTLSWithClientCertificates() throws {
+        let rig = try GroupRig(tls: true)
+        let pki = try #require(rig.certificates)
+        let tls = ["--etcd-cacert", pki.caCert, "--etcd-cert", pki.clientCert, "--etcd-key", pki.clientKey]
+        for (index, result) in rig.startRun(extra: { _ in tls }).map({ $0.finish() }).enumerated() {
+            #expect(result.status == 0, "m\(index + 1): \(result.stdout.suffix(2000)) \(result.stderr.suffix(1000))")
+            #expect(result.report?.group?.outcome == "completed" && result.report?.group?.etcd.first?.hasPrefix("https://") == true)
+        }
+        #expect(rig.etcdKeys.isEmpty, "left in etcd: \(rig.etcdKeys)")
+
+        let machine = rig.machines[0]
+        func runAlone(_ extra: [String]) -> Invocation {
+            machine.invoke(["run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
+                            "--mount", machine.fs.mountPoint] + machine.groupArguments(group: rig.group, members: 1) + extra
+                           + ["--", machine.snapshotCommand()])
+        }
+        chmod(pki.clientKey, 0o644)
+        let readable = runAlone(tls)
+        chmod(pki.clientKey, 0o600)
+        #expect(readable.status == ExitStatus.invalid.rawValue)
+        #expect(readable.report?.errors.contains { $0.code == .incorrectPluginhostFile && $0.message.contains("etcd client key") } == true,
+                "\(readable.stdout.suffix(2000))")
+
+        unlink(machine.host.scratch.path + "/phases.log")
+        let anonymous = runAlone(["--etcd-cacert", pki.caCert])
+        #expect(anonymous.status == ExitStatus.failed.rawValue)
+        #expect(anonymous.report?.errors.map(\.code) == [.groupCoordinatorUnreachable], "\(anonymous.stdout.suffix(2000))")
+        #expect(!machine.host.scratch.exists("phases.log"), "a member that could not join ran its pre-script")
     }
 
     @Test func twoPhaseFreezesTheGroupThenEachMemberIsThawed() throws {

@@ -87,12 +87,30 @@ public final class GroupMember {
             return (member, member.record, nil)
         case .event(.refused(let reason, let message))?:
             failed.outcome = reason.rawValue
-            return (nil, failed, HostError(reason == .busy ? .operationBusy : .groupCoordinatorUnreachable, message, step: "group"))
+            let code: ErrorCode = switch reason {
+            case .busy: .operationBusy
+            case .unreachable: .groupCoordinatorUnreachable
+            case .failed: .groupMemberFailed
+            }
+            return (nil, failed, HostError(code, message, step: "group"))
         default:
             process.terminateGroup(graceNanoseconds: 0)
             return (nil, failed, HostError(.groupCoordinatorUnreachable,
                                            "the group process did not join (\(process.stderrTail.text.trimmingCharacters(in: " \n")))", step: "group"))
         }
+    }
+
+    /// A member whose checks failed still tells the group at once (joining to say so), so that
+    /// the others roll back now rather than at their barrier's timeout.
+    public static func announceFailedChecks(settings: GroupSettings, executable: String, operationID: String, operationStart: UInt64,
+                                            paths: StatePaths, reason: String) -> GroupRecord {
+        let joined = join(settings: settings, executable: executable, operationID: operationID, operationStart: operationStart,
+                          maxFrozenSeconds: FreezeGuard.defaultDeadlineSeconds, paths: paths)
+        guard let member = joined.member else { return joined.record }
+        member.announceFailure(reason)
+        member.record.outcome = "broken"
+        member.record.brokenBy = reason
+        return member.leave(result: "failed", consistency: .none)
     }
 
     // MARK: - Barriers
@@ -273,7 +291,7 @@ public final class GroupMember {
     static func hostName() -> String {
         var buffer = [CChar](repeating: 0, count: 256)
         guard gethostname(&buffer, buffer.count - 1) == 0 else { return "unknown" }
-        return String(cString: buffer)
+        return String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     // MARK: - Socket

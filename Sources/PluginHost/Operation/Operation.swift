@@ -83,6 +83,11 @@ public final class Operation {
         if case .loaded(_, let path) = preflight.config { report.configFile = path }
         if !preflight.setupProblems.isEmpty {
             report.errors += preflight.setupProblems
+            if let settings = preflight.group, !request.mode.agentFreezes {
+                report.group = GroupMember.announceFailedChecks(
+                    settings: settings, executable: request.executable, operationID: operationID, operationStart: start, paths: request.paths,
+                    reason: "its checks failed: " + preflight.setupProblems.map(\.description).joined(separator: "; "))
+            }
             return finish(.invalid)
         }
 

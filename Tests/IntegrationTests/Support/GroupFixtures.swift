@@ -79,15 +79,17 @@ final class EtcdServer {
 }
 
 /// A CA, an etcd server certificate (for 127.0.0.1 and the given addresses) and a client
-/// certificate, made with the openssl command; the client key is root's, mode 0600.
-struct EtcdTLS {
+/// certificate, made with the openssl command in a scratch directory of their own (kept as long
+/// as this is); the client key is root's, mode 0600.
+final class EtcdTLS {
+    let scratch = Scratch("pki")
     let caCert: String
     let serverCert: String
     let serverKey: String
     let clientCert: String
     let clientKey: String
 
-    init(in scratch: Scratch, addresses: [String] = []) throws {
+    init(addresses: [String] = []) throws {
         let d = scratch.mkdir("pki")
         let names = (["127.0.0.1"] + addresses).map { "IP:\($0)" }.joined(separator: ",")
         let script = """
