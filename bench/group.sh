@@ -69,17 +69,25 @@ for n in $SIZES; do
             pids+=($!)
         done
         for pid in "${pids[@]}"; do wait "$pid" || true; done
+        # Each member's freeze guard lets go of the machine's lock just after its host exits.
+        for i in $(seq "$n"); do flock "$WORK/m$i/run/lock" true; done
         python3 - "$WORK" "$n" >>"$WORK/results.jsonl" <<'PY'
 import json, sys
 work, n = sys.argv[1], int(sys.argv[2])
-reports = [json.load(open(f"{work}/m{i}/report.json")) for i in range(1, n + 1)]
+reports = []
+for i in range(1, n + 1):
+    try:
+        reports.append(json.load(open(f"{work}/m{i}/report.json")))
+    except Exception as error:
+        print(json.dumps({"n": n, "ok": False, "errors": [f"m{i}: no report ({error}): " + open(f"{work}/m{i}/stderr").read()[-300:]]}))
+        sys.exit()
 def step(r, name):
     s = next(s for s in r["steps"] if s["name"] == name)
     origin = r["group"]["originMonotonicNs"] / 1e6
     return origin + s["startMs"], origin + s["startMs"] + s["durationMs"], s["durationMs"]
 ok = all(r["exitStatus"] == 0 and r["group"]["outcome"] == "completed" for r in reports)
 if not ok:
-    print(json.dumps({"n": n, "ok": False, "errors": [e for r in reports for e in r["errors"]][:3]}))
+    print(json.dumps({"n": n, "ok": False, "errors": sorted({e["code"] + ": " + e["message"][:160] for r in reports for e in r["errors"]})[:3]}))
     sys.exit()
 first_freeze = min(step(r, "freeze")[0] for r in reports)
 last_thaw = max(step(r, "thaw")[1] for r in reports)
@@ -110,5 +118,6 @@ for n in sorted({r["n"] for r in rows}):
         continue
     f = lambda k: m([r[k] for r in good])
     print(f"{n:7} {f('groupWindow'):13.1f} {f('slowestOwn'):12.1f} {f('overhead'):9.1f} {f('frozenWait'):12.1f} {f('snapshottedWait'):17.1f} {len(bad):7}")
+    for r in bad: print(f"        failed: {r.get('errors')}")
 print("wait frozen/snapshotted: the longest a member waited at that barrier (with 1 member: the client's cost per barrier).")
 PY

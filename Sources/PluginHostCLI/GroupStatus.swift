@@ -25,12 +25,15 @@ struct GroupStatus: Encodable {
     /// Why etcd could not tell (the group is then shown from the local file only).
     var error: String?
 
-    static func query(paths: StatePaths) -> GroupStatus? {
+    /// The group of the running operation `operationID` (nil when it is in none, or the file is
+    /// a dead operation's).
+    static func query(paths: StatePaths, operationID localOperationID: String) -> GroupStatus? {
         guard let file = try? FileDescriptor.open(paths.runDirectory + "/group.json", O_RDONLY | O_NOFOLLOW),
               let bytes = try? file.readAll(limit: 1 << 20), let document = try? JSONParser.parse(bytes),
               case .string(let group)? = document["group"], case .string(let member)? = document["member"],
               case .number(let count)? = document["members"], let members = count.integerValue,
-              case .string(let operationID)? = document["operationID"], case .array(let items)? = document["arguments"] else { return nil }
+              case .string(let operationID)? = document["operationID"], case .array(let items)? = document["arguments"],
+              document["localOperationID"] == .string(localOperationID) else { return nil }
         var status = GroupStatus(group: group, member: member, members: members, operationID: operationID)
         let arguments = items.compactMap { item -> String? in if case .string(let text) = item { text } else { nil } }
         guard arguments.first == "__group" else { return status }

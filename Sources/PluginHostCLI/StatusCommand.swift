@@ -91,7 +91,7 @@ struct HostStatus: Encodable {
             freezeDeadlineSeconds = journal.deadlineSeconds
         }
         if holder != nil { session = SessionClient.status(paths: paths) }
-        if holder != nil { group = GroupStatus.query(paths: paths) }
+        if let holder { group = GroupStatus.query(paths: paths, operationID: holder.operationID) }
         switch (holder, journal) {
         case (.some, .some(let journal)) where journal.state == .frozen: state = "frozen"
         case (.some, _) where session?.phase == "quiesced": state = "quiesced"

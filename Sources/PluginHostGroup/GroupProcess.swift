@@ -10,9 +10,14 @@ public import PluginHostWire
 /// - **Liveness**: a lease per member (its keys die with it), kept alive every TTL/3 while it
 ///   takes part; a second lease per operation, kept alive by every member, holds the group's
 ///   name (`/pluginhost/groups/NAME/active`) until the last member is gone.
-/// - **Barriers** (etcd's double barrier): a member arrives by putting its key under
+/// - **Barriers** (etcd's double barrier): a member arrives by putting its key (its state) under
 ///   `…/OPERATION/arrive/STAGE/` and counting the keys there in the same transaction; whoever
-///   counts them all puts `…/ctl/passed/STAGE`, which every member sees on its watch.
+///   counts them all puts `…/ctl/passed/STAGE`, which every member sees on its watch: one
+///   transaction per member and one small event to each, whatever the group's size. The states
+///   are read once, when a member leaves (outside the freeze window).
+///
+/// Keys that must outlive the member that wrote them (arrivals, barriers passed) hang on the
+/// operation's lease; a member's own keys (`member/ID`, `ctl/abort/ID`, `ctl/left/ID`) on its own.
 /// - **Failure**: one watch on `…/ctl/` and `…/member/` (never polling): a `ctl/abort/ID` from a
 ///   member that failed, or the deletion of a member's key (its lease expired: it died or lost
 ///   its network) without a `ctl/left/ID` first, breaks the group at once.
@@ -42,9 +47,10 @@ public enum GroupProcess {
 
         var tls: TLSFiles? { caFile.map { TLSFiles(caFile: $0, certFile: certFile, keyFile: keyFile) } }
 
-        /// One request on one endpoint: a third of the TTL (at least 1 s, at most 5 s), so that
-        /// a member that cannot reach etcd knows it within its own lease.
-        var requestTimeout: UInt64 { UInt64(min(5.0, max(1.0, Double(ttlSeconds) / 3))) * 1_000_000_000 }
+        /// One request on one endpoint: two thirds of the TTL (at least 1 s). A request that
+        /// takes longer is as good as lost: the keep-alive it held up would come too late, and
+        /// the member must be taken for gone — by itself too, while its lease may still run.
+        var requestTimeout: UInt64 { UInt64(max(1.0, Double(ttlSeconds) * 2 / 3) * 1e9) }
     }
 
     /// Serves the host until it leaves or goes away; returns the exit status.
@@ -66,18 +72,10 @@ public enum GroupProcess {
             }
             let prefix = keyRoot + group + "/" + operation + "/"
             let keys = try client.range(prefix, end: EtcdClient.prefixEnd(prefix)).kvs
-            var latest: [String: GroupMemberState] = [:]
+            let latest = GroupMembership.latestStates(keys, prefix: prefix)
             var aborted: [(key: String, value: JSONValue)] = []
-            for kv in keys {
-                let rest = String(kv.key.dropFirst(prefix.count))
-                if rest.hasPrefix("ctl/abort/") {
-                    aborted.append((String(rest.dropFirst(10)), .string(kv.text)))
-                    continue
-                }
-                guard rest.hasPrefix("member/") || rest.hasPrefix("arrive/") || rest.hasPrefix("ctl/left/"),
-                      let json = try? JSONParser.parse(kv.value), let state = GroupMemberState(json: json) else { continue }
-                if let known = latest[state.member], GroupMembership.rank(known.state) >= GroupMembership.rank(state.state) { continue }
-                latest[state.member] = state
+            for kv in keys where kv.key.dropFirst(prefix.count).hasPrefix("ctl/abort/") {
+                aborted.append((String(kv.key.dropFirst(prefix.count + 10)), .string(kv.text)))
             }
             return .object([("group", .string(group)), ("active", .bool(true)), ("operationID", .string(operation)),
                             ("members", value["members"] ?? .null),
@@ -129,6 +127,19 @@ final class GroupMembership {
     private func passedKey(_ stage: GroupStage) -> String { prefix + "ctl/passed/" + stage.rawValue }
     private func abortKey(_ id: String) -> String { prefix + "ctl/abort/" + id }
     private func leftKey(_ id: String) -> String { prefix + "ctl/left/" + id }
+
+    /// Every member's latest state among the keys of an operation (`member/`, `arrive/`, `ctl/left/`).
+    static func latestStates(_ keys: [EtcdKeyValue], prefix: String) -> [String: GroupMemberState] {
+        var latest: [String: GroupMemberState] = [:]
+        for kv in keys {
+            let rest = kv.key.dropFirst(prefix.count)
+            guard rest.hasPrefix("member/") || rest.hasPrefix("arrive/") || rest.hasPrefix("ctl/left/"),
+                  let json = try? JSONParser.parse(kv.value), let state = GroupMemberState(json: json) else { continue }
+            if let known = latest[state.member], rank(known.state) >= rank(state.state) { continue }
+            latest[state.member] = state
+        }
+        return latest
+    }
 
     /// The order of states, for "the latest known".
     static func rank(_ state: String) -> Int {
@@ -321,30 +332,25 @@ final class GroupMembership {
         }
         waitingFor = stage
         do throws(EtcdError) {
-            let result = try client.txn([], success: [.put(key: arrivePrefix(stage) + me, value: state.json.serialized(), lease: lease),
-                                                      .range(key: arrivePrefix(stage), end: EtcdClient.prefixEnd(arrivePrefix(stage)), countOnly: false)],
+            let result = try client.txn([], success: [.put(key: arrivePrefix(stage) + me, value: state.json.serialized(), lease: groupLease),
+                                                      .range(key: arrivePrefix(stage), end: EtcdClient.prefixEnd(arrivePrefix(stage)), countOnly: true)],
                                         failure: [])
-            guard let arrivals = result.ranges.first?.kvs else { throw EtcdError.server("etcd answered a transaction without its range") }
-            let states = arrivals.compactMap { kv in (try? JSONParser.parse(kv.value)).flatMap(GroupMemberState.init(json:)) }
-            if states.count >= memberCount {
-                let aggregate = states.sorted { $0.member < $1.member }
-                _ = try client.put(passedKey(stage), JSONValue.array(aggregate.map(\.json)).serialized(), lease: lease)
-                markPassed(stage, aggregate)
+            guard let arrivals = result.ranges.first?.count else { throw EtcdError.server("etcd answered a transaction without its range") }
+            if arrivals >= Int64(memberCount) {
+                _ = try client.put(passedKey(stage), "{\"members\":\(arrivals)}", lease: groupLease)
+                markPassed(stage)
             }
         } catch {
             breakGroup(.unreachable, member: nil, "etcd: \(error.message)")
         }
     }
 
-    private func markPassed(_ stage: GroupStage, _ states: [GroupMemberState]) {
+    private func markPassed(_ stage: GroupStage) {
         guard passed[stage] == nil else { return }
-        passed[stage] = states
-        for state in states where Self.rank(state.state) >= Self.rank(latest[state.member]?.state ?? "joined") {
-            latest[state.member] = state
-        }
+        passed[stage] = []
         if waitingFor == stage && broken == nil {
             waitingFor = nil
-            send(.passed(stage: stage, members: states))
+            send(.passed(stage: stage, members: []))
         }
     }
 
@@ -379,9 +385,8 @@ final class GroupMembership {
                 if latest[id] == nil { latest[id] = state }
             }
         } else if rest.hasPrefix("ctl/passed/"), !event.deleted {
-            guard let stage = GroupStage(rawValue: String(rest.dropFirst(11))),
-                  let json = try? JSONParser.parse(event.kv.value), let states = GroupWire.memberStates(json) else { return }
-            markPassed(stage, states)
+            guard let stage = GroupStage(rawValue: String(rest.dropFirst(11))) else { return }
+            markPassed(stage)
         } else if rest.hasPrefix("ctl/abort/"), !event.deleted {
             let id = String(rest.dropFirst(10))
             if id != me { breakGroup(.memberAborted, member: id, "member \(id) failed: \(event.kv.text)") }
@@ -450,6 +455,12 @@ final class GroupMembership {
         var ended = false
         let limit = Monotonic.now() + 2 * settings.requestTimeout
         if lease != 0 {
+            // Every member's states, read before this member's keys go (the arrivals stay until the last one leaves).
+            if let keys = try? client.range(prefix, end: EtcdClient.prefixEnd(prefix), limit: limit).kvs {
+                for (member, known) in Self.latestStates(keys, prefix: prefix) where member != me {
+                    if Self.rank(known.state) >= Self.rank(latest[member]?.state ?? "joined") { latest[member] = known }
+                }
+            }
             _ = try? client.txn([], success: [.put(key: leftKey(me), value: state.json.serialized(), lease: lease)], failure: [], limit: limit)
             try? client.revoke(lease, limit: limit)
             lease = 0

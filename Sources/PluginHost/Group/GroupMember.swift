@@ -225,7 +225,7 @@ public final class GroupMember {
     }
 
     /// The group's consistency once every member reached `stage`: the lowest of the members'.
-    public func settleConsistency() {
+    private func settleConsistency() {
         record.consistency = GroupRecord.lowest(record.memberStates.map { ConsistencyLevel(rawValue: $0.consistency) ?? .none })
     }
 
@@ -234,7 +234,6 @@ public final class GroupMember {
     public func leave(result: String, consistency: ConsistencyLevel) -> GroupRecord {
         guard !left else { return record }
         left = true
-        if broken != nil { record.consistency = .none }
         send(.leave(state: state(result, consistency: consistency)))
         let limit = Monotonic.now() + UInt64(settings.ttlSeconds * 2 + 10) * 1_000_000_000
         while case .event(let event)? = receive(until: limit) {
@@ -244,6 +243,8 @@ public final class GroupMember {
                 break
             }
         }
+        // Every member's latest state, this one's final one included: the lowest is the group's.
+        if broken == nil && record.outcome == "completed" { settleConsistency() }
         if case .exited = process.wait(until: Monotonic.now() + 2_000_000_000) {} else { process.terminateGroup(graceNanoseconds: 0) }
         unlink(statusFile)
         return record
@@ -251,10 +252,7 @@ public final class GroupMember {
 
     /// Marks the group complete: every barrier this member needs has passed.
     public func complete() {
-        if broken == nil {
-            record.outcome = "completed"
-            settleConsistency()
-        }
+        if broken == nil { record.outcome = "completed" }
     }
 
     public var isBroken: Bool { broken != nil }

@@ -1,5 +1,3 @@
-public import PluginHostSupport
-
 /// The report's `group` section: the group, this member, every member's outcome as this member
 /// last saw it, the barriers, and the group's consistency (the lowest of the members').
 public struct GroupRecord: Sendable, Codable, Equatable {
@@ -37,7 +35,9 @@ public struct GroupRecord: Sendable, Codable, Equatable {
     /// joined, completed (every barrier passed), broken (a member failed or vanished, or etcd
     /// was lost), busy (another operation of the group runs), unreachable (etcd never answered).
     public var outcome: String
-    public var consistency: ConsistencyLevel = .none
+    /// The group's consistency: the lowest of the members', once every barrier has passed (nil
+    /// until then, and when the group broke).
+    public var consistency: ConsistencyLevel?
     public var memberStates: [Member] = []
     public var barriers: [Barrier] = []
     /// Why the group broke, when it did.

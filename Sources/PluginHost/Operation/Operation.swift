@@ -129,7 +129,7 @@ public final class Operation {
             report.group = group.leave(result: result, consistency: sequence.outcome.consistency)
             if let record = report.group, record.outcome == "completed", record.consistency != .application {
                 let weaker = record.memberStates.filter { $0.consistency != ConsistencyLevel.application.rawValue }
-                report.warnings.append("group \(record.name) is \(record.consistency.rawValue)-consistent: "
+                report.warnings.append("group \(record.name) is \(record.consistency?.rawValue ?? "not")-consistent: "
                                        + weaker.map { "\($0.member) \($0.consistency)" }.joined(separator: ", "))
             }
         }

@@ -169,7 +169,10 @@ public struct OperationSequence {
     /// operation rolls back.
     private mutating func barrier(_ stage: GroupStage) -> Bool {
         guard steps.waitsForGroup(at: stage) else { return true }
-        let prospect = self.prospect
+        // Before the freeze, what the snapshot will be worth if the freeze succeeds.
+        var assumed = self
+        if stage == .quiesced { assumed.freezeSucceeded = true }
+        let prospect = assumed.prospect
         guard let result = perform("group: all \(stage.rawValue)", { $0.groupBarrier(stage, prospect: prospect) }) else { return false }
         if result == .succeeded { return true }
         failed = true
