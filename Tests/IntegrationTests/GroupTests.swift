@@ -160,6 +160,23 @@ struct GroupTests {
         #expect(!machine.host.scratch.exists("phases.log"), "a member that could not join ran its pre-script")
     }
 
+    /// `check` with the group options asks etcd, as an operation would, and joins nothing.
+    @Test func checkReachesEtcdWithoutJoining() throws {
+        let rig = try GroupRig(members: 1)
+        let machine = rig.machines[0]
+        let base = ["check", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory, "--mount", machine.fs.mountPoint]
+        let reachable = machine.invoke(base + machine.groupArguments(group: rig.group, members: 3))
+        #expect(reachable.status == 0, "\(reachable.stdout.suffix(2000))")
+        let result = try #require(try? JSONParser.parse(reachable.stdout))
+        #expect(result["group"]?["reachable"] == .bool(true) && result["group"]?["runningOperation"] == nil)
+        #expect(rig.etcdKeys.isEmpty, "check left keys in etcd: \(rig.etcdKeys)")
+
+        let nowhere = machine.invoke(base + ["--group", rig.group, "--member", "m1", "--members", "3",
+                                             "--etcd", "http://\(machine.namespace?.gateway ?? "127.0.0.1"):\(rig.etcd.clientPort + 7)"])
+        #expect(nowhere.status == ExitStatus.invalid.rawValue)
+        #expect(nowhere.stdout.contains("GroupCoordinatorUnreachable"), "\(nowhere.stdout.suffix(2000))")
+    }
+
     @Test func twoPhaseFreezesTheGroupThenEachMemberIsThawed() throws {
         let rig = try GroupRig()
         // Each `freeze` returns once every member is frozen.

@@ -81,4 +81,35 @@ struct GroupWireTests {
     @Test func stagesAreOrdered() {
         #expect(GroupStage.quiesced < .frozen && GroupStage.frozen < .snapshotted)
     }
+
+    @Test(arguments: [
+        ("http://127.0.0.1:2379", EtcdEndpoint(secure: false, host: "127.0.0.1", port: 2379)),
+        ("https://etcd-1.example:2379/", EtcdEndpoint(secure: true, host: "etcd-1.example", port: 2379)),
+        ("https://[fd00::1]:23790", EtcdEndpoint(secure: true, host: "fd00::1", port: 23790)),
+    ])
+    func endpoints(_ text: String, _ expected: EtcdEndpoint) throws {
+        #expect(try EtcdEndpoint.parse(text).get() == expected)
+        #expect(try EtcdEndpoint.parse(expected.description).get() == expected)
+    }
+
+    @Test(arguments: ["", "127.0.0.1:2379", "unix:///run/etcd.sock", "http://", "http://h", "http://h:0", "http://h:65536",
+                      "http://h:2379/v3", "http://user@h:2379", "http://h:2379?x=1", "http://[fd00::1]", "http://h_x:1", "ftp://h:1"])
+    func badEndpointsAreRefused(_ text: String) {
+        #expect((try? EtcdEndpoint.parse(text).get()) == nil)
+    }
+
+    @Test func endpointLists() {
+        #expect((try? EtcdEndpoint.parseList("http://a:1,http://b:2").get())?.map(\.host) == ["a", "b"])
+        #expect((try? EtcdEndpoint.parseList("http://a:1,").get()) == nil)
+    }
+
+    @Test(arguments: ["", "f", "fo", "foo", "foob", "fooba", "foobar", "/pluginhost/groups/g/ü"])
+    func base64RoundTrip(_ text: String) {
+        #expect(Base64.decode(Base64.encode(text)) == Array(text.utf8))
+    }
+
+    @Test func base64KnownValues() {
+        #expect(Base64.encode("foobar") == "Zm9vYmFy" && Base64.encode("fo") == "Zm8=" && Base64.encode("f") == "Zg==")
+        for bad in ["Zg=", "Z===", "Zg==Zg==", "Zm9v!", "=Zg=", "Zm=v"] { #expect(Base64.decode(bad) == nil, "\(bad)") }
+    }
 }
