@@ -1,5 +1,12 @@
 // swift-tools-version: 6.1
 import PackageDescription
+import Foundation
+
+// The git commit `pluginhost --version` prints: scripts/package.sh sets PLUGINHOST_GIT_COMMIT.
+// A define of the shim's C file only, so that a new commit recompiles one file, not the package.
+let gitCommit = ProcessInfo.processInfo.environment["PLUGINHOST_GIT_COMMIT"]
+    .flatMap { commit in commit.allSatisfy { $0.isHexDigit || $0 == "-" || ($0.isLetter && $0.isLowercase) } ? commit : nil }
+let buildInfo: [CSetting] = gitCommit.map { [.define("PLUGINHOST_GIT_COMMIT", to: $0)] } ?? []
 
 let strict: [SwiftSetting] = [
     .enableUpcomingFeature("ExistentialAny"),
@@ -25,7 +32,7 @@ let package = Package(
     targets: [
         // What Swift cannot import cleanly: FIFREEZE/FITHAW, pidfd, vfork spawn and fork-call,
         // statx mount ids, peer credentials, an async-signal-safe self-pipe.
-        .target(name: "CPluginHostShim"),
+        .target(name: "CPluginHostShim", cSettings: buildInfo),
         // System calls, child processes and JSON: shared by the host and the bundled plugins.
         .target(name: "PluginHostSupport", dependencies: ["CPluginHostShim"]),
         // The plugin ABI: one C header, the whole contract (plus build-time layout checks).

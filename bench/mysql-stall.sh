@@ -39,11 +39,7 @@ WARMUP=1.5        # seconds of load before each operation
 TAIL=1            # seconds of load after it
 export PATH=/usr/sbin:/usr/bin:/sbin:/bin:$PATH   # the caller's PATH last: swift may live elsewhere
 
-DB_SCRIPTS=${DB_SCRIPTS:-}
-for candidate in "$DB_SCRIPTS" "$PWD/../shared/db" /work/shared/db; do
-    if [ -n "$candidate" ] && [ -f "$candidate/start-mariadb.sh" ]; then DB_SCRIPTS=$candidate; break; fi
-done
-[ -f "$DB_SCRIPTS/start-mariadb.sh" ] || { echo "no start-mariadb.sh in ../shared/db or /work/shared/db (set DB_SCRIPTS)" >&2; exit 1; }
+DB_SCRIPTS=${DB_SCRIPTS:-$PWD/scripts/db}   # the repository's throwaway test servers
 
 if [ -z "${BIN_DIR:-}" ]; then
     swift build -q -c release --scratch-path .build-bench-mysql >&2

@@ -21,11 +21,7 @@ WARMUP=2          # seconds of load before each operation
 SPAN=10           # seconds of load from the operation's start (it takes 1–3 s)
 export PATH=$PATH:/usr/sbin:/sbin
 
-DB_SCRIPTS=${DB_SCRIPTS:-}
-for candidate in "$DB_SCRIPTS" "$PWD/../shared/db" /work/shared/db; do
-    if [ -n "$candidate" ] && [ -f "$candidate/start-postgres.sh" ]; then DB_SCRIPTS=$candidate; break; fi
-done
-[ -f "$DB_SCRIPTS/start-postgres.sh" ] || { echo "no start-postgres.sh in ../shared/db or /work/shared/db (set DB_SCRIPTS)" >&2; exit 1; }
+DB_SCRIPTS=${DB_SCRIPTS:-$PWD/scripts/db}   # the repository's throwaway test servers
 
 if [ -z "${BIN_DIR:-}" ]; then
     swift build -q -c release --scratch-path .build-bench --product pluginhost >&2

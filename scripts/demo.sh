@@ -5,7 +5,11 @@
 # copy, cleans up. Nothing outside the demo's own temporary directory is frozen.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
+. scripts/lib/setup.sh
+require_root "it mounts and freezes a loop filesystem"
+ensure_packages "${BUILD_PACKAGES[@]}" e2fsprogs util-linux mount
+swift_on_path
+modprobe loop 2>/dev/null || true
 
 swift build -q -c release --product pluginhost >&2
 swift build -q -c release --product pluginhost-shell >&2

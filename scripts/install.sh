@@ -5,7 +5,10 @@
 # installed (templates of plugins already installed are left alone unless --force).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0" >&2; exit 1; }
+. scripts/lib/setup.sh
+require_root "it installs into /usr/local and /etc"
+ensure_packages "${BUILD_PACKAGES[@]}"
+swift_on_path
 force=()
 [ "${1:-}" = --force ] && force=(--force)
 

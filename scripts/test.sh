@@ -1,25 +1,33 @@
 #!/usr/bin/env bash
-# Every test, as root: the integration tests make loop filesystems and freeze them for real,
-# and the plugin tests talk to real PostgreSQL and MariaDB servers, started here (throwaway,
-# loopback and unix sockets only) with the scripts in ../shared/db.
-# Extra arguments go to `swift test` (e.g. --filter ScriptRunnerTests).
+# Every test, as root, on a fresh Debian 12 machine with a Swift toolchain: installs what the
+# tests need with apt, starts the throwaway PostgreSQL 15 and MariaDB servers of scripts/db
+# (loopback and their own unix sockets; left running for the next run, stop them with
+# scripts/db/stop-*.sh), builds, and runs the suites. The integration tests make loop
+# filesystems and freeze them for real; then the suites that freeze and spawn run a second
+# time with every kernel fallback forced (PLUGINHOST_TEST_FORCE_FALLBACKS=1).
+# Extra arguments go to `swift test` (e.g. --filter ScriptRunnerTests) and skip the second pass.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-[ "$(id -u)" = 0 ] || { echo "run as root: sudo $0 (integration tests freeze loop filesystems)" >&2; exit 1; }
+. scripts/lib/setup.sh
+require_root "the integration tests freeze loop filesystems"
+ensure_packages "${BUILD_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+swift_on_path
+modprobe loop 2>/dev/null || true
 
-db=""
-for candidate in "$PWD/../shared/db" /work/shared/db; do
-    [ -f "$candidate/start-postgres.sh" ] && { db=$candidate; break; }
-done
-if [ -n "$db" ]; then
-    export PLUGINHOST_DB_SCRIPTS=$db
-    set -a
-    eval "$(bash "$db/start-postgres.sh")"
-    eval "$(bash "$db/start-mariadb.sh")"
-    set +a
-else
-    echo "WARNING: no ../shared/db scripts: the database plugin tests are skipped" >&2
-fi
+# Assigned first, so that a server that does not start stops the run (set -e).
+postgres_env=$(scripts/db/start-postgres.sh)
+mariadb_env=$(scripts/db/start-mariadb.sh)
+set -a
+eval "$postgres_env"
+eval "$mariadb_env"
+set +a
 
 swift build --build-tests
-swift test --skip-build "$@"
+if [ $# -gt 0 ]; then
+    exec swift test --skip-build "$@"
+fi
+swift test --skip-build
+# Again, with every kernel fallback forced (pidfd_open, STATX_MNT_ID, close_range: see
+# `pluginhost check`): the suites that freeze and spawn processes, less the long database proofs.
+PLUGINHOST_TEST_FORCE_FALLBACKS=1 swift test --skip-build --filter 'IntegrationTests|ScriptRunnerTests' \
+    --skip MySQLConsistencyTests --skip PostgreSQLConsistencyTests

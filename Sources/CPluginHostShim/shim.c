@@ -1,7 +1,11 @@
 #define _GNU_SOURCE
 #include "pluginhost_shim.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <sys/resource.h>
 #include <fcntl.h>
 #include <linux/fs.h>
 #include <signal.h>
@@ -20,17 +24,106 @@ int ph_fifreeze(int fd) { return ioctl(fd, FIFREEZE, 0); }
 
 int ph_fithaw(int fd) { return ioctl(fd, FITHAW, 0); }
 
-int ph_mount_id(int fd, unsigned long long *mount_id) {
+/* ---- Kernel features and their fallbacks ----
+ * pidfd_open (Linux 5.3), statx's STATX_MNT_ID (5.8) and close_range (5.9) are used when the
+ * kernel has them; otherwise (or when PLUGINHOST_TEST_FORCE_FALLBACKS=1, which only the tests
+ * set) the fallbacks below do the same work. The switch is read once, in the parent, before
+ * any vfork child could need it. */
+
+static int forced_state = -1;
+
+int ph_fallbacks_forced(void) {
+    if (forced_state < 0) {
+        const char *value = getenv("PLUGINHOST_TEST_FORCE_FALLBACKS");
+        forced_state = value != NULL && strcmp(value, "1") == 0;
+    }
+    return forced_state;
+}
+
+int ph_kernel_features(void) {
+    int features = 0;
+    int pidfd = (int)syscall(SYS_pidfd_open, getpid(), 0);
+    if (pidfd >= 0) { close(pidfd); features |= PH_FEATURE_PIDFD; }
     struct statx sx;
-    if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) != 0) return -1;
-    if (!(sx.stx_mask & STATX_MNT_ID)) { errno = ENOSYS; return -1; }
-    *mount_id = sx.stx_mnt_id;
+    if (statx(AT_FDCWD, "/", 0, STATX_MNT_ID, &sx) == 0 && (sx.stx_mask & STATX_MNT_ID)) features |= PH_FEATURE_STATX_MNT_ID;
+    /* A range past any open descriptor: closes nothing, fails only with ENOSYS (or EINVAL). */
+    if (syscall(SYS_close_range, ~0U - 1, ~0U, 0) == 0) features |= PH_FEATURE_CLOSE_RANGE;
+    return features;
+}
+
+/* mnt_id from /proc/self/fdinfo/FD (Linux 3.15): the same number as statx's stx_mnt_id and
+ * the first field of /proc/self/mountinfo. No allocation. */
+int ph_mount_id_from_fdinfo(int fd, unsigned long long *mount_id) {
+    char path[64], buffer[4096];
+    int length = snprintf(path, sizeof path, "/proc/self/fdinfo/%d", fd);
+    if (length < 0 || (size_t)length >= sizeof path) { errno = EINVAL; return -1; }
+    int info = open(path, O_RDONLY | O_CLOEXEC);
+    if (info < 0) return -1;
+    ssize_t count = read(info, buffer, sizeof buffer - 1);
+    int saved = errno;
+    close(info);
+    if (count <= 0) { errno = count < 0 ? saved : ENODATA; return -1; }
+    buffer[count] = '\0';
+    const char *line = strstr(buffer, "mnt_id:");
+    if (line == NULL) { errno = ENOSYS; return -1; }
+    char *end = NULL;
+    errno = 0;
+    unsigned long long value = strtoull(line + 7, &end, 10);
+    if (end == line + 7 || errno != 0) { errno = ENODATA; return -1; }
+    *mount_id = value;
     return 0;
+}
+
+int ph_mount_id(int fd, unsigned long long *mount_id) {
+    if (!ph_fallbacks_forced()) {
+        struct statx sx;
+        if (statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID, &sx) == 0 && (sx.stx_mask & STATX_MNT_ID)) {
+            *mount_id = sx.stx_mnt_id;
+            return 0;
+        }
+        if (errno == EBADF) return -1;
+    }
+    return ph_mount_id_from_fdinfo(fd, mount_id);
 }
 
 int ph_syncfs(int fd) { return syncfs(fd); }
 
-int ph_pidfd_open(pid_t pid) { return (int)syscall(SYS_pidfd_open, pid, 0); }
+int ph_pidfd_open(pid_t pid) {
+    if (ph_fallbacks_forced()) { errno = ENOSYS; return -1; }
+    return (int)syscall(SYS_pidfd_open, pid, 0);
+}
+
+static int child_exit_pipe[2] = {-1, -1};
+
+static void on_child_exit(int sig) {
+    (void)sig;
+    int saved = errno;
+    unsigned char byte = 1;
+    ssize_t ignored = write(child_exit_pipe[1], &byte, 1); /* a full pipe already says "a child exited" */
+    (void)ignored;
+    errno = saved;
+}
+
+int ph_child_exit_pipe(void) {
+    if (child_exit_pipe[0] >= 0) return child_exit_pipe[0];
+    if (pipe2(child_exit_pipe, O_CLOEXEC | O_NONBLOCK) != 0) return -1;
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_handler = on_child_exit;
+    sa.sa_flags = SA_RESTART | SA_NOCLDSTOP;
+    sigemptyset(&sa.sa_mask);
+    if (sigaction(SIGCHLD, &sa, NULL) != 0) return -1;
+    return child_exit_pipe[0];
+}
+
+int ph_child_exited(pid_t pid) {
+    siginfo_t info;
+    memset(&info, 0, sizeof info);
+    while (waitid(P_PID, (id_t)pid, &info, WEXITED | WNOHANG | WNOWAIT) != 0) {
+        if (errno != EINTR) return -1;
+    }
+    return info.si_pid == pid ? 1 : 0;
+}
 
 int ph_pidfd_send_signal(int pidfd, int sig) {
     return (int)syscall(SYS_pidfd_send_signal, pidfd, sig, NULL, 0);
@@ -61,9 +154,50 @@ static int stage(const int *fd_map, int fd_count, int *staged) {
     return 0;
 }
 
-/* The child side of ph_spawn and ph_fork_call: process group, parent death, default signals,
- * descriptors. Returns 0, or -1 with errno set. System calls only. */
-static int prepare_child(const int *staged, int fd_count, int flags, pid_t parent) {
+/* Closes every descriptor from `low` up, in a vfork child: system calls only. close_range
+ * (Linux 5.9) when there; else the numbers listed in /proc/self/fd, read with getdents64 into
+ * a stack buffer; else every number up to the descriptor limit. */
+struct ph_dirent64 {
+    unsigned long long d_ino;
+    long long d_off;
+    unsigned short d_reclen;
+    unsigned char d_type;
+    char d_name[];
+};
+
+static void close_from(int low, int use_close_range) {
+    if (use_close_range && syscall(SYS_close_range, (unsigned)low, ~0U, 0) == 0) return;
+    int directory = (int)syscall(SYS_openat, AT_FDCWD, "/proc/self/fd", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (directory >= 0) {
+        char buffer[4096] __attribute__((aligned(8)));
+        long count;
+        while ((count = syscall(SYS_getdents64, directory, buffer, sizeof buffer)) > 0) {
+            for (long offset = 0; offset < count;) {
+                struct ph_dirent64 *entry = (struct ph_dirent64 *)(buffer + offset);
+                offset += entry->d_reclen;
+                int fd = 0;
+                const char *digit = entry->d_name;
+                if (*digit < '0' || *digit > '9') continue;
+                for (; *digit >= '0' && *digit <= '9'; digit++) fd = fd * 10 + (*digit - '0');
+                if (fd >= low && fd != directory) close(fd);
+            }
+        }
+        close(directory);
+        return;
+    }
+    struct rlimit limit;
+    long highest = getrlimit(RLIMIT_NOFILE, &limit) == 0 && limit.rlim_cur != RLIM_INFINITY ? (long)limit.rlim_cur : 65536;
+    for (long fd = low; fd < highest; fd++) close((int)fd);
+}
+
+/* The child side of ph_spawn and ph_fork_call: cgroup, process group, parent death, default
+ * signals, descriptors. Returns 0, or -1 with errno set; *join_error gets the errno of a failed
+ * cgroup join (not fatal). System calls only. */
+static int prepare_child(const int *staged, int fd_count, int flags, pid_t parent, int use_close_range,
+                         int cgroup_procs_fd, volatile int *join_error) {
+    /* First of all: whatever it starts from here on is born in the cgroup, and cannot leave
+     * it by setsid or double fork. "0" is the writing process. */
+    if (cgroup_procs_fd >= 0 && write(cgroup_procs_fd, "0", 1) != 1 && join_error) *join_error = errno;
     if (flags & PH_SPAWN_NEW_SESSION) setsid();
     else if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
     if (flags & PH_SPAWN_DIE_WITH_PARENT) {
@@ -88,7 +222,7 @@ static int prepare_child(const int *staged, int fd_count, int flags, pid_t paren
         }
         if (staged[i] < 0 && fd != i) close(fd);
     }
-    syscall(SYS_close_range, (unsigned)fd_count, ~0U, 0);
+    close_from(fd_count, use_close_range);
     sigset_t none;
     sigemptyset(&none);
     pthread_sigmask(SIG_SETMASK, &none, NULL);
@@ -98,7 +232,14 @@ static int prepare_child(const int *staged, int fd_count, int flags, pid_t paren
 int ph_spawn(const char *path, char *const *argv, char *const *envp,
              const int *fd_map, int fd_count, const char *cwd,
              int flags, pid_t *pid_out) {
+    return ph_spawn_in(path, argv, envp, fd_map, fd_count, cwd, flags, -1, NULL, pid_out);
+}
+
+int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
+                const int *fd_map, int fd_count, const char *cwd,
+                int flags, int cgroup_procs_fd, int *join_error_out, pid_t *pid_out) {
     int staged[MAX_FDS];
+    int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
     if (rc != 0) return rc;
 
@@ -108,11 +249,12 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
     pthread_sigmask(SIG_SETMASK, &all, &saved);
     pid_t parent = getpid();
     volatile int child_error = 0;
+    volatile int join_error = 0;
 
     pid_t pid = vfork();
     if (pid == 0) {
         /* The child, sharing the parent's memory until execve: system calls only. */
-        if (prepare_child(staged, fd_count, flags, parent) != 0) goto child_fail;
+        if (prepare_child(staged, fd_count, flags, parent, use_close_range, cgroup_procs_fd, &join_error) != 0) goto child_fail;
         if (cwd != NULL && chdir(cwd) != 0) goto child_fail;
         execve(path, argv, envp);
     child_fail:
@@ -127,6 +269,7 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
         while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
     } else {
         *pid_out = pid;
+        if (join_error_out) *join_error_out = join_error;
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     unstage(staged, fd_count);
@@ -135,7 +278,13 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
 
 int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *), void *argument,
                  pid_t *pid_out) {
+    return ph_fork_call_in(fd_map, fd_count, flags, -1, entry, argument, pid_out);
+}
+
+int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_procs_fd,
+                    int (*entry)(void *), void *argument, pid_t *pid_out) {
     int staged[MAX_FDS];
+    int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
     if (rc != 0) return rc;
     sigset_t all, saved;
@@ -144,7 +293,7 @@ int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        if (prepare_child(staged, fd_count, flags, parent) != 0) _exit(127);
+        if (prepare_child(staged, fd_count, flags, parent, use_close_range, cgroup_procs_fd, NULL) != 0) _exit(127);
         _exit(entry(argument));
     }
     if (pid < 0) rc = errno;
@@ -204,3 +353,15 @@ int ph_peer_credentials(int fd, uid_t *uid, pid_t *pid) {
 }
 
 int ph_errno(void) { return errno; }
+
+/* Package.swift defines PLUGINHOST_GIT_COMMIT for this file when the build environment has it
+ * (scripts/package.sh sets it to the git commit). */
+#define PH_STRINGIFY2(x) #x
+#define PH_STRINGIFY(x) PH_STRINGIFY2(x)
+const char *ph_build_commit(void) {
+#ifdef PLUGINHOST_GIT_COMMIT
+    return PH_STRINGIFY(PLUGINHOST_GIT_COMMIT);
+#else
+    return "unknown";
+#endif
+}

@@ -53,6 +53,8 @@ struct CheckCommand: ParsableCommand {
 
 /// What `check` reports, for both renderings.
 struct CheckResult: Encodable {
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
     var configFile: String?
     var config: ConfigSummary?
     var freezeEnabled: Bool
@@ -76,9 +78,22 @@ struct CheckResult: Encodable {
         var message: String?
     }
 
+    var kernel = Kernel()
+
+    /// The kernel interfaces in use, and the fallbacks where the kernel lacks one.
+    struct Kernel: Encodable {
+        var release = KernelFeature.kernelRelease
+        var fallbacksForced = KernelFeature.fallbacksForced
+        var features = KernelFeature.probe()
+    }
+
     struct ConfigSummary: Encodable {
         var preScript: String
         var postScript: String
+        /// How each script that passed its checks will be started: its #! interpreter, or
+        /// /bin/sh (no #! line, or no owner execute bit), as Azure runs every script.
+        var preScriptRunsWith: String?
+        var postScriptRunsWith: String?
         var timeoutInSeconds: Int
         var preScriptNoOfRetries: Int
         var postScriptNoOfRetries: Int
@@ -96,6 +111,7 @@ struct CheckResult: Encodable {
             configFile = path
             self.config = ConfigSummary(
                 preScript: config.preScript.location, postScript: config.postScript.location,
+                preScriptRunsWith: preflight.scriptInterpreters[.pre], postScriptRunsWith: preflight.scriptInterpreters[.post],
                 timeoutInSeconds: config.timeoutSeconds, preScriptNoOfRetries: config.preScript.retries,
                 postScriptNoOfRetries: config.postScript.retries,
                 continueBackupOnFailure: config.continueBackupOnFailure, fsFreezeEnabled: config.fsFreezeEnabled)
@@ -116,11 +132,13 @@ struct CheckResult: Encodable {
         if let config, let configFile {
             out += "Config \(configFile)\n"
             out += TextTable(rows: [
-                ["  pre-script", config.preScript, "retries \(config.preScriptNoOfRetries)"],
-                ["  post-script", config.postScript, "retries \(config.postScriptNoOfRetries)"],
-                ["  timeout", "\(config.timeoutInSeconds) s per attempt", ""],
-                ["  continueBackupOnFailure", "\(config.continueBackupOnFailure)", ""],
-                ["  fsFreezeEnabled", "\(config.fsFreezeEnabled)", ""],
+                ["  pre-script", config.preScript, "retries \(config.preScriptNoOfRetries)",
+                 config.preScriptRunsWith.map { "runs with \($0)" } ?? ""],
+                ["  post-script", config.postScript, "retries \(config.postScriptNoOfRetries)",
+                 config.postScriptRunsWith.map { "runs with \($0)" } ?? ""],
+                ["  timeout", "\(config.timeoutInSeconds) s per attempt", "", ""],
+                ["  continueBackupOnFailure", "\(config.continueBackupOnFailure)", "", ""],
+                ["  fsFreezeEnabled", "\(config.fsFreezeEnabled)", "", ""],
             ]).render()
         } else {
             out += "Config: none loaded\n"
@@ -135,6 +153,10 @@ struct CheckResult: Encodable {
         } else {
             out += "\nFreeze: off (fsFreezeEnabled is false)\n"
         }
+        out += "\nKernel \(kernel.release)\(kernel.fallbacksForced ? " (every fallback forced)" : ""):\n"
+        out += TextTable(rows: kernel.features.map { feature in
+            ["  " + feature.name, "(Linux \(feature.since))", feature.used ? "used" : (feature.available ? "available, " : "missing, ") + "fallback: " + feature.fallback]
+        }).render()
         out += "\nPlugins in \(pluginsDirectory):\n"
         out += plugins.isEmpty ? "  (none)\n" : TextTable(rows: plugins.map { record in
             let check = record.calls.last { $0.function == .check }

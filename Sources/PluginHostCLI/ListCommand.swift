@@ -39,6 +39,8 @@ struct ListCommand: ParsableCommand {
 }
 
 struct PluginList: Encodable {
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
     var directory: String
     var plugins: [PluginRecord]
     var warnings: [String]

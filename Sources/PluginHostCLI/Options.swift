@@ -31,16 +31,33 @@ struct PlanOptions: ParsableArguments {
         }
     }
 
+    /// The options with every path made absolute against the caller's working directory, and
+    /// PLUGINHOST_CONFIG, PLUGINHOST_HOST_CONFIG and PLUGINHOST_PLUGINS_DIR standing in for
+    /// options not given (a hook's agent passes none): the session process runs in `/`, so the
+    /// same arguments must mean the same files for `run`, `freeze` and the hooks.
+    var resolved: PlanOptions {
+        let environment = ProcessEnvironment()
+        var copy = self
+        copy.config = (config ?? environment["PLUGINHOST_CONFIG"]).map(absolutePath)
+        copy.hostConfig = (hostConfig ?? environment["PLUGINHOST_HOST_CONFIG"]).map(absolutePath)
+        copy.pluginsDirectory = (pluginsDirectory ?? environment["PLUGINHOST_PLUGINS_DIR"]).map(absolutePath)
+        copy.mounts = mounts.map(absolutePath)
+        copy.skipMounts = skipMounts.map(absolutePath)
+        return copy
+    }
+
     func request(snapshotCommand: [String] = []) -> OperationRequest {
+        let plan = resolved
         var request = OperationRequest(executable: currentExecutable())
-        request.configPath = config
-        request.hostConfigPath = hostConfig
-        request.mounts = mounts
-        request.skipMounts = skipMounts
+        request.configPath = plan.config
+        request.hostConfigPath = plan.hostConfig
+        request.mounts = plan.mounts
+        request.skipMounts = plan.skipMounts
         request.maxFrozenSeconds = maxFrozen
         request.snapshotCommand = snapshotCommand
-        request.pluginsDirectory = pluginsDirectory
+        request.pluginsDirectory = plan.pluginsDirectory
         request.paths = statePaths()
+        request.cgroups = ProcessEnvironment()["PLUGINHOST_CGROUPS"] != "off"
         return request
     }
 }
@@ -58,6 +75,17 @@ func statePaths() -> StatePaths {
     let environment = ProcessEnvironment()
     return StatePaths(runDirectory: environment["PLUGINHOST_RUN_DIR"] ?? StatePaths.defaultRunDirectory,
                       stateDirectory: environment["PLUGINHOST_STATE_DIR"] ?? StatePaths.defaultStateDirectory)
+}
+
+/// `path` made absolute against the working directory (unchanged when already absolute or empty).
+func absolutePath(_ path: String) -> String {
+    guard !path.isEmpty, !path.hasPrefix("/") else { return path }
+    var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+    guard getcwd(&buffer, buffer.count) != nil else { return path }
+    let directory = String(cString: buffer)
+    var relative = Substring(path)
+    while relative.hasPrefix("./") { relative = relative.dropFirst(2) }
+    return (directory == "/" ? "" : directory) + "/" + relative
 }
 
 /// The running binary, re-executed as the freeze guard.
@@ -100,6 +128,13 @@ struct FileHandleOutput {
     }
 
     func write(bytes: [UInt8]) { write(String(decoding: bytes, as: UTF8.self)) }
+}
+
+/// A JSON answer that is only errors (e.g. `thaw` with nothing to thaw).
+struct ErrorDocument: Encodable {
+    var errors: [HostError]
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
 }
 
 /// Pretty, key-sorted JSON on stdout.

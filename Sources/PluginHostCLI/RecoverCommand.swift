@@ -10,6 +10,9 @@ struct RecoverCommand: ParsableCommand {
 
     @OptionGroup var output: OutputOptions
 
+    @Flag(name: .long, help: "Print nothing when there is nothing to recover or an operation is running (the systemd timer's mode).")
+    var quiet = false
+
     func run() throws {
         try requireRoot("recover")
         let paths = statePaths()
@@ -23,13 +26,17 @@ struct RecoverCommand: ParsableCommand {
         do {
             lock = try OperationLock.acquire(paths: paths, operationID: "recover")
         } catch {
-            FileHandleOutput.standardError.write("\(error.message); nothing to recover while it runs (its guard thaws on its own)\n")
+            if !quiet {
+                FileHandleOutput.standardError.write("\(error.message); nothing to recover while it runs (its guard thaws on its own)\n")
+            }
             throw ExitCode(ExitStatus.busy.rawValue)
         }
         let outcome = Recovery.run(paths: paths)
         withExtendedLifetime(lock) {}
         if output.json {
             try printJSON(RecoveryResult(outcome))
+        } else if quiet && outcome == nil {
+            // Nothing to say.
         } else {
             FileHandleOutput.standardOutput.write(outcome.map { "Recovered \($0.summary)\n" } ?? "Nothing to recover: no operation left a freeze journal.\n")
         }
@@ -45,6 +52,9 @@ struct RecoveryResult: Encodable {
 
     var recovered: Bool
     var complete: Bool
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
+
     var operationID: String?
     var mounts: [Mount]
 

@@ -8,6 +8,7 @@ enum ReportText {
             + "snapshot \(report.snapshotTaken ? "taken" : "not taken") (exit \(report.exitStatus.rawValue))\n"
         out += "Started \(report.startedAt), took \(formatMs(report.durationMs))"
         if let configFile = report.configFile { out += ", config \(configFile)" }
+        if let scriptArg = report.hookScriptArg { out += ", scriptArg '\(scriptArg)'" }
         out += "\n"
 
         if !report.steps.isEmpty {
@@ -46,18 +47,25 @@ enum ReportText {
 
         if let snapshot = report.snapshot {
             out += "\nSnapshot: \(snapshot.command.joined(separator: " "))\n"
-            out += "  \(snapshot.termination?.description ?? "not finished"), \(formatMs(snapshot.durationMs))\n"
+            out += "  \(snapshot.termination?.description ?? snapshot.outcome ?? "not finished"), \(formatMs(snapshot.durationMs))\n"
             out += tails(stdout: snapshot.stdoutTail, stderr: snapshot.stderrTail)
         }
 
         for script in report.scripts {
             out += "\n\(script.phase == .pre ? "Pre" : "Post")-script \(script.path) \(script.arguments.map { "'\($0)'" }.joined(separator: " ")): "
-                + "\(script.outcome.rawValue) after \(script.attempts.count) attempt\(script.attempts.count == 1 ? "" : "s")\n"
+                + "\(script.outcome.rawValue) after \(script.attempts.count) attempt\(script.attempts.count == 1 ? "" : "s")"
+                + (script.shell.map { " (run by \($0))" } ?? "") + "\n"
             for attempt in script.attempts {
                 let how = attempt.spawnError ?? attempt.termination?.description ?? "?"
                 out += "  attempt \(attempt.number): \(how)\(attempt.timedOut ? " (timed out)" : ""), \(formatMs(attempt.durationMs))\n"
                 out += tails(stdout: attempt.stdoutTail, stderr: attempt.stderrTail)
             }
+        }
+
+        if !report.killedProcesses.isEmpty {
+            out += "\nKilled with their owner:\n" + TextTable(rows: report.killedProcesses.map {
+                ["  pid \($0.pid)", $0.owner, $0.reason, $0.command]
+            }).render()
         }
 
         if !report.errors.isEmpty {

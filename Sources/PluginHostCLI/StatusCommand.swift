@@ -75,6 +75,8 @@ struct HostStatus: Encodable {
     var group: GroupStatus?
     var interruption: String?
     var lastReport: OperationReport?
+    var pluginhostVersion = BuildInfo.version
+    var schemaVersion = BuildInfo.schemaVersion
 
     init(paths: StatePaths) {
         let holder = OperationLock.currentHolder(paths: paths)

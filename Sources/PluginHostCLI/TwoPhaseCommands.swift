@@ -59,8 +59,10 @@ struct SessionCommand: ParsableCommand {
                                                     shouldDisplay: false)
 
     @Option var mode: String
+    @Option(name: .customLong("script-arg")) var scriptArg: String?
     @OptionGroup var plan: PlanOptions
     @OptionGroup var group: GroupOptions
+    @OptionGroup var hook: HookOptions
 
     func run() throws {
         let verbose = ProcessEnvironment()["PLUGINHOST_VERBOSE"] == "1"
@@ -74,6 +76,8 @@ struct SessionCommand: ParsableCommand {
         } else {
             request.mode = .twoPhase(channel)
         }
+        request.hookScriptArg = scriptArg
+        request.hookHoldLimitSeconds = hook.holdLimit
         let report = Operation(request: request, logger: Logger(label: "pluginhost"), interrupt: interrupt,
                                logOutput: logOutput).run()
         logOutput.release()
@@ -84,7 +88,8 @@ struct SessionCommand: ParsableCommand {
 func sessionEnvironment(verbose: Bool) -> [String: String] {
     var environment = ["PATH": ScriptRunner.searchPath, "LANG": "C"]
     let current = ProcessEnvironment()
-    for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR"] {
+    for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR", "PLUGINHOST_CGROUPS", "PLUGINHOST_TEST_FORCE_FALLBACKS",
+                 "PLUGINHOST_TEST_SYSLOG_SOCKET"] {
         if let value = current[name] { environment[name] = value }
     }
     if verbose { environment["PLUGINHOST_VERBOSE"] = "1" }
@@ -136,7 +141,7 @@ enum SessionOutput {
             }
             let error = HostError(.noActiveOperation, message)
             if json {
-                try? printJSON(["errors": [error]])
+                try? printJSON(ErrorDocument(errors: [error]))
             } else {
                 FileHandleOutput.standardError.write("\(error.code.rawValue): \(message)\n")
             }
@@ -156,13 +161,14 @@ enum SessionOutput {
 extension PlanOptions {
     /// The options again, as arguments for the session process.
     var arguments: [String] {
+        let plan = resolved
         var arguments: [String] = []
-        if let config { arguments += ["--config", config] }
-        if let hostConfig { arguments += ["--host-config", hostConfig] }
-        for mount in mounts { arguments += ["--mount", mount] }
-        for skip in skipMounts { arguments += ["--skip", skip] }
+        if let config = plan.config { arguments += ["--config", config] }
+        if let hostConfig = plan.hostConfig { arguments += ["--host-config", hostConfig] }
+        for mount in plan.mounts { arguments += ["--mount", mount] }
+        for skip in plan.skipMounts { arguments += ["--skip", skip] }
         if let maxFrozen { arguments += ["--max-frozen", String(maxFrozen)] }
-        if let pluginsDirectory { arguments += ["--plugins-dir", pluginsDirectory] }
+        if let pluginsDirectory = plan.pluginsDirectory { arguments += ["--plugins-dir", pluginsDirectory] }
         return arguments
     }
 }

@@ -31,8 +31,11 @@ public enum FreezeGuardProcess {
         for signal in ignoredSignals { _ = ph_signal_ignore(signal) }
         let socket = socketDescriptor
         let host = getppid()
+        // The host's exit is seen twice: its end of the socket closes (only the host holds it:
+        // every child it starts gets its other descriptors closed), and its pidfd becomes
+        // readable. Without pidfd_open (Linux < 5.3) the socket alone says it; poll ignores -1.
         let hostExit = ph_pidfd_open(host)
-        guard host != 1, hostExit >= 0 else { return 1 }  // the host is already gone
+        guard host != 1, hostExit >= 0 || errno == ENOSYS else { return 1 }  // the host is already gone
 
         // Everything the frozen phase needs is allocated here, before anything is frozen.
         let count = targets.count

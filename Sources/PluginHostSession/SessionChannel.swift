@@ -60,7 +60,14 @@ public final class SessionChannel: SessionLink {
         encoder.outputFormatting = [.sortedKeys]
         if let data = try? encoder.encode(envelope) {
             let bytes = Array(data) + [0x0A]
-            try? FileDescriptor(owning: dup(fd)).writeAll(bytes)
+            // The client may be gone (killed, or its agent timed out): EPIPE, never SIGPIPE
+            // (ignored in every role). The operation goes on; the report says so.
+            do {
+                try FileDescriptor(owning: dup(fd)).writeAll(bytes)
+            } catch {
+                let what = if case .notice = envelope { "freeze notice" } else { "report" }
+                refusals.append("the freeze client was gone before the \(what) could be written (\(error)); the operation went on")
+            }
         }
         let null = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
         if null >= 0 {
@@ -153,4 +160,3 @@ public final class SessionChannel: SessionLink {
         return (try? encoder.encode(value)).map { String(decoding: $0, as: UTF8.self) } ?? "{}"
     }
 }
-

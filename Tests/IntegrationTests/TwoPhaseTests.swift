@@ -173,15 +173,19 @@ struct TwoPhaseTests {
         let arguments = ["--config", config, "--mount", fs.mountPoint]
         #expect(host.invoke(["hook", "vmware", "freeze"] + arguments).status == 0)
         let failed = host.invoke(["hook", "vmware", "freezeFail", "--json"])
-        #expect(failed.status == ExitStatus.failed.rawValue)
-        #expect(failed.report?.snapshotTaken == false)
+        // The agent's snapshot failed, but what freezeFail asks for — resume, post-script — did
+        // not: VMware Tools must not read "Custom quiesce script failed".
+        #expect(failed.status == 0)
+        #expect(failed.report?.snapshotTaken == false && failed.report?.result == .failed)
         #expect(host.scratch.read("phases.log") == "pre\npost failure none\n")
 
         // And the normal path, with the lower-case spelling some versions use.
         #expect(host.invoke(["hook", "vmware", "freeze"] + arguments).status == 0)
         let thaw = host.invoke(["hook", "vmware", "thaw", "--json"])
         #expect(thaw.status == 0 && thaw.report?.command == "hook vmware")
-        #expect(host.invoke(["hook", "vmware", "freezefail"]).status == ExitStatus.invalid.rawValue)  // nothing active any more
+        // Nothing active any more: nothing to resume, which is no failure of the agent's thaw.
+        let stray = host.invoke(["hook", "vmware", "freezefail"])
+        #expect(stray.status == 0 && stray.stderr.contains("no hook session is waiting"))
     }
 
     @Test func timelineInTheTerminalAndAsSVG() throws {

@@ -4,7 +4,7 @@ import PluginHostSupport
 import PluginKit
 import Testing
 
-/// Against the real MariaDB of `../shared/db/start-mariadb.sh` (enabled when MARIADB_SOCKET is
+/// Against the real MariaDB of `scripts/db/start-mariadb.sh` (enabled when MARIADB_SOCKET is
 /// set). Serialized: only one BACKUP STAGE can exist at a time on the server. Time bounds are
 /// generous: they tell "bounded" from "hangs"; the measured figures are printed.
 @Suite("MySQL plugin against MariaDB", .serialized, .enabled(if: MariaDBServer.available))

@@ -4,7 +4,7 @@ import PluginHostSupport
 import PluginKit
 import Testing
 
-/// The throwaway server of `../shared/db/start-mariadb.sh`, from the environment it prints.
+/// The throwaway server of `scripts/db/start-mariadb.sh`, from the environment it prints.
 struct MariaDBServer: Sendable {
     let socket: String
     let host: String

@@ -63,7 +63,41 @@ struct ErrorCodeTests {
     }
 
     @Test func hostErrorDescriptionStartsWithTheCode() {
-        let error = HostError(.incorrectJSONConfigFile, "timeoutInSeconds: expected an integer", step: "checks")
-        #expect(error.description == "IncorrectJSONConfigFile: timeoutInSeconds: expected an integer")
+        let error = HostError(.freezeFailed, "/data: EBUSY", step: "freeze")
+        #expect(error.description == "FreezeFailed: /data: EBUSY")
+    }
+
+    /// Azure's troubleshooting table, "Error message" column, for each of its ten codes.
+    static let azureSentences: [(ErrorCode, String)] = [
+        (.preScriptExecutionFailed, "The prescript returned an error, so backup might not be application-consistent."),
+        (.postScriptExecutionFailed, "The post-script returned an error that might impact application state."),
+        (.preScriptNotFound, "The prescript wasn't found at the location that's specified in the VMSnapshotScriptPluginConfig.json config file."),
+        (.postScriptNotFound, "The post-script wasn't found at the location that's specified in the VMSnapshotScriptPluginConfig.json config file."),
+        (.incorrectPluginhostFile, "The Pluginhost file, which comes with the VmSnapshotLinux extension, is corrupted, so prescript and post-script can't run and the backup won't be application-consistent."),
+        (.incorrectJSONConfigFile, "The VMSnapshotScriptPluginConfig.json file is incorrect, so prescript and post-script can't run and the backup won't be application-consistent."),
+        (.insufficientPermissionForPreScript, #"For running scripts, "root" user should be the owner of the file and the file should have "700" permissions (that is, only "owner" should have "read", "write", and "execute" permissions)."#),
+        (.insufficientPermissionForPostScript, #"For running scripts, "root" user should be the owner of the file and the file should have "700" permissions (that is, only "owner" should have "read", "write", and "execute" permissions)."#),
+        (.preScriptTimeout, "The execution of the application-consistent backup pre-script timed-out."),
+        (.postScriptTimeout, "The execution of the application-consistent backup post-scripts timed out."),
+    ]
+
+    @Test(arguments: azureSentences)
+    func anAzureCodesMessageBeginsWithAzuresSentenceOnce(code: ErrorCode, sentence: String) {
+        #expect(code.azureMessage == sentence)
+        let error = HostError(code, "/etc/azure/pre.sh: exit status 1", step: "pre-script")
+        #expect(error.message == sentence + " /etc/azure/pre.sh: exit status 1")
+        #expect(error.description == "\(code.rawValue): \(sentence) /etc/azure/pre.sh: exit status 1")
+        // Wrapping an error's message in another keeps the sentence once, at the front.
+        let wrapped = HostError(code, "/etc/azure/config.json: \(error.message)")
+        #expect(wrapped.message == sentence + " /etc/azure/config.json: /etc/azure/pre.sh: exit status 1")
+        #expect(HostError(code, "").message == sentence)
+    }
+
+    @Test func ourExtensionsHaveNoAzureSentence() {
+        for code in ErrorCode.allCases where !code.isAzureDocumented {
+            #expect(code.azureMessage == nil, "\(code)")
+            #expect(HostError(code, "as written").message == "as written")
+        }
+        #expect(Set(Self.azureSentences.map(\.0)).count == 10)
     }
 }

@@ -122,12 +122,61 @@ struct ScriptRunnerTests {
         #expect(result.attempts.map(\.termination) == [.exited(1), .exited(0)])
     }
 
-    @Test func exitStatusTwoIsSuccessWithAWarning() {
-        let script = directory.script("warn.sh", "#!/bin/sh\nexit 2\n")
-        let result = run(script, retries: 3)
-        #expect(result.outcome == .succeededWithWarning)
-        #expect(result.attempts.count == 1)
-        #expect(result.error == nil)
+    /// Azure defines PrePost_ScriptStatus_Warning = 2 but reports every non-zero exit as a
+    /// failure (the README once said "exit 2 success with a warning").
+    @Test(arguments: [1, 2, 3, 126, 255] as [Int32])
+    func everyNonZeroExitIsAFailureAndIsRetried(status: Int32) {
+        let script = directory.script("status.sh", "#!/bin/sh\nexit \(status)\n")
+        let result = run(script, retries: 2)
+        #expect(result.outcome == .failed)
+        #expect(result.attempts.count == 3)
+        #expect(result.attempts.allSatisfy { $0.termination == .exited(status) })
+        #expect(result.error?.code == .preScriptExecutionFailed)
+        #expect(result.error?.message.contains("exit status \(status)") == true)
+    }
+
+    // MARK: - Azure's script shapes: no #! line, modes without the owner execute bit
+
+    /// Microsoft's Oracle tutorial configures scripts that are plain commands without a `#!`
+    /// line; Azure runs every script as `sh PATH PARAMS`. execve gives ENOEXEC: the shell runs it.
+    @Test func aScriptWithoutAShebangRunsThroughTheShell() {
+        let script = directory.script("noshebang.sh", "echo \"plain $0 $# [$1] [$2]\"\necho err >&2\n")
+        let result = run(script, arguments: ["", ""])
+        #expect(result.outcome == .succeeded)
+        #expect(result.attempts.first?.stdoutTail == "plain \(script) 2 [] []\n")
+        #expect(result.attempts.first?.stderrTail == "err\n")
+        #expect(result.shell?.contains("no #! line") == true)
+        #expect(ScriptRunner.interpreter(for: script) == "/bin/sh (no #! line)")
+    }
+
+    @Test func aFailingScriptWithoutAShebangIsAnExecutionFailure() {
+        let script = directory.script("noshebangfail.sh", "echo failing\nexit 4\n")
+        let result = run(script, retries: 1)
+        #expect(result.outcome == .failed)
+        #expect(result.attempts.map(\.termination) == [.exited(4), .exited(4)])
+        #expect(result.error?.code == .preScriptExecutionFailed)
+    }
+
+    /// Azure accepts 600 and 400 scripts (it checks only the group and other digits) and runs
+    /// them through sh; so does pluginhost, shebang or not.
+    @Test(arguments: [0o600, 0o400] as [mode_t])
+    func aScriptWithoutTheOwnerExecuteBitRunsThroughTheShell(mode: mode_t) {
+        let script = directory.script("mode\(String(mode, radix: 8)).sh", "#!/bin/bash\necho \"via ${BASH_VERSION:-sh} $1\"\n")
+        chmod(script, mode)
+        let result = run(script, arguments: ["x"])
+        #expect(result.outcome == .succeeded)
+        #expect(result.attempts.first?.stdoutTail == "via sh x\n")  // /bin/sh, not the #! interpreter
+        #expect(result.shell?.contains("no owner execute bit") == true)
+        #expect(ScriptRunner.interpreter(for: script) == "/bin/sh (no owner execute bit)")
+    }
+
+    @Test func aShebangScriptIsExecutedDirectly() {
+        let script = directory.script("bash.sh", "#!/bin/bash\necho \"bash ${BASH_VERSION:+yes}\"\n")
+        let result = run(script)
+        #expect(result.attempts.first?.stdoutTail == "bash yes\n")
+        #expect(result.shell == nil)
+        #expect(ScriptRunner.interpreter(for: script) == "/bin/bash (its #! line)")
+        #expect(ScriptRunner.interpreter(for: "/bin/true") == "executed directly (ELF binary)")
     }
 
     @Test func postScriptCodes() {

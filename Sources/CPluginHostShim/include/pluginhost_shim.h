@@ -21,15 +21,37 @@ extern "C" {
 int ph_fifreeze(int fd);
 int ph_fithaw(int fd);
 
-/* statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID): the id of the mount the descriptor is on, as in
- * the first field of /proc/self/mountinfo. */
+/* Kernel features used when present (ph_kernel_features), each with a fallback:
+ * pidfd_open (Linux 5.3) -> SIGCHLD self-pipe and waitid(WNOWAIT) on our own child;
+ * statx STATX_MNT_ID (5.8) -> mnt_id from /proc/self/fdinfo (3.15);
+ * close_range (5.9) -> closing the numbers listed in /proc/self/fd. */
+#define PH_FEATURE_PIDFD 1
+#define PH_FEATURE_STATX_MNT_ID 2
+#define PH_FEATURE_CLOSE_RANGE 4
+/* Which of the features the running kernel has (probed, not guessed from the version). */
+int ph_kernel_features(void);
+/* 1 when PLUGINHOST_TEST_FORCE_FALLBACKS=1 (set only by the tests): every fallback is used. */
+int ph_fallbacks_forced(void);
+
+/* The id of the mount the descriptor is on, as in the first field of /proc/self/mountinfo:
+ * statx(fd, "", AT_EMPTY_PATH, STATX_MNT_ID), else mnt_id in /proc/self/fdinfo/FD. */
 int ph_mount_id(int fd, unsigned long long *_Nonnull mount_id);
+/* The fallback alone: mnt_id from /proc/self/fdinfo/FD. */
+int ph_mount_id_from_fdinfo(int fd, unsigned long long *_Nonnull mount_id);
 
 /* syncfs(2): write back the whole filesystem the descriptor is on. */
 int ph_syncfs(int fd);
 
-/* pidfd_open(2): a descriptor that becomes readable when the process exits. */
+/* pidfd_open(2): a descriptor that becomes readable when the process exits (ENOSYS when the
+ * kernel lacks it or the fallbacks are forced). */
 int ph_pidfd_open(pid_t pid);
+
+/* Without pidfd: installs a SIGCHLD handler (once) that writes a byte to a non-blocking,
+ * close-on-exec pipe, and returns the pipe's read end: readable after any child exited. */
+int ph_child_exit_pipe(void);
+/* waitid(P_PID, pid, WEXITED | WNOHANG | WNOWAIT): 1 when the child has exited (it stays a
+ * zombie, so its pid cannot be reused until it is reaped), 0 when it runs, -1 on error. */
+int ph_child_exited(pid_t pid);
 /* pidfd_send_signal(2). */
 int ph_pidfd_send_signal(int pidfd, int sig);
 
@@ -64,6 +86,61 @@ int ph_fork_call(const int *_Nonnull fd_map, int fd_count, int flags,
                  int (*_Nonnull entry)(void *_Nullable), void *_Nullable argument,
                  pid_t *_Nonnull pid_out);
 
+/*
+ * ph_spawn and ph_fork_call that first move the child into a cgroup (v2): before anything else
+ * the child writes "0" to `cgroup_procs_fd` (an open cgroup.procs; -1: stay in the parent's
+ * cgroup), so that it and everything it ever starts live there — setsid or a double fork does
+ * not leave a cgroup. A failed join is not fatal: the child runs on in the parent's cgroup and
+ * ph_spawn_in stores the errno in *join_error_out (0 when it joined).
+ */
+int ph_spawn_in(const char *_Nonnull path,
+                char *_Nullable const *_Nonnull argv,
+                char *_Nullable const *_Nonnull envp,
+                const int *_Nonnull fd_map, int fd_count,
+                const char *_Nullable cwd,
+                int flags, int cgroup_procs_fd, int *_Nullable join_error_out,
+                pid_t *_Nonnull pid_out);
+int ph_fork_call_in(const int *_Nonnull fd_map, int fd_count, int flags, int cgroup_procs_fd,
+                    int (*_Nonnull entry)(void *_Nullable), void *_Nullable argument,
+                    pid_t *_Nonnull pid_out);
+
+/*
+ * The warden: a forked child that outlives its parent (the host) just long enough to kill what
+ * the host started. It runs system calls only (so it may be forked from a threaded process),
+ * ignores the signals a terminal or a service manager sends a job, and lives in a process group
+ * of its own. It kills:
+ *   - when an owner it watches exits (a plugin worker): that owner's cell (a cgroup named in the
+ *     operation's cgroup) at once, and notes every process it killed;
+ *   - when the host exits, or closes its orders without PH_WARDEN_DONE: the operation's whole
+ *     cgroup (cgroup.kill), waits until it is empty and removes it;
+ *   - without a cgroup (cgroup_path NULL): the process groups it was told, instead.
+ * After PH_WARDEN_DONE and the end of the orders it only removes what is left of the (empty)
+ * cgroups, and exits.
+ */
+#define PH_WARDEN_WATCH 1
+#define PH_WARDEN_DONE 2
+
+/* An order, sent whole on the orders socket (SOCK_SEQPACKET: send with MSG_NOSIGNAL). */
+typedef struct {
+    int kind;      /* PH_WARDEN_WATCH or PH_WARDEN_DONE */
+    pid_t pid;     /* WATCH: an owner; when it exits its cell/group is killed (0: only with the host) */
+    pid_t group;   /* WATCH, without a cgroup: the process group to kill with its owner or the host */
+    char cell[52]; /* WATCH: the owner's cell, a directory name in the operation's cgroup ("": none) */
+} ph_warden_order;
+
+/* A process the warden killed while the host lived (its owner died), read from the notes pipe. */
+typedef struct {
+    pid_t pid;
+    char cell[28];
+    char comm[32];
+} ph_warden_note;
+
+/* Starts the warden for the cgroup at `cgroup_path` (NULL: process groups only). Returns 0 and
+ * stores its pid, the host's end of the orders socket (close-on-exec) and the non-blocking read
+ * end of its notes pipe, or returns an errno. */
+int ph_warden_start(const char *_Nullable cgroup_path, pid_t *_Nonnull pid_out, int *_Nonnull orders_out,
+                    int *_Nonnull notes_out);
+
 /* The number of threads of this process (from /proc/self/status), or -1. */
 int ph_thread_count(void);
 
@@ -88,6 +165,9 @@ int ph_peer_credentials(int fd, uid_t *_Nonnull uid, pid_t *_Nonnull pid);
 
 /* The errno value of the calling thread (Swift's `errno` is fine too; this reads it in C). */
 int ph_errno(void);
+
+/* The git commit the build was given (-DPLUGINHOST_GIT_COMMIT=<hex>), else "unknown". */
+const char *_Nonnull ph_build_commit(void);
 
 #pragma GCC visibility pop
 

@@ -70,6 +70,13 @@ public struct OperationRequest {
     /// `--plugins-dir`; nil reads /etc/pluginhost/plugins.d, which may be absent.
     public var pluginsDirectory: String?
     public var paths = StatePaths()
+    /// false: keep what the operation starts in process groups only, even where cgroups work
+    /// (PLUGINHOST_CGROUPS=off; for testing the fallback).
+    public var cgroups = true
+    /// The argument VMware Tools passed after the action (its scriptArg), recorded in the report.
+    public var hookScriptArg: String?
+    /// `--hold-limit`: how long a hook session waits for the agent's thaw.
+    public var hookHoldLimitSeconds: Double?
     /// The host binary, re-executed as the freeze guard.
     public var executable: String
     /// `--group`, `--member`, … : the consistency group to take part in (merged with the host
@@ -92,6 +99,8 @@ public struct Preflight: Sendable {
     }
 
     public var config: ConfigState
+    /// An invalid but trusted config's own continueBackupOnFailure, when it states one.
+    public var invalidConfigContinueBackupOnFailure: Bool?
     /// The real paths of the scripts that passed their checks, by phase.
     public var scripts: [ScriptPhase: String] = [:]
     /// Script problems by phase (not found, permissions).
@@ -119,14 +128,25 @@ public struct Preflight: Sendable {
         return nil
     }
 
-    public var continueBackupOnFailure: Bool { scriptConfig?.continueBackupOnFailure ?? true }
+    /// The config's continueBackupOnFailure — also for a trusted file with a bad field, which
+    /// still says whether its failure should fail the backup (default true, as in Azure).
+    public var continueBackupOnFailure: Bool {
+        scriptConfig?.continueBackupOnFailure ?? invalidConfigContinueBackupOnFailure ?? true
+    }
+
+    /// How each script that passed its checks will be started (`check` shows it).
+    public var scriptInterpreters: [ScriptPhase: String] {
+        scripts.mapValues(ScriptRunner.interpreter(for:))
+    }
     public var fsFreezeEnabled: Bool { scriptConfig?.fsFreezeEnabled ?? true }
 
     public var maxFrozenSeconds: Double = FreezeGuard.defaultDeadlineSeconds
+    public var hookHoldLimitSeconds: Double = HostConfig.defaultHookHoldLimitSeconds
 
     public static func run(_ request: OperationRequest, mountTable: [MountEntry]? = nil) -> Preflight {
         var preflight: Preflight
-        switch ConfigLoader.load(explicitPath: request.configPath) {
+        let (loaded, declaredContinue) = ConfigLoader.loadKeepingPolicy(explicitPath: request.configPath)
+        switch loaded {
         case .success(.absent):
             preflight = Preflight(config: .absent)
             preflight.warnings.append("no config file at \(ScriptConfig.defaultPath): pre- and post-scripts are off")
@@ -137,6 +157,7 @@ public struct Preflight: Sendable {
             preflight.checkScript(.post, config.postScript.location)
         case .failure(let error):
             preflight = Preflight(config: .invalid(error))
+            preflight.invalidConfigContinueBackupOnFailure = declaredContinue
         }
 
         switch HostConfig.load(path: request.hostConfigPath) {
@@ -145,6 +166,9 @@ public struct Preflight: Sendable {
         }
         if let seconds = request.maxFrozenSeconds ?? preflight.hostConfig.maxFrozenSeconds {
             preflight.maxFrozenSeconds = seconds
+        }
+        if let seconds = request.hookHoldLimitSeconds ?? preflight.hostConfig.hookHoldLimitSeconds {
+            preflight.hookHoldLimitSeconds = seconds
         }
         if preflight.fsFreezeEnabled {
             preflight.selectMounts(request, mountTable: mountTable)
@@ -158,6 +182,14 @@ public struct Preflight: Sendable {
     }
 
     private mutating func checkScript(_ phase: ScriptPhase, _ location: String) {
+        let key = phase == .pre ? "preScriptLocation" : "postScriptLocation"
+        guard location.hasPrefix("/") else {
+            // Azure finds no file there either (a template's unexpanded @BINDIR@/…, an empty sample).
+            let what = location.isEmpty ? "is empty" : "\"\(location)\" is not an absolute path"
+            scriptProblems[phase] = HostError(phase.notFoundCode, "\(phase.stepName): \(key) \(what), so no script is found there",
+                                              step: "checks")
+            return
+        }
         switch FileTrust.verify(location, rule: .script) {
         case .success(let real):
             scripts[phase] = real

@@ -12,6 +12,19 @@ public enum ConfigLoader {
 
     /// `explicitPath` is `--config`; a missing explicit file is an error, a missing default is not.
     public static func load(explicitPath: String?) -> Result<Outcome, HostError> {
+        loadKeepingPolicy(explicitPath: explicitPath).result
+    }
+
+    /// `load`, and for a trusted file (root's, safe mode) that fails to parse, its own
+    /// continueBackupOnFailure when that key is a boolean: a bad field must not turn a file
+    /// that says `false` into a backup that goes on. An untrusted file says nothing.
+    public static func loadKeepingPolicy(explicitPath: String?) -> (result: Result<Outcome, HostError>, continueBackupOnFailure: Bool?) {
+        var declared: Bool?
+        let result = load(explicitPath: explicitPath, declared: &declared)
+        return (result, declared)
+    }
+
+    private static func load(explicitPath: String?, declared: inout Bool?) -> Result<Outcome, HostError> {
         let path = explicitPath ?? ScriptConfig.defaultPath
         let real: String
         switch FileTrust.verify(path, rule: .configFile) {
@@ -28,6 +41,7 @@ public enum ConfigLoader {
                 return .failure(ScriptConfig.invalid("config file \(failure)"))
             }
             let bytes = try file.readAll(limit: ScriptConfig.maximumFileSize)
+            declared = ScriptConfig.declaredContinueBackupOnFailure(bytes)
             let (config, warnings) = try ScriptConfig.parse(bytes)
             return .success(.loaded(config, path: real, warnings: warnings))
         } catch let error as SystemError {

@@ -3,25 +3,40 @@ import PluginHostSupport
 
 /// The host's own settings, `/etc/pluginhost/pluginhost.json` (optional):
 ///
-///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60 }
+///     { "mounts": ["/data"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 60,
+///       "hookHoldLimitSeconds": 30, "keepReports": 50 }
 ///
 /// `mounts` restricts the freeze to those mount points (as `--mount` does; the command line
-/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline.
+/// wins), `skipMounts` excludes (added to `--skip`), `maxFrozenSeconds` is the guard's deadline,
+/// `hookHoldLimitSeconds` how long a hook session holds its quiesce waiting for the agent's thaw,
+/// `keepReports` how many per-operation reports are kept (the newest; `history` lists them).
 /// It is one of the host's installed files: root's, not writable by others, else
 /// `IncorrectPluginhostFile`.
 public struct HostConfig: Sendable, Equatable {
     public static let defaultPath = "/etc/pluginhost/pluginhost.json"
+    /// A hook session whose agent sends no thaw resumes after this long (qemu-ga calls no thaw
+    /// hook when it froze nothing): short, since the applications stay quiesced meanwhile.
+    public static let defaultHookHoldLimitSeconds = 30.0
+    public static let hookHoldLimitRange = 1.0...600.0
 
     public var mounts: [String] = []
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
     /// `group`: this machine's consistency group settings (README, "Consistency groups").
     public var group = GroupFields()
+    public var hookHoldLimitSeconds: Double?
+    public var keepReports = ReportStore.defaultKeep
 
-    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil) {
+    /// The range `keepReports` accepts.
+    public static let keepReportsRange = 1...10_000
+
+    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil,
+                hookHoldLimitSeconds: Double? = nil, keepReports: Int = ReportStore.defaultKeep) {
         self.mounts = mounts
         self.skipMounts = skipMounts
         self.maxFrozenSeconds = maxFrozenSeconds
+        self.hookHoldLimitSeconds = hookHoldLimitSeconds
+        self.keepReports = keepReports
     }
 
     /// Loads `path` (default when nil); a missing default file is an empty config.
@@ -72,6 +87,16 @@ public struct HostConfig: Sendable, Equatable {
                 case .success(let fields): config.group = fields
                 case .failure(let message): return .failure(problem("\(real): \(message)"))
                 }
+            case ("hookHoldLimitSeconds", .number(let number)):
+                guard let seconds = number.doubleValue, hookHoldLimitRange.contains(seconds) else {
+                    return .failure(problem("\(real): hookHoldLimitSeconds must be from 1 to 600, found \(number.text)"))
+                }
+                config.hookHoldLimitSeconds = seconds
+            case ("keepReports", .number(let number)):
+                guard let count = number.integerValue, keepReportsRange.contains(count) else {
+                    return .failure(problem("\(real): keepReports must be an integer from 1 to 10000, found \(number.text)"))
+                }
+                config.keepReports = count
             default:
                 return .failure(problem("\(real): unexpected key \"\(key)\" or value \(value.kindDescription)"))
             }

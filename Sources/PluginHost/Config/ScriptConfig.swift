@@ -49,8 +49,8 @@ public struct ScriptConfig: Sendable, Equatable {
         var warnings: [String] = []
 
         let pluginName = try fields.string("pluginName")
-        let preLocation = try fields.absolutePath("preScriptLocation")
-        let postLocation = try fields.absolutePath("postScriptLocation")
+        let preLocation = try fields.location("preScriptLocation")
+        let postLocation = try fields.location("postScriptLocation")
         let preParams = try fields.params("preScriptParams")
         let postParams = try fields.params("postScriptParams")
         let preRetries = try fields.integer("preScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
@@ -88,6 +88,15 @@ public struct ScriptConfig: Sendable, Equatable {
         return (config, warnings)
     }
 
+    /// The file's own continueBackupOnFailure when it is JSON with that key as a boolean, even
+    /// if another field is wrong: a trusted file that fails to parse still says whether a
+    /// failure should fail the backup.
+    public static func declaredContinueBackupOnFailure(_ bytes: [UInt8]) -> Bool? {
+        guard let document = try? JSONParser.parse(bytes), case .object(let members) = document,
+              case .bool(let flag)? = members.first(where: { $0.key == "continueBackupOnFailure" })?.value else { return nil }
+        return flag
+    }
+
     static func invalid(_ message: String) -> HostError {
         HostError(.incorrectJSONConfigFile, message, step: "checks")
     }
@@ -117,7 +126,10 @@ private struct FieldReader {
         return text
     }
 
-    mutating func absolutePath(_ key: String) throws(HostError) -> String {
+    /// A script's location. Any string is one, as in Azure: what is not an absolute path names
+    /// no script, and the checks report it as not found (`Preflight`), so that a template's
+    /// unexpanded `@BINDIR@/…` keeps the file's own continueBackupOnFailure.
+    mutating func location(_ key: String) throws(HostError) -> String {
         let expected = "an absolute path to a script"
         guard let found = value(key) else {
             // A key in the wrong case is only a warning, and warnings are lost with the error.
@@ -127,8 +139,6 @@ private struct FieldReader {
             throw ScriptConfig.invalid("\(key): required, expected \(expected)\(nearMiss ?? "")")
         }
         guard case .string(let path) = found else { throw wrong(key, expected, found) }
-        guard !path.isEmpty else { throw ScriptConfig.invalid("\(key): expected \(expected), found an empty string") }
-        guard path.hasPrefix("/") else { throw wrong(key, "\(expected) (starting with /)", found) }
         guard !path.utf8.contains(0) else { throw wrong(key, "\(expected) without NUL characters", found) }
         guard path.utf8.count < 4096 else { throw ScriptConfig.invalid("\(key): the path is longer than 4095 bytes") }
         return path

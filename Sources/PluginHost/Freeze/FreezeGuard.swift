@@ -52,7 +52,8 @@ public final class FreezeGuard {
         if let lock { extra.append(lock.descriptor.rawValue) }
         do {
             process = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
-                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]),
+                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]
+                                                             .merging(KernelFeature.inheritedEnvironment) { $1 }),
                                        extraDescriptors: extra, outlivesHost: true)
         } catch {
             throw HostError(.freezeFailed, "cannot start the freeze guard: \(error)", step: "freeze")

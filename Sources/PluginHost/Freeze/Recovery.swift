@@ -68,6 +68,8 @@ public enum Recovery {
         report.errors = [HostError(.operationInterrupted, "the host exited during the operation; \(outcome.summary)", step: "freeze")]
         report.warnings = ["recovered at \(isoTimestamp())"]
         report.conclude(failed: true)
-        try? store.save(report)
+        // Pruning is left to the next operation, which knows the host config's keepReports.
+        try? store.save(report, prune: false)
+        SystemLog.record(report)
     }
 }

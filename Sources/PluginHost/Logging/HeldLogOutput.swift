@@ -10,6 +10,7 @@ public final class HeldLogOutput: Sendable {
     private struct State {
         var held = false
         var pending: [String] = []
+        var failure: (errno: Int32, lost: Int)?
     }
 
     private let descriptor: Int32
@@ -45,8 +46,20 @@ public final class HeldLogOutput: Sendable {
         if wrote { write(line) }
     }
 
+    /// A log line that cannot be written (the terminal or pipe went away) is dropped and
+    /// counted, never fatal: the operation goes on and its report says so.
     private func write(_ line: String) {
-        FileDescriptor.write(line, to: descriptor)
+        guard let error = FileDescriptor.write(line, to: descriptor) else { return }
+        state.withLock { state in
+            state.failure = (state.failure?.errno ?? error, (state.failure?.lost ?? 0) + 1)
+        }
+    }
+
+    /// What was lost since the start, for the report's warnings: nil when every line was written.
+    public var failure: String? {
+        state.withLock { state in
+            state.failure.map { "log output failed (\(SystemError("write", errno: $0.errno))): \($0.lost) log line(s) were dropped; the operation went on" }
+        }
     }
 }
 

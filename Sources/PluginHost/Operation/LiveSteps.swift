@@ -14,6 +14,7 @@ final class LiveSteps: OperationSteps {
     let interrupt: InterruptSignal?
     private let logOutput: HeldLogOutput?
     private let runner = ScriptRunner()
+    private let containment: ProcessContainment?
 
     private var freezeGuard: FreezeGuard?
     private var guardStartError: HostError?
@@ -31,7 +32,7 @@ final class LiveSteps: OperationSteps {
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
-         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?) {
+         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?, containment: ProcessContainment? = nil) {
         self.request = request
         self.preflight = preflight
         self.operationID = operationID
@@ -40,6 +41,7 @@ final class LiveSteps: OperationSteps {
         self.logger = logger
         self.interrupt = interrupt
         self.logOutput = logOutput
+        self.containment = containment
         plugins = PluginSet(catalog: preflight.plugins, operationID: operationID,
                             freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [], start: start)
     }
@@ -57,7 +59,7 @@ final class LiveSteps: OperationSteps {
                 guardStartError = error
             }
         }
-        plugins.prepare(executable: request.executable, logger: logger)
+        plugins.prepare(executable: request.executable, logger: logger, containment: containment, interrupt: interrupt?.descriptor)
         warnings += plugins.warnings
         return .succeeded
     }
@@ -97,8 +99,13 @@ final class LiveSteps: OperationSteps {
         case .loaded(let loaded, _):
             config = loaded
         }
-        if let problem = preflight.scriptProblems[phase] {
-            return .failed(problem, attempted: false)
+        // Both scripts pass their checks before either runs (as Azure's validate_scripts): a
+        // pre-script must never run when its post-script could not undo it. Reported once.
+        let problems = [ScriptPhase.pre, .post].compactMap { preflight.scriptProblems[$0] }
+        if var first = problems.first {
+            guard phase == .pre else { return .skipped("not run: a script failed its checks") }
+            first.message += "; neither script was run"
+            return .failed(first, attempted: false, more: Array(problems.dropFirst()))
         }
         guard let path = preflight.scripts[phase] else { return .skipped("no script") }
         let script = phase == .pre ? config.preScript : config.postScript
@@ -107,11 +114,8 @@ final class LiveSteps: OperationSteps {
                              timeoutSeconds: config.timeoutSeconds,
                              environment: ScriptRunner.environment(phase: phase, operationID: operationID, result: outcome),
                              operationStart: start,
-                             interrupt: phase == .pre ? interrupt?.descriptor : nil)
+                             interrupt: phase == .pre ? interrupt?.descriptor : nil, containment: containment)
         scripts.append(run)
-        if run.outcome == .succeededWithWarning {
-            warnings.append("\(phase.stepName) \(path) exited with status 2 (succeeded with a warning)")
-        }
         guard let error = run.error else { return .succeeded }
         if run.outcome == .interrupted { return .interrupted(interruptError(during: phase.stepName)) }
         return .failed(error, attempted: true)
@@ -135,7 +139,14 @@ final class LiveSteps: OperationSteps {
 
     func quiesce() -> StepResult {
         lock.setPhase("quiesce")
-        return plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        let result = plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds)
+        if case .interrupted = result {
+            // Acted on at once, not when the call returns: the busy workers are already dead.
+            let signal = interrupt?.consume().map(signalName) ?? "a signal"
+            return .interrupted(HostError(.operationInterrupted, "\(signal) received during the quiesce: the busy plugin workers were killed at once, and with them their sessions and locks; everything done so far was undone",
+                                          step: "quiesce"))
+        }
+        return result
     }
 
     func resume() -> StepResult {
@@ -146,7 +157,7 @@ final class LiveSteps: OperationSteps {
     func freeze() -> StepResult {
         if case .hook(let agent, _) = request.mode {
             lock.setPhase("quiesced")
-            return .skipped("\(agent.displayName) freezes the filesystems")
+            return .delegated("\(agent.displayName) freezes the filesystems")
         }
         guard preflight.fsFreezeEnabled else {
             lock.setPhase("quiesced")
@@ -209,15 +220,18 @@ final class LiveSteps: OperationSteps {
         }
         let mounts = (agentFreezes ? preflight.freezeSelection?.targets : freezeGuard?.targets)?.map(\.mountPoint) ?? []
         let since = isoTimestamp()
+        // A hook's agent may never thaw (qemu-ga calls no thaw hook when it froze nothing): its
+        // quiesce is held only as long as the hook hold limit.
+        let waitSeconds = agentFreezes ? preflight.hookHoldLimitSeconds : preflight.maxFrozenSeconds
         channel.notify(.notice(FreezeNotice(
             state: agentFreezes ? "quiesced" : (freezeGuard == nil ? "quiesced" : "frozen"),
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
-            deadlineSeconds: preflight.maxFrozenSeconds, errors: errors, warnings: warnings,
+            deadlineSeconds: waitSeconds, errors: errors, warnings: warnings,
             thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
                                       : "pluginhost thaw --operation \(operationID)",
             group: group?.record)))
         // The guard's own deadline comes first when there is a guard; otherwise this one.
-        let limit = begin + UInt64((preflight.maxFrozenSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
+        let limit = begin + UInt64((waitSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
         while true {
             var fds = [pollfd(fd: channel.listenDescriptor, events: Int16(POLLIN), revents: 0)]
             if let interrupt { fds.append(pollfd(fd: interrupt.descriptor, events: Int16(POLLIN), revents: 0)) }
@@ -228,21 +242,31 @@ final class LiveSteps: OperationSteps {
                 return .failed(error, attempted: true)
             }
             if let interrupt, fds.contains(where: { $0.fd == interrupt.descriptor && $0.revents != 0 }) {
+                record.outcome = "interrupted by a signal before \(who) called thaw"
                 return .interrupted(interruptError(during: "wait for the thaw"))
             }
             if let freezeGuard, fds.contains(where: { $0.fd == freezeGuard.eventDescriptor && $0.revents != 0 }),
                let cause = freezeGuard.collectUnpromptedThaw() {
                 let why = cause == .deadline ? "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s: the guard thawed at its deadline"
                                              : "the freeze guard exited; the host thawed"
+                record.outcome = why
                 return .failed(HostError(cause == .deadline ? .freezeDeadlineExpired : .freezeFailed,
                                          "\(why); the plugins were resumed and the post-script ran; a snapshot taken now is not consistent",
                                          step: "snapshot"), attempted: true)
             }
-            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts) }) {
+            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts, deadlineSeconds: waitSeconds) }) {
+                record.outcome = thaw.snapshotTaken ? "\(who) called thaw: snapshot taken" : "\(who) reported that its snapshot failed"
                 return thaw.snapshotTaken ? .succeeded
                     : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
             }
+            if agentFreezes, Monotonic.now() >= limit {
+                record.outcome = "no thaw from \(who) within the hook hold limit (\(formatSeconds(waitSeconds)) s)"
+                return .failed(HostError(.hookHoldLimitExpired,
+                                         "\(who) sent no thaw within the hook hold limit of \(formatSeconds(waitSeconds)) s; the quiesce was released: the plugins were resumed and the post-script ran; a snapshot taken after that is not application-consistent",
+                                         step: "snapshot"), attempted: true)
+            }
             if Monotonic.now() >= limit {
+                record.outcome = "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s"
                 return .failed(HostError(.freezeDeadlineExpired,
                                          "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s; the plugins were resumed and the post-script ran",
                                          step: "snapshot"), attempted: true)
@@ -250,9 +274,9 @@ final class LiveSteps: OperationSteps {
         }
     }
 
-    private func sessionStatus(phase: String, since: String, mounts: [String]) -> SessionStatus {
+    private func sessionStatus(phase: String, since: String, mounts: [String], deadlineSeconds: Double) -> SessionStatus {
         SessionStatus(operationID: operationID, command: request.mode.name, phase: phase, since: since, mounts: mounts,
-                      deadlineSeconds: preflight.maxFrozenSeconds,
+                      deadlineSeconds: deadlineSeconds,
                       plugins: plugins.records.map { record in
                           let last = record.calls.last
                           return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? PluginState.refused.rawValue
@@ -270,7 +294,8 @@ final class LiveSteps: OperationSteps {
         let child: ChildProcess
         do {
             child = try ChildProcess(spawning: Command(executable: executable, arguments: Array(request.snapshotCommand.dropFirst()),
-                                                       environment: snapshotEnvironment()))
+                                                       environment: snapshotEnvironment()),
+                                     cell: containment?.cell("snapshot command"))
         } catch {
             record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
             return .failed(HostError(.snapshotCommandFailed, "cannot start \(executable): \(error)", step: "snapshot"), attempted: false)
@@ -292,12 +317,12 @@ final class LiveSteps: OperationSteps {
                     : .failed(HostError(.snapshotCommandFailed, "\(executable) \(termination)", step: "snapshot"), attempted: true)
                 break waiting
             case .deadlineReached:
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "timed out")
                 result = .failed(HostError(.snapshotCommandFailed, "\(executable) did not finish within \(preflight.maxFrozenSeconds) s",
                                            step: "snapshot"), attempted: true)
                 break waiting
             case .readable(let fd) where fd == interrupt?.descriptor:
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "interrupted")
                 result = .interrupted(interruptError(during: "snapshot"))
                 break waiting
             case .readable(let fd) where fd == group?.eventDescriptor:
@@ -309,7 +334,7 @@ final class LiveSteps: OperationSteps {
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
                 guard let cause = freezeGuard?.collectUnpromptedThaw() else { continue waiting }
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "the freeze ended under it")
                 let error = cause == .deadline
                     ? HostError(.freezeDeadlineExpired, "the freeze guard thawed after \(preflight.maxFrozenSeconds) s while \(executable) was still running; the snapshot is not usable",
                                 step: "snapshot")
@@ -322,6 +347,7 @@ final class LiveSteps: OperationSteps {
         record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
         record.stdoutTail = child.stdoutTail.text
         record.stderrTail = child.stderrTail.text
+        child.cell?.removeIfEmpty()
         return result
     }
 

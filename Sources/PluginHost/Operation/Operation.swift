@@ -31,6 +31,7 @@ public final class Operation {
     public func run() -> OperationReport {
         let start = Monotonic.now()
         var report = OperationReport(operationID: operationID, command: request.mode.name, startedAt: isoTimestamp())
+        report.hookScriptArg = request.hookScriptArg
         var logger = self.logger
         logger[metadataKey: "operation"] = "\(operationID)"
 
@@ -39,6 +40,7 @@ public final class Operation {
             report.conclude(failed: failed)
             if let status { report.exitStatus = status }
             request.mode.channel?.finish(report)
+            SystemLog.record(report)
             return report
         }
 
@@ -108,12 +110,15 @@ public final class Operation {
             }
         }
 
+        // Everything the steps start lives in the operation's cgroup and dies with its owner.
+        let containment = ProcessContainment(name: operationID, cgroups: request.cgroups)
         let steps = LiveSteps(request: request, preflight: preflight, operationID: operationID, start: start,
-                              lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput)
+                              lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput, containment: containment)
         steps.group = group
         var sequence = OperationSequence(steps: steps, continueOnFailure: preflight.continueBackupOnFailure, start: start)
         sequence.run()
         steps.finish()
+        containment.finish()
 
         report.steps += sequence.records
         report.errors += sequence.errors
@@ -134,14 +139,20 @@ public final class Operation {
             }
         }
         if let channel = request.mode.channel { report.warnings += channel.refusals }
+        if let lost = logOutput?.failure { report.warnings.append(lost) }
+        report.processContainment = containment.mechanism.description
+        report.killedProcesses = containment.killed
+        report.warnings += containment.warnings
         report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         report.conclude(failed: sequence.failed)
         do {
-            try ReportStore(paths: request.paths).save(report)
+            try ReportStore(paths: request.paths, keep: preflight.hostConfig.keepReports).save(report)
         } catch {
             logger.error("cannot save the report", metadata: ["error": "\(error)"])
         }
         request.mode.channel?.finish(report)
+        // After the thaw and the report: one line to the system log (skipped if a thaw failed).
+        SystemLog.record(report)
         withExtendedLifetime(lock) {}
         return report
     }

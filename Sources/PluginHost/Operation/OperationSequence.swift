@@ -5,6 +5,10 @@ public enum StepResult: Sendable, Equatable {
     case succeeded
     /// Not configured or turned off: nothing ran, nothing to undo.
     case skipped(String)
+    /// Done by someone else — a hook's agent freezes the filesystems itself: nothing ran here,
+    /// nothing to undo here, but the snapshot has the step's guarantee once the agent's thaw
+    /// arrives normally.
+    case delegated(String)
     /// Failed. `attempted` says whether something ran that must be undone (a script that was
     /// started, a plugin that was asked to quiesce); a check failure ran nothing. `more` holds
     /// further errors of the same step (several plugins).
@@ -15,7 +19,7 @@ public enum StepResult: Sendable, Equatable {
     var ranSomething: Bool {
         switch self {
         case .succeeded, .interrupted: true
-        case .skipped: false
+        case .skipped, .delegated: false
         case .failed(_, let attempted, _): attempted
         }
     }
@@ -77,6 +81,7 @@ public struct OperationSequence {
     private var applicationStepFailed = false
     private var freezeSucceeded = false
     private var freezeDisabled = false
+    private var freezeDelegated = false
     private var interrupted = false
 
     public init(steps: any OperationSteps, continueOnFailure: Bool, start: UInt64 = Monotonic.now()) {
@@ -99,7 +104,7 @@ public struct OperationSequence {
         let level: ConsistencyLevel
         if freezeDisabled {
             level = applicationConsistent ? .application : .crash
-        } else if freezeSucceeded {
+        } else if freezeSucceeded || freezeDelegated {
             level = applicationConsistent ? .application : .filesystem
         } else {
             level = .crash
@@ -141,6 +146,8 @@ public struct OperationSequence {
             if application { applicationStepsSucceeded += 1 } else { freezeSucceeded = true }
         case .skipped:
             if !application { freezeDisabled = true }
+        case .delegated:
+            if !application { freezeDelegated = true } else { applicationStepsSucceeded += 1 }
         case .failed:
             if application { applicationStepFailed = true }
             if !continueOnFailure { failed = true }
@@ -207,7 +214,7 @@ public struct OperationSequence {
         switch result {
         case .succeeded:
             break
-        case .skipped(let reason):
+        case .skipped(let reason), .delegated(let reason):
             entry.outcome = .skipped
             entry.detail = reason
         case .failed(let error, _, let more):

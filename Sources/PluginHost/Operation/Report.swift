@@ -67,6 +67,9 @@ public struct StepRecord: Sendable, Codable, Equatable {
 public struct SnapshotRecord: Sendable, Codable, Equatable {
     public var command: [String]
     public var termination: Termination?
+    /// Two-phase and hooks, where no command of ours takes the snapshot: what the caller or
+    /// agent said (thaw, a failed snapshot) or that nothing came.
+    public var outcome: String?
     public var durationMs: Double
     public var stdoutTail: String
     public var stderrTail: String
@@ -83,6 +86,8 @@ public struct OperationReport: Sendable, Codable, Equatable {
     public var snapshotTaken = false
     public var exitStatus: ExitStatus = .failed
     public var configFile: String?
+    /// The scriptArg VMware Tools passed to the hook, if any.
+    public var hookScriptArg: String?
     public var continueBackupOnFailure = true
     public var fsFreezeEnabled = true
     public var steps: [StepRecord] = []
@@ -94,6 +99,15 @@ public struct OperationReport: Sendable, Codable, Equatable {
     public var group: GroupRecord?
     public var errors: [HostError] = []
     public var warnings: [String] = []
+    /// The pluginhost that ran the operation, and the version of the report's keys
+    /// (`BuildInfo`); nil in a report kept by a version before they existed.
+    public var pluginhostVersion: String? = BuildInfo.version
+    public var schemaVersion: Int? = BuildInfo.schemaVersion
+    /// How what the operation started was kept together: "cgroup PATH", or "process groups (why)".
+    public var processContainment: String?
+    /// Every process killed because its owner went or was stopped (a timed-out script's setsid
+    /// child, a plugin worker's leftovers), with what it belonged to.
+    public var killedProcesses: [KilledProcess] = []
 
     public init(operationID: String, command: String, startedAt: String) {
         self.operationID = operationID

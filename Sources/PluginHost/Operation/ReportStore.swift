@@ -5,11 +5,15 @@ public import PluginHostSupport
 /// Reports on disk: the last one, and one per operation id (the newest `keep`), in the state
 /// directory. Written only after everything is thawed.
 public struct ReportStore: Sendable {
-    public let paths: StatePaths
-    public var keep = 50
+    /// How many per-operation reports are kept unless the host config says otherwise.
+    public static let defaultKeep = 50
 
-    public init(paths: StatePaths) {
+    public let paths: StatePaths
+    public var keep: Int
+
+    public init(paths: StatePaths, keep: Int = ReportStore.defaultKeep) {
         self.paths = paths
+        self.keep = keep
     }
 
     public static func encode(_ report: OperationReport) -> [UInt8] {
@@ -22,11 +26,25 @@ public struct ReportStore: Sendable {
         try? JSONDecoder().decode(OperationReport.self, from: Data(bytes))
     }
 
-    public func save(_ report: OperationReport) throws(SystemError) {
+    /// Writes the report and the last report; then keeps the newest `keep` reports, unless
+    /// `prune` is false (a caller that does not know the host config's `keepReports`).
+    public func save(_ report: OperationReport, prune: Bool = true) throws(SystemError) {
         let bytes = Self.encode(report)
         try writeFileAtomically(reportPath(report.operationID), bytes, mode: 0o600)
         try writeFileAtomically(paths.lastReportFile, bytes, mode: 0o600)
-        prune()
+        if prune { self.prune() }
+    }
+
+    /// The kept reports, newest first, at most `limit`; and the names of files that could not
+    /// be read as reports (kept, never deleted here).
+    public func history(limit: Int) -> (reports: [OperationReport], unreadable: [String]) {
+        var reports: [OperationReport] = []
+        var unreadable: [String] = []
+        for name in reportNamesOldestFirst().reversed() {
+            guard reports.count < limit else { break }
+            if let report = read("\(paths.reportsDirectory)/\(name)") { reports.append(report) } else { unreadable.append(name) }
+        }
+        return (reports, unreadable)
     }
 
     public func lastReport() -> OperationReport? { read(paths.lastReportFile) }
@@ -44,15 +62,25 @@ public struct ReportStore: Sendable {
         return Self.decode(bytes)
     }
 
-    /// Keeps the newest `keep` reports (operation ids start with a UTC timestamp, so names sort by age).
+    /// Keeps the newest `keep` reports.
     private func prune() {
-        guard let directory = opendir(paths.reportsDirectory) else { return }
-        var names: [String] = []
+        for name in reportNamesOldestFirst().dropLast(max(keep, 1)) { unlink("\(paths.reportsDirectory)/\(name)") }
+    }
+
+    /// The report files, in the order they were written (modification time, in nanoseconds; a
+    /// report is written once, when its operation ends). Operation ids start with a UTC time
+    /// in whole seconds, so two operations of the same second do not sort by name alone.
+    private func reportNamesOldestFirst() -> [String] {
+        guard let directory = opendir(paths.reportsDirectory) else { return [] }
+        var entries: [(name: String, written: Int64)] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            if name.hasSuffix(".json") { names.append(name) }
+            guard name.hasSuffix(".json") && !name.hasPrefix(".") else { continue }
+            var info = stat()
+            guard fstatat(dirfd(directory), name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            entries.append((name, Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)))
         }
         closedir(directory)
-        for name in names.sorted().dropLast(keep) { unlink("\(paths.reportsDirectory)/\(name)") }
+        return entries.sorted { ($0.written, $0.name) < ($1.written, $1.name) }.map(\.name)
     }
 }

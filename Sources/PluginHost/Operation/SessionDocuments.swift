@@ -21,6 +21,9 @@ public struct FreezeNotice: Codable, Sendable, Equatable {
     public var errors: [HostError]
     public var warnings: [String]
     public var thawCommand: String
+    /// The pluginhost that wrote this document, and the version of its keys (`BuildInfo`).
+    public var pluginhostVersion: String? = BuildInfo.version
+    public var schemaVersion: Int? = BuildInfo.schemaVersion
     /// The consistency group, when this member is in one: every member is frozen now.
     public var group: GroupRecord? = nil
 }
@@ -57,7 +60,8 @@ public protocol SessionLink: AnyObject {
     func accept(operationID: String, status: () -> SessionStatus) -> SessionThaw?
     /// Sends the final report to every thaw client and closes the socket.
     func finish(_ report: OperationReport)
-    /// Connections refused (not root) or malformed, for the report's warnings.
+    /// Connections refused (not root) or malformed, and a notice the `freeze` client was not
+    /// there to read, for the report's warnings.
     var refusals: [String] { get }
 }
 

@@ -62,6 +62,8 @@ public enum PluginCallOutcome: String, Sendable, Codable, CaseIterable {
     case refused
     /// Not called: the worker was already gone.
     case skipped
+    /// A signal came during the call: the host killed the worker at once, without waiting.
+    case interrupted
 
     public init(status: Int32) {
         guard let known = PluginStatus(rawValue: status) else {

@@ -82,10 +82,20 @@ final class PluginSet {
     /// Starts every worker (from this thread: workers die with the thread that spawned them),
     /// loads every library and checks its descriptor, then creates every instance and asks
     /// for its data paths. Failures make a plugin unusable; they surface at quiesce.
-    func prepare(executable: String, logger: Logger) {
-        load(executable: executable, logger: logger)
+    /// A signal (`interrupt` readable; it is left for the sequence to see) stops the waiting:
+    /// the busy workers are killed and their plugins unusable.
+    func prepare(executable: String, logger: Logger, containment: ProcessContainment? = nil, interrupt: Int32? = nil) {
+        self.interrupt = interrupt
+        load(executable: executable, logger: logger, containment: containment)
         createInstances()
     }
+
+    /// The signal pipe, watched while a quiesce (or load, create) call runs: a signal kills
+    /// the busy workers at once instead of waiting for the call to return. Resume, the undo,
+    /// is never cut short.
+    private var interrupt: Int32?
+    /// A call was cut short by a signal.
+    private var interrupted = false
 
     /// Starts the workers and loads the libraries, nothing more (`pluginhost list`).
     func inspect(executable: String, logger: Logger) {
@@ -94,13 +104,13 @@ final class PluginSet {
 
     private func createInstances() {
         let mounts = freezeTargets.map(\.mountPoint)
-        perform(.create, on: usable) { member in
+        perform(.create, on: usable, interruptible: true) { member in
             .create(config: member.manifest.kind == .ffi ? "{}" : member.manifest.config, operationID: operationID,
                     freezeMounts: mounts, deadline: deadline(member))
         } failure: { member, error in
             member.unusable = error
         }
-        perform(.dataPaths, on: usable) { member in
+        perform(.dataPaths, on: usable, interruptible: true) { member in
             .call(function: .dataPaths, deadline: deadline(member), holdUntil: 0)
         } success: { member, message in
             member.record.dataPaths = message.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("/") }
@@ -112,14 +122,15 @@ final class PluginSet {
 
     /// Starts a worker per plugin and asks it at once to load its library, so that one worker
     /// loads while the next is started.
-    private func load(executable: String, logger: Logger) {
+    private func load(executable: String, logger: Logger, containment: ProcessContainment? = nil) {
         var sent: [Member] = []
         var deadlines: [UInt64] = []
         var begins: [UInt64] = []
         for member in members where member.unusable == nil {
             do {
                 member.worker = try PluginWorker(manifest: member.manifest, library: member.library,
-                                                 executable: executable, logger: logger)
+                                                 executable: executable, logger: logger,
+                                                 cell: containment?.cell("plugin \(member.manifest.name)", diesWithItsProcess: true))
             } catch {
                 member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: setupStep)
                 continue
@@ -134,7 +145,7 @@ final class PluginSet {
                 member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name): its worker did not start (\(member.worker!.exitDescription()))", step: setupStep)
             }
         }
-        let outcomes = PluginWorker.await(sent.map { $0.worker! }, deadlines: deadlines)
+        let outcomes = PluginWorker.await(sent.map { $0.worker! }, deadlines: deadlines, interrupt: interrupt)
         for (index, member) in sent.enumerated() {
             let (outcome, end) = outcomes[index]
             var call = PluginRecord.Call(function: .load, startMs: ms(begins[index]), durationMs: Monotonic.milliseconds(from: begins[index], to: end),
@@ -152,7 +163,7 @@ final class PluginSet {
                 member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) refused by the \(check.rawValue) check: \(message)",
                                             step: setupStep)
                 member.worker?.kill()
-            case .timedOut, .lost, .reply:
+            case .timedOut, .lost, .reply, .interrupted:
                 let how = describe(outcome, member)
                 call.outcome = .failed
                 call.message = how
@@ -192,17 +203,21 @@ final class PluginSet {
         var attempted = false
         let groups = Dictionary(grouping: usable, by: \.manifest.order).sorted { $0.key < $1.key }
         for (position, (_, group)) in groups.enumerated() {
-            if !errors.isEmpty && !continueOnFailure { break }
+            if !errors.isEmpty && !continueOnFailure || interrupted { break }
             // The hold lasts until resume: the later groups' quiesce, the freeze, resume's start.
             let later = groups[position...].flatMap(\.value).map(\.manifest.timeoutSeconds).reduce(0, +)
             let holdUntil = Monotonic.now() + UInt64((Double(later) + maxFrozenSeconds + 30) * 1e9)
             for member in group { member.quiesceCalled = true }
             attempted = true
-            perform(.quiesce, on: group) { member in
+            perform(.quiesce, on: group, interruptible: true) { member in
                 .call(function: .quiesce, deadline: deadline(member), holdUntil: holdUntil)
             } failure: { _, error in
                 errors.append(error)
             }
+        }
+        if interrupted {
+            return .interrupted(HostError(.operationInterrupted, "a signal came during the quiesce: the busy workers were killed, and with them their sessions and locks",
+                                          step: "quiesce"))
         }
         guard let first = errors.first else { return .succeeded }
         return .failed(first, attempted: attempted, more: Array(errors.dropFirst()))
@@ -256,7 +271,7 @@ final class PluginSet {
     }
 
     /// Sends one request to each member at once, waits for all, records each call.
-    private func perform(_ function: PluginCallName, on group: [Member], request: (Member) -> WorkerRequest,
+    private func perform(_ function: PluginCallName, on group: [Member], interruptible: Bool = false, request: (Member) -> WorkerRequest,
                          success: (Member, String) -> Void = { _, _ in },
                          failure: (Member, HostError) -> Void) {
         var sent: [Member] = []
@@ -275,7 +290,8 @@ final class PluginSet {
                 failure(member, error(function, .lost(member.worker?.exitDescription() ?? "no worker"), member))
             }
         }
-        let outcomes = PluginWorker.await(sent.compactMap(\.worker), deadlines: deadlines)
+        let outcomes = PluginWorker.await(sent.compactMap(\.worker), deadlines: deadlines,
+                                          interrupt: interruptible ? interrupt : nil)
         for (index, member) in sent.enumerated() {
             let (outcome, end) = outcomes[index]
             var call = PluginRecord.Call(function: function, startMs: ms(begins[index]),
@@ -297,6 +313,11 @@ final class PluginSet {
             case .lost(let why):
                 call.outcome = .crashed
                 call.message = why
+                failure(member, error(function, outcome, member))
+            case .interrupted:
+                interrupted = true
+                call.outcome = .interrupted
+                call.message = "a signal came; the worker was killed, and with it its sessions and locks"
                 failure(member, error(function, outcome, member))
             case .reply:
                 call.outcome = .crashed
@@ -326,6 +347,9 @@ final class PluginSet {
                              step: step)
         case .lost(let why):
             return HostError(.pluginCrashed, "plugin \(name): its worker was lost during \(function.rawValue): \(why)", step: step)
+        case .interrupted:
+            return HostError(.operationInterrupted, "plugin \(name): a signal came during \(function.rawValue); its worker was killed, and with it its sessions and locks",
+                             step: step)
         case .reply(.result(let status, let message, _)):
             let text = message.isEmpty ? "no message" : message
             return HostError(Self.code(for: function, status: PluginStatus(rawValue: status)),
@@ -362,6 +386,7 @@ final class PluginSet {
         switch outcome {
         case .timedOut: "no answer within \(member.manifest.timeoutSeconds) s"
         case .lost(let why): why
+        case .interrupted: "a signal came; the worker was killed"
         case .reply(let message): "unexpected answer \(message)"
         }
     }

@@ -13,6 +13,9 @@ final class PluginWorker {
         case timedOut
         /// The worker died or broke the protocol; it is gone now.
         case lost(String)
+        /// A signal (SIGTERM, SIGINT, SIGHUP) came while waiting: the worker was killed at once,
+        /// and with it the plugin's sessions and locks.
+        case interrupted
     }
 
     static let maximumKeptLogLines = 100
@@ -30,8 +33,10 @@ final class PluginWorker {
     /// Starts a worker with the verified library on descriptor 3 and its socket on 4: a fork of
     /// this (single-threaded) host running the worker runtime — about a millisecond — or, if
     /// the host has more threads (or no entry is registered), `executable __worker`. Call from the main thread: the worker
-    /// is tied to the starting thread's life (PR_SET_PDEATHSIG).
-    init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger) throws(SystemError) {
+    /// is tied to the starting thread's life (PR_SET_PDEATHSIG). In a `cell`, the worker and
+    /// everything it starts (a held command and its children) die with it, whoever kills it.
+    init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger,
+         cell: ProcessContainment.Cell? = nil) throws(SystemError) {
         self.manifest = manifest
         self.library = library
         var pair: [Int32] = [-1, -1]
@@ -45,7 +50,7 @@ final class PluginWorker {
         var forked: ChildProcess?
         if let entry = WorkerLauncher.forkedEntry {
             do {
-                forked = try ChildProcess(forking: entry, extraDescriptors: descriptors)
+                forked = try ChildProcess(forking: entry, extraDescriptors: descriptors, cell: cell)
             } catch where error.errno == EAGAIN {
                 forked = nil  // more than one thread: forking is not safe
             }
@@ -56,8 +61,9 @@ final class PluginWorker {
             // No Swift backtracer in the worker either: a crash must end it by the signal.
             process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
                                                          environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
-                                                                       "SWIFT_BACKTRACE": "enable=no"]),
-                                       extraDescriptors: descriptors)
+                                                                       "SWIFT_BACKTRACE": "enable=no"]
+                                                             .merging(KernelFeature.inheritedEnvironment) { $1 }),
+                                       extraDescriptors: descriptors, cell: cell)
         }
         workerEnd.close()
         var logger = logger
@@ -81,8 +87,10 @@ final class PluginWorker {
 
     /// Waits for one reply from each worker (requests already sent), each by its own deadline,
     /// all in one poll loop: plugins of the same order work concurrently.
-    /// Each outcome comes with the CLOCK_MONOTONIC time it arrived.
-    static func await(_ workers: [PluginWorker], deadlines: [UInt64]) -> [(outcome: Outcome, at: UInt64)] {
+    /// Each outcome comes with the CLOCK_MONOTONIC time it arrived. When `interrupt` (the
+    /// signal pipe, left unread) becomes readable, every worker still busy is killed at once:
+    /// a signal never waits for a plugin call to return.
+    static func await(_ workers: [PluginWorker], deadlines: [UInt64], interrupt: Int32? = nil) -> [(outcome: Outcome, at: UInt64)] {
         var outcomes = [(outcome: Outcome, at: UInt64)?](repeating: nil, count: workers.count)
         var pending = Set(workers.indices.filter { workers[$0].alive })
         for index in workers.indices where !workers[index].alive { outcomes[index] = (.lost("the worker is gone"), Monotonic.now()) }
@@ -93,14 +101,22 @@ final class PluginWorker {
                     fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
                 }
             }
+            if let interrupt { fds.append(pollfd(fd: interrupt, events: Int16(POLLIN), revents: 0)) }
             let earliest = pending.map { deadlines[$0] }.min()
             _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: earliest))
+            if let interrupt, fds.last?.fd == interrupt, fds.last?.revents != 0 {
+                for index in pending.sorted() {
+                    workers[index].kill(reason: "interrupted")
+                    outcomes[index] = (.interrupted, Monotonic.now())
+                }
+                break
+            }
             for index in pending.sorted() {
                 if let outcome = workers[index].service() {
                     outcomes[index] = (outcome, Monotonic.now())
                     pending.remove(index)
                 } else if Monotonic.now() >= deadlines[index] {
-                    workers[index].kill()
+                    workers[index].kill(reason: "its plugin call timed out")
                     outcomes[index] = (.timedOut, Monotonic.now())
                     pending.remove(index)
                 }
@@ -152,15 +168,18 @@ final class PluginWorker {
 
     /// The worker is gone (or must go): kill it and describe how it ended.
     private func lose(_ why: String?) -> Outcome {
-        kill()
+        kill(reason: "its worker was lost")
         return .lost(why.map { "\($0); the worker was killed" } ?? exitDescription())
     }
 
-    func kill() {
+    /// Kills the worker and everything in its cell (a held command, the children of one), and
+    /// names them in the report with `reason`.
+    func kill(reason: String = "its worker ended") {
         guard alive else { return }
         alive = false
         socket.close()
-        process.terminateGroup(graceNanoseconds: 0)
+        process.terminateGroup(graceNanoseconds: 0, reason: reason)
+        process.cell?.kill(reason: reason)  // what it left behind when it exited on its own
     }
 
     /// How the worker ended, with the end of its stderr (a crash message, say).
@@ -176,6 +195,8 @@ final class PluginWorker {
     func shutDown() {
         if alive, send(.destroy) {
             _ = Self.await([self], deadlines: [Monotonic.now() + UInt64(manifest.timeoutSeconds) * 1_000_000_000])
+            // It exits right after its answer: let it, so that only what it left behind is killed.
+            _ = process.wait(until: Monotonic.now() + 1_000_000_000)
         }
         kill()
     }

@@ -31,7 +31,8 @@ public struct ScriptAttempt: Sendable, Codable, Equatable {
 public struct ScriptRun: Sendable, Codable, Equatable {
     public enum Outcome: String, Sendable, Codable {
         case succeeded
-        /// Exit status 2: Azure's scripts use it for "succeeded with a warning".
+        /// Only in reports written before exit status 2 became a failure like any other non-zero
+        /// status (Azure defines a "warning = 2" constant but fails the script all the same).
         case succeededWithWarning
         case failed
         case timedOut
@@ -43,16 +44,40 @@ public struct ScriptRun: Sendable, Codable, Equatable {
     public var arguments: [String]
     public var outcome: Outcome
     public var attempts: [ScriptAttempt]
+    /// Set when the script ran as `/bin/sh PATH PARAMS` instead of being executed directly, and why.
+    public var shell: String?
 
     public var succeeded: Bool { outcome == .succeeded || outcome == .succeededWithWarning }
 }
 
-/// Runs the pre- and post-scripts (README, "The config file"): exec without a shell (the kernel honours the
-/// shebang), argv = path + params, cwd `/`, stdin `/dev/null`, a minimal environment, a process
-/// group of its own; every failed or timed-out attempt is really run again, each with its own
-/// timeout; on timeout the whole group gets SIGTERM and, after a grace, SIGKILL.
+/// Runs the pre- and post-scripts (README, "The config file"): executed directly (the kernel honours the
+/// shebang), or — for a file the kernel cannot execute (ENOEXEC: no `#!` line) or without the
+/// owner execute bit — as `/bin/sh PATH PARAMS`, which is how Azure runs every script. argv =
+/// path + params, cwd `/`, stdin `/dev/null`, a minimal environment, a process group of its own;
+/// exit 0 is success, any other status a failure; every failed or timed-out attempt is really
+/// run again, each with its own timeout; on timeout the whole group gets SIGTERM and, after a
+/// grace, SIGKILL.
 public struct ScriptRunner: Sendable {
     public static let searchPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+    public static let shell = "/bin/sh"
+
+    /// How `path` will be started, for `check` and the report: `/bin/sh` with the reason, or
+    /// the interpreter its `#!` line names, or "executed directly" for a binary.
+    public static func interpreter(for path: String) -> String {
+        var info = stat()
+        guard stat(path, &info) == 0 else { return "unknown (\(SystemError("stat")))" }
+        if info.st_mode & S_IXUSR == 0 { return "\(shell) (no owner execute bit)" }
+        guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NONBLOCK) else { return "unknown (cannot read it)" }
+        var buffer = [UInt8](repeating: 0, count: 256)
+        let count = read(file.rawValue, &buffer, buffer.count)
+        let head = buffer.prefix(max(count, 0))
+        if head.starts(with: [0x23, 0x21]) {  // "#!"
+            let line = head.dropFirst(2).prefix { $0 != 0x0A && $0 != 0x0D }.drop { $0 == 0x20 || $0 == 0x09 }
+            return String(decoding: line, as: UTF8.self) + " (its #! line)"
+        }
+        if head.starts(with: [0x7F, 0x45, 0x4C, 0x46]) { return "executed directly (ELF binary)" }
+        return "\(shell) (no #! line)"
+    }
 
     public var graceNanoseconds: UInt64 = 2_000_000_000
 
@@ -76,15 +101,22 @@ public struct ScriptRunner: Sendable {
 
     /// Runs `path` with `arguments` up to `retries + 1` times until an attempt succeeds.
     /// `operationStart` anchors the attempts' `startMs`; `interrupt` is a descriptor that
-    /// aborts the run when readable (the signal pipe).
+    /// aborts the run when readable (the signal pipe). In a `containment`, each attempt runs in
+    /// a cell of its own, killed whole when the attempt is stopped.
     public func run(phase: ScriptPhase, path: String, arguments: [String], retries: Int,
                     timeoutSeconds: Int, environment: [String: String],
-                    operationStart: UInt64, interrupt: Int32? = nil) -> ScriptRun {
+                    operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
-        let command = Command(executable: path, arguments: arguments, environment: environment)
+        var command = Command(executable: path, arguments: arguments, environment: environment)
+        var info = stat()
+        if stat(path, &info) == 0, info.st_mode & S_IXUSR == 0 {
+            command = Command(executable: Self.shell, arguments: [path] + arguments, environment: environment)
+            run.shell = "\(Self.shell): the script has no owner execute bit"
+        }
         for number in 1...(retries + 1) {
-            let (attempt, outcome) = runOnce(command, number: number, timeoutSeconds: timeoutSeconds,
-                                             operationStart: operationStart, interrupt: interrupt)
+            let (attempt, outcome) = runOnce(&command, run: &run, number: number, timeoutSeconds: timeoutSeconds,
+                                             operationStart: operationStart, interrupt: interrupt,
+                                             cell: containment?.cell("\(phase.stepName) attempt \(number)"))
             run.attempts.append(attempt)
             run.outcome = outcome
             if run.succeeded || outcome == .interrupted { break }
@@ -92,17 +124,26 @@ public struct ScriptRunner: Sendable {
         return run
     }
 
-    private func runOnce(_ command: Command, number: Int, timeoutSeconds: Int, operationStart: UInt64,
-                         interrupt: Int32?) -> (ScriptAttempt, ScriptRun.Outcome) {
+    private func runOnce(_ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: UInt64,
+                         interrupt: Int32?, cell: ProcessContainment.Cell?) -> (ScriptAttempt, ScriptRun.Outcome) {
         let start = Monotonic.now()
         var attempt = ScriptAttempt(number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
                                     durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
                                     stdoutTail: "", stderrTail: "")
         let child: ChildProcess
         do {
-            child = try ChildProcess(spawning: command)
+            do {
+                child = try ChildProcess(spawning: command, cell: cell)
+            } catch let error as SystemError where error.errno == ENOEXEC && command.executable != Self.shell {
+                // No #! line: what execvp(3) and Azure do — the shell reads it.
+                command = Command(executable: Self.shell, arguments: [command.executable] + command.arguments,
+                                  environment: command.environment)
+                run.shell = "\(Self.shell): the kernel cannot execute the script (no #! line)"
+                child = try ChildProcess(spawning: command, cell: cell)
+            }
         } catch {
             attempt.spawnError = error.description
+            cell?.removeIfEmpty()
             attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
             return (attempt, .failed)
         }
@@ -111,22 +152,19 @@ public struct ScriptRunner: Sendable {
         switch child.wait(until: deadline, watching: interrupt.map { [$0] } ?? []) {
         case .exited(let termination):
             attempt.termination = termination
-            switch termination {
-            case .exited(0): outcome = .succeeded
-            case .exited(2): outcome = .succeededWithWarning
-            default: outcome = .failed
-            }
+            outcome = termination == .exited(0) ? .succeeded : .failed
         case .deadlineReached:
             attempt.timedOut = true
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "timed out")
             outcome = .timedOut
         case .readable:
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds)
+            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "interrupted")
             outcome = .interrupted
         }
         attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
         attempt.stdoutTail = child.stdoutTail.text
         attempt.stderrTail = child.stderrTail.text
+        cell?.removeIfEmpty()
         return (attempt, outcome)
     }
 }

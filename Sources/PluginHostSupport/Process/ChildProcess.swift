@@ -61,8 +61,15 @@ public final class ChildProcess {
     public private(set) var stdoutTail: OutputTail
     public private(set) var stderrTail: OutputTail
     public private(set) var termination: Termination?
+    /// The cgroup it was started in (nil: only its process group), killed with it when it is
+    /// stopped — whatever left the process group.
+    public let cell: ProcessContainment.Cell?
 
-    private let exitDescriptor: FileDescriptor
+    /// The child's pidfd: readable once it has exited. Nil on a kernel without pidfd_open
+    /// (before 5.3), where the shared SIGCHLD pipe wakes the poll and waitid(WNOWAIT) on this
+    /// child — ours, not reaped yet, so its pid cannot have been reused — says whether it exited.
+    private let exitDescriptor: FileDescriptor?
+    private let childExitPipe: Int32
     private var stdout: FileDescriptor?
     private var stderr: FileDescriptor?
     private var readBuffer = [UInt8](repeating: 0, count: 65536)
@@ -70,21 +77,25 @@ public final class ChildProcess {
     /// Starts `command` with stdin from /dev/null (or `stdin`) and stdout/stderr captured, in a
     /// new process group. `extraDescriptors` become descriptors 3, 4, … in the child. Unless
     /// `outlivesHost`, the child is killed if the host dies (a snapshot command must not go on
-    /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept.
+    /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept. In a
+    /// `cell`, the child and all it starts live in that cell's cgroup.
     public convenience init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
                             outlivesHost: Bool = false, newSession: Bool = false,
-                            outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+                            outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil) throws(SystemError) {
         let argv = [command.executable] + command.arguments
         let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
         let flags = (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP) | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
-        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity,
+        var joinError: Int32 = 0
+        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell,
                       what: "spawn \(command.executable)") { map, count, pid in
             withCStrings(argv) { argvPointer in
                 withCStrings(envp) { envpPointer in
-                    ph_spawn(command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags, &pid)
+                    ph_spawn_in(command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
+                                cell?.procsDescriptor ?? -1, &joinError, &pid)
                 }
             }
         }
+        cell?.joined(pid, error: joinError)
     }
 
     /// Forks without exec and runs `entry` in the child — far cheaper than starting a program,
@@ -93,17 +104,19 @@ public final class ChildProcess {
     /// has more than one thread: forking then is not safe, and the caller should spawn instead.
     public convenience init(forking entry: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Int32,
                             stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                            outputCapacity: Int = OutputTail.defaultCapacity) throws(SystemError) {
+                            outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil) throws(SystemError) {
         guard ph_thread_count() == 1 else { throw SystemError("fork (more than one thread)", errno: EAGAIN) }
-        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, what: "fork") { map, count, pid in
-            ph_fork_call(map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, entry, nil, &pid)
+        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork") { map, count, pid in
+            ph_fork_call_in(map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.procsDescriptor ?? -1, entry, nil, &pid)
         }
+        cell?.joined(pid)
     }
 
     /// Sets up the output pipes, starts the child with `launch` (which returns 0 or an errno),
     /// and takes its pidfd.
-    private init(stdin: Int32, extraDescriptors: [Int32], outputCapacity: Int, what: String,
+    private init(stdin: Int32, extraDescriptors: [Int32], outputCapacity: Int, cell: ProcessContainment.Cell?, what: String,
                  launch: (UnsafePointer<Int32>, Int32, inout pid_t) -> Int32) throws(SystemError) {
+        self.cell = cell
         stdoutTail = OutputTail(capacity: outputCapacity)
         stderrTail = OutputTail(capacity: outputCapacity)
         let out = try makePipe(nonBlockingRead: true)
@@ -114,14 +127,21 @@ public final class ChildProcess {
         guard rc == 0 else { throw SystemError(what, errno: rc) }
         self.pid = pid
         let pidfd = ph_pidfd_open(pid)
-        guard pidfd >= 0 else {
+        if pidfd >= 0 {
+            exitDescriptor = FileDescriptor(owning: pidfd)
+            childExitPipe = -1
+        } else if errno == ENOSYS, case let pipe = ph_child_exit_pipe(), pipe >= 0 {
+            // Installed before this child could be reaped by anyone: it is not waited for
+            // until this object does, so its exit is still to be seen.
+            exitDescriptor = nil
+            childExitPipe = pipe
+        } else {
             let error = SystemError("pidfd_open")
             kill(pid, SIGKILL)
             var status: Int32 = 0
             waitpid(pid, &status, 0)
             throw error
         }
-        exitDescriptor = FileDescriptor(owning: pidfd)
         stdout = out.read
         stderr = err.read
     }
@@ -143,9 +163,10 @@ public final class ChildProcess {
             // Never leave a child behind, whatever path the caller took. A process that sleeps
             // uninterruptibly (a writer on a frozen filesystem) dies only later: wait a little,
             // not forever.
-            _ = ph_pidfd_send_signal(exitDescriptor.rawValue, SIGKILL)
-            var event = pollfd(fd: exitDescriptor.rawValue, events: Int16(POLLIN), revents: 0)
-            if Glibc.poll(&event, 1, 5000) == 1 {
+            // Not reaped yet, so the pid is still this child's: kill(2) is as safe as the pidfd.
+            if let exitDescriptor { _ = ph_pidfd_send_signal(exitDescriptor.rawValue, SIGKILL) } else { kill(pid, SIGKILL) }
+            cell?.kill(reason: "its owner was dropped")
+            if case .exitPending = poll(until: Monotonic.now() + 5_000_000_000, watching: []) {
                 var status: Int32 = 0
                 _ = waitpid(pid, &status, 0)
             }
@@ -194,17 +215,29 @@ public final class ChildProcess {
     /// still a zombie, so that its pid (and the process group's id) cannot be reused yet.
     private func poll(until deadline: UInt64?, watching: [Int32], returnOnOutput: Bool = false) -> PollResult {
         while true {
-            var fds = [pollfd(fd: exitDescriptor.rawValue, events: Int16(POLLIN), revents: 0)]
+            // Without a pidfd: a child that exited while another waiter drained the shared
+            // SIGCHLD pipe is seen here, before blocking.
+            if exitDescriptor == nil && ph_child_exited(pid) == 1 { return .exitPending }
+            var fds = [pollfd(fd: exitDescriptor?.rawValue ?? childExitPipe, events: Int16(POLLIN), revents: 0)]
             if let stdout { fds.append(pollfd(fd: stdout.rawValue, events: Int16(POLLIN), revents: 0)) }
             if let stderr { fds.append(pollfd(fd: stderr.rawValue, events: Int16(POLLIN), revents: 0)) }
             let firstWatched = fds.count
             fds += watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = Glibc.poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: deadline))
+            var timeout = Monotonic.pollTimeout(until: deadline)
+            // Without a pidfd, another thread may drain the SIGCHLD pipe between our check and
+            // our poll: never sleep longer than 100 ms unchecked.
+            if exitDescriptor == nil && (timeout < 0 || timeout > 100) { timeout = 100 }
+            let ready = Glibc.poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 && errno == EINTR { continue }
             let before = stdoutTail.totalBytes + stderrTail.totalBytes
             let wasOpen = !outputClosed
             drainOutput()
-            if fds[0].revents != 0 { return .exitPending }
+            if exitDescriptor == nil {
+                if fds[0].revents != 0 { drainChildExitPipe() }
+                if ph_child_exited(pid) == 1 { return .exitPending }
+            } else if fds[0].revents != 0 {
+                return .exitPending
+            }
             if returnOnOutput && (stdoutTail.totalBytes + stderrTail.totalBytes > before || (wasOpen && outputClosed)) {
                 return .output
             }
@@ -217,8 +250,16 @@ public final class ChildProcess {
 
     /// The descriptors to poll for this child (its exit and its output), for callers that wait
     /// on several things at once; then call `wait(until: Monotonic.now())` to take what is ready.
+    /// Without a pidfd there is no descriptor of this child's own exit (the SIGCHLD pipe is
+    /// shared): a caller then sees the exit as its output pipes closing, or at its deadline.
     public var descriptors: [Int32] {
-        [exitDescriptor.rawValue] + [stdout, stderr].compactMap { $0?.rawValue }
+        (exitDescriptor.map { [$0.rawValue] } ?? []) + [stdout, stderr].compactMap { $0?.rawValue }
+    }
+
+    /// Empties the shared SIGCHLD pipe; every waiter then checks its own child with waitid.
+    private func drainChildExitPipe() {
+        var bytes = [UInt8](repeating: 0, count: 64)
+        while Glibc.read(childExitPipe, &bytes, bytes.count) > 0 {}
     }
 
     /// Sends `signal` to the whole process group (the child and everything it started that
@@ -228,15 +269,18 @@ public final class ChildProcess {
         _ = kill(-pid, signal)
     }
 
-    /// SIGTERM to the group, up to `grace` nanoseconds for the child to exit, then SIGKILL to
-    /// the group (so no grandchild survives), and reap.
+    /// SIGTERM to the group (and its whole cell), up to `grace` nanoseconds for the child to
+    /// exit, then SIGKILL to the group and the cell (so no grandchild survives, not even one that
+    /// called setsid), and reap. `reason` is what the report says about each process killed.
     @discardableResult
-    public func terminateGroup(graceNanoseconds: UInt64 = 2_000_000_000) -> Termination {
+    public func terminateGroup(graceNanoseconds: UInt64 = 2_000_000_000, reason: String = "stopped") -> Termination {
         if let termination { return termination }
+        let signalled = cell?.signal(SIGTERM) ?? []
         signalGroup(SIGTERM)
         let graceEnd = Monotonic.now() + graceNanoseconds
         while case .readable = poll(until: graceEnd, watching: []) {}
         // The group may outlive its leader; the leader is not reaped yet, so the id is still ours.
+        cell?.kill(reason: reason, alsoNaming: signalled)
         _ = kill(-pid, SIGKILL)
         return reap()
     }

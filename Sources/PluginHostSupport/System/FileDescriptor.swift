@@ -88,17 +88,22 @@ public final class FileDescriptor: @unchecked Sendable {
     }
 
     /// Writes all of `text` to a descriptor this object does not own (stdout, stderr), giving
-    /// up silently if it cannot: for output that must never fail the caller.
-    public static func write(_ text: String, to descriptor: Int32) {
+    /// up if it cannot: for output that must never fail the caller. Returns the errno of the
+    /// write that failed (EPIPE once the reader went away: SIGPIPE is ignored in every role),
+    /// or nil.
+    @discardableResult
+    public static func write(_ text: String, to descriptor: Int32) -> Int32? {
         var text = text
-        text.withUTF8 { utf8 in
+        return text.withUTF8 { utf8 -> Int32? in
             var offset = 0
             while offset < utf8.count {
                 let n = Glibc.write(descriptor, utf8.baseAddress! + offset, utf8.count - offset)
                 if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return }
+                if n < 0 { return errno }
+                if n == 0 { return EIO }
                 offset += n
             }
+            return nil
         }
     }
 }

@@ -11,13 +11,15 @@ public enum FileTrust {
         public var forbiddenBits: mode_t
         /// Mode bits that must be set (0o100: owner may execute).
         public var requiredBits: mode_t
-        /// How the rule reads in a message, e.g. "0700 or 0500".
+        /// How the rule reads in a message, e.g. "0600 or 0400".
         public var expected: String
 
         /// The config file: 600 or 400 (no execute, no group/other bits).
         public static let configFile = Rule(forbiddenBits: 0o177, requiredBits: 0, expected: "0600 or 0400")
-        /// A script: 700 or 500.
-        public static let script = Rule(forbiddenBits: 0o077, requiredBits: 0o100, expected: "0700 or 0500")
+        /// A script: no group or other bits, exactly what Azure's ScriptRunner accepts (it runs
+        /// every script through sh, so 600 and 400 work there and here).
+        public static let script = Rule(forbiddenBits: 0o077, requiredBits: 0,
+                                        expected: "0700, 0500, 0600 or 0400 (nothing for group or other)")
         /// A file others may read but not change (manifests, libraries, host config).
         public static let readOnlyForOthers = Rule(forbiddenBits: 0o022, requiredBits: 0,
                                                    expected: "no group or other write bit, e.g. 0644")

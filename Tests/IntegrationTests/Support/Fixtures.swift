@@ -140,17 +140,33 @@ final class HostSandbox {
             """)
     }
 
-    /// Runs `pluginhost ARGS` to completion.
-    func invoke(_ arguments: [String]) -> Invocation {
-        let process = start(arguments)
+    /// Runs `pluginhost ARGS` to completion — or the binary under another path (a hook name),
+    /// from another working directory, with more environment.
+    func invoke(_ arguments: [String], as path: String = pluginhostBinary, in workingDirectory: String = "/",
+                environment extra: [String: String] = [:]) -> Invocation {
+        let process = start(arguments, as: path, in: workingDirectory, environment: extra)
         return process.finish()
     }
 
     /// Starts `pluginhost ARGS` in the background.
-    func start(_ arguments: [String]) -> RunningHost {
-        RunningHost(try! ChildProcess(spawning: Command(executable: pluginhostBinary, arguments: arguments,
-                                                        environment: environment),
+    func start(_ arguments: [String], as path: String = pluginhostBinary, in workingDirectory: String = "/",
+               environment extra: [String: String] = [:]) -> RunningHost {
+        RunningHost(try! ChildProcess(spawning: Command(executable: path, arguments: arguments,
+                                                        environment: environment.merging(extra) { $1 },
+                                                        workingDirectory: workingDirectory),
                                       outputCapacity: 16 << 20))
+    }
+
+    var paths: StatePaths { StatePaths(runDirectory: runDirectory, stateDirectory: stateDirectory) }
+
+    /// Waits (bounded) until no operation holds the lock, e.g. a hook session that ended on its own.
+    func waitUntilIdle(timeoutSeconds: Double = 120) -> Bool {
+        let limit = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
+        while Monotonic.now() < limit {
+            if OperationLock.currentHolder(paths: paths) == nil { return true }
+            usleep(20_000)
+        }
+        return false
     }
 
     var journal: FreezeJournal? { FreezeJournal.read(from: runDirectory + "/journal.json") }

@@ -27,7 +27,7 @@ final class EtcdServer {
         repeat {
             let base = Int.random(in: 21_000...31_000)
             ports = (base, base + 1)
-        } while PostgresServer.isListening(port: String(ports.0)) || PostgresServer.isListening(port: String(ports.1))
+        } while portInUse(ports.0) || portInUse(ports.1)
         (clientPort, peerPort) = ports
         let scheme = tls == nil ? "http" : "https"
         var arguments = [
@@ -76,6 +76,11 @@ final class EtcdServer {
     func keys(under prefix: String) -> [String] {
         etcdctl(["get", "--prefix", "--keys-only", prefix]).stdout.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
     }
+}
+
+/// Whether any TCP socket uses `port` locally (listening, connected or in TIME_WAIT).
+func portInUse(_ port: Int) -> Bool {
+    sh("ss -Htan | awk '{print $4}' | grep -q ':\(port)$'") == 0
 }
 
 /// A CA, an etcd server certificate (for 127.0.0.1 and the given addresses) and a client

@@ -2,9 +2,8 @@ import Glibc
 import PluginHost
 import PluginHostSupport
 
-/// `start-postgres.sh` and `stop-postgres.sh`: $PLUGINHOST_DB_SCRIPTS (scripts/test.sh sets it),
-/// `<repositoryRoot>/../shared/db`, else /work/shared/db; nil when none has them (the
-/// PostgreSQL suites are then skipped).
+/// `start-postgres.sh` and `stop-postgres.sh`: the repository's `scripts/db` (or
+/// $PLUGINHOST_DB_SCRIPTS, to try other ones); nil when they are missing.
 let postgresScripts: String? = {
     for directory in databaseScriptCandidates
     where access(directory + "/start-postgres.sh", R_OK) == 0 && access(directory + "/stop-postgres.sh", R_OK) == 0 {
@@ -15,7 +14,7 @@ let postgresScripts: String? = {
 
 /// Where the database start/stop scripts may be, in order.
 let databaseScriptCandidates: [String] =
-    (getenv("PLUGINHOST_DB_SCRIPTS").map { [String(cString: $0)] } ?? []) + [repositoryRoot + "/../shared/db", "/work/shared/db"]
+    (getenv("PLUGINHOST_DB_SCRIPTS").map { [String(cString: $0)] } ?? []) + [repositoryRoot + "/scripts/db"]
 
 /// Where start-postgres.sh finds (or installs) PostgreSQL 15.
 let postgresBin = "/usr/lib/postgresql/15/bin"
@@ -42,18 +41,15 @@ final class PostgresServer {
     let port: String
     private(set) var running = true
 
-    /// Starts it on a free port below the kernel's ephemeral range: start-postgres.sh would pick
-    /// one from 20000–59999, where a client connection's port lingering in TIME_WAIT refuses a
-    /// connection (so it looks free) yet makes the server's bind fail. Retried on that failure.
+    /// Starts it; start-postgres.sh picks a port below the kernel's ephemeral range that no
+    /// socket uses (not even one in TIME_WAIT, which would refuse a probe yet fail the bind).
+    /// Retried should the bind fail all the same (a port taken between the choice and the bind).
     init(directory: String) throws {
         guard let scripts = postgresScripts else { throw FixtureError("no start-postgres.sh") }
         self.directory = directory
         var failure = ""
         for _ in 0..<5 {
-            let candidate = String(Int.random(in: 20_000...32_000))
-            guard !Self.isListening(port: candidate) else { continue }
-            let started = capture("/bin/bash", [scripts + "/start-postgres.sh"],
-                                  environment: ["POSTGRES_DIR": directory, "POSTGRES_PORT": candidate])
+            let started = capture("/bin/bash", [scripts + "/start-postgres.sh"], environment: ["POSTGRES_DIR": directory])
             let values = Dictionary(started.stdout.split(separator: "\n").compactMap { line -> (String, String)? in
                 guard let equals = line.firstIndex(of: "=") else { return nil }
                 return (String(line[..<equals]), String(line[line.index(after: equals)...]))
@@ -69,21 +65,6 @@ final class PostgresServer {
         }
         running = false
         throw FixtureError("start-postgres.sh in \(directory) failed \(failure)")
-    }
-
-    /// Whether something accepts connections on 127.0.0.1:`port`.
-    static func isListening(port: String) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0, let number = UInt16(port) else { return true }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = number.bigEndian
-        address.sin_addr.s_addr = UInt32(0x7f00_0001).bigEndian
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        return connected == 0
     }
 
     deinit { stop() }

@@ -4,7 +4,7 @@ import PluginHostSupport
 import PluginKit
 import Testing
 
-/// The PostgreSQL 15 server the project's test script starts (../shared/db/start-postgres.sh)
+/// The PostgreSQL 15 server the project's test script starts (scripts/db/start-postgres.sh)
 /// and describes in PG* variables. Tests that need it are enabled only when PGHOST is set.
 enum TestDatabase {
     static var isAvailable: Bool { environment("PGHOST") != nil }
@@ -20,15 +20,13 @@ enum TestDatabase {
         getenv(name).map { String(cString: $0) }.flatMap { $0.isEmpty ? nil : $0 }
     }
 
-    /// The start/stop scripts: $PLUGINHOST_DB_SCRIPTS (scripts/test.sh sets it), else
-    /// ../shared/db beside the repository, else /work/shared/db.
+    /// The start/stop scripts: the repository's scripts/db (or $PLUGINHOST_DB_SCRIPTS).
     static var scriptDirectory: String {
         if let override = environment("PLUGINHOST_DB_SCRIPTS") { return override }
-        // <repository>/Tests/PostgreSQLPluginTests/Support/TestDatabase.swift → <repository>/../shared/db
+        // <repository>/Tests/PostgreSQLPluginTests/Support/TestDatabase.swift → <repository>/scripts/db
         var path = #filePath
-        for _ in 0..<5 { path = String(path[..<path.lastIndex(of: "/")!]) }
-        let candidates = [path + "/shared/db", "/work/shared/db"]
-        return candidates.first { access($0 + "/start-postgres.sh", R_OK) == 0 } ?? candidates[0]
+        for _ in 0..<4 { path = String(path[..<path.lastIndex(of: "/")!]) }
+        return path + "/scripts/db"
     }
 
     /// Runs one of the scripts; returns its KEY=value lines.
