@@ -24,6 +24,8 @@ public final class GroupMember {
     /// When "all quiesced" passed: the freeze starts right after, so the freeze deadline counts from here.
     private var quiescedAt: UInt64?
     private let maxFrozenSeconds: Double
+    /// Allocated once: nothing big is allocated while frozen.
+    private var receiveBuffer = [UInt8](repeating: 0, count: GroupWire.maximumMessage)
 
     /// Readable when the group process has something to say on its own (the group broke), or died.
     public var eventDescriptor: Int32 { socket.rawValue }
@@ -303,16 +305,15 @@ public final class GroupMember {
 
     /// The next event, a readable descriptor of `watching`, the socket's end — or nil at `deadline`.
     private func receive(until deadline: UInt64, watching: [Int32] = []) -> Received? {
-        var buffer = [UInt8](repeating: 0, count: GroupWire.maximumMessage)
         while true {
             var fds = [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)] + watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let ready = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: deadline))
             if ready < 0 && errno == EINTR { continue }
             if ready == 0 { return nil }
             if fds[0].revents != 0 {
-                let count = recv(socket.rawValue, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                let count = recv(socket.rawValue, &receiveBuffer, receiveBuffer.count, Int32(MSG_DONTWAIT))
                 if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-                guard count > 0, let event = GroupWire.decodeEvent(buffer[0..<count]) else { return .closed }
+                guard count > 0, let event = GroupWire.decodeEvent(receiveBuffer[0..<count]) else { return .closed }
                 return .event(event)
             }
             if let other = fds.dropFirst().first(where: { $0.revents != 0 }) { return .readable(other.fd) }
