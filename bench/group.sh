@@ -11,7 +11,9 @@
 # and, per barrier, how long a member waited (with one member: the client's own cost, an etcd
 # transaction and a watch event). Members run on one machine, so their CLOCK_MONOTONIC times
 # (the report's group.originMonotonicNs + each step's startMs) share one axis. Medians; asserts
-# nothing. ETCD_DATA=/dev/shm/… puts etcd's data on tmpfs (no fsync cost); KEEP=DIR keeps the reports.
+# nothing. etcd's data is on tmpfs (/dev/shm) unless ETCD_DATA says otherwise: on this one
+# machine its disk is the one the members' loop filesystems flush to when they freeze, all at
+# once, which a real etcd (on machines of its own) does not share. KEEP=DIR keeps the reports.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
@@ -22,7 +24,7 @@ swift build -q -c release --product pluginhost
 BIN=$(swift build -c release --show-bin-path)/pluginhost
 WORK=$(mktemp -d /tmp/pluginhost-group-bench-XXXXXX)
 chmod 755 "$WORK"
-ETCD_DATA=${ETCD_DATA:-$WORK/etcd}
+ETCD_DATA=${ETCD_DATA:-/dev/shm/pluginhost-group-bench-etcd-$$}
 MAX=0
 for n in $SIZES; do [ "$n" -gt "$MAX" ] && MAX=$n; done
 ETCD_PID=""

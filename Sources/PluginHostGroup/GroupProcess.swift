@@ -455,8 +455,14 @@ final class GroupMembership {
         var ended = false
         let limit = Monotonic.now() + 2 * settings.requestTimeout
         if lease != 0 {
-            // Every member's states, read before this member's keys go (the arrivals stay until the last one leaves).
-            if let keys = try? client.range(prefix, end: EtcdClient.prefixEnd(prefix), limit: limit).kvs {
+            // Every member's state at the last barrier that passed (or as it joined), and the final
+            // states of those who left: read before this member's keys go (the arrivals stay until
+            // the last member leaves). Only those keys: the others may still be frozen, waiting
+            // for their turn on a shared machine.
+            let last = passed.keys.max()
+            let states = last.map(arrivePrefix) ?? prefix + "member/"
+            for from in [states, prefix + "ctl/left/"] {
+                guard let keys = try? client.range(from, end: EtcdClient.prefixEnd(from), limit: limit).kvs else { continue }
                 for (member, known) in Self.latestStates(keys, prefix: prefix) where member != me {
                     if Self.rank(known.state) >= Self.rank(latest[member]?.state ?? "joined") { latest[member] = known }
                 }
