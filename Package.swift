@@ -46,7 +46,7 @@ let package = Package(
         .target(name: "CFFICall", linkerSettings: [.linkedLibrary("ffi")]),
         // The wire: every message between pluginhost's processes (host ↔ guard, host ↔ worker,
         // client ↔ session) as typed values with their encoders and decoders.
-        .target(name: "PluginHostWire", dependencies: ["PluginHostSupport"]),
+        .target(name: "PluginHostWire", dependencies: ["CPluginHostShim", "PluginHostSupport"]),
         // The freeze guard's runtime: nothing but the shim, Glibc and the wire, so that "nothing
         // allocates or logs while frozen" can be checked from its imports (ArchitectureTests).
         .target(name: "PluginHostGuard", dependencies: ["CPluginHostShim", "PluginHostWire"]),
@@ -126,7 +126,7 @@ let package = Package(
         .testTarget(name: "PluginHostWireTests", dependencies: ["PluginHostWire", "PluginABI", "PluginKit"]),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["PluginHost", "PluginHostSupport", "CPluginHostShim"]
+            dependencies: ["PluginHost", "PluginHostSupport", "PluginHostWire", "CPluginHostShim"]
         ),
     ]
 )

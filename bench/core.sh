@@ -1,18 +1,34 @@
 #!/usr/bin/env bash
-# Core figures, as root: host overhead per script phase against a direct spawn-and-wait
-# of the same script, and the freeze window against a raw FIFREEZE/FITHAW of the same loop
-# filesystem. Medians over N runs (default 25). Prints a table; asserts nothing.
+# Core figures, as root: host overhead per script phase against a direct spawn-and-wait of the
+# same script; the freeze window against a raw FIFREEZE/FITHAW of the same loop filesystem; and
+# the freeze window of 16 loop filesystems against 1, each with a writer running (independent
+# filesystems freeze concurrently, so window(16)/window(1) should stay near 1). Medians over N
+# runs (default 25; M, default 5, for the 16-filesystem figures). Prints a table; asserts
+# nothing. BIN=path uses that binary instead of a release build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 [ "$(id -u)" = 0 ] || { echo "run as root" >&2; exit 1; }
 N=${N:-25}
+M=${M:-5}
+LOADED=16
 
-swift build -q -c release --product pluginhost
-BIN=$(swift build -c release --show-bin-path)/pluginhost
+if [ -z "${BIN:-}" ]; then
+    swift build -q -c release --product pluginhost
+    BIN=$(swift build -c release --show-bin-path)/pluginhost
+fi
 WORK=$(mktemp -d /tmp/pluginhost-bench-XXXXXX)
 chmod 755 "$WORK"
-cleanup() { fsfreeze -u "$WORK/mnt" 2>/dev/null || true; umount "$WORK/mnt" 2>/dev/null || true; rm -rf "$WORK"; }
+WRITERS=()
+cleanup() {
+    # Thaw before anything else: a writer or an unmount would wait on a frozen filesystem.
+    for mnt in "$WORK/mnt" "$WORK"/load/*/; do fsfreeze -u "$mnt" 2>/dev/null || true; done
+    for pid in "${WRITERS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    wait 2>/dev/null || true
+    for mnt in "$WORK/mnt" "$WORK"/load/*/; do umount "$mnt" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
 trap cleanup EXIT
+trap 'exit 130' INT TERM HUP PIPE  # exit through the cleanup: nothing left frozen or mounted
 
 cc -O2 -o "$WORK/direct" bench/direct.c
 mkdir -p "$WORK/mnt" "$WORK/etc" "$WORK/run" "$WORK/state"
@@ -40,9 +56,54 @@ for _ in $(seq "$N"); do
     "$WORK/direct" freeze "$WORK/mnt" /bin/true 1 >>"$WORK/freeze.txt"
 done
 
-python3 - "$WORK" "$N" <<'PY'
+# Under load: LOADED filesystems, a writer on each (buffered writes, never synced, as busy
+# applications do), frozen by pluginhost 1 at a time and all together; and, for comparison, by
+# fsfreeze one after another and all at once.
+mkdir -p "$WORK/load"
+MOUNTS=()
+for i in $(seq "$LOADED"); do
+    mkdir -p "$WORK/load/$i"
+    truncate -s 128M "$WORK/load/$i.img"
+    mkfs.ext4 -q "$WORK/load/$i.img"
+    mount -o loop "$WORK/load/$i.img" "$WORK/load/$i"
+    MOUNTS+=("$WORK/load/$i")
+done
+for mnt in "${MOUNTS[@]}"; do
+    (while :; do dd if=/dev/zero of="$mnt/load" bs=1M count=32 conv=notrunc status=none 2>/dev/null || true; done) &
+    WRITERS+=($!)
+done
+sleep 2
+one=(--mount "${MOUNTS[0]}")
+all=()
+for mnt in "${MOUNTS[@]}"; do all+=(--mount "$mnt"); done
+: >"$WORK/load-1.jsonl"
+: >"$WORK/load-all.jsonl"
+for _ in $(seq "$M"); do
+    { "$BIN" run --config "$WORK/etc/config.json" "${one[@]}" --json -- /bin/true || true; } | tr -d '\n' >>"$WORK/load-1.jsonl"
+    echo >>"$WORK/load-1.jsonl"
+    { "$BIN" run --config "$WORK/etc/config.json" "${all[@]}" --json -- /bin/true || true; } | tr -d '\n' >>"$WORK/load-all.jsonl"
+    echo >>"$WORK/load-all.jsonl"
+done
+ms() { date +%s%N; }
+: >"$WORK/raw.txt"
+for _ in $(seq "$M"); do
+    start=$(ms)
+    for mnt in "${MOUNTS[@]}"; do fsfreeze -f "$mnt"; done
+    for mnt in "${MOUNTS[@]}"; do fsfreeze -u "$mnt"; done
+    middle=$(ms)
+    pids=()
+    for mnt in "${MOUNTS[@]}"; do fsfreeze -f "$mnt" & pids+=($!); done
+    wait "${pids[@]}"
+    pids=()
+    for mnt in "${MOUNTS[@]}"; do fsfreeze -u "$mnt" & pids+=($!); done
+    wait "${pids[@]}"
+    end=$(ms)
+    echo "$(( (middle - start) / 1000 )) $(( (end - middle) / 1000 ))" >>"$WORK/raw.txt"
+done
+
+python3 - "$WORK" "$N" "$LOADED" <<'PY'
 import json, statistics, sys
-work, n = sys.argv[1], int(sys.argv[2])
+work, n, loaded = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
 reports = [json.loads(line) for line in open(f"{work}/reports.jsonl") if line.strip()]
 step = lambda r, name: next(s["durationMs"] for s in r["steps"] if s["name"] == name)
 pre = [step(r, "pre-script") for r in reports]
@@ -74,4 +135,27 @@ rows = [
 ]
 for name, values in rows:
     print(f"{name:58} {m(values):9.3f} {min(values):9.3f} {max(values):9.3f}")
+
+def windows(name):
+    out = []
+    for line in open(f"{work}/{name}"):
+        if line.strip():
+            report = json.loads(line)
+            if report["freeze"] and report["freeze"].get("windowMs") is not None:
+                out.append(report["freeze"]["windowMs"])
+    return out
+one, many = windows("load-1.jsonl"), windows("load-all.jsonl")
+raw_seq = [int(l.split()[0]) / 1000 for l in open(f"{work}/raw.txt")]
+raw_par = [int(l.split()[1]) / 1000 for l in open(f"{work}/raw.txt")]
+print()
+print(f"under load (a writer on each filesystem) — medians over {len(one)} runs (ms)")
+print(f"{'figure':58} {'median':>9} {'min':>9} {'max':>9}")
+for name, values in [
+    ("pluginhost window(1)", one),
+    (f"pluginhost window({loaded})", many),
+    (f"fsfreeze -f then -u of {loaded}, one after another", raw_seq),
+    (f"fsfreeze -f then -u of {loaded}, all at once", raw_par),
+]:
+    print(f"{name:58} {m(values):9.3f} {min(values):9.3f} {max(values):9.3f}")
+print(f"{'window(' + str(loaded) + ') / window(1)':58} {m(many) / m(one):9.2f}")
 PY

@@ -163,15 +163,17 @@ for _ in $(seq 600); do [ -e "$ROOT/tmp/frozen.marker" ] && break; sleep 0.1; do
 [ -e "$ROOT/tmp/frozen.marker" ] || { cat "$WORK/killed-run.txt" >&2; fail "the operation did not freeze"; }
 if in_root dpkg -r pluginhost >"$WORK/remove.txt" 2>&1; then fail "dpkg -r removed the package during an operation"; fi
 grep -q "an operation is active" "$WORK/remove.txt" || { cat "$WORK/remove.txt" >&2; fail "prerm did not say why"; }
-guard=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["guardPID"])' "$ROOT/run/pluginhost/journal.json")
-killed=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["operationID"])' "$ROOT/run/pluginhost/journal.json")
+# The guard is the host's child started as `pluginhost __guard`; the operation id is in status.
+guard=$(ps --ppid "$host" -o pid=,args= | awk '$3 == "__guard" {print $1}')
+[ -n "$guard" ] || fail "no freeze guard under pid $host"
+killed=$(in_root pluginhost status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["operationID"])')
 # Stopped first, so that neither sees the other die and thaws.
 kill -STOP "$guard" "$host"
 kill -KILL "$guard" "$host"
 wait "$host" 2>/dev/null || true
 KILL_PIDS=$rsyslog
-[ "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["state"])' "$ROOT/run/pluginhost/journal.json")" = frozen ] ||
-    fail "the journal does not say frozen after the kill"
+[ "$(in_root pluginhost status --json | python3 -c 'import json,sys; print(json.load(sys.stdin)["state"])')" = needs-recovery ] ||
+    fail "status does not say needs-recovery after the kill"
 exec_start=$(sed -n 's/^ExecStart=//p' "$ROOT/lib/systemd/system/pluginhost-recover.service")
 in_root $exec_start >&2 || fail "the recovery unit's command failed: $exec_start"
 if fsfreeze -u "$ROOT/mnt/data" 2>/dev/null; then fail "/mnt/data was still frozen after the recovery unit ran"; fi

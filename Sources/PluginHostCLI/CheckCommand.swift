@@ -8,7 +8,7 @@ struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Run the checks an operation runs first and list every problem; freeze nothing.",
-        discussion: "Lists the filesystems an operation would freeze, in freeze order. Exits 0 when no problem is found, 3 otherwise."
+        discussion: "Lists the filesystems an operation would freeze, in freeze order, with their dependency waves. Exits 0 when no problem is found, 3 otherwise."
     )
 
     @OptionGroup var plan: PlanOptions
@@ -144,9 +144,11 @@ struct CheckResult: Encodable {
             out += "Config: none loaded\n"
         }
         if freezeEnabled {
-            out += "\nWould freeze, in this order (thaw in reverse; deadline \(formatNumber(maxFrozenSeconds)) s):\n"
+            out += "\nWould freeze, in this order (each wave at once, the next when it is frozen; thaw in reverse; deadline \(formatNumber(maxFrozenSeconds)) s):\n"
             out += freezeOrder.isEmpty ? "  (nothing)\n"
-                : TextTable(rows: freezeOrder.enumerated().map { ["  \($0.offset + 1).", $0.element.mountPoint, $0.element.fsType, $0.element.source] }).render()
+                : TextTable(rows: freezeOrder.enumerated().map {
+                    ["  \($0.offset + 1).", "wave \($0.element.wave)", $0.element.mountPoint, $0.element.fsType, $0.element.source]
+                }).render()
             if !notFrozen.isEmpty {
                 out += "Not frozen:\n" + TextTable(rows: notFrozen.map { ["  " + $0.mountPoint, $0.reason] }).render()
             }

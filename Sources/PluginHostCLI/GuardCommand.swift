@@ -1,6 +1,4 @@
 import ArgumentParser
-import PluginHost
-import Glibc
 import PluginHostGuard
 
 /// The freeze guard, started by the host itself (never by hand): see `FreezeGuardProcess`.
@@ -11,21 +9,10 @@ struct GuardCommand: ParsableCommand {
         shouldDisplay: false
     )
 
-    @Option(name: .customLong("deadline-ms")) var deadlineMilliseconds: UInt64
-    @Option var journal: String?
-    @Option(name: .customLong("target"), parsing: .unconditionalSingleValue) var targets: [String] = []
+    @Option(help: "The freeze journal the host wrote: what to freeze, in which waves, and the deadline.")
+    var journal: String
 
     func run() throws {
-        var parsed: [FreezeGuardProcess.Target] = []
-        for target in targets {
-            guard let colon = target.firstIndex(of: ":"), let id = Int(target[..<colon]) else {
-                throw ValidationError("--target takes MOUNT-ID:PATH")
-            }
-            parsed.append(.init(mountID: id, path: String(target[target.index(after: colon)...])))
-        }
-        let status = FreezeGuardProcess.run(targets: parsed, deadlineMilliseconds: deadlineMilliseconds) { complete in
-            if let journal { FreezeJournal.markThawedByGuard(at: journal, guardPID: getpid(), complete: complete) }
-        }
-        throw ExitCode(status)
+        throw ExitCode(FreezeGuardProcess.run(journalPath: journal))
     }
 }

@@ -73,7 +73,7 @@ struct OperationHistory: Encodable {
             snapshotTaken = report.snapshotTaken
             exitStatus = report.exitStatus
             freezeWindowMs = report.freeze?.windowMs
-            frozenMounts = report.freeze?.mounts.filter { $0.freeze == "frozen" }.map(\.mountPoint) ?? []
+            frozenMounts = report.freeze?.mounts.filter { $0.freeze == .frozen }.map(\.mountPoint) ?? []
             var codes: [String] = []
             for error in report.errors where !codes.contains(error.code.rawValue) { codes.append(error.code.rawValue) }
             errorCodes = codes

@@ -23,8 +23,8 @@ enum ReportText {
             if let cause = freeze.thawCause { out += ", thawed by \(cause.rawValue)" }
             out += "):\n"
             out += TextTable(rows: freeze.mounts.map {
-                ["  " + $0.mountPoint, $0.fsType, $0.device, "\($0.freeze) \(formatMs($0.freezeMs))", "\($0.thaw) \(formatMs($0.thawMs))",
-                 $0.error ?? ""]
+                ["  " + $0.mountPoint, $0.fsType, $0.device, "wave \($0.wave)", "\($0.freeze.rawValue) \(formatMs($0.freezeMs))",
+                 "\($0.thaw.rawValue) \(formatMs($0.thawMs))", $0.error ?? ""]
             }).render()
         }
 

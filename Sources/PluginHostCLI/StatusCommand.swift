@@ -1,6 +1,7 @@
 import ArgumentParser
 import PluginHost
 import PluginHostSupport
+import PluginHostWire
 
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -45,87 +46,58 @@ struct StatusCommand: ParsableCommand {
                 throw ExitCode(ExitStatus.invalid.rawValue)
             }
         }
+        // A running member of a consistency group: the group as etcd holds it now.
+        let group = status.operationID.flatMap { id in status.pid == nil ? nil : GroupStatus.query(paths: paths, operationID: id) }
         if output.json {
-            try printJSON(status)
+            try printJSON(StatusDocument(host: status, group: group))
         } else if timeline {
             FileHandleOutput.standardOutput.write(status.lastReport.map { Timeline($0).text() } ?? "No report yet.\n")
         } else {
-            FileHandleOutput.standardOutput.write(status.text)
+            // The group right after the first line (what the machine is doing).
+            var lines = status.text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            if let group { lines.insert(group.text.hasSuffix("\n") ? String(group.text.dropLast()) : group.text, at: 1) }
+            FileHandleOutput.standardOutput.write(lines.joined(separator: "\n"))
         }
     }
 }
 
-struct HostStatus: Encodable {
-    /// idle, running, frozen, quiesced (a hook's session waits for the agent's thaw),
-    /// interrupted (an operation died while frozen and its guard thawed) or needs-recovery (an
-    /// operation died and may have left filesystems frozen).
-    var state: String
-    var operationID: String?
-    var pid: Int32?
-    var startedAt: String?
-    /// The step the running operation is in.
-    var phase: String?
-    var frozenSince: String?
-    var frozenForSeconds: Double?
-    var frozenMounts: [String]
-    var freezeDeadlineSeconds: Double?
-    /// A two-phase session waiting for its thaw: its plugins and their state.
-    var session: SessionStatus?
-    /// The consistency group of the running operation, as etcd holds it now.
+/// `status --json`: the machine's status, and the group's when the running operation is in one.
+struct StatusDocument: Encodable {
+    var host: HostStatus
     var group: GroupStatus?
-    var interruption: String?
-    var lastReport: OperationReport?
-    var pluginhostVersion = BuildInfo.version
-    var schemaVersion = BuildInfo.schemaVersion
 
-    init(paths: StatePaths) {
-        let holder = OperationLock.currentHolder(paths: paths)
-        let journal = FreezeJournal.read(from: paths.journalFile)
-        operationID = holder?.operationID ?? journal?.operationID
-        pid = holder?.pid
-        startedAt = holder?.startedAt
-        phase = holder?.phase
-        frozenMounts = []
-        if let journal, journal.state == .frozen {
-            frozenSince = journal.frozenAt
-            frozenForSeconds = secondsSince(isoTimestamp: journal.frozenAt).map { ($0 * 10).rounded() / 10 }
-            frozenMounts = journal.mounts.map(\.mountPoint)
-            freezeDeadlineSeconds = journal.deadlineSeconds
-        }
-        if holder != nil { session = SessionClient.status(paths: paths) }
-        if let holder { group = GroupStatus.query(paths: paths, operationID: holder.operationID) }
-        switch (holder, journal) {
-        case (.some, .some(let journal)) where journal.state == .frozen: state = "frozen"
-        case (.some, _) where session?.phase == "quiesced": state = "quiesced"
-        case (.some, _): state = "running"
-        case (nil, .some(let journal)) where journal.state == .thawedByGuard:
-            state = "interrupted"
-            interruption = "operation \(journal.operationID) (pid \(journal.hostPID)) ended while frozen; its guard thawed at \(journal.thawedAt ?? "?")"
-        case (nil, .some): state = "needs-recovery"
-        case (nil, nil): state = "idle"
-        }
-        lastReport = ReportStore(paths: paths).lastReport()
+    private enum Key: String, CodingKey { case group }
+
+    func encode(to encoder: any Encoder) throws {
+        try host.encode(to: encoder)
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encodeIfPresent(group, forKey: .group)
     }
+}
 
+extension HostStatus {
     var text: String {
         var out: String
         switch state {
-        case "frozen":
+        case .frozen:
             out = "Frozen: operation \(operationID ?? "?") (pid \(pid ?? 0)) froze \(frozenMounts.joined(separator: ", ")) at \(frozenSince ?? "?")"
                 + (frozenForSeconds.map { " (\(formatNumber($0)) s ago)" } ?? "")
                 + "; its guard thaws after \(formatNumber(freezeDeadlineSeconds ?? 0)) s at the latest.\n"
-        case "quiesced":
+        case .quiesced:
             out = "Quiesced: operation \(operationID ?? "?") (pid \(pid ?? 0)) waits for the agent's thaw since \(session?.since ?? "?") (deadline \(formatNumber(session?.deadlineSeconds ?? 0)) s).\n"
-        case "running":
+        case .running:
             out = "Running: operation \(operationID ?? "?") (pid \(pid ?? 0)) started \(startedAt ?? "?"), now in \(phase ?? "?").\n"
-        case "interrupted":
+        case .interrupted:
             out = "Interrupted: \(interruption ?? "?"). Nothing is frozen; the next run (or `pluginhost recover`) records it.\n"
-        case "needs-recovery":
-            out = "Needs recovery: operation \(operationID ?? "?") ended without finishing; run `pluginhost recover`.\n"
-        default:
+        case .needsRecovery:
+            out = interruption.map { "Needs recovery: \($0); run `pluginhost recover`.\n" }
+                ?? "Needs recovery: operation \(operationID ?? "?") ended while \(frozenMounts.joined(separator: ", ")) may still be frozen; run `pluginhost recover`.\n"
+        case .idle:
             out = "Idle: no operation is running.\n"
         }
-        if let group { out += group.text }
+        for kept in unreadableJournals {
+            out += "Kept: \(kept), a freeze journal that could not be read; check what it may name, then delete it.\n"
+        }
         if let session, !session.plugins.isEmpty {
             out += "Plugins:\n" + TextTable(rows: session.plugins.map { ["  " + $0.name, $0.state] }).render()
         }

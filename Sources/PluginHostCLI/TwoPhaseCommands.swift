@@ -89,7 +89,7 @@ func sessionEnvironment(verbose: Bool) -> [String: String] {
     var environment = ["PATH": ScriptRunner.searchPath, "LANG": "C"]
     let current = ProcessEnvironment()
     for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR", "PLUGINHOST_CGROUPS", "PLUGINHOST_TEST_FORCE_FALLBACKS",
-                 "PLUGINHOST_TEST_SYSLOG_SOCKET"] {
+                 "PLUGINHOST_TEST_SYSLOG_SOCKET", "PLUGINHOST_TEST_STOP_AT"] {
         if let value = current[name] { environment[name] = value }
     }
     if verbose { environment["PLUGINHOST_VERBOSE"] = "1" }

@@ -1,19 +1,20 @@
-import PluginHostSupport
 
 /// The messages between the host and its freeze guard over a SOCK_SEQPACKET socketpair.
 ///
-/// Host → guard: a `GuardRequest`, the ASCII word `FREEZE` or `THAW`. Closing the socket (the
-/// host died) means THAW too.
-/// Guard → host: fixed-layout binary records (`GuardWire.Message`), encoded into memory
-/// allocated before anything is frozen, so that the guard neither allocates nor formats text
-/// while filesystems are frozen.
+/// Host → guard: a `GuardRequest`, the ASCII word `FLUSH`, `FREEZE` or `THAW`. Closing the
+/// socket (the host died) means THAW too.
+/// Guard → host: a `GuardMessage`, a few fixed bytes encoded into memory allocated before
+/// anything is frozen, so that the guard neither allocates nor formats text while frozen.
 public enum GuardRequest: Sendable, Equatable, CaseIterable {
+    /// syncfs every target, concurrently, before the freeze (answered with `flushed`).
+    case flush
     case freeze
     case thaw
 
     /// The bytes on the wire.
     public var encoded: [UInt8] {
         switch self {
+        case .flush: Array("FLUSH".utf8)
         case .freeze: Array("FREEZE".utf8)
         case .thaw: Array("THAW".utf8)
         }
@@ -26,134 +27,116 @@ public enum GuardRequest: Sendable, Equatable, CaseIterable {
             for index in 0..<bytes.count where bytes[index] != word.utf8Start[index] { return false }
             return true
         }
+        if matches("FLUSH") { return .flush }
         if matches("FREEZE") { return .freeze }
         if matches("THAW") { return .thaw }
         return nil
     }
 }
 
-public enum GuardWire {
-    public enum Kind: UInt8, Sendable {
-        /// Every mount point is open and verified; waiting for FREEZE.
-        case ready = 1
-        /// Every filesystem is frozen (or was already frozen by someone else).
-        case frozen = 2
-        /// A freeze failed; what had been frozen was thawed at once. Both lists follow.
-        case freezeFailed = 3
-        /// Thawed, with the reason.
-        case thawed = 4
-        /// Could not open or verify a mount point; nothing was frozen. Text follows.
-        case setupFailed = 5
+/// What the guard tells its host. Per-mount results are not in the messages: they are in the
+/// freeze journal (`FreezeJournalMapping`), which the guard updates as each ioctl returns.
+///
+/// On the wire: kind (1 byte), thaw reason (1 byte, 0 unless `thawed`), 2 zero bytes, then the
+/// text of `setupFailed` (UTF-8), nothing for the others. Encoding a message without text
+/// neither allocates nor formats anything (the guard sends them while frozen).
+public enum GuardMessage: Sendable, Equatable {
+    /// Every mount point is open and verified, the worker threads wait: ready for FREEZE.
+    case ready
+    /// Every wave is frozen (some filesystems possibly by someone else already: the journal says).
+    case frozen
+    /// A FIFREEZE failed; everything frozen so far was thawed at once (the journal names it).
+    case freezeFailed
+    /// Thawed (or, when this comes before `frozen`, the freeze was abandoned), and why.
+    case thawed(ThawReason)
+    /// Could not start: a mount point could not be opened or verified, or the journal is
+    /// unusable. Nothing was frozen.
+    case setupFailed(String)
+    /// Every target's syncfs has returned (after `FLUSH`).
+    case flushed
+
+    public static let headerSize = 4
+    public static let maximumSize = 4096
+
+    enum Kind: UInt8 {
+        case ready = 1, frozen = 2, freezeFailed = 3, thawed = 4, setupFailed = 5, flushed = 6
     }
 
-    public static let headerSize = 8
-    public static let entrySize = 24
-    public static let maximumMessage = 65536
-
-    /// header: kind, reason, first count (UInt16), second count (UInt16), 2 bytes zero;
-    /// entries: errno (Int32), attempted (UInt32), start ns (UInt64), end ns (UInt64).
-    public static func encode(kind: Kind, reason: ThawReason? = nil,
-                       first: UnsafeBufferPointer<IoctlResult>, second: UnsafeBufferPointer<IoctlResult>,
-                       text: UnsafeRawBufferPointer? = nil, into buffer: UnsafeMutableRawBufferPointer) -> Int {
-        buffer.storeBytes(of: kind.rawValue, toByteOffset: 0, as: UInt8.self)
-        buffer.storeBytes(of: reason?.rawValue ?? 0, toByteOffset: 1, as: UInt8.self)
-        buffer.storeBytes(of: UInt16(first.count).littleEndian, toByteOffset: 2, as: UInt16.self)
-        buffer.storeBytes(of: UInt16(second.count).littleEndian, toByteOffset: 4, as: UInt16.self)
-        buffer.storeBytes(of: 0, toByteOffset: 6, as: UInt16.self)
-        var offset = headerSize
-        for list in [first, second] {
-            for entry in list {
-                buffer.storeBytes(of: entry.errno.littleEndian, toByteOffset: offset, as: Int32.self)
-                buffer.storeBytes(of: UInt32(entry.attempted ? 1 : 0).littleEndian, toByteOffset: offset + 4, as: UInt32.self)
-                buffer.storeBytes(of: entry.startNanoseconds.littleEndian, toByteOffset: offset + 8, as: UInt64.self)
-                buffer.storeBytes(of: entry.endNanoseconds.littleEndian, toByteOffset: offset + 16, as: UInt64.self)
-                offset += entrySize
-            }
+    /// Writes the message into `buffer` (at least `maximumSize` bytes) and returns its length;
+    /// a text longer than fits is cut.
+    public func encode(into buffer: UnsafeMutableRawBufferPointer) -> Int {
+        let kind: Kind
+        var reason: UInt8 = 0
+        switch self {
+        case .ready: kind = .ready
+        case .frozen: kind = .frozen
+        case .freezeFailed: kind = .freezeFailed
+        case .thawed(let why):
+            kind = .thawed
+            reason = why.rawValue
+        case .setupFailed: kind = .setupFailed
+        case .flushed: kind = .flushed
         }
-        if let text {
-            let count = min(text.count, buffer.count - offset)
-            buffer.baseAddress!.advanced(by: offset).copyMemory(from: text.baseAddress!, byteCount: count)
-            offset += count
-        }
-        return offset
-    }
-
-    public struct Message: Equatable, Sendable {
-        public var kind: Kind
-        public var reason: ThawReason?
-        public var first: [IoctlResult]
-        public var second: [IoctlResult]
-        public var text: String
-
-        public init(kind: Kind, reason: ThawReason? = nil, first: [IoctlResult] = [], second: [IoctlResult] = [], text: String = "") {
-            self.kind = kind
-            self.reason = reason
-            self.first = first
-            self.second = second
-            self.text = text
+        buffer[0] = kind.rawValue
+        buffer[1] = reason
+        buffer[2] = 0
+        buffer[3] = 0
+        guard case .setupFailed(var text) = self else { return Self.headerSize }
+        return text.withUTF8 { utf8 in
+            var count = min(utf8.count, min(buffer.count, Self.maximumSize) - Self.headerSize)
+            // Never cut inside a UTF-8 sequence.
+            while count > 0 && count < utf8.count && utf8[count] & 0xC0 == 0x80 { count -= 1 }
+            for index in 0..<count { buffer[Self.headerSize + index] = utf8[index] }
+            return Self.headerSize + count
         }
     }
 
-    /// Decodes a guard's message; nil for anything malformed (unknown kind or reason, nonzero
-    /// reserved bytes, entries past the end, text where the kind has none).
-    public static func decode(_ bytes: [UInt8]) -> Message? {
-        guard bytes.count >= headerSize, let kind = Kind(rawValue: bytes[0]) else { return nil }
-        let reason = bytes[1] == 0 ? nil : ThawReason(rawValue: bytes[1])
-        guard bytes[1] == 0 || reason != nil, (kind == .thawed) == (reason != nil), bytes[6] == 0, bytes[7] == 0 else { return nil }
-        return bytes.withUnsafeBytes { raw -> Message? in
-            let firstCount = Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 2, as: UInt16.self)))
-            let secondCount = Int(UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: 4, as: UInt16.self)))
-            let entriesEnd = headerSize + (firstCount + secondCount) * entrySize
-            guard raw.count >= entriesEnd, kind == .setupFailed || raw.count == entriesEnd else { return nil }
-            func entry(_ index: Int) -> IoctlResult {
-                let offset = headerSize + index * entrySize
-                return IoctlResult(
-                    errno: Int32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)),
-                    attempted: UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 4, as: UInt32.self)) != 0,
-                    startNanoseconds: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 8, as: UInt64.self)),
-                    endNanoseconds: UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset + 16, as: UInt64.self)))
-            }
-            return Message(
-                kind: kind,
-                reason: reason,
-                first: (0..<firstCount).map(entry),
-                second: (firstCount..<firstCount + secondCount).map(entry),
-                text: String(decoding: raw[entriesEnd...], as: UTF8.self))
+    /// The bytes on the wire (host side and tests).
+    public var encoded: [UInt8] {
+        let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: Self.maximumSize, alignment: 8)
+        defer { buffer.deallocate() }
+        return Array(buffer[0..<encode(into: buffer)])
+    }
+
+    /// Decodes a message; nil for anything malformed (unknown kind or reason, a reason where
+    /// the kind has none, nonzero reserved bytes, text where the kind has none, bad UTF-8).
+    public static func decode(_ bytes: [UInt8]) -> GuardMessage? {
+        guard bytes.count >= headerSize, bytes.count <= maximumSize, let kind = Kind(rawValue: bytes[0]),
+              bytes[2] == 0, bytes[3] == 0 else { return nil }
+        let reason = ThawReason(rawValue: bytes[1])
+        guard (kind == .thawed) == (reason != nil), kind == .thawed || bytes[1] == 0 else { return nil }
+        guard kind == .setupFailed || bytes.count == headerSize else { return nil }
+        switch kind {
+        case .ready: return .ready
+        case .frozen: return .frozen
+        case .freezeFailed: return .freezeFailed
+        case .thawed: return reason.map { .thawed($0) }
+        case .setupFailed: return String(validating: bytes[headerSize...], as: UTF8.self).map { .setupFailed($0) }
+        case .flushed: return .flushed
         }
     }
 }
 
-/// One FIFREEZE or FITHAW as the guard did it.
-public struct IoctlResult: Sendable, Equatable {
-    /// 0 on success, else the errno (EBUSY on freeze: already frozen; EINVAL on thaw: not frozen).
-    public var errno: Int32
-    public var attempted: Bool
-    public var startNanoseconds: UInt64
-    public var endNanoseconds: UInt64
-
-    public init(errno: Int32, attempted: Bool, startNanoseconds: UInt64, endNanoseconds: UInt64) {
-        self.errno = errno
-        self.attempted = attempted
-        self.startNanoseconds = startNanoseconds
-        self.endNanoseconds = endNanoseconds
-    }
-
-    public static let notAttempted = IoctlResult(errno: 0, attempted: false, startNanoseconds: 0, endNanoseconds: 0)
-
-    public var milliseconds: Double { Monotonic.milliseconds(from: startNanoseconds, to: endNanoseconds) }
-}
-
-/// Why the guard thawed.
-public enum ThawReason: UInt8, Sendable, Codable {
+/// Why the filesystems were thawed.
+public enum ThawReason: UInt8, Sendable, CaseIterable {
+    /// The host asked (`THAW`).
     case command = 1
+    /// The guard's deadline passed.
     case deadline = 2
+    /// The host died (its pidfd became readable, or its socket closed).
     case hostExited = 3
+    /// The guard was lost (killed, stopped past the deadline): the host thawed by itself.
+    case guardLost = 4
+    /// `pluginhost recover` (or the next operation) thawed what a dead operation left.
+    case recovery = 5
 
     public var name: String {
         switch self {
         case .command: "command"
         case .deadline: "deadline"
         case .hostExited: "host-exited"
+        case .guardLost: "guard-lost"
+        case .recovery: "recovery"
         }
     }
 }

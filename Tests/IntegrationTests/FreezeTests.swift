@@ -1,7 +1,8 @@
 import Glibc
 import PluginHost
-import Testing
 import PluginHostSupport
+import PluginHostWire
+import Testing
 
 /// The real binary on real loop filesystems: freeze, block, thaw, and survive being killed.
 @Suite("Freeze on real filesystems", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
@@ -27,8 +28,8 @@ struct FreezeTests {
         #expect(result.status == ExitStatus.degraded.rawValue, "\(result.stdout)\n\(result.stderr)")
         let report = try #require(result.report)
         #expect(report.consistency == .filesystem)  // no scripts configured: the freeze alone
-        #expect(report.freeze?.mounts.map(\.freeze) == ["frozen"])
-        #expect(report.freeze?.mounts.map(\.thaw) == ["thawed"])
+        #expect(report.freeze?.mounts.map(\.freeze) == [.frozen])
+        #expect(report.freeze?.mounts.map(\.thaw) == [.thawed])
         #expect((report.freeze?.windowMs ?? 0) > 300)
 
         // The writer completes once thawed.
@@ -58,10 +59,9 @@ struct FreezeTests {
         // The guard sees its host's pidfd at once; the deadline (120 s) is far away.
         #expect(writer.finishes(within: 10), "still frozen after the host was killed")
         _ = running.finish()
-        // The guard thaws first, then records it in the journal.
-        for _ in 0..<500 where host.journal?.state == .frozen { usleep(10_000) }
-        let journal = try #require(host.journal)
-        #expect(journal.state == .thawedByGuard)
+        // The guard records each thaw in the journal as it happens, and who thawed.
+        let journal = try #require(host.waitForJournal { $0.thawCause != nil })
+        #expect(journal.mounts.map(\.state) == [.thawed] && journal.thawCause == .hostExited)
 
         let status = host.invoke(["status", "--json"])
         #expect(status.stdout.contains("\"state\" : \"interrupted\""))
@@ -77,20 +77,19 @@ struct FreezeTests {
     @Test func theGuardIgnoresStraySignals() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        let marker = host.scratch.path + "/signalled"
-        // While frozen, the snapshot command sends the guard the signals a careless admin might.
-        let snapshot = host.script("signal.sh", """
-            #!/bin/sh
-            guard=$(sed -n 's/.*"guardPID" : \\([0-9]*\\).*/\\1/p' '\(host.runDirectory)/journal.json')
-            for signal in TERM INT HUP QUIT USR1 USR2 PIPE ALRM TSTP; do kill -s $signal "$guard"; done
-            sleep 0.3
-            kill -0 "$guard" && touch '\(marker)'
-            """)
-        let result = host.invoke(["run", "--mount", fs.mountPoint, "--json", "--", snapshot])
-        #expect(host.scratch.exists("signalled"), "the guard died of a stray signal")
+        let go = host.scratch.path + "/go"
+        let snapshot = host.script("wait.sh", "#!/bin/sh\ntouch '\(host.scratch.path)/frozen.marker'\nwhile [ ! -e '\(go)' ]; do sleep 0.05; done\n")
+        let running = host.start(["run", "--mount", fs.mountPoint, "--json", "--", snapshot])
+        let journal = try #require(host.waitUntilFrozen())
+        // While frozen, the guard gets the signals a careless admin might send.
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTSTP] { kill(journal.guardPID, signal) }
+        usleep(300_000)
+        #expect(processExists(journal.guardPID), "the guard died of a stray signal")
+        host.scratch.write(go, "")
+        let result = running.finish()
         let report = try #require(result.report, "\(result.stdout) \(result.stderr)")
         #expect(report.snapshotTaken && report.freeze?.thawCause == .command)
-        #expect(report.freeze?.mounts.first?.thaw == "thawed")
+        #expect(report.freeze?.mounts.first?.thaw == .thawed)
     }
 
     @Test func killingTheGuardMakesTheHostThawAndFail() throws {
@@ -119,7 +118,7 @@ struct FreezeTests {
         killHostAndGuard(running, journal)
         let writer = try Writer(file: fs.mountPoint + "/probe")
         #expect(!writer.finishes(within: 0.5), "something thawed although host and guard were killed")
-        #expect(host.journal?.state == .frozen)
+        #expect(host.journal?.mounts.map(\.state) == [.frozen])
         #expect(host.invoke(["status"]).stdout.contains("Needs recovery"))
 
         let recover = host.invoke(["recover", "--json"])
@@ -171,7 +170,7 @@ struct FreezeTests {
         let result = host.invoke(["run", "--mount", outer.mountPoint, "--mount", inner.mountPoint, "--json", "--", "/bin/true"])
         let report = try #require(result.report)
         #expect(report.freeze?.mounts.map(\.mountPoint) == [inner.mountPoint, outer.mountPoint])
-        #expect(report.freeze?.mounts.allSatisfy { $0.freeze == "frozen" && $0.thaw == "thawed" } == true)
+        #expect(report.freeze?.mounts.allSatisfy { $0.freeze == .frozen && $0.thaw == .thawed } == true)
         withExtendedLifetime(inner) {}
     }
 
@@ -181,8 +180,8 @@ struct FreezeTests {
         #expect(sh("fsfreeze -f '\(fs.mountPoint)'") == 0)
         let result = host.invoke(["run", "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
         let report = try #require(result.report, "\(result.stderr)")
-        #expect(report.freeze?.mounts.first?.freeze == "already-frozen")
-        #expect(report.freeze?.mounts.first?.thaw == "not-ours")
+        #expect(report.freeze?.mounts.first?.freeze == .alreadyFrozen)
+        #expect(report.freeze?.mounts.first?.thaw == .notOurs)
         // Still frozen by its owner: the host did not thaw what it did not freeze.
         let writer = try Writer(file: fs.mountPoint + "/probe")
         #expect(!writer.finishes(within: 0.3))
@@ -191,7 +190,7 @@ struct FreezeTests {
     }
 
     /// Stops the host so that it cannot react, kills the guard, then the host: nobody thaws.
-    private func killHostAndGuard(_ running: RunningHost, _ journal: FreezeJournal) {
+    private func killHostAndGuard(_ running: RunningHost, _ journal: FreezeJournalRecord) {
         kill(running.pid, SIGSTOP)
         kill(journal.guardPID, SIGKILL)
         usleep(100_000)

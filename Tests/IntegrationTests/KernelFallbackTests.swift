@@ -75,7 +75,7 @@ struct KernelFallbackTests {
         #expect(result.succeeded, "\(result.stdout) \(result.stderr)")
         let report = try #require(ReportStore.decode(Array(result.stdout.utf8)))
         #expect(report.result == .succeeded && report.consistency == .application)
-        #expect(report.freeze?.mounts.map(\.freeze) == ["frozen"] && report.freeze?.mounts.map(\.thaw) == ["thawed"])
+        #expect(report.freeze?.mounts.map(\.freeze) == [.frozen] && report.freeze?.mounts.map(\.thaw) == [.thawed])
         // 0, 1, 2 and the descriptor ls itself has open on the directory; nothing of the host's.
         let descriptors = report.snapshot?.stdoutTail.split(separator: " ").compactMap { Int($0) } ?? []
         #expect(descriptors.count <= 4 && descriptors.prefix(3) == [0, 1, 2], "\(report.snapshot?.stdoutTail ?? "")")

@@ -98,7 +98,7 @@ struct OperationTests {
         let report = try #require(result.report)
         #expect(report.errors.map(\.code) == [.snapshotCommandFailed])
         #expect(report.snapshot?.stderrTail == "disk full\n")
-        #expect(report.freeze?.mounts.first?.thaw == "thawed")
+        #expect(report.freeze?.mounts.first?.thaw == .thawed)
         #expect(host.scratch.read("phases.log") == "pre \npost failure none\n")
     }
 
@@ -131,7 +131,7 @@ struct OperationTests {
         let report = try #require(result.report, "\(result.stderr)")
         #expect(report.errors.map(\.code) == [.operationInterrupted])
         #expect(report.steps.first { $0.name == "snapshot" }?.outcome == .interrupted)
-        #expect(report.freeze?.mounts.first?.thaw == "thawed")
+        #expect(report.freeze?.mounts.first?.thaw == .thawed)
         #expect(host.scratch.read("phases.log") == "pre \npost failure none\n")
         #expect(host.journal == nil)
     }

@@ -150,7 +150,7 @@ struct PluginTests {
         #expect(report?.errors.first?.message.contains("SIGSEGV") == true)
         #expect(report?.consistency == .filesystem && report?.snapshotTaken == true)
         #expect(calls(host).contains("steady resume"))
-        #expect(report?.freeze?.mounts.first?.thaw == "thawed")
+        #expect(report?.freeze?.mounts.first?.thaw == .thawed)
     }
 
     @Test func hangsPastTheDeadlineAreKilled() throws {
@@ -170,7 +170,7 @@ struct PluginTests {
         let hang = report?.plugins.first { $0.name == "hang" }
         #expect(hang?.calls.first { $0.function == .quiesce }?.outcome == .timedOut)
         #expect(hang?.calls.first { $0.function == .resume }?.outcome == .skipped)
-        #expect(report?.freeze?.mounts.first?.thaw == "thawed")
+        #expect(report?.freeze?.mounts.first?.thaw == .thawed)
     }
 
     @Test func aFloodingLogIsCappedAndTheHostStaysFine() throws {

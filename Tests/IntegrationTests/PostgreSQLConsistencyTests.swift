@@ -184,7 +184,7 @@ final class ConsistencyRig {
         let report = try #require(result.report, "no JSON report: \(result.stdout) \(result.stderr)")
         #expect(report.consistency == .application)
         #expect(report.freeze?.mounts.map(\.mountPoint) == [filesystem.mountPoint])
-        #expect(report.freeze?.mounts.map(\.thaw) == ["thawed"])
+        #expect(report.freeze?.mounts.map(\.thaw) == [.thawed])
         let quiesce = report.plugins.first?.calls.first { $0.function == .quiesce }
         #expect(quiesce?.outcome == .ok && quiesce?.details?["mode"] == "checkpoint", "\(String(describing: quiesce))")
         figures.windowMs = try #require(report.freeze?.windowMs)

@@ -1,6 +1,7 @@
 import Glibc
 import PluginHost
 import PluginHostSupport
+import PluginHostWire
 import Testing
 
 /// The real binary driven like a backup agent: freeze, snapshot elsewhere, thaw; and the QEMU
@@ -99,7 +100,7 @@ struct TwoPhaseTests {
         #expect(!writer.finishes(within: 0.3))
         kill(holder.pid, SIGKILL)
         #expect(writer.finishes(within: 10), "still frozen after the session was killed")
-        for _ in 0..<500 where host.journal?.state == .frozen { usleep(10_000) }
+        #expect(host.waitForJournal { !$0.mayBeFrozenByUs } != nil)
         #expect(host.invoke(["status"]).stdout.hasPrefix("Interrupted: operation \(holder.operationID)"))
         #expect(host.invoke(["thaw"]).status == ExitStatus.invalid.rawValue)
     }

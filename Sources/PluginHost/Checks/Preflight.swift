@@ -221,8 +221,26 @@ public struct Preflight: Sendable {
                 setupProblems.append(HostError(.freezeFailed, "no filesystem left to freeze; check --mount and --skip, or set fsFreezeEnabled to false",
                                                step: "checks"))
             }
+            // The journal and the lock are written while frozen: their directory must stay writable.
+            if let device = Self.filesystemDevice(ofNearest: request.paths.runDirectory),
+               let frozen = selection.targets.first(where: { $0.device == device }) {
+                setupProblems.append(HostError(.freezeFailed,
+                                               "the runtime directory \(request.paths.runDirectory) is on \(frozen.mountPoint), which would be frozen; the freeze journal is written while frozen: put it on a filesystem that is not frozen (tmpfs /run, or PLUGINHOST_RUN_DIR) or skip \(frozen.mountPoint)",
+                                               step: "checks"))
+            }
         } catch {
             setupProblems.append(HostError(.freezeFailed, error.description, step: "checks"))
+        }
+    }
+
+    /// The device of the filesystem holding `path`, or its nearest existing ancestor.
+    static func filesystemDevice(ofNearest path: String) -> String? {
+        var current = path
+        while true {
+            if let device = StorageStack.live.filesystemDevice(current) { return device }
+            let parent = FileTrust.parent(of: current)
+            if parent == current { return nil }
+            current = parent
         }
     }
 

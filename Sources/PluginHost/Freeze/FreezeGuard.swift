@@ -1,27 +1,42 @@
 import CPluginHostShim
 import Glibc
 import PluginHostSupport
-public import PluginHostWire
+import PluginHostWire
 
 /// The host's handle on its freeze guard process (see `FreezeGuardProcess`).
 ///
-/// Start it early (its start-up is then outside the freeze window), `freeze()`, do the
-/// snapshot while watching `eventDescriptor` (readable if the guard thaws at its deadline or
-/// dies), then `thaw()`. If the guard dies while filesystems are frozen, the host thaws them
-/// itself. Every outcome ends in the `FreezeRecord` the report shows.
+/// Start it early (its start-up is then outside the freeze window): it writes the freeze
+/// journal and spawns the guard, which opens and verifies every mount point. Then `freeze()`,
+/// take the snapshot while watching `eventDescriptor` (readable if the guard thaws at its
+/// deadline or dies) and `hostDeadline`, then `thaw()`.
+///
+/// The host is the deadline's second enforcer: should the guard be stopped, killed or mute
+/// past its deadline (plus `graceNanoseconds`), the host kills it and thaws, from the journal,
+/// exactly what it froze. The journal is the record of every ioctl; `record` reads it.
 public final class FreezeGuard {
     public static let defaultDeadlineSeconds = 60.0
     public static let deadlineRange = 1.0...600.0
     /// How long the guard may take to open and verify the mount points.
     static let startupTimeoutNanoseconds: UInt64 = 15_000_000_000
+    /// After the guard's deadline, how long the host waits for it before thawing by itself.
+    public static let graceNanoseconds: UInt64 = 500_000_000
+    /// How long the host waits for an answer to THAW before it takes over.
+    static let thawAnswerNanoseconds: UInt64 = 2_000_000_000
+    /// How long the host waits for a killed guard to be gone.
+    static let exitWaitNanoseconds: UInt64 = 500_000_000
 
     public let targets: [FreezeTarget]
     public let deadlineSeconds: Double
-    public private(set) var record: FreezeRecord
+    public let journalPath: String
+    private let journal: JournalMap
+    private let origin: UInt64
     private let process: ChildProcess
     private let socket: FileDescriptor
-    private var frozen = false
     private var ready = false
+    /// When FREEZE was sent (CLOCK_MONOTONIC ns): the deadline counts from there.
+    private var freezeSent: UInt64?
+    /// The guard has said its last word (thawed, or the freeze failed), or the host took over.
+    private var finished = false
 
     public var pid: Int32 { process.pid }
 
@@ -29,127 +44,285 @@ public final class FreezeGuard {
     /// deadline) or has died. Watch it during the snapshot; then call `thaw()`.
     public var eventDescriptor: Int32 { socket.rawValue }
 
-    /// Spawns `executable __guard …`; it opens and verifies every mount point on its own.
+    /// True from a successful `freeze()` until the thaw (by anyone).
+    public private(set) var isFrozen = false
+
+    /// When the host enforces the deadline by itself (CLOCK_MONOTONIC ns), once FREEZE was sent.
+    public var hostDeadline: UInt64? {
+        freezeSent.map { $0 + UInt64(deadlineSeconds * 1e9) + Self.graceNanoseconds }
+    }
+
+    /// What the freeze did so far, from the journal.
+    public var record: FreezeRecord {
+        var current = FreezeRecord(journal.record ?? FreezeJournal.record(operationID: "", targets: targets, deadlineSeconds: deadlineSeconds),
+                                   origin: origin)
+        current.guardPID = process.pid
+        return current
+    }
+
+    /// Writes the journal for `targets` and spawns `executable __guard --journal PATH`.
     /// `operationStart` (CLOCK_MONOTONIC ns) is the origin of the record's times.
-    public init(executable: String, targets: [FreezeTarget], deadlineSeconds: Double,
-                journalPath: String?, lock: OperationLock?, operationStart: UInt64) throws(HostError) {
+    public init(executable: String, targets: [FreezeTarget], deadlineSeconds: Double, operationID: String,
+                journalPath: String, lock: OperationLock?, operationStart: UInt64) throws(HostError) {
         self.targets = targets
         self.deadlineSeconds = deadlineSeconds
-        record = FreezeRecord(targets: targets, deadlineSeconds: deadlineSeconds)
-        record.origin = operationStart
+        self.journalPath = journalPath
+        origin = operationStart
+        do {
+            try FreezeJournal.write(FreezeJournal.record(operationID: operationID, targets: targets, deadlineSeconds: deadlineSeconds),
+                                    at: journalPath)
+            journal = try JournalMap(path: journalPath)
+        } catch {
+            unlink(journalPath)
+            throw HostError(.freezeFailed, "cannot write the freeze journal \(journalPath): \(error)", step: "freeze")
+        }
 
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+            unlink(journalPath)
             throw HostError(.freezeFailed, "cannot create the guard's socket: \(SystemError("socketpair"))", step: "freeze")
         }
         socket = FileDescriptor(owning: pair[0])
         let guardEnd = FileDescriptor(owning: pair[1])
-
-        var arguments = ["__guard", "--deadline-ms", String(UInt64(deadlineSeconds * 1000))]
-        if let journalPath { arguments += ["--journal", journalPath] }
-        for target in targets { arguments += ["--target", "\(target.mountID):\(target.mountPoint)"] }
         var extra = [guardEnd.rawValue]
         if let lock { extra.append(lock.descriptor.rawValue) }
         do {
-            process = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
+            process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__guard", "--journal", journalPath],
                                                          environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]
                                                              .merging(KernelFeature.inheritedEnvironment) { $1 }),
                                        extraDescriptors: extra, outlivesHost: true)
         } catch {
+            unlink(journalPath)
             throw HostError(.freezeFailed, "cannot start the freeze guard: \(error)", step: "freeze")
         }
         guardEnd.close()
-        record.guardPID = process.pid
-    }
-
-    /// Waits for the guard to report every mount point open and verified (it does that while
-    /// the host runs the pre-script).
-    private func awaitReady() -> HostError? {
-        if ready { return nil }
-        switch receive(until: Monotonic.now() + Self.startupTimeoutNanoseconds) {
-        case .message(let message) where message.kind == .ready:
-            ready = true
-            return nil
-        case .message(let message) where message.kind == .setupFailed:
-            return HostError(.freezeFailed, message.text, step: "freeze")
-        default:
-            process.terminateGroup(graceNanoseconds: 0)
-            return HostError(.freezeFailed, "the freeze guard did not start (\(guardExitDescription()))", step: "freeze")
-        }
     }
 
     deinit {
         // Whatever happened, nothing may stay frozen: tell the guard, which thaws and exits.
-        if frozen { _ = thaw() }
+        if !finished { _ = thaw() }
+        // Before FREEZE nothing can be frozen: a guard still there (stopped?) is not needed.
+        if freezeSent == nil { process.signalGroup(SIGKILL) }
         socket.close()
-        _ = process.wait(until: Monotonic.now() + 5_000_000_000)
+        // A guard that still waits for a FIFREEZE that has not returned must live on to undo it:
+        // never kill it here.
+        if case .exited = process.wait(until: Monotonic.now() + 1_000_000_000) {} else { process.detach() }
     }
 
-    /// Freezes every target in order. On failure the guard has already thawed what it froze.
-    /// Returns nil on success, else the error.
-    public func freeze() -> HostError? {
-        if let error = awaitReady() { return error }
-        guard sendCommand(.freeze) else {
-            return HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze")
-        }
-        let limit = Monotonic.now() + UInt64((deadlineSeconds + 5) * 1e9)
-        switch receive(until: limit) {
-        case .message(let message) where message.kind == .frozen:
-            frozen = true
-            record.apply(freezes: message.first)
-            return nil
-        case .message(let message) where message.kind == .freezeFailed:
-            record.apply(freezes: message.first)
-            record.apply(thaws: message.second, reason: nil)
-            return record.freezeError() ?? HostError(.freezeFailed, "the freeze failed", step: "freeze")
-        case .message, .closed, .timedOut:
-            // No answer: the guard died or hangs in FIFREEZE. Stop it and thaw whatever it may
-            // have frozen, here.
+    /// Waits for the guard to report every mount point open and verified (it does that while
+    /// the host runs the pre-script).
+    private enum Readiness { case ready, failed(HostError), interrupted }
+
+    private func awaitReady(interrupt: Int32? = nil) -> Readiness {
+        if ready { return .ready }
+        switch receive(until: Monotonic.now() + Self.startupTimeoutNanoseconds, interrupt: interrupt) {
+        case .message(.ready):
+            ready = true
+            return .ready
+        case .message(.setupFailed(let text)):
+            finished = true
+            return .failed(HostError(.freezeFailed, text, step: "freeze"))
+        case .interrupted:
+            return .interrupted
+        default:
+            finished = true
             process.terminateGroup(graceNanoseconds: 0)
-            record.apply(thaws: thawDirectly(targets), reason: .guardLost)
-            return HostError(.freezeFailed, "the freeze guard stopped answering (\(guardExitDescription())); every target was thawed by the host",
+            return .failed(HostError(.freezeFailed, "the freeze guard did not start (\(guardExitDescription()))", step: "freeze"))
+        }
+    }
+
+    public enum FlushResult: Sendable, Equatable {
+        case flushed
+        /// A syncfs did not return by the limit: a filesystem its data lies on is frozen (by
+        /// someone else), and a FIFREEZE would not return either.
+        case failed(HostError)
+        case interrupted
+    }
+
+    /// Has the guard syncfs every target, concurrently, while writes still flow (a syncfs that
+    /// never returns holds a guard thread, never the host). Waits `seconds` at most for the
+    /// flush, once the guard is ready.
+    public func flush(within seconds: Double, interrupt: Int32? = nil) -> FlushResult {
+        switch awaitReady(interrupt: interrupt) {
+        case .ready: break
+        case .failed(let error): return .failed(error)
+        case .interrupted: return .interrupted
+        }
+        let limit = Monotonic.now() + UInt64(seconds * 1e9)
+        guard sendCommand(.flush) else {
+            finished = true
+            return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "flush"))
+        }
+        while true {
+            switch receive(until: limit, interrupt: interrupt) {
+            case .message(.flushed): return .flushed
+            case .message: continue
+            case .interrupted: return .interrupted
+            case .closed:
+                finished = true
+                return .failed(HostError(.freezeFailed, "the freeze guard died before the freeze (\(guardExitDescription()))", step: "flush"))
+            case .timedOut:
+                // Nothing is frozen: a guard that did not answer (stopped, or a syncfs stuck in
+                // it) is let go of for good.
+                finished = true
+                let stopped = guardState == UInt8(ascii: "T")
+                process.signalGroup(SIGKILL)
+                if stopped {
+                    return .failed(HostError(.freezeFailed, "the freeze guard was stopped and did not answer; it was killed. Nothing was frozen", step: "flush"))
+                }
+                let names = targets.map(\.mountPoint).joined(separator: ", ")
+                return .failed(HostError(.freezeFailed,
+                                         "syncfs of \(names) did not finish within \(formatSeconds(deadlineSeconds)) s: is a filesystem that holds their storage frozen? Nothing was frozen",
+                                         step: "flush"))
+            }
+        }
+    }
+
+    public enum FreezeResult: Sendable, Equatable {
+        case frozen
+        /// Nothing is frozen by us any more (unless `record.mayStillBeFrozen`): the guard thawed
+        /// what it had frozen, or the host did.
+        case failed(HostError)
+        /// A signal arrived during the freeze: what was frozen is thawed.
+        case interrupted
+    }
+
+    /// Freezes every target, wave by wave. Watches `interrupt` (a signal's self-pipe): a
+    /// signal abandons the freeze at once.
+    public func freeze(interrupt: Int32? = nil) -> FreezeResult {
+        switch awaitReady(interrupt: interrupt) {
+        case .ready: break
+        case .failed(let error): return .failed(error)
+        case .interrupted: return .interrupted
+        }
+        guard sendCommand(.freeze) else {
+            finished = true
+            return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze"))
+        }
+        freezeSent = Monotonic.now()
+        let limit = hostDeadline!
+        while true {
+            switch receive(until: limit, interrupt: interrupt) {
+            case .message(.frozen):
+                isFrozen = true
+                return .frozen
+            case .message(.freezeFailed):
+                finished = true
+                return .failed(record.freezeError() ?? HostError(.freezeFailed, "the freeze failed", step: "freeze"))
+            case .message(.thawed(let reason)):
+                // Abandoned before every wave was frozen.
+                finished = true
+                return .failed(abandonedFreezeError(reason))
+            case .message:
+                continue
+            case .interrupted:
+                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.now() + Self.thawAnswerNanoseconds)) { takeOver() }
+                finished = true
+                return .interrupted
+            case .closed:
+                takeOver()
+                return .failed(HostError(.freezeFailed, "the freeze guard died during the freeze (\(guardExitDescription())); the host thawed what it had frozen",
+                                         step: "freeze"))
+            case .timedOut:
+                takeOver()
+                return .failed(HostError(.freezeDeadlineExpired, "the freeze did not finish within \(formatSeconds(deadlineSeconds)) s and the guard did not thaw; the host killed it and thawed what it had frozen",
+                                         step: "freeze"))
+            }
+        }
+    }
+
+    private func abandonedFreezeError(_ reason: ThawReason) -> HostError {
+        let stuck = record.mounts.filter { $0.freeze == .stuck }.map(\.mountPoint)
+        let why = stuck.isEmpty ? "" : "; FIFREEZE of \(stuck.joined(separator: ", ")) never returned (is its storage on a frozen filesystem?), it is thawed as soon as it does"
+        switch reason {
+        case .deadline:
+            return HostError(.freezeDeadlineExpired, "the freeze did not finish within \(formatSeconds(deadlineSeconds)) s; the guard thawed what it had frozen\(why)",
                              step: "freeze")
+        default:
+            return HostError(.freezeFailed, "the freeze was abandoned (\(reason.name)); the guard thawed what it had frozen\(why)", step: "freeze")
         }
     }
 
     /// Thaws (if still frozen) and returns nil, or the error when a filesystem could not be thawed.
     public func thaw() -> HostError? {
-        guard frozen else { return nil }
-        frozen = false
-        if sendCommand(.thaw) {
-            let limit = Monotonic.now() + 30_000_000_000
-            if case .message(let message) = receive(until: limit), message.kind == .thawed {
-                record.apply(thaws: message.first, reason: message.reason.map(FreezeRecord.ThawCause.init))
-                return record.thawError()
-            }
+        if !finished {
+            finished = true
+            isFrozen = false
+            // Before FREEZE the guard just exits; after, it answers at once unless it is stopped
+            // or dead — then the host thaws by itself, by its own deadline at the latest.
+            let now = Monotonic.now()
+            let limit = min(now + Self.thawAnswerNanoseconds, max(hostDeadline ?? .max, now + 200_000_000))
+            if freezeSent != nil && !(sendCommand(.thaw) && awaitLastWord(until: limit)) { takeOver() }
         }
-        return takeOverThaw()
+        return record.thawError()
     }
 
-    /// After `eventDescriptor` became readable while frozen: what the guard did on its own.
-    /// Returns the cause (deadline, or the guard's death, after which the host thawed).
+    /// After `eventDescriptor` became readable while frozen: what happened on the guard's side.
+    /// Returns the cause once the filesystems are thawed (by the guard at its deadline, or by
+    /// the host because the guard died); nil if the freeze still holds.
     public func collectUnpromptedThaw() -> FreezeRecord.ThawCause? {
-        guard frozen else { return record.thawCause }
+        guard isFrozen else { return record.thawCause ?? .guardLost }
         switch receive(until: Monotonic.now()) {
-        case .message(let message) where message.kind == .thawed:
-            frozen = false
-            record.apply(thaws: message.first, reason: message.reason.map(FreezeRecord.ThawCause.init))
-            return record.thawCause
-        case .timedOut, .message:
+        case .message(.thawed(let reason)):
+            isFrozen = false
+            finished = true
+            return FreezeRecord.ThawCause(reason)
+        case .timedOut, .message, .interrupted:
             return nil
         case .closed:
-            frozen = false
-            _ = takeOverThaw()
-            return record.thawCause
+            takeOver()
+            return .guardLost
         }
     }
 
-    /// The guard is gone or mute while we are frozen: thaw here what it froze for us.
-    private func takeOverThaw() -> HostError? {
-        process.terminateGroup(graceNanoseconds: 0)
-        let ours = targets.indices.map { record.mounts[$0].frozeByUs ? targets[$0] : nil }
-        record.apply(thaws: thawDirectly(ours), reason: .guardLost)
-        return record.thawError()
+    /// The host's deadline passed while frozen and the guard has not thawed: kill it and thaw.
+    /// Returns the cause, as `collectUnpromptedThaw` does.
+    public func enforceDeadline() -> FreezeRecord.ThawCause {
+        if let cause = collectUnpromptedThaw() { return cause }
+        takeOver()
+        return .guardLost
+    }
+
+    /// The instant the first filesystem of ours was thawed (CLOCK_MONOTONIC ns), if any was:
+    /// a snapshot that ended after it was not taken inside the freeze.
+    public var firstThawStart: UInt64? {
+        let mapping = journal.mapping
+        var first: UInt64?
+        for index in 0..<mapping.mountCount {
+            let start = mapping.time(.thawStart, index)
+            if start != 0 { first = min(first ?? .max, start) }
+        }
+        return first
+    }
+
+    /// The guard is gone, stopped or mute while we may be frozen: kill it, then thaw here, from
+    /// the journal, exactly what it froze — in reverse waves. A FIFREEZE the killed guard may
+    /// still be inside is thawed only once the guard has really exited (until then the kernel
+    /// may still complete it, and a FITHAW now would wait behind it).
+    private func takeOver() {
+        finished = true
+        isFrozen = false
+        process.signalGroup(SIGKILL)
+        let exited: Bool
+        if case .exited = process.wait(until: Monotonic.now() + Self.exitWaitNanoseconds) { exited = true } else { exited = false }
+        let mapping = journal.mapping
+        thawDirectly(mapping, states: exited ? [.freezing, .frozen, .thawing, .thawFailed] : [.frozen, .thawFailed])
+        if !exited, case .exited = process.wait(until: Monotonic.now() + Self.exitWaitNanoseconds) {
+            thawDirectly(mapping, states: [.freezing, .thawing])
+        }
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        mapping.recordThaw(.guardLost, atNanoseconds: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec))
+    }
+
+    private func thawDirectly(_ mapping: FreezeJournalMapping, states: Set<MountFreezeState>) {
+        let waves = (0..<mapping.mountCount).map { mapping.wave($0) }
+        for wave in Set(waves).sorted(by: >) {
+            for index in 0..<mapping.mountCount where waves[index] == wave {
+                guard let state = mapping.state(index), states.contains(state) else { continue }
+                DirectThaw.run(targets[index], recordingIn: mapping, at: index)
+            }
+        }
     }
 
     // MARK: - Socket
@@ -158,21 +331,62 @@ public final class FreezeGuard {
         command.encoded.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == command.encoded.count
     }
 
-    private enum Received { case message(GuardWire.Message), closed, timedOut }
+    private enum Received { case message(GuardMessage), closed, timedOut, interrupted }
 
-    private func receive(until deadline: UInt64) -> Received {
-        var buffer = [UInt8](repeating: 0, count: GuardWire.maximumMessage)
+    /// Reads messages until the guard's last word (thawed, or the freeze failed); false if it
+    /// closed the socket or said nothing by `deadline`.
+    private func awaitLastWord(until deadline: UInt64) -> Bool {
         while true {
-            var event = pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
-            if ready < 0 && errno == EINTR { continue }
-            if ready == 0 { return .timedOut }
-            let count = recv(socket.rawValue, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-            if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-            if count <= 0 { return .closed }
-            guard let message = GuardWire.decode(Array(buffer[0..<count])) else { return .closed }
-            return .message(message)
+            switch receive(until: deadline) {
+            case .message(.thawed), .message(.freezeFailed): return true
+            case .message: continue
+            case .closed, .timedOut, .interrupted: return false
+            }
         }
+    }
+
+    /// How often a wait on the guard checks that its main thread is alive: a killed guard whose
+    /// other thread is stuck in FIFREEZE keeps its socket open until that returns.
+    static let livenessTickMilliseconds: Int32 = 200
+
+    private func receive(until deadline: UInt64, interrupt: Int32? = nil) -> Received {
+        var buffer = [UInt8](repeating: 0, count: GuardMessage.maximumSize)
+        while true {
+            var events = [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)]
+            if let interrupt { events.append(pollfd(fd: interrupt, events: Int16(POLLIN), revents: 0)) }
+            let timeout = min(Monotonic.pollTimeout(until: deadline), Self.livenessTickMilliseconds)
+            let ready = poll(&events, nfds_t(events.count), timeout)
+            if ready < 0 && errno == EINTR { continue }
+            if ready == 0 {
+                if Monotonic.now() >= deadline { return .timedOut }
+                if !mainThreadAlive { return .closed }
+                continue
+            }
+            if events[0].revents != 0 {
+                let count = recv(socket.rawValue, &buffer, buffer.count, Int32(MSG_DONTWAIT))
+                if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
+                if count <= 0 { return .closed }
+                // Something that is not a message of ours: the guard is not to be trusted.
+                guard let message = GuardMessage.decode(Array(buffer[0..<count])) else { return .closed }
+                return .message(message)
+            }
+            if events.count > 1 && events[1].revents != 0 { return .interrupted }
+        }
+    }
+
+    /// False once the guard's main thread has exited (its thread-group leader is a zombie
+    /// while another thread still sleeps in the kernel) or the process is gone.
+    private var mainThreadAlive: Bool {
+        guard let state = guardState else { return false }
+        return state != UInt8(ascii: "Z") && state != UInt8(ascii: "X")
+    }
+
+    /// The guard's state letter in /proc (R, S, D, T, Z, …), nil once it is gone.
+    private var guardState: UInt8? {
+        guard let file = try? FileDescriptor.open("/proc/\(process.pid)/stat", O_RDONLY),
+              let bytes = try? file.readAll(limit: 4096),
+              let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count else { return nil }
+        return bytes[close + 2]
     }
 
     private func guardExitDescription() -> String {
@@ -184,23 +398,67 @@ public final class FreezeGuard {
     }
 }
 
-/// Thaws targets from this process (nil entries are skipped), for when the guard cannot: open
-/// the mount point, check it is still the same mount, FITHAW. EINVAL means it was not frozen.
-func thawDirectly(_ targets: [FreezeTarget?]) -> [IoctlResult] {
-    targets.map { target in
-        guard let target else { return .notAttempted }
+/// A FITHAW from a process other than the guard (the host taking over, or recovery): open the
+/// mount point, check it is still the same mount, thaw.
+enum DirectThaw {
+    enum Outcome: Sendable, Equatable {
+        case thawed
+        /// EINVAL: it was not frozen.
+        case wasNotFrozen
+        /// The path is gone or another filesystem is mounted there now: nothing of ours to thaw.
+        case notMounted(String)
+        /// The mount could not be checked or FITHAW failed: it may still be frozen.
+        case failed(SystemError)
+    }
+
+    static func thaw(_ target: FreezeTarget) -> (outcome: Outcome, start: UInt64, end: UInt64) {
         let start = Monotonic.now()
         let fd = open(target.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
-            return IoctlResult(errno: errno, attempted: true, startNanoseconds: start, endNanoseconds: Monotonic.now())
+            let error = SystemError("open \(target.mountPoint)")
+            let outcome: Outcome = error.errno == ENOENT || error.errno == ENOTDIR ? .notMounted("\(error)") : .failed(error)
+            return (outcome, start, Monotonic.now())
         }
         defer { close(fd) }
         var mountID: UInt64 = 0
-        guard ph_mount_id(fd, &mountID) == 0, mountID == UInt64(target.mountID) else {
-            return IoctlResult(errno: ESTALE, attempted: true, startNanoseconds: start, endNanoseconds: Monotonic.now())
+        guard ph_mount_id(fd, &mountID) == 0 else {
+            // Not knowing which mount this is is not "no longer mounted": it may still be ours.
+            return (.failed(SystemError("statx \(target.mountPoint)")), start, Monotonic.now())
         }
-        let error = ph_fithaw(fd) == 0 ? 0 : errno
-        return IoctlResult(errno: error, attempted: true, startNanoseconds: start, endNanoseconds: Monotonic.now())
+        guard mountID == UInt64(target.mountID) else {
+            return (.notMounted("another filesystem is mounted at \(target.mountPoint) now (mount id \(mountID), was \(target.mountID))"),
+                    start, Monotonic.now())
+        }
+        let result = ph_fithaw(fd) == 0 ? 0 : errno
+        let end = Monotonic.now()
+        switch result {
+        case 0: return (.thawed, start, end)
+        case EINVAL: return (.wasNotFrozen, start, end)
+        default: return (.failed(SystemError("FITHAW", errno: result)), start, end)
+        }
+    }
+
+    /// Thaws and records the result in the journal entry `index`.
+    @discardableResult
+    static func run(_ target: FreezeTarget, recordingIn mapping: FreezeJournalMapping, at index: Int) -> Outcome {
+        let (outcome, start, end) = thaw(target)
+        mapping.setTime(.thawStart, start, index)
+        mapping.setTime(.thawEnd, end, index)
+        switch outcome {
+        case .thawed:
+            mapping.setErrno(0, index)
+            mapping.setState(.thawed, index)
+        case .wasNotFrozen:
+            mapping.setErrno(EINVAL, index)
+            mapping.setState(.wasNotFrozen, index)
+        case .notMounted:
+            mapping.setErrno(ENOENT, index)
+            mapping.setState(.thawFailed, index)
+        case .failed(let error):
+            mapping.setErrno(error.errno, index)
+            mapping.setState(.thawFailed, index)
+        }
+        return outcome
     }
 }
 

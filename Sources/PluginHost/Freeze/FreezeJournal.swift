@@ -1,48 +1,106 @@
-import FoundationEssentials
 import Glibc
 public import PluginHostSupport
+public import PluginHostWire
 
-/// The record in the runtime directory of what an operation is about to freeze or has frozen.
-/// Written before the first FIFREEZE and removed after the last FITHAW; if both the host and its
-/// guard die in between, the next invocation (or `pluginhost recover`) finds it and thaws.
-public struct FreezeJournal: Codable, Sendable, Equatable {
-    public enum State: String, Codable, Sendable {
-        /// Freezing or frozen.
-        case frozen
-        /// The host exited while frozen; its guard thawed. Nothing is frozen, but the operation
-        /// never finished, which `recover` records.
-        case thawedByGuard
-        /// As above, but at least one thaw failed.
-        case guardThawIncomplete
+/// The freeze journal file in the runtime directory (format: `FreezeJournalRecord`): what one
+/// operation did to each filesystem, written whole by the host before its guard starts and
+/// updated in place, as each ioctl is issued and returns, by the guard (or by the host when it
+/// thaws by itself). It is removed when the operation has ended with nothing left frozen; a
+/// journal found by the next invocation (or `pluginhost recover`) belongs to an operation that
+/// died, and recovery thaws exactly what it says this operation may have left frozen.
+public enum FreezeJournal {
+    public enum Contents: Sendable, Equatable {
+        case absent
+        case record(FreezeJournalRecord)
+        /// There is a file, but it cannot be decoded (another version, damage): it is kept and
+        /// reported, never acted on and never deleted.
+        case unreadable(String)
     }
 
-    public var operationID: String
-    public var hostPID: Int32
-    public var guardPID: Int32
-    public var state: State
-    public var mounts: [FreezeTarget]
-    public var frozenAt: String
-    public var deadlineSeconds: Double
-    public var thawedAt: String?
-
-    public func write(to path: String) throws(SystemError) {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let data = (try? encoder.encode(self)) ?? Data()
-        try writeFileAtomically(path, Array(data), mode: 0o600)
+    public static func read(at path: String) -> Contents {
+        let file: FileDescriptor
+        do {
+            file = try FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW)
+        } catch {
+            return error.errno == ENOENT ? .absent : .unreadable("\(error)")
+        }
+        let bytes: [UInt8]
+        do {
+            bytes = try file.readAll(limit: 1 << 24)
+        } catch {
+            return .unreadable("\(error)")
+        }
+        do {
+            return .record(try FreezeJournalRecord.decode(bytes))
+        } catch {
+            return .unreadable(error.description)
+        }
     }
 
-    public static func read(from path: String) -> FreezeJournal? {
-        guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW),
-              let bytes = try? file.readAll(limit: 1 << 20) else { return nil }
-        return try? JSONDecoder().decode(FreezeJournal.self, from: Data(bytes))
+    /// The record for an operation about to freeze `targets`.
+    public static func record(operationID: String, targets: [FreezeTarget], deadlineSeconds: Double) -> FreezeJournalRecord {
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        return FreezeJournalRecord(
+            operationID: operationID, hostPID: getpid(), deadlineMilliseconds: UInt64(deadlineSeconds * 1000),
+            createdAtNanoseconds: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec),
+            mounts: targets.map {
+                FreezeJournalRecord.Mount(mountPoint: $0.mountPoint, fsType: $0.fsType, source: $0.source, device: $0.device,
+                                          mountID: UInt64($0.mountID), wave: $0.wave)
+            })
     }
 
-    /// Called by a guard whose host exited: nothing it froze is frozen any more.
-    public static func markThawedByGuard(at path: String, guardPID: Int32, complete: Bool) {
-        guard var journal = read(from: path), journal.guardPID == guardPID else { return }
-        journal.state = complete ? .thawedByGuard : .guardThawIncomplete
-        journal.thawedAt = isoTimestamp()
-        try? journal.write(to: path)
+    /// Writes `record` as the journal (atomically: a reader sees the old file or the new).
+    public static func write(_ record: FreezeJournalRecord, at path: String) throws(SystemError) {
+        try writeFileAtomically(path, record.encoded(), mode: 0o600)
+    }
+
+    /// Moves an unreadable journal aside, next to where it was, so that it is kept (and still
+    /// reported) but no longer in the way. Returns where it went.
+    public static func keepAside(_ path: String) -> String? {
+        let kept = "\(path).unreadable-\(isoTimestamp().filter { $0.isNumber || $0 == "T" })"
+        return rename(path, kept) == 0 ? kept : nil
+    }
+
+    /// Journals set aside earlier, for `status` and `recover` to report.
+    public static func keptAside(in paths: StatePaths) -> [String] {
+        guard let handle = opendir(paths.runDirectory) else { return [] }
+        defer { closedir(handle) }
+        var found: [String] = []
+        let prefixes = [paths.journalFile, paths.legacyJournalFile].map { String($0.split(separator: "/").last ?? "") + ".unreadable-" }
+        while let entry = readdir(handle) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if prefixes.contains(where: { name.hasPrefix($0) }) { found.append(paths.runDirectory + "/" + name) }
+        }
+        return found.sorted()
+    }
+}
+
+/// The host's shared mapping of its operation's journal: it reads the guard's progress from it
+/// and, when it has to thaw by itself, records what it does there too.
+final class JournalMap {
+    let mapping: FreezeJournalMapping
+    private let size: Int
+
+    init(path: String) throws(SystemError) {
+        let file = try FileDescriptor.open(path, O_RDWR | O_NOFOLLOW)
+        let info = try file.status()
+        size = Int(info.st_size)
+        guard let record = try? FreezeJournalRecord.decode(try file.readAll(limit: 1 << 24)) else {
+            throw SystemError("decode \(path)", errno: EINVAL)
+        }
+        let count = record.mounts.count
+        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, file.rawValue, 0), base != MAP_FAILED else {
+            throw SystemError("mmap \(path)")
+        }
+        mapping = FreezeJournalMapping(base: base, mountCount: count)
+    }
+
+    deinit { munmap(mapping.base, size) }
+
+    /// The journal as it stands now.
+    var record: FreezeJournalRecord? {
+        let bytes = Array(UnsafeRawBufferPointer(start: mapping.base, count: size))
+        return try? FreezeJournalRecord.decode(bytes)
     }
 }

@@ -7,6 +7,18 @@ public struct FreezeTarget: Sendable, Equatable, Codable {
     public var device: String
     /// The mount's id in mountinfo; the guard checks that the descriptor it opens is on it.
     public var mountID: Int
+    /// Its dependency wave: every filesystem of wave n is frozen (concurrently) before any of
+    /// wave n + 1, because the storage of a wave-n filesystem may lie on one of wave n + 1.
+    public var wave: Int = 0
+
+    public init(mountPoint: String, fsType: String, source: String, device: String, mountID: Int, wave: Int = 0) {
+        self.mountPoint = mountPoint
+        self.fsType = fsType
+        self.source = source
+        self.device = device
+        self.mountID = mountID
+        self.wave = wave
+    }
 }
 
 /// Chooses which filesystems to freeze, in which order (README, "What an operation does"; docs/ARCHITECTURE.md, "The freeze").
@@ -27,7 +39,8 @@ public enum FreezePlan {
     }
 
     public struct Selection: Sendable, Equatable {
-        /// In freeze order: children before parents, `/` last. Thaw runs in reverse.
+        /// In freeze order: by dependency wave (a filesystem before the ones holding its
+        /// storage), then children before parents, `/` last. Thaw runs in reverse.
         public var targets: [FreezeTarget]
         /// Mounts left out, with the reason (for `check`).
         public var skipped: [(mountPoint: String, reason: String)]
@@ -52,9 +65,10 @@ public enum FreezePlan {
     }
 
     /// Selects from `entries`: every eligible filesystem, or only those mounted at `only`
-    /// (paths already resolved), minus those at `skip`; one target per superblock.
+    /// (paths already resolved), minus those at `skip`; one target per superblock; in
+    /// dependency waves read from `storage`.
     public static func select(from entries: [MountEntry], only: [String] = [],
-                              skip: [String] = []) throws(SelectionError) -> Selection {
+                              skip: [String] = [], storage: StorageStack = .live) throws(SelectionError) -> Selection {
         // The last entry for a mount point is the visible one (later mounts stack on top).
         var visible: [String: MountEntry] = [:]
         for entry in entries { visible[entry.mountPoint] = entry }
@@ -103,7 +117,7 @@ public enum FreezePlan {
             skipped[index].reason = "same filesystem as \(chosen[device]!.mountPoint)"
         }
 
-        let targets = order.enumerated()
+        var targets = order.enumerated()
             .map { (position: $0.offset, entry: chosen[$0.element]!) }
             .sorted { a, b in
                 let depthA = depth(a.entry.mountPoint)
@@ -113,6 +127,9 @@ public enum FreezePlan {
             }
             .map { FreezeTarget(mountPoint: $0.entry.mountPoint, fsType: $0.entry.fsType,
                                 source: $0.entry.source, device: $0.entry.device, mountID: $0.entry.id) }
+        for (index, wave) in storage.waves(for: targets).enumerated() { targets[index].wave = wave }
+        // By wave, keeping the path order within each (a stable sort).
+        targets = targets.enumerated().sorted { ($0.element.wave, $0.offset) < ($1.element.wave, $1.offset) }.map(\.element)
         return Selection(targets: targets, skipped: skipped)
     }
 

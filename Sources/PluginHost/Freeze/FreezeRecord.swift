@@ -1,25 +1,91 @@
 import Glibc
 import PluginHostSupport
-import PluginHostWire
+public import PluginHostWire
 
-/// What the freeze did, per filesystem and in all, as the report shows it.
+/// What the freeze did, per filesystem and in all, as the report shows it. Built from the
+/// freeze journal (`FreezeJournalRecord`), the one record of what each ioctl did.
 public struct FreezeRecord: Sendable, Codable, Equatable {
+    /// How a filesystem's FIFREEZE ended.
+    public enum FreezeOutcome: String, Sendable, Codable {
+        case frozen
+        /// Frozen by someone else before (EBUSY): left as it was.
+        case alreadyFrozen = "already-frozen"
+        case failed
+        case notAttempted = "not-attempted"
+        /// Its FIFREEZE had not returned when the report was made (its storage lies on a
+        /// frozen filesystem): it is thawed as soon as it returns.
+        case stuck
+    }
+
+    /// How a filesystem's FITHAW ended.
+    public enum ThawOutcome: String, Sendable, Codable {
+        case thawed
+        /// FITHAW said it was not frozen (someone else thawed it).
+        case wasNotFrozen = "was-not-frozen"
+        case failed
+        /// Someone else's freeze: not ours to thaw.
+        case notOurs = "not-ours"
+        /// Never frozen by us: nothing to thaw.
+        case notNeeded = "not-needed"
+        /// Frozen by us and not thawed yet.
+        case pending
+    }
+
     public struct Mount: Sendable, Codable, Equatable {
         public var mountPoint: String
         public var fsType: String
         public var device: String
-        /// "frozen", "already-frozen" (by someone else; left as it was), "failed", "not-attempted".
-        public var freeze: String
+        /// Its dependency wave (0 first).
+        public var wave: Int
+        public var freeze: FreezeOutcome
         public var freezeMs: Double?
-        /// "thawed", "was-not-frozen", "failed", "not-ours", "not-needed".
-        public var thaw: String
+        public var thaw: ThawOutcome
         public var thawMs: Double?
         /// When its FIFREEZE and FITHAW started, in ms since the operation started.
         public var freezeStartMs: Double?
         public var thawStartMs: Double?
         public var error: String?
 
-        var frozeByUs: Bool { freeze == "frozen" }
+        init(_ entry: FreezeJournalRecord.Mount, origin: UInt64) {
+            mountPoint = entry.mountPoint
+            fsType = entry.fsType
+            device = entry.device
+            wave = entry.wave
+            let outcome = Self.outcome(of: entry.state)
+            freeze = outcome.freeze
+            thaw = outcome.thaw
+            switch entry.state {
+            case .freezeFailed: error = SystemError("FIFREEZE", errno: entry.errno).description
+            case .thawFailed: error = SystemError("FITHAW", errno: entry.errno).description
+            default: error = nil
+            }
+            if entry.freezeStartNanoseconds != 0 {
+                freezeStartMs = Monotonic.milliseconds(from: origin, to: entry.freezeStartNanoseconds)
+                if entry.freezeEndNanoseconds != 0 {
+                    freezeMs = Monotonic.milliseconds(from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
+                }
+            }
+            if entry.thawStartNanoseconds != 0 {
+                thawStartMs = Monotonic.milliseconds(from: origin, to: entry.thawStartNanoseconds)
+                if entry.thawEndNanoseconds != 0 {
+                    thawMs = Monotonic.milliseconds(from: entry.thawStartNanoseconds, to: entry.thawEndNanoseconds)
+                }
+            }
+        }
+
+        /// A journal state as the report's pair of outcomes.
+        static func outcome(of state: MountFreezeState) -> (freeze: FreezeOutcome, thaw: ThawOutcome) {
+            switch state {
+            case .pending: (.notAttempted, .notNeeded)
+            case .freezing: (.stuck, .pending)
+            case .frozen, .thawing: (.frozen, .pending)
+            case .alreadyFrozen: (.alreadyFrozen, .notOurs)
+            case .freezeFailed: (.failed, .notNeeded)
+            case .thawed: (.frozen, .thawed)
+            case .wasNotFrozen: (.frozen, .wasNotFrozen)
+            case .thawFailed: (.frozen, .failed)
+            }
+        }
     }
 
     public enum ThawCause: String, Sendable, Codable {
@@ -28,12 +94,15 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
         case hostExited = "host-exited"
         /// The guard died or stopped answering; the host thawed.
         case guardLost = "guard-lost"
+        case recovery
 
         init(_ reason: ThawReason) {
             switch reason {
             case .command: self = .command
             case .deadline: self = .deadline
             case .hostExited: self = .hostExited
+            case .guardLost: self = .guardLost
+            case .recovery: self = .recovery
             }
         }
     }
@@ -41,7 +110,8 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
     public var mounts: [Mount]
     public var deadlineSeconds: Double
     public var guardPID: Int32?
-    /// From the start of the first FIFREEZE to the end of the last FITHAW.
+    /// From the start of the first FIFREEZE to the end of the last FITHAW, as the ioctls were
+    /// timed where they ran (nil while something is still frozen).
     public var windowMs: Double?
     /// When the window opened, in ms since the operation started.
     public var windowStartMs: Double?
@@ -49,79 +119,68 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
     public var ioctlMs: Double = 0
     public var thawCause: ThawCause?
 
-    /// Monotonic readings, kept for the window and the timeline; not in the JSON.
-    /// The operation's start, the origin of the `…StartMs` fields.
-    var origin: UInt64 = 0
+    /// Monotonic readings (not in the JSON): the first FIFREEZE's start and the first FITHAW's
+    /// start — a snapshot that ended after the latter was not taken inside the freeze.
     public internal(set) var firstFreezeNanoseconds: UInt64?
-    public internal(set) var lastThawNanoseconds: UInt64?
+    public internal(set) var firstThawNanoseconds: UInt64?
 
     private enum CodingKeys: String, CodingKey {
         case mounts, deadlineSeconds, guardPID, windowMs, windowStartMs, ioctlMs, thawCause
     }
 
-    init(targets: [FreezeTarget], deadlineSeconds: Double) {
-        mounts = targets.map {
-            Mount(mountPoint: $0.mountPoint, fsType: $0.fsType, device: $0.device,
-                  freeze: "not-attempted", thaw: "not-needed")
-        }
-        self.deadlineSeconds = deadlineSeconds
-    }
-
-    mutating func apply(freezes: [IoctlResult]) {
-        for (index, result) in freezes.enumerated() where index < mounts.count && result.attempted {
-            firstFreezeNanoseconds = min(firstFreezeNanoseconds ?? result.startNanoseconds, result.startNanoseconds)
-            ioctlMs += result.milliseconds
-            mounts[index].freezeMs = result.milliseconds
-            mounts[index].freezeStartMs = Monotonic.milliseconds(from: origin, to: result.startNanoseconds)
-            switch result.errno {
-            case 0:
-                mounts[index].freeze = "frozen"
-            case EBUSY:
-                mounts[index].freeze = "already-frozen"
-                mounts[index].thaw = "not-ours"
-            default:
-                mounts[index].freeze = "failed"
-                mounts[index].error = SystemError("FIFREEZE", errno: result.errno).description
+    /// The record of `journal`, with times relative to `origin` (CLOCK_MONOTONIC ns, the
+    /// operation's start).
+    public init(_ journal: FreezeJournalRecord, origin: UInt64) {
+        mounts = journal.mounts.map { Mount($0, origin: origin) }
+        deadlineSeconds = Double(journal.deadlineMilliseconds) / 1000
+        guardPID = journal.guardPID == 0 ? nil : journal.guardPID
+        thawCause = journal.thawCause.map(ThawCause.init)
+        var lastThaw: UInt64?
+        for entry in journal.mounts {
+            if entry.freezeStartNanoseconds != 0 {
+                firstFreezeNanoseconds = min(firstFreezeNanoseconds ?? .max, entry.freezeStartNanoseconds)
+                if entry.freezeEndNanoseconds >= entry.freezeStartNanoseconds {
+                    ioctlMs += Monotonic.milliseconds(from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
+                }
+            }
+            if entry.thawStartNanoseconds != 0 {
+                firstThawNanoseconds = min(firstThawNanoseconds ?? .max, entry.thawStartNanoseconds)
+                if entry.thawEndNanoseconds >= entry.thawStartNanoseconds {
+                    ioctlMs += Monotonic.milliseconds(from: entry.thawStartNanoseconds, to: entry.thawEndNanoseconds)
+                    lastThaw = max(lastThaw ?? 0, entry.thawEndNanoseconds)
+                }
             }
         }
-    }
-
-    mutating func apply(thaws: [IoctlResult], reason: ThawCause?) {
-        if let reason, thawCause == nil || reason == .guardLost { thawCause = reason }
-        for (index, result) in thaws.enumerated() where index < mounts.count && result.attempted {
-            lastThawNanoseconds = max(lastThawNanoseconds ?? result.endNanoseconds, result.endNanoseconds)
-            ioctlMs += result.milliseconds
-            mounts[index].thawMs = result.milliseconds
-            mounts[index].thawStartMs = Monotonic.milliseconds(from: origin, to: result.startNanoseconds)
-            switch result.errno {
-            case 0: mounts[index].thaw = "thawed"
-            case EINVAL: mounts[index].thaw = "was-not-frozen"
-            default:
-                mounts[index].thaw = "failed"
-                mounts[index].error = SystemError("FITHAW", errno: result.errno).description
-            }
-        }
-        if let first = firstFreezeNanoseconds, let last = lastThawNanoseconds {
-            windowMs = Monotonic.milliseconds(from: first, to: last)
+        if let first = firstFreezeNanoseconds {
             windowStartMs = Monotonic.milliseconds(from: origin, to: first)
+            // The window closes with the last thaw of what we froze (a freeze that failed at
+            // once closes with its own return).
+            if !journal.mayBeFrozenByUs {
+                let lastFreezeEnd = journal.mounts.map(\.freezeEndNanoseconds).max() ?? first
+                windowMs = Monotonic.milliseconds(from: first, to: max(lastThaw ?? 0, lastFreezeEnd))
+            }
         }
     }
 
+    /// The first failed FIFREEZE as an error.
     func freezeError() -> HostError? {
-        guard let failed = mounts.first(where: { $0.freeze == "failed" }) else { return nil }
+        guard let failed = mounts.first(where: { $0.freeze == .failed }) else { return nil }
         return HostError(.freezeFailed, "\(failed.mountPoint) (\(failed.fsType)): \(failed.error ?? "failed"); everything frozen before it was thawed",
                          step: "freeze")
     }
 
+    /// Every filesystem we froze and could not thaw, as an error.
     func thawError() -> HostError? {
-        let failed = mounts.filter { $0.thaw == "failed" }
+        let failed = mounts.filter { $0.thaw == .failed || $0.thaw == .pending }
         guard !failed.isEmpty else { return nil }
-        let names = failed.map { "\($0.mountPoint): \($0.error ?? "failed")" }.joined(separator: "; ")
+        let names = failed.map { mount in
+            "\(mount.mountPoint): \(mount.thaw == .pending ? (mount.freeze == .stuck ? "its FIFREEZE has not returned" : "not thawed") : mount.error ?? "failed")"
+        }.joined(separator: "; ")
         return HostError(.thawFailed, "could not thaw \(names)", step: "thaw")
     }
 
     /// True while anything this record froze has not been thawed.
     public var mayStillBeFrozen: Bool {
-        mounts.contains { $0.frozeByUs && $0.thaw != "thawed" && $0.thaw != "was-not-frozen" }
+        mounts.contains { $0.thaw == .pending || $0.thaw == .failed }
     }
 }

@@ -30,7 +30,7 @@ public enum SystemLog {
             "exit=\(report.exitStatus.rawValue)",
         ]
         if let freeze = report.freeze {
-            fields.append("frozen_mounts=\(freeze.mounts.filter { $0.freeze == "frozen" }.count)")
+            fields.append("frozen_mounts=\(freeze.mounts.filter { $0.freeze == .frozen }.count)")
             fields.append("freeze_window_ms=\(freeze.windowMs.map { formatMilliseconds($0) } ?? "none")")
             if let cause = freeze.thawCause { fields.append("thaw=\(cause.rawValue)") }
         } else {
@@ -96,8 +96,5 @@ public enum SystemLog {
         return "\(months[Int(local.tm_mon)]) \(day) \(two(local.tm_hour)):\(two(local.tm_min)):\(two(local.tm_sec))"
     }
 
-    private static func formatMilliseconds(_ value: Double) -> String {
-        let rounded = (value * 10).rounded() / 10
-        return rounded == rounded.rounded() ? String(Int(rounded)) : String(rounded)
-    }
+    private static func formatMilliseconds(_ value: Double) -> String { NumberText.decimal(value) }
 }

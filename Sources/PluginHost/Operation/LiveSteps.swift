@@ -18,12 +18,12 @@ final class LiveSteps: OperationSteps {
 
     private var freezeGuard: FreezeGuard?
     private var guardStartError: HostError?
+    private var flushError: HostError?
     private let plugins: PluginSet
 
     private(set) var scripts: [ScriptRun] = []
     private(set) var snapshotRecord: SnapshotRecord?
     private(set) var warnings: [String] = []
-    private var journalWritten = false
     private var freezeAttempted = false
 
     private(set) var freezeRecord: FreezeRecord?
@@ -53,7 +53,7 @@ final class LiveSteps: OperationSteps {
         if preflight.fsFreezeEnabled, !request.mode.agentFreezes, let targets = preflight.freezeSelection?.targets, !targets.isEmpty {
             do {
                 freezeGuard = try FreezeGuard(executable: request.executable, targets: targets,
-                                              deadlineSeconds: preflight.maxFrozenSeconds,
+                                              deadlineSeconds: preflight.maxFrozenSeconds, operationID: operationID,
                                               journalPath: request.paths.journalFile, lock: lock, operationStart: start)
             } catch {
                 guardStartError = error
@@ -65,16 +65,18 @@ final class LiveSteps: OperationSteps {
     }
 
     /// After the sequence: let the guard go (it exits once its socket closes) and remove the
-    /// journal if nothing is frozen.
+    /// journal unless something may still be frozen (then the next invocation, or `recover`,
+    /// finds it).
     func finish() {
         plugins.shutDown()
         pluginRecords = plugins.records
-        if freezeAttempted { freezeRecord = freezeGuard?.record }
-        freezeGuard = nil
-        if journalWritten, freezeRecord?.mayStillBeFrozen != true {
-            unlink(request.paths.journalFile)
-            journalWritten = false
-        }
+        guard let freezeGuard else { return }
+        _ = freezeGuard.thaw()  // nothing to do unless a path above forgot it
+        let record = freezeGuard.record
+        if freezeAttempted { freezeRecord = record }
+        let journal = freezeGuard.journalPath
+        self.freezeGuard = nil
+        if !record.mayStillBeFrozen { unlink(journal) }
     }
 
     // MARK: - Scripts
@@ -127,6 +129,20 @@ final class LiveSteps: OperationSteps {
         guard preflight.fsFreezeEnabled, let targets = preflight.freezeSelection?.targets, !targets.isEmpty else {
             return .skipped("nothing to freeze")
         }
+        if let freezeGuard {
+            // In the guard's threads, concurrently: a syncfs stuck behind a frozen filesystem
+            // holds one of them, never the host.
+            lock.setPhase("flush")
+            switch freezeGuard.flush(within: preflight.maxFrozenSeconds, interrupt: interrupt?.descriptor) {
+            case .flushed: return .succeeded
+            case .failed(let error):
+                flushError = error
+                return .failed(error, attempted: false)
+            case .interrupted: return .interrupted(interruptError(during: "flush"))
+            }
+        }
+        if guardStartError != nil { return .skipped("no freeze guard") }
+        // An agent freezes (hooks): flush here for it.
         for target in targets {
             let fd = open(target.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
             if fd < 0 || ph_syncfs(fd) != 0 {
@@ -165,36 +181,43 @@ final class LiveSteps: OperationSteps {
         }
         if let guardStartError { return .failed(guardStartError, attempted: false) }
         guard let freezeGuard else { return .skipped("nothing to freeze") }
-        let journal = FreezeJournal(operationID: operationID, hostPID: getpid(), guardPID: freezeGuard.pid, state: .frozen,
-                                    mounts: freezeGuard.targets, frozenAt: isoTimestamp(),
-                                    deadlineSeconds: freezeGuard.deadlineSeconds, thawedAt: nil)
-        do {
-            try journal.write(to: request.paths.journalFile)
-            journalWritten = true
-        } catch {
-            return .failed(HostError(.freezeFailed, "cannot write the freeze journal: \(error)", step: "freeze"), attempted: false)
+        // A flush that did not return means a FIFREEZE would not either: do not start one.
+        if flushError != nil {
+            return .failed(HostError(.freezeFailed, "not attempted: the flush before it did not finish", step: "freeze"), attempted: false)
         }
         freezeAttempted = true
-        lock.setPhase("frozen")  // the last write before the freeze
+        lock.setPhase("frozen")  // the last write before the freeze (the journal is a mapping)
         logger.info("freezing", metadata: ["mounts": "\(freezeGuard.targets.map(\.mountPoint))"])
         logOutput?.hold()
-        if let error = freezeGuard.freeze() {
+        switch freezeGuard.freeze(interrupt: interrupt?.descriptor) {
+        case .frozen:
+            return .succeeded
+        case .failed(let error):
+            // The guard (or the host) has thawed what was frozen, unless a FIFREEZE never returned.
             logOutput?.release()
-            return .failed(error, attempted: false)  // the guard has already thawed what it froze
+            if !freezeGuard.record.mayStillBeFrozen { lock.setPhase("freeze-failed") }
+            return .failed(error, attempted: false)
+        case .interrupted:
+            logOutput?.release()
+            if !freezeGuard.record.mayStillBeFrozen { lock.setPhase("thawed") }
+            return .interrupted(interruptError(during: "freeze"))
         }
-        return .succeeded
     }
 
     func thaw() -> StepResult {
         guard let freezeGuard else { return .succeeded }
         let error = freezeGuard.thaw()
         logOutput?.release()
-        if !freezeGuard.record.mayStillBeFrozen { lock.setPhase("thawed") }
+        let record = freezeGuard.record
+        if !record.mayStillBeFrozen { lock.setPhase("thawed") }
         if let error { return .failed(error, attempted: true) }
-        if let cause = freezeGuard.record.thawCause, cause != .command {
+        if let cause = record.thawCause, cause != .command {
             warnings.append("the filesystems were thawed by \(cause.rawValue), not on command")
         }
-        logger.info("thawed", metadata: ["windowMs": "\(freezeGuard.record.windowMs ?? 0)"])
+        for mount in record.mounts where mount.thaw == .wasNotFrozen {
+            warnings.append("\(mount.mountPoint) was no longer frozen at the thaw: something else thawed it while the snapshot was taken")
+        }
+        logger.info("thawed", metadata: ["windowMs": "\(record.windowMs ?? 0)"])
         return .succeeded
     }
 
@@ -218,24 +241,26 @@ final class LiveSteps: OperationSteps {
             record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
             snapshotRecord = record
         }
-        let mounts = (agentFreezes ? preflight.freezeSelection?.targets : freezeGuard?.targets)?.map(\.mountPoint) ?? []
+        // Only a guard that holds the freeze counts: a failed freeze leaves nothing to watch.
+        let frozenBy = freezeGuard?.isFrozen == true ? freezeGuard : nil
+        let mounts = (agentFreezes ? preflight.freezeSelection?.targets : frozenBy?.targets)?.map(\.mountPoint) ?? []
         let since = isoTimestamp()
         // A hook's agent may never thaw (qemu-ga calls no thaw hook when it froze nothing): its
         // quiesce is held only as long as the hook hold limit.
         let waitSeconds = agentFreezes ? preflight.hookHoldLimitSeconds : preflight.maxFrozenSeconds
         channel.notify(.notice(FreezeNotice(
-            state: agentFreezes ? "quiesced" : (freezeGuard == nil ? "quiesced" : "frozen"),
+            state: frozenBy == nil ? "quiesced" : "frozen",
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
             deadlineSeconds: waitSeconds, errors: errors, warnings: warnings,
             thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
                                       : "pluginhost thaw --operation \(operationID)",
             group: group?.record)))
-        // The guard's own deadline comes first when there is a guard; otherwise this one.
-        let limit = begin + UInt64((waitSeconds + (freezeGuard == nil ? 0 : 5)) * 1e9)
+        // The guard thaws at its deadline; the host enforces it too, a little later.
+        let limit = frozenBy?.hostDeadline ?? begin + UInt64(waitSeconds * 1e9)
         while true {
             var fds = [pollfd(fd: channel.listenDescriptor, events: Int16(POLLIN), revents: 0)]
             if let interrupt { fds.append(pollfd(fd: interrupt.descriptor, events: Int16(POLLIN), revents: 0)) }
-            if let freezeGuard { fds.append(pollfd(fd: freezeGuard.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
+            if let frozenBy { fds.append(pollfd(fd: frozenBy.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
             if let group { fds.append(pollfd(fd: group.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: limit))
             if let group, fds.contains(where: { $0.fd == group.eventDescriptor && $0.revents != 0 }), let error = group.collectBreak() {
@@ -245,32 +270,63 @@ final class LiveSteps: OperationSteps {
                 record.outcome = "interrupted by a signal before \(who) called thaw"
                 return .interrupted(interruptError(during: "wait for the thaw"))
             }
-            if let freezeGuard, fds.contains(where: { $0.fd == freezeGuard.eventDescriptor && $0.revents != 0 }),
-               let cause = freezeGuard.collectUnpromptedThaw() {
-                let why = cause == .deadline ? "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s: the guard thawed at its deadline"
-                                             : "the freeze guard exited; the host thawed"
-                record.outcome = why
-                return .failed(HostError(cause == .deadline ? .freezeDeadlineExpired : .freezeFailed,
-                                         "\(why); the plugins were resumed and the post-script ran; a snapshot taken now is not consistent",
-                                         step: "snapshot"), attempted: true)
+            if let frozenBy, fds.contains(where: { $0.fd == frozenBy.eventDescriptor && $0.revents != 0 }),
+               let cause = frozenBy.collectUnpromptedThaw() {
+                let error = unpromptedThawError(cause, during: "the wait for the thaw")
+                record.outcome = error.message
+                return .failed(error, attempted: true)
             }
-            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: { sessionStatus(phase: agentFreezes ? "quiesced" : "frozen", since: since, mounts: mounts, deadlineSeconds: waitSeconds) }) {
+            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: {
+                sessionStatus(phase: frozenBy == nil ? "quiesced" : "frozen", since: since, mounts: mounts, deadlineSeconds: waitSeconds)
+            }) {
+                // The caller's snapshot counts only if no filesystem was thawed before it said so.
+                if let frozenBy, let thawed = frozenBy.firstThawStart, thawed <= Monotonic.now() {
+                    let error = unpromptedThawError(frozenBy.collectUnpromptedThaw() ?? .deadline, during: "the wait for the thaw")
+                    record.outcome = error.message
+                    return .failed(error, attempted: true)
+                }
                 record.outcome = thaw.snapshotTaken ? "\(who) called thaw: snapshot taken" : "\(who) reported that its snapshot failed"
                 return thaw.snapshotTaken ? .succeeded
                     : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
             }
-            if agentFreezes, Monotonic.now() >= limit {
+            guard Monotonic.now() >= limit else { continue }
+            if let frozenBy {
+                let error = unpromptedThawError(frozenBy.enforceDeadline(), during: "the wait for the thaw", missedDeadline: true)
+                record.outcome = error.message
+                return .failed(error, attempted: true)
+            }
+            if agentFreezes {
                 record.outcome = "no thaw from \(who) within the hook hold limit (\(formatSeconds(waitSeconds)) s)"
                 return .failed(HostError(.hookHoldLimitExpired,
                                          "\(who) sent no thaw within the hook hold limit of \(formatSeconds(waitSeconds)) s; the quiesce was released: the plugins were resumed and the post-script ran; a snapshot taken after that is not application-consistent",
                                          step: "snapshot"), attempted: true)
             }
-            if Monotonic.now() >= limit {
-                record.outcome = "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s"
-                return .failed(HostError(.freezeDeadlineExpired,
-                                         "no thaw came within \(formatSeconds(preflight.maxFrozenSeconds)) s; the plugins were resumed and the post-script ran",
-                                         step: "snapshot"), attempted: true)
-            }
+            record.outcome = "no thaw came within \(formatSeconds(waitSeconds)) s"
+            return .failed(HostError(.freezeDeadlineExpired,
+                                     "no thaw came within \(formatSeconds(waitSeconds)) s; the plugins were resumed and the post-script ran",
+                                     step: "snapshot"), attempted: true)
+        }
+    }
+
+    /// The filesystems were thawed before the snapshot was done: by the guard at its deadline,
+    /// or by the host because the guard died or missed its deadline. The snapshot is not usable.
+    private func unpromptedThawError(_ cause: FreezeRecord.ThawCause, during what: String, missedDeadline: Bool = false) -> HostError {
+        let deadline = formatSeconds(preflight.maxFrozenSeconds)
+        switch cause {
+        case .deadline, .command, .recovery:
+            return HostError(.freezeDeadlineExpired,
+                             "the freeze guard thawed at its deadline (\(deadline) s) during \(what); a snapshot not taken wholly inside the freeze is not consistent",
+                             step: "snapshot")
+        case .guardLost where missedDeadline:
+            return HostError(.freezeDeadlineExpired,
+                             "the freeze guard did not thaw at its \(deadline) s deadline (stopped?) during \(what); the host killed it and thawed; the snapshot is not consistent",
+                             step: "snapshot")
+        case .guardLost:
+            return HostError(.freezeFailed, "the freeze guard died during \(what); the host thawed; the snapshot is not consistent",
+                             step: "snapshot")
+        case .hostExited:
+            return HostError(.freezeFailed, "the freeze guard thawed during \(what) because it lost its host; the snapshot is not consistent",
+                             step: "snapshot")
         }
     }
 
@@ -300,24 +356,39 @@ final class LiveSteps: OperationSteps {
             record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
             return .failed(HostError(.snapshotCommandFailed, "cannot start \(executable): \(error)", step: "snapshot"), attempted: false)
         }
+        // Only a guard that holds the freeze counts: a failed freeze leaves nothing to watch.
+        let frozenBy = freezeGuard?.isFrozen == true ? freezeGuard : nil
         var watched: [Int32] = []
         if let interrupt { watched.append(interrupt.descriptor) }
-        if let freezeGuard, preflight.fsFreezeEnabled { watched.append(freezeGuard.eventDescriptor) }
+        if let frozenBy { watched.append(frozenBy.eventDescriptor) }
         if let group { watched.append(group.eventDescriptor) }
-        // Without a freeze, the command still gets the freeze deadline as its limit.
-        let limit = begin + UInt64(preflight.maxFrozenSeconds * 1e9)
+        // The guard thaws at its deadline and the host enforces it too, a little later; without
+        // a freeze, the command still gets the freeze deadline as its limit.
+        let limit = frozenBy?.hostDeadline ?? begin + UInt64(preflight.maxFrozenSeconds * 1e9)
 
         var result: StepResult
         waiting: while true {
-            switch child.wait(until: freezeGuard == nil ? limit : nil, watching: watched) {
+            switch child.wait(until: limit, watching: watched) {
             case .exited(let termination):
+                let end = Monotonic.now()
                 record.termination = termination
+                if let frozenBy, let thawed = frozenBy.firstThawStart, thawed <= end {
+                    // Thawed before the command was seen to end: not wholly inside the freeze.
+                    let cause = frozenBy.collectUnpromptedThaw() ?? frozenBy.record.thawCause ?? .deadline
+                    result = .failed(unpromptedThawError(cause, during: "\(executable)"), attempted: true)
+                    break waiting
+                }
                 result = termination == .exited(0)
                     ? .succeeded
                     : .failed(HostError(.snapshotCommandFailed, "\(executable) \(termination)", step: "snapshot"), attempted: true)
                 break waiting
             case .deadlineReached:
                 record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "timed out")
+                if let frozenBy {
+                    // The guard missed its deadline (stopped?): the host killed it and thawed.
+                    result = .failed(unpromptedThawError(frozenBy.enforceDeadline(), during: "\(executable)", missedDeadline: true), attempted: true)
+                    break waiting
+                }
                 result = .failed(HostError(.snapshotCommandFailed, "\(executable) did not finish within \(preflight.maxFrozenSeconds) s",
                                            step: "snapshot"), attempted: true)
                 break waiting
@@ -333,14 +404,9 @@ final class LiveSteps: OperationSteps {
                 break waiting
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
-                guard let cause = freezeGuard?.collectUnpromptedThaw() else { continue waiting }
+                guard let cause = frozenBy?.collectUnpromptedThaw() else { continue waiting }
                 record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "the freeze ended under it")
-                let error = cause == .deadline
-                    ? HostError(.freezeDeadlineExpired, "the freeze guard thawed after \(preflight.maxFrozenSeconds) s while \(executable) was still running; the snapshot is not usable",
-                                step: "snapshot")
-                    : HostError(.freezeFailed, "the freeze guard exited while \(executable) was running; the host thawed; the snapshot is not usable",
-                                step: "snapshot")
-                result = .failed(error, attempted: true)
+                result = .failed(unpromptedThawError(cause, during: "\(executable)"), attempted: true)
                 break waiting
             }
         }

@@ -67,12 +67,14 @@ public final class Operation {
             logger.warning("recovered a previous operation", metadata: ["summary": "\(recovered.summary)"])
             report.warnings.append("recovered: \(recovered.summary)")
             if !recovered.complete {
-                report.errors.append(HostError(.thawFailed, "a previous operation left filesystems frozen that cannot be thawed: \(recovered.summary)",
-                                               step: "checks"))
+                let what = recovered.journal == nil ? "a previous operation's freeze journal cannot be read, so what it froze is unknown"
+                                                    : "a previous operation left filesystems frozen that cannot be thawed"
+                report.errors.append(HostError(.thawFailed, "\(what): \(recovered.summary)", step: "checks"))
                 return finish(.mayBeFrozen)
             }
         }
 
+        TestStop.at("checks")
         let checksStart = Monotonic.now()
         let preflight = Preflight.run(request)
         report.steps.append(StepRecord(name: "checks", startMs: Monotonic.milliseconds(from: start, to: checksStart),

@@ -206,6 +206,7 @@ public struct OperationSequence {
 
     /// Runs a step and keeps its record and error.
     private mutating func record(_ name: String, _ act: (any OperationSteps) -> StepResult) -> StepResult {
+        TestStop.at(name)
         let begin = Monotonic.now()
         let result = act(steps)
         let end = Monotonic.now()

@@ -17,7 +17,11 @@ public struct StatePaths: Sendable, Equatable {
     }
 
     public var lockFile: String { runDirectory + "/lock" }
-    public var journalFile: String { runDirectory + "/journal.json" }
+    /// The freeze journal (`FreezeJournal`).
+    public var journalFile: String { runDirectory + "/freeze-journal" }
+    /// Where versions before the binary journal kept theirs (JSON): found there, it is kept
+    /// aside and reported like any journal that cannot be read.
+    public var legacyJournalFile: String { runDirectory + "/journal.json" }
     /// The two-phase session's socket (root only).
     public var sessionSocket: String { runDirectory + "/session.sock" }
     public var lastReportFile: String { stateDirectory + "/last-report.json" }

@@ -58,9 +58,10 @@ public struct Timeline: Sendable, Equatable {
                     let start = step.name == "freeze" ? mount.freezeStartMs : mount.thawStartMs
                     let duration = step.name == "freeze" ? mount.freezeMs : mount.thawMs
                     if let start, let duration {
-                        let outcome = step.name == "freeze" ? mount.freeze : mount.thaw
+                        let outcome = step.name == "freeze" ? mount.freeze.rawValue : mount.thaw.rawValue
+                        let failed = step.name == "freeze" ? mount.freeze == .failed || mount.freeze == .stuck : mount.thaw == .failed
                         bars.append(Bar(label: "  \(mount.mountPoint)", startMs: start, durationMs: duration, kind: .mount,
-                                        outcome: outcome, failed: outcome == "failed"))
+                                        outcome: outcome, failed: failed))
                     }
                 }
             default:

@@ -27,6 +27,24 @@ public enum Monotonic {
 public func isoTimestamp() -> String {
     var time = timespec()
     clock_gettime(CLOCK_REALTIME, &time)
+    return isoTimestamp(time)
+}
+
+/// A CLOCK_REALTIME reading in nanoseconds as `isoTimestamp()` writes it.
+public func isoTimestamp(epochNanoseconds: UInt64) -> String {
+    isoTimestamp(timespec(tv_sec: Int(epochNanoseconds / 1_000_000_000), tv_nsec: Int(epochNanoseconds % 1_000_000_000)))
+}
+
+/// The wall-clock time when a CLOCK_MONOTONIC reading was taken, in ns since the epoch.
+public func epochNanoseconds(monotonic: UInt64) -> UInt64 {
+    var time = timespec()
+    clock_gettime(CLOCK_REALTIME, &time)
+    let now = UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+    let elapsed = Monotonic.now() &- monotonic
+    return elapsed < now ? now - elapsed : 0
+}
+
+private func isoTimestamp(_ time: timespec) -> String {
     var seconds = time.tv_sec
     var parts = tm()
     gmtime_r(&seconds, &parts)

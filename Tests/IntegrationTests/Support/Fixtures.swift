@@ -1,7 +1,8 @@
 import Glibc
 import PluginHost
-import Testing
 import PluginHostSupport
+import PluginHostWire
+import Testing
 
 /// Integration tests need root: they make loop filesystems and freeze them for real.
 let isRoot = geteuid() == 0
@@ -67,9 +68,10 @@ final class LoopFilesystem {
     let mountPoint: String
     let type: String
 
-    init(in scratch: Scratch, name: String = "fs", type: String = "ext4", sizeMB: Int = 64, mountPoint: String? = nil) throws {
+    init(in scratch: Scratch, name: String = "fs", type: String = "ext4", sizeMB: Int = 64, imageDirectory: String? = nil,
+         mountPoint: String? = nil) throws {
         self.type = type
-        image = "\(scratch.path)/\(name).img"
+        image = "\(imageDirectory ?? scratch.path)/\(name).img"
         self.mountPoint = mountPoint ?? scratch.mkdir(name)
         Glibc.mkdir(self.mountPoint, 0o755)
         let mkfs = type == "xfs" ? "mkfs.xfs -q -f" : "mkfs.ext4 -q -F"
@@ -77,7 +79,14 @@ final class LoopFilesystem {
         guard status == 0 else { throw FixtureError("cannot make a loop \(type) filesystem at \(self.mountPoint)") }
     }
 
-    deinit {
+    deinit { unmount() }
+
+    private var mounted = true
+
+    /// Thaws and unmounts (once).
+    func unmount() {
+        guard mounted else { return }
+        mounted = false
         // Thaw first: unmounting a frozen filesystem would hang.
         sh("fsfreeze -u '\(mountPoint)' 2>/dev/null; umount '\(mountPoint)' 2>/dev/null || umount -l '\(mountPoint)'")
     }
@@ -169,7 +178,21 @@ final class HostSandbox {
         return false
     }
 
-    var journal: FreezeJournal? { FreezeJournal.read(from: runDirectory + "/journal.json") }
+    /// The freeze journal, when there is one that decodes.
+    var journal: FreezeJournalRecord? {
+        if case .record(let record) = FreezeJournal.read(at: paths.journalFile) { return record }
+        return nil
+    }
+
+    /// Polls the journal (as `status` would) until `condition` holds; nil after `timeoutSeconds`.
+    func waitForJournal(timeoutSeconds: Double = 30, _ condition: (FreezeJournalRecord) -> Bool) -> FreezeJournalRecord? {
+        let limit = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
+        while Monotonic.now() < limit {
+            if let journal, condition(journal) { return journal }
+            usleep(5_000)
+        }
+        return nil
+    }
 
     /// A snapshot command that marks (outside the frozen filesystems) that it runs — so the
     /// filesystems are frozen — and then holds for `seconds`.
@@ -178,7 +201,7 @@ final class HostSandbox {
     }
 
     /// Waits until a `holdWhileFrozen` snapshot command runs, and returns the journal.
-    func waitUntilFrozen(timeoutSeconds: Double = 20) -> FreezeJournal? {
+    func waitUntilFrozen(timeoutSeconds: Double = 20) -> FreezeJournalRecord? {
         let limit = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
         while Monotonic.now() < limit {
             if scratch.exists("frozen.marker"), let journal { return journal }
@@ -205,6 +228,42 @@ final class RunningHost {
         case .signalled(let signal): status = 128 + signal
         }
         return Invocation(status: status, stdout: process.stdoutTail.text, stderr: process.stderrTail.text)
+    }
+}
+
+/// Two ext4 filesystems where one's storage lies on the other, as in issue 10's deadlock: `lower`
+/// on a loop image, `upper` on a loop image FILE INSIDE `lower`, mounted at a shallower path
+/// (so that ordering by path depth alone would freeze `lower` first). A watchdog process thaws
+/// `lower` after `watchdogSeconds` whatever happens (a test that hangs must not leave the
+/// machine with a frozen filesystem); teardown kills it, thaws and unmounts upper, then lower.
+final class StackedFilesystems {
+    let lower: LoopFilesystem
+    let upper: LoopFilesystem
+    private let watchdog: ChildProcess?
+
+    init(in scratch: Scratch, watchdogSeconds: Int = 120) throws {
+        let deep = scratch.mkdir("deep")
+        _ = scratch.mkdir("deep/er")
+        lower = try LoopFilesystem(in: scratch, name: "lower", sizeMB: 400, mountPoint: deep + "/er/lower")
+        guard sh("mkdir -p '\(lower.mountPoint)/images'") == 0 else { throw FixtureError("mkdir in lower") }
+        upper = try LoopFilesystem(in: scratch, name: "upper", sizeMB: 200, imageDirectory: lower.mountPoint + "/images",
+                                   mountPoint: scratch.path + "/upper")
+        watchdog = try? ChildProcess(spawning: Command(executable: "/bin/sh",
+                                                       arguments: ["-c", "sleep \(watchdogSeconds); fsfreeze -u '\(upper.mountPoint)'; fsfreeze -u '\(lower.mountPoint)'"],
+                                                       environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]),
+                                     outlivesHost: true)
+    }
+
+    /// Dirty data on `upper` (written, not synced): its FIFREEZE must write it into `lower`.
+    func dirtyUpper(megabytes: Int = 64, name: String = "dirty") {
+        sh("dd if=/dev/urandom of='\(upper.mountPoint)/\(name)' bs=1M count=\(megabytes) status=none")
+    }
+
+    deinit {
+        watchdog?.signalGroup(SIGKILL)
+        sh("fsfreeze -u '\(lower.mountPoint)' 2>/dev/null")
+        upper.unmount()
+        lower.unmount()
     }
 }
 
