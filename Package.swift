@@ -53,6 +53,11 @@ let package = Package(
         // The plugin worker's runtime: the only code that calls dlopen/dlsym, checks a plugin's
         // descriptor against the ABI and touches libffi.
         .target(name: "PluginHostWorker", dependencies: ["PluginABI", "CFFICall", "PluginHostSupport", "PluginHostWire"]),
+        // TLS for the group process's etcd connections: the system's OpenSSL (libssl-dev).
+        .target(name: "CPluginHostTLS", linkerSettings: [.linkedLibrary("ssl"), .linkedLibrary("crypto")]),
+        // The group process's runtime: the only code that talks to etcd (its JSON gateway, over
+        // HTTP/1.1 or TLS), so that the host stays single-threaded and fork-safe.
+        .target(name: "PluginHostGroup", dependencies: ["CPluginHostShim", "CPluginHostTLS", "PluginHostSupport", "PluginHostWire"]),
         // The engine: checks, the operation sequence, the freeze guard's and workers' handles,
         // reports. It never prints, exits, loads a plugin or rewires stdio.
         .target(
@@ -75,6 +80,7 @@ let package = Package(
                 "PluginHostGuard",
                 "PluginHostWorker",
                 "PluginHostSession",
+                "PluginHostGroup",
                 "PluginHostSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -125,6 +131,6 @@ let package = Package(
     ]
 )
 
-for target in package.targets where target.type != .system && !["CPluginHostShim", "PluginABI", "CFFICall"].contains(target.name) {
+for target in package.targets where target.type != .system && !["CPluginHostShim", "CPluginHostTLS", "PluginABI", "CFFICall"].contains(target.name) {
     target.swiftSettings = (target.swiftSettings ?? []) + strict
 }

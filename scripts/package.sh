@@ -118,7 +118,7 @@ for package in $packages; do
     [ "$package" = libc6 ] && entry="libc6 (>= $glibc)"
     depends=${depends:+$depends, }$entry
 done
-for required in libc6 libmariadb3 libpq5 libffi8; do
+for required in libc6 libmariadb3 libpq5 libffi8 libssl3; do
     echo "$packages" | grep -qx "$required" || { echo "expected a dependency on $required, found: $packages" >&2; exit 1; }
 done
 size=$(du -sk --exclude=DEBIAN "$ROOT" | cut -f1)

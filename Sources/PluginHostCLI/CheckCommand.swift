@@ -2,6 +2,7 @@ import ArgumentParser
 import Logging
 import PluginHost
 import PluginHostSupport
+import PluginHostWire
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -11,15 +12,36 @@ struct CheckCommand: ParsableCommand {
     )
 
     @OptionGroup var plan: PlanOptions
+    @OptionGroup var group: GroupOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
         _ = bootstrapLogging(verbose: output.verbose)
-        let preflight = Preflight.run(plan.request())
+        var request = plan.request()
+        request.group = group.fields
+        let preflight = Preflight.run(request)
         let plugins = PluginInventory.check(preflight.plugins,
                                             freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [],
                                             executable: currentExecutable(), logger: Logger(label: "pluginhost"))
-        let result = CheckResult(preflight, plugins: plugins)
+        var result = CheckResult(preflight, plugins: plugins)
+        if let settings = preflight.group {
+            // The group's etcd, reached as an operation would (TLS included), without joining.
+            let answer = GroupStatus.ask(settings.processArguments + ["--query", settings.name])
+            var check = CheckResult.GroupCheck(name: settings.name, member: settings.member, members: settings.members,
+                                               etcd: settings.endpoints.map(\.description), reachable: false)
+            if case .string(let message)? = answer?["error"] {
+                check.message = message
+            } else if case .bool(let active)? = answer?["active"] {
+                check.reachable = true
+                if active, case .string(let operation)? = answer?["operationID"] { check.runningOperation = operation }
+            } else {
+                check.message = "the group process gave no answer"
+            }
+            if !check.reachable {
+                result.problems.append(HostError(.groupCoordinatorUnreachable, "group \(settings.name): etcd: \(check.message ?? "")", step: "checks"))
+            }
+            result.group = check
+        }
         if output.json {
             try printJSON(result)
         } else {
@@ -43,6 +65,19 @@ struct CheckResult: Encodable {
     var plugins: [PluginRecord]
     var problems: [HostError]
     var warnings: [String]
+    var group: GroupCheck?
+
+    /// The consistency group: whether its etcd answers, and whether an operation of it runs.
+    struct GroupCheck: Encodable {
+        var name: String
+        var member: String
+        var members: Int
+        var etcd: [String]
+        var reachable: Bool
+        var runningOperation: String?
+        var message: String?
+    }
+
     var kernel = Kernel()
 
     /// The kernel interfaces in use, and the fallbacks where the kernel lacks one.
@@ -131,6 +166,11 @@ struct CheckResult: Encodable {
             return ["  " + record.name, record.version ?? "-", "order \(record.order.map(String.init) ?? "-")",
                     record.refusal.map { "refused: \($0)" } ?? check.map { $0.outcome == .ok ? "check ok \(details)" : "check \($0.outcome.rawValue): \($0.message ?? "")" } ?? record.state.rawValue]
         }).render()
+        if let group {
+            out += "\nGroup \(group.name): member \(group.member) of \(group.members), etcd \(group.etcd.joined(separator: ","))"
+            out += group.reachable ? ": reachable, " + (group.runningOperation.map { "operation \($0) running" } ?? "idle") + "\n"
+                                   : ": NOT reachable: \(group.message ?? "")\n"
+        }
         if !warnings.isEmpty { out += "\nWarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
         out += problems.isEmpty ? "\nNo problems found.\n"
             : "\n\(problems.count) problem\(problems.count == 1 ? "" : "s"):\n" + problems.map { "  \($0.code.rawValue): \($0.message)\n" }.joined()

@@ -16,7 +16,7 @@ struct PluginHostCommand: ParsableCommand {
         version: BuildInfo.versionLine,
         subcommands: [RunCommand.self, FreezeCommand.self, ThawCommand.self, HookCommand.self, CheckCommand.self,
                       ListCommand.self, StatusCommand.self, HistoryCommand.self, RecoverCommand.self, PluginCommand.self,
-                      GuardCommand.self, WorkerCommand.self, SessionCommand.self, DocsCommand.self]
+                      GuardCommand.self, WorkerCommand.self, SessionCommand.self, GroupCommand.self, DocsCommand.self]
     )
 
     /// Parses and runs; maps argument errors to the documented exit status for invalid use.

@@ -45,6 +45,14 @@ enum ReportText {
             }
         }
 
+        if let group = report.group {
+            out += "\nGroup \(group.name) (operation \(group.operationID ?? "-"), member \(group.member) of \(group.members)): \(group.outcome)"
+                + (group.consistency.map { ", consistency \($0.rawValue)" } ?? "") + "\n"
+            if let brokenBy = group.brokenBy { out += "  \(brokenBy)\n" }
+            out += TextTable(rows: group.barriers.map { ["  all " + $0.stage, formatMs($0.startMs), "waited " + formatMs($0.waitMs), $0.outcome.rawValue] }
+                             + group.memberStates.map { ["  " + $0.member, $0.host, $0.state, $0.consistency] }).render()
+        }
+
         if let snapshot = report.snapshot {
             out += "\nSnapshot: \(snapshot.command.joined(separator: " "))\n"
             out += "  \(snapshot.termination?.description ?? snapshot.outcome ?? "not finished"), \(formatMs(snapshot.durationMs))\n"

@@ -13,6 +13,7 @@ struct RunCommand: ParsableCommand {
     )
 
     @OptionGroup var plan: PlanOptions
+    @OptionGroup var group: GroupOptions
     @OptionGroup var output: OutputOptions
 
     @Argument(parsing: .postTerminator, help: ArgumentHelp("The snapshot command and its arguments, after --.", valueName: "snapshot-command"))
@@ -31,7 +32,9 @@ struct RunCommand: ParsableCommand {
         try requireRoot("run")
         let logOutput = bootstrapLogging(verbose: output.verbose)
         let interrupt = try? InterruptSignal.install()
-        let operation = Operation(request: plan.request(snapshotCommand: snapshotCommand),
+        var request = plan.request(snapshotCommand: snapshotCommand)
+        request.group = group.fields
+        let operation = Operation(request: request,
                                   logger: Logger(label: "pluginhost"), interrupt: interrupt, logOutput: logOutput)
         let report = operation.run()
         logOutput.release()

@@ -53,13 +53,32 @@ struct StatusCommand: ParsableCommand {
                 throw ExitCode(ExitStatus.invalid.rawValue)
             }
         }
+        // A running member of a consistency group: the group as etcd holds it now.
+        let group = status.operationID.flatMap { id in status.pid == nil ? nil : GroupStatus.query(paths: paths, operationID: id) }
         if output.json {
-            try printJSON(status)
+            try printJSON(StatusDocument(host: status, group: group))
         } else if timeline {
             FileHandleOutput.standardOutput.write(status.lastReport.map { Timeline($0).text() } ?? "No report yet.\n")
         } else {
-            FileHandleOutput.standardOutput.write(status.text)
+            // The group right after the first line (what the machine is doing).
+            var lines = status.text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+            if let group { lines.insert(group.text.hasSuffix("\n") ? String(group.text.dropLast()) : group.text, at: 1) }
+            FileHandleOutput.standardOutput.write(lines.joined(separator: "\n"))
         }
+    }
+}
+
+/// `status --json`: the machine's status, and the group's when the running operation is in one.
+struct StatusDocument: Encodable {
+    var host: HostStatus
+    var group: GroupStatus?
+
+    private enum Key: String, CodingKey { case group }
+
+    func encode(to encoder: any Encoder) throws {
+        try host.encode(to: encoder)
+        var container = encoder.container(keyedBy: Key.self)
+        try container.encodeIfPresent(group, forKey: .group)
     }
 }
 

@@ -19,11 +19,12 @@ struct FreezeCommand: ParsableCommand {
     )
 
     @OptionGroup var plan: PlanOptions
+    @OptionGroup var group: GroupOptions
     @OptionGroup var output: OutputOptions
 
     func run() throws {
         try requireRoot("freeze")
-        let envelope = SessionClient.start(executable: currentExecutable(), arguments: ["--mode", "freeze"] + plan.arguments,
+        let envelope = SessionClient.start(executable: currentExecutable(), arguments: ["--mode", "freeze"] + plan.arguments + group.arguments,
                                            environment: sessionEnvironment(verbose: output.verbose))
         throw ExitCode(SessionOutput.print(envelope, json: output.json, agentFreezes: false))
     }
@@ -60,6 +61,7 @@ struct SessionCommand: ParsableCommand {
     @Option var mode: String
     @Option(name: .customLong("script-arg")) var scriptArg: String?
     @OptionGroup var plan: PlanOptions
+    @OptionGroup var group: GroupOptions
     @OptionGroup var hook: HookOptions
 
     func run() throws {
@@ -67,6 +69,7 @@ struct SessionCommand: ParsableCommand {
         let logOutput = bootstrapLogging(verbose: verbose)
         let interrupt = try? InterruptSignal.install()
         var request = plan.request()
+        request.group = group.fields
         let channel = SessionChannel(socketPath: request.paths.sessionSocket)
         if let agent = HookAgent(rawValue: mode) {
             request.mode = .hook(agent: agent, channel)

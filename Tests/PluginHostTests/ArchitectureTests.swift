@@ -57,7 +57,7 @@ struct ArchitectureTests {
     }
 
     static let targets = ["PluginHost", "PluginHostCLI", "PluginHostGuard", "PluginHostWorker", "PluginHostSession",
-                          "PluginHostWire", "PluginHostSupport", "PluginKit"]
+                          "PluginHostGroup", "PluginHostWire", "PluginHostSupport", "PluginKit"]
 
     @Test func theSourceTreeIsFound() {
         for target in Self.targets { #expect(!Self.files(in: target).isEmpty, "no sources for \(target) under \(Self.sources)") }
@@ -90,6 +90,18 @@ struct ArchitectureTests {
             }
             let runtimes = Self.imports(text).intersection(["PluginHostGuard", "PluginHostWorker", "PluginHostSession"])
             #expect(runtimes.isEmpty, "\(path) imports the runtime \(runtimes.sorted())")
+        }
+    }
+
+    /// The host stays single-threaded and fork-safe with a consistency group: only the group
+    /// process talks to etcd (opens TCP connections, uses TLS).
+    @Test func onlyTheGroupRuntimeOpensNetworkConnections() {
+        for target in Self.targets where target != "PluginHostGroup" {
+            for (path, text) in Self.files(in: target) {
+                #expect(!Self.imports(text).contains("CPluginHostTLS"), "\(path) imports the TLS shim")
+                let hit = text.split(separator: "\n").first { Self.calls("getaddrinfo", in: $0) || $0.contains("AF_INET") }
+                #expect(hit == nil, "\(path): \(hit ?? "")")
+            }
         }
     }
 

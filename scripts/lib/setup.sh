@@ -5,9 +5,10 @@
 BUILD_PACKAGES=(
     gcc libc6-dev pkg-config binutils libstdc++-12-dev libgcc-12-dev zlib1g-dev   # what swiftc links with
     libcurl4 libxml2 libedit2 libsqlite3-0 libncurses6 libpython3.11 tzdata git   # what the toolchain runs with
-    libffi-dev libpq-dev libmariadb-dev                                           # the system-library targets
+    libffi-dev libpq-dev libmariadb-dev libssl-dev                                # the system-library targets
 )
-TEST_PACKAGES=(xfsprogs e2fsprogs btrfs-progs util-linux mount procps perl python3 coreutils qemu-guest-agent)
+TEST_PACKAGES=(xfsprogs e2fsprogs btrfs-progs util-linux mount procps perl python3 coreutils qemu-guest-agent
+    etcd-server etcd-client iproute2 openssl)                                     # consistency groups: etcd, netns, certificates
 
 # apt-get install each package not installed yet (apt-get update first only if needed).
 ensure_packages() {

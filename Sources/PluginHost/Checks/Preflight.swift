@@ -79,6 +79,9 @@ public struct OperationRequest {
     public var hookHoldLimitSeconds: Double?
     /// The host binary, re-executed as the freeze guard.
     public var executable: String
+    /// `--group`, `--member`, … : the consistency group to take part in (merged with the host
+    /// config's `group`).
+    public var group = GroupFields()
 
     public init(executable: String) {
         self.executable = executable
@@ -106,6 +109,8 @@ public struct Preflight: Sendable {
     /// Every plugin manifest found, verified or refused.
     public var plugins = PluginCatalog(directory: "", entries: [], warnings: [])
     public var freezeSelection: FreezePlan.Selection?
+    /// The consistency group this operation takes part in, checked.
+    public var group: GroupSettings?
     /// Problems that make the request itself invalid (bad --mount, host config, nothing to freeze).
     public var setupProblems: [HostError] = []
     public var warnings: [String] = []
@@ -171,6 +176,9 @@ public struct Preflight: Sendable {
         if preflight.fsFreezeEnabled {
             preflight.selectMounts(request, mountTable: mountTable)
         }
+        let group = GroupSettings.resolve(request.group.merged(over: preflight.hostConfig.group))
+        preflight.group = group.settings
+        preflight.setupProblems += group.problems
         preflight.plugins = PluginCatalog.load(directory: request.pluginsDirectory)
         preflight.warnings += preflight.plugins.warnings
         return preflight

@@ -28,6 +28,8 @@ public struct HostConfig: Sendable, Equatable {
     public var mounts: [String] = []
     public var skipMounts: [String] = []
     public var maxFrozenSeconds: Double?
+    /// `group`: this machine's consistency group settings (README, "Consistency groups").
+    public var group = GroupFields()
     public var hookHoldLimitSeconds: Double?
     public var keepReports = ReportStore.defaultKeep
     public var maxOperationSeconds: Int?
@@ -103,6 +105,11 @@ public struct HostConfig: Sendable, Equatable {
                     return .failure(problem("\(real): maxFrozenSeconds must be from 1 to 600, found \(number.text)"))
                 }
                 config.maxFrozenSeconds = seconds
+            case ("group", _):
+                switch GroupFields.parse(value) {
+                case .success(let fields): config.group = fields
+                case .failure(let message): return .failure(problem("\(real): \(message)"))
+                }
             case ("hookHoldLimitSeconds", .number(let number)):
                 guard let seconds = number.doubleValue, hookHoldLimitRange.contains(seconds) else {
                     return .failure(problem("\(real): hookHoldLimitSeconds must be from 1 to 600, found \(number.text)"))

@@ -32,6 +32,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
     case pluginCrashed = "PluginCrashed"
     case noActiveOperation = "NoActiveOperation"
     case hookHoldLimitExpired = "HookHoldLimitExpired"
+    case groupMemberFailed = "GroupMemberFailed"
+    case groupCoordinatorUnreachable = "GroupCoordinatorUnreachable"
 
     /// True for the ten codes of Azure's troubleshooting table.
     public var isAzureDocumented: Bool {
@@ -95,6 +97,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .pluginCrashed: "A plugin's worker crashed or broke the protocol; it was killed."
         case .noActiveOperation: "`thaw` found no operation waiting for it (none was frozen, or it already ended)."
         case .hookHoldLimitExpired: "A hook's agent sent no thaw within the hook hold limit: the plugins were resumed and the post-script ran without it."
+        case .groupMemberFailed: "Another member of the consistency group failed, vanished (its etcd lease expired) or did not reach a barrier in time; this member rolled back."
+        case .groupCoordinatorUnreachable: "etcd could not be reached (or refused a request) in time; this member rolled back on its own."
         }
     }
 
@@ -127,6 +131,8 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .pluginCrashed: "Report it to the plugin's authors with the report; `pluginhost list` shows its version."
         case .noActiveOperation: "Give `thaw --operation ID` for an operation's final report; `pluginhost status` shows the last one."
         case .hookHoldLimitExpired: "Check the agent's freeze (qemu-ga calls no thaw hook when it froze nothing, e.g. a path that is not a mount point) or raise hookHoldLimitSeconds."
+        case .groupMemberFailed: "Read the named member's report (`pluginhost status` on that machine), fix it, and start the group again."
+        case .groupCoordinatorUnreachable: "Check the etcd endpoints, certificates and network from this machine (`pluginhost check` with the group options reaches etcd)."
         }
     }
 }

@@ -15,7 +15,7 @@ public enum Invocation: Equatable, Sendable {
     /// The roles the binary re-executes itself in. They are spawned with the executable's real
     /// path as argv[0] (`/proc/self/exe` resolved), which is a hook name when the binary itself
     /// was copied to one; agents never pass these words.
-    public static let internalRoles: Set<String> = ["__guard", "__worker", "__session"]
+    public static let internalRoles: Set<String> = ["__guard", "__worker", "__session", "__group"]
 
     /// `argv0` as the kernel got it, `arguments` the rest, `executable` the real path of the
     /// running binary.

@@ -5,13 +5,13 @@ import PluginHostSupport
 
 /// The real steps of an operation: scripts, plugins, syncfs, the freeze guard, the snapshot command.
 final class LiveSteps: OperationSteps {
-    private let request: OperationRequest
+    let request: OperationRequest
     private let preflight: Preflight
     private let operationID: String
     private let start: UInt64
     private let lock: OperationLock
     private let logger: Logger
-    private let interrupt: InterruptSignal?
+    let interrupt: InterruptSignal?
     private let logOutput: HeldLogOutput?
     private let runner = ScriptRunner()
     private let containment: ProcessContainment?
@@ -30,6 +30,8 @@ final class LiveSteps: OperationSteps {
     /// The operation's time limit (host config `maxOperationSeconds`): see `ScriptRunner.run`
     /// and `PluginSet.quiesce`.
     private var operationDeadline: UInt64 { start + UInt64(preflight.maxOperationSeconds) * 1_000_000_000 }
+    /// The consistency group this operation takes part in (`LiveSteps+Group.swift`).
+    var group: GroupMember?
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
@@ -256,14 +258,19 @@ final class LiveSteps: OperationSteps {
             operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
             deadlineSeconds: waitSeconds, errors: errors, warnings: warnings,
             thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
-                                      : "pluginhost thaw --operation \(operationID)")))
+                                      : "pluginhost thaw --operation \(operationID)",
+            group: group?.record)))
         // The guard thaws at its deadline; the host enforces it too, a little later.
         let limit = frozenBy?.hostDeadline ?? begin + UInt64(waitSeconds * 1e9)
         while true {
             var fds = [pollfd(fd: channel.listenDescriptor, events: Int16(POLLIN), revents: 0)]
             if let interrupt { fds.append(pollfd(fd: interrupt.descriptor, events: Int16(POLLIN), revents: 0)) }
             if let frozenBy { fds.append(pollfd(fd: frozenBy.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
+            if let group { fds.append(pollfd(fd: group.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: limit))
+            if let group, fds.contains(where: { $0.fd == group.eventDescriptor && $0.revents != 0 }), let error = group.collectBreak() {
+                return .failed(error, attempted: true)
+            }
             if let interrupt, fds.contains(where: { $0.fd == interrupt.descriptor && $0.revents != 0 }) {
                 record.outcome = "interrupted by a signal before \(who) called thaw"
                 return .interrupted(interruptError(during: "wait for the thaw"))
@@ -359,6 +366,7 @@ final class LiveSteps: OperationSteps {
         var watched: [Int32] = []
         if let interrupt { watched.append(interrupt.descriptor) }
         if let frozenBy { watched.append(frozenBy.eventDescriptor) }
+        if let group { watched.append(group.eventDescriptor) }
         // The guard thaws at its deadline and the host enforces it too, a little later; without
         // a freeze, the command still gets the freeze deadline as its limit.
         let limit = frozenBy?.hostDeadline ?? begin + UInt64(preflight.maxFrozenSeconds * 1e9)
@@ -393,6 +401,12 @@ final class LiveSteps: OperationSteps {
                 record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "interrupted")
                 result = .interrupted(interruptError(during: "snapshot"))
                 break waiting
+            case .readable(let fd) where fd == group?.eventDescriptor:
+                // Another member failed or vanished: this snapshot will not be part of a whole cut.
+                guard let error = group?.collectBreak() else { continue waiting }
+                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                result = .failed(error, attempted: true)
+                break waiting
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
                 guard let cause = frozenBy?.collectUnpromptedThaw() else { continue waiting }
@@ -415,7 +429,7 @@ final class LiveSteps: OperationSteps {
             "PLUGINHOST_PHASE": "snapshot",
             "PLUGINHOST_OPERATION_ID": operationID,
             "PLUGINHOST_FROZEN_MOUNTS": (freezeGuard?.targets.map(\.mountPoint) ?? []).joined(separator: ":"),
-        ]
+        ].merging(groupEnvironment) { $1 }
     }
 
     // MARK: - Signals

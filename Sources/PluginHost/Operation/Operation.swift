@@ -87,13 +87,36 @@ public final class Operation {
         if case .loaded(_, let path) = preflight.config { report.configFile = path }
         if !preflight.setupProblems.isEmpty {
             report.errors += preflight.setupProblems
+            if let settings = preflight.group, !request.mode.agentFreezes {
+                report.group = GroupMember.announceFailedChecks(
+                    settings: settings, executable: request.executable, operationID: operationID, operationStart: start, paths: request.paths,
+                    reason: "its checks failed: " + preflight.setupProblems.map(\.description).joined(separator: "; "))
+            }
             return finish(.invalid)
+        }
+
+        // A consistency group: joined before anything runs (a second operation of the group is busy).
+        var group: GroupMember?
+        if let settings = preflight.group {
+            if request.mode.agentFreezes {
+                report.warnings.append("consistency group \(settings.name) ignored: hooks take part in no group")
+            } else {
+                let joined = GroupMember.join(settings: settings, executable: request.executable, operationID: operationID,
+                                              operationStart: start, maxFrozenSeconds: preflight.maxFrozenSeconds, paths: request.paths)
+                report.group = joined.record
+                if let error = joined.error {
+                    report.errors.append(error)
+                    return finish(error.code == .operationBusy ? .busy : .failed)
+                }
+                group = joined.member
+            }
         }
 
         // Everything the steps start lives in the operation's cgroup and dies with its owner.
         let containment = ProcessContainment(name: operationID, cgroups: request.cgroups)
         let steps = LiveSteps(request: request, preflight: preflight, operationID: operationID, start: start,
                               lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput, containment: containment)
+        steps.group = group
         var sequence = OperationSequence(steps: steps, continueOnFailure: preflight.continueBackupOnFailure, start: start)
         sequence.run()
         steps.finish()
@@ -108,6 +131,15 @@ public final class Operation {
         report.snapshot = steps.snapshotRecord
         report.snapshotTaken = sequence.outcome.snapshotTaken
         report.consistency = sequence.outcome.consistency
+        if let group {
+            let result = sequence.failed ? "failed" : (sequence.outcome.consistency == .application && sequence.errors.isEmpty ? "succeeded" : "degraded")
+            report.group = group.leave(result: result, consistency: sequence.outcome.consistency)
+            if let record = report.group, record.outcome == "completed", record.consistency != .application {
+                let weaker = record.memberStates.filter { $0.consistency != ConsistencyLevel.application.rawValue }
+                report.warnings.append("group \(record.name) is \(record.consistency?.rawValue ?? "not")-consistent: "
+                                       + weaker.map { "\($0.member) \($0.consistency)" }.joined(separator: ", "))
+            }
+        }
         if let channel = request.mode.channel { report.warnings += channel.refusals }
         if let lost = logOutput?.failure { report.warnings.append(lost) }
         report.processContainment = containment.mechanism.description

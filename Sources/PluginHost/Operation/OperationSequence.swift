@@ -1,4 +1,5 @@
 public import PluginHostSupport
+public import PluginHostWire
 /// What one step reports to the sequence.
 public enum StepResult: Sendable, Equatable {
     case succeeded
@@ -43,6 +44,20 @@ public protocol OperationSteps: AnyObject {
     func postScript(_ outcome: OperationOutcome) -> StepResult
     /// A signal that arrived between steps, consumed once.
     func pendingInterrupt() -> HostError?
+
+    // Consistency groups (README, "Consistency groups"); without a group these do nothing.
+    /// Whether this operation waits for its group at `stage`.
+    func waitsForGroup(at stage: GroupStage) -> Bool
+    /// Waits until every member of the group reached `stage`.
+    func groupBarrier(_ stage: GroupStage, prospect: OperationOutcome) -> StepResult
+    /// The operation is failing: tell the other members at once, before undoing anything.
+    func groupAbort(_ errors: [HostError])
+}
+
+extension OperationSteps {
+    public func waitsForGroup(at stage: GroupStage) -> Bool { false }
+    public func groupBarrier(_ stage: GroupStage, prospect: OperationOutcome) -> StepResult { .succeeded }
+    public func groupAbort(_ errors: [HostError]) {}
 }
 
 /// The operation as one function of nested steps, each owning the undo of exactly what it did:
@@ -104,13 +119,17 @@ public struct OperationSequence {
             sequence.perform("flush") { $0.flush() }
             sequence.within("quiesce", application: true, act: { $0.quiesce() },
                             undo: "resume", { steps, _ in steps.resume() }) { sequence in
+                guard sequence.barrier(.quiesced) else { return }
                 sequence.within("freeze", application: false, act: { $0.freeze() },
                                 undo: "thaw", { steps, _ in steps.thaw() }) { sequence in
+                    guard sequence.barrier(.frozen) else { return }
                     let prospect = sequence.prospect
                     let errors = sequence.errors
                     let result = sequence.perform("snapshot") { $0.snapshot(prospect, errors: errors) }
                     sequence.snapshotTaken = result == .succeeded
                     if !sequence.snapshotTaken { sequence.failed = true }
+                    // A snapshot outside the group's complete cut is worth nothing.
+                    else if !sequence.barrier(.snapshotted) { sequence.snapshotTaken = false }
                 }
             }
         }
@@ -138,6 +157,7 @@ public struct OperationSequence {
         if !failed && !interrupted {
             body(&self)
         }
+        if failed || interrupted { steps.groupAbort(errors) }
         guard result.ranSomething else { return }
         let outcome = self.outcome
         let undone = record(undoName) { undo($0, outcome) }
@@ -149,6 +169,22 @@ public struct OperationSequence {
                 applicationStepFailed = true  // the quiesce did not hold: not application-consistent
             }
         }
+    }
+
+    /// A consistency group's barrier (when the operation has one at `stage`): true when every
+    /// member got there; false when the group broke, timed out or a signal came, and the
+    /// operation rolls back.
+    private mutating func barrier(_ stage: GroupStage) -> Bool {
+        guard steps.waitsForGroup(at: stage) else { return true }
+        // Before the freeze, what the snapshot will be worth if the freeze succeeds.
+        var assumed = self
+        if stage == .quiesced { assumed.freezeSucceeded = true }
+        let prospect = assumed.prospect
+        guard let result = perform("group: all \(stage.rawValue)", { $0.groupBarrier(stage, prospect: prospect) }) else { return false }
+        if result == .succeeded { return true }
+        failed = true
+        steps.groupAbort(errors)
+        return false
     }
 
     /// Runs a forward step; nil when a signal arrived before it (or an earlier step was interrupted).

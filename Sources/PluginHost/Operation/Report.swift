@@ -95,6 +95,8 @@ public struct OperationReport: Sendable, Codable, Equatable {
     public var plugins: [PluginRecord] = []
     public var freeze: FreezeRecord?
     public var snapshot: SnapshotRecord?
+    /// The consistency group, when this member took part in one.
+    public var group: GroupRecord?
     public var errors: [HostError] = []
     public var warnings: [String] = []
     /// The pluginhost that ran the operation, and the version of the report's keys
@@ -121,7 +123,7 @@ public struct OperationReport: Sendable, Codable, Equatable {
         } else if failed || !snapshotTaken {
             result = .failed
             exitStatus = errors.contains { $0.code == .operationBusy } ? .busy : .failed
-        } else if consistency == .application && errors.isEmpty {
+        } else if consistency == .application && errors.isEmpty && (group == nil || group?.consistency == .application) {
             result = .succeeded
             exitStatus = .success
         } else {

@@ -24,6 +24,8 @@ public struct FreezeNotice: Codable, Sendable, Equatable {
     /// The pluginhost that wrote this document, and the version of its keys (`BuildInfo`).
     public var pluginhostVersion: String? = BuildInfo.version
     public var schemaVersion: Int? = BuildInfo.schemaVersion
+    /// The consistency group, when this member is in one: every member is frozen now.
+    public var group: GroupRecord? = nil
 }
 
 /// What `pluginhost status` learns from a session waiting for its thaw.
