@@ -181,10 +181,19 @@ final class QEMUGuestAgent {
         withUnsafeMutableBytes(of: &address.sun_path) { raw in
             for (index, byte) in socket.utf8.enumerated() { raw[index] = byte }
         }
-        let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+        // The socket file exists from bind(2) on; on a loaded machine listen(2) may come a little
+        // later: a refused connection is retried (bounded) while qemu-ga runs.
+        var connected: Int32 = -1
+        for _ in 0..<100 {
+            connected = withUnsafePointer(to: &address) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            }
+            if connected == 0 || errno != ECONNREFUSED || !processExists(process.pid) { break }
+            usleep(100_000)
         }
-        guard connected == 0, (try? connection.writeAll(command + "\n")) != nil else { return "cannot reach qemu-ga" }
+        guard connected == 0, (try? connection.writeAll(command + "\n")) != nil else {
+            return "cannot reach qemu-ga (\(String(cString: strerror(errno)))): \(process.stderrTail.text) \(log)"
+        }
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 4096)
         let deadline = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
