@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Process-lifetime figures (issue 11, items 3 and 7), as root. Medians over N runs (default 10):
+# Process-lifetime figures, as root. Medians over N runs (default 10):
 #   sigterm-quiesce   SIGTERM to the host while a plugin's quiesce sleeps 30 s → the host has
 #                     rolled back and exited (the worker is killed at once, not waited for)
 #   worker-kill       SIGKILL to a plugin worker whose shell `hold` command's child holds a

@@ -27,7 +27,7 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         // Without root the journal, the lock and the reports cannot be read, and "Idle" would be
-        // a guess (issue 11: it said Idle while filesystems were frozen).
+        // a guess (it said Idle while filesystems were frozen).
         guard geteuid() == 0 else {
             FileHandleOutput.standardError.write("pluginhost status needs root: what is frozen or running is recorded in files only root can read (\(statePaths().runDirectory))\n")
             throw ExitCode(ExitStatus.invalid.rawValue)

@@ -21,7 +21,7 @@ public final class SessionChannel: SessionLink {
     private var thawClients: [FileDescriptor] = []
     /// Root's connections whose request line has not (all) arrived yet. Each is read as its
     /// bytes come, never waited for: a silent client costs nothing but its descriptor, until
-    /// its budget runs out (issue 11: each one used to block the session for 2 s).
+    /// its budget runs out (each one used to block the session for 2 s).
     private var pending: [PendingClient] = []
 
     private struct PendingClient {

@@ -141,7 +141,7 @@ struct AzureShapesTests {
         #expect(!host.scratch.exists("phases.log"))
     }
 
-    /// Issue 11 item 1: with the post-script missing or 0770, `run` executed the pre-script
+    /// With the post-script missing or 0770, `run` executed the pre-script
     /// and refused the post-script only after the snapshot: whatever the pre-script quiesced
     /// stayed quiesced. Both are checked before either runs, as in Azure's validate_scripts.
     @Test(arguments: ["missing", "0770", "nobody"], [false, true])

@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// Issue 11, item 6: every input that could make an operation unbounded has a documented cap.
+/// Every input that could make an operation unbounded has a documented cap.
 @Suite("Bounds", .serialized, .enabled(if: isRoot, "needs root for loop mounts and root-owned files"))
 struct BoundsTests {
     /// 2147483647 retries of a failing pre-script held the lock forever, grew the host by 3 MB/s

@@ -4,7 +4,7 @@ import PluginHostSupport
 import PluginHostWire
 import Testing
 
-/// Issue 10's measured failures, each as it was measured, against the real binary on real loop
+/// The freeze engine's measured failures, each as it was measured, against the real binary on real loop
 /// filesystems: dependency order, a deadline that holds when FIFREEZE never returns, recovery
 /// that thaws exactly what we froze, an honest outcome, no busy loop, the host as the deadline's
 /// second enforcer, a status that changes at the thaw, a guard the OOM killer leaves alone.

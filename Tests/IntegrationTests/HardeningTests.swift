@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// Issue 11, item 8: small inputs that hurt — a mount point that is not UTF-8, `status` without
+/// Small inputs that hurt — a mount point that is not UTF-8, `status` without
 /// root, silent connections to a session.
 @Suite("Hardening", .serialized, .enabled(if: isRoot, "needs root for loop mounts and sessions"))
 struct HardeningTests {

@@ -3,7 +3,7 @@ import PluginHost
 import PluginHostSupport
 import Testing
 
-/// Issue 12: the binary as the real agents call it — under hook names, with VMware's exact
+/// The binary as the real agents call it — under hook names, with VMware's exact
 /// convention, degraded operations that must not fail the agent, a quiesce no agent thaws,
 /// relative paths.
 @Suite("Hooks as the agents call them", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))

@@ -7,7 +7,7 @@ import PluginHostWire
 import Synchronization
 import Testing
 
-/// Issue 10's kill matrix: for every step of `run` and of the two-phase session, SIGKILL and
+/// The kill matrix: for every step of `run` and of the two-phase session, SIGKILL and
 /// SIGSTOP (past the deadline) of the host (the session, in two-phase), the freeze guard and a
 /// plugin worker. The host stops itself at the start of the step (`PLUGINHOST_TEST_STOP_AT`),
 /// the test signals the victim and continues the host. Asserted for each case: nothing of

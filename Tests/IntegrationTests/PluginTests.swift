@@ -175,7 +175,7 @@ struct PluginTests {
         #expect(report?.freeze?.mounts.first?.thaw == .thawed)
     }
 
-    /// Issue 11: a worker that died during the hold (nobody was waiting on it) had no resume in
+    /// A worker that died during the hold (nobody was waiting on it) had no resume in
     /// its plugin's call list, as if resume had never been tried.
     @Test func aDeadWorkersResumeIsListed() throws {
         let host = HostSandbox()

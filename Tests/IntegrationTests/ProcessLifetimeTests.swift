@@ -15,7 +15,7 @@ func eventually(within seconds: Double = 30, _ condition: () -> Bool) -> Bool {
     return true
 }
 
-/// A reader or client that goes away never stops an operation (issue 11, item 2).
+/// A reader or client that goes away never stops an operation.
 @Suite("Readers that go away", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct BrokenPipeTests {
     /// A pre-script that says it started, then waits (bounded) for the test's go.
@@ -96,7 +96,7 @@ let cgroupsWork: Bool = {
     return access(probe + "/cgroup.kill", W_OK) == 0
 }()
 
-/// Everything an operation starts dies with its owner (issue 11, item 3): the worker, the host,
+/// Everything an operation starts dies with its owner: the worker, the host,
 /// a stopped script — whoever goes, what it started goes too, even what left its process group.
 @Suite("What an operation starts dies with its owner", .serialized,
        .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"),
@@ -297,7 +297,7 @@ struct ProcessGroupFallbackTests {
     }
 }
 
-/// A signal never waits for a plugin call to return (issue 11, item 7).
+/// A signal never waits for a plugin call to return.
 @Suite("Signals during a plugin call", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct PluginCallSignalTests {
     @Test(arguments: [SIGTERM, SIGINT])

@@ -5,7 +5,7 @@ import Testing
 
 let qemuGuestAgent = "/usr/sbin/qemu-ga"
 
-/// Issue 12 items 9 and 10, "Done when": the real qemu-ga (Debian's qemu-guest-agent) on a unix
+/// The real qemu-ga (Debian's qemu-guest-agent) on a unix
 /// socket, its fsfreeze hook the pluginhost binary under a hook name, plain
 /// `guest-fsfreeze-freeze` blocked (-b), and only ever the test's own loop mount frozen with
 /// `guest-fsfreeze-freeze-list`. qemu-ga's thaw issues FITHAW on every mount it lists, so it

@@ -33,7 +33,7 @@ struct SealedLibraryTests {
         #expect(ftruncate(verified.descriptor.rawValue, off_t(verified.size + 4096)) != 0)
     }
 
-    /// The attack measured in issue 11: a plugin's library is overwritten in place (`cp evil.so
+    /// The measured attack: a plugin's library is overwritten in place (`cp evil.so
     /// lib.so`, same inode) after it was hashed, while the next, large library is being hashed.
     /// Before the fix the worker then loaded evil.so and the report showed the verified
     /// checksum. Now the verified code runs (or the plugin is refused), never evil.so.

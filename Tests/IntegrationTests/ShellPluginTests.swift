@@ -114,7 +114,7 @@ struct ShellPluginTests {
         #expect(check.stdout.contains("config.quiesce") && check.stdout.contains("absolute path"))
     }
 
-    /// Issue 11: a shell library added under the mysql name with a MySQL config was written and
+    /// A shell library added under the mysql name with a MySQL config was written and
     /// listed as ready. plugin add calls create with the config and refuses what it refuses;
     /// a disabled manifest (a template to finish) is written with a warning.
     @Test func pluginAddRefusesAConfigThePluginRefuses() throws {
@@ -134,7 +134,7 @@ struct ShellPluginTests {
         #expect(disabled.stderr.contains("warning") && disabled.stderr.contains("before enabling"))
     }
 
-    /// Issue 11, item 5: the commands run as root, so they pass the pre/post-scripts' trust
+    /// The commands run as root, so they pass the pre/post-scripts' trust
     /// rules (root's, 0700 or 0500, directories only root can write) with the same messages and
     /// remedies. A refused command refuses the plugin at create: nothing is quiesced.
     static let untrusted: [(name: String, setUp: String, words: [String])] = [

@@ -5,7 +5,7 @@ import Testing
 
 @testable import PluginHost
 
-/// DESIGN §6: storage dependencies decide the waves (a filesystem on a loop file freezes before
+/// Storage dependencies decide the waves (a filesystem on a loop file freezes before
 /// the filesystem holding the file), read from a sysfs tree; and the report's outcomes come from
 /// the journal's typed states.
 @Suite("Freeze waves and records")
@@ -51,7 +51,7 @@ struct FreezeWavesTests {
         FreezeTarget(mountPoint: mountPoint, fsType: "ext4", source: source, device: device, mountID: 1)
     }
 
-    /// Issue 10's deadlock: `upper`'s image lives on `lower`, mounted deeper.
+    /// The deadlock: `upper`'s image lives on `lower`, mounted deeper.
     @Test func aLoopFilesystemFreezesBeforeTheOneHoldingItsFile() throws {
         let system = FakeSystem()
         system.loop("7:0", file: "/var/lower.img", on: "254:0")

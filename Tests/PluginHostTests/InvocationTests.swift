@@ -1,7 +1,7 @@
 import Testing
 @testable import PluginHost
 
-/// Issue 12 item 6: installed as VMware's legacy pre-freeze-script, `freeze` ran the top-level
+/// Installed as VMware's legacy pre-freeze-script, `freeze` ran the top-level
 /// `pluginhost freeze` and froze every filesystem. Under any name but `pluginhost` the first
 /// argument is a hook action or nothing.
 @Suite("Invocation")

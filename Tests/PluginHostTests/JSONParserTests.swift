@@ -260,7 +260,7 @@ struct JSONParserTests {
         #expect(error?.column == 3)
     }
 
-    /// Issue 11: "é" (U+00E9) and "e\u0301" (e + combining acute) are canonically equivalent,
+    /// "é" (U+00E9) and "e\u0301" (e + combining acute) are canonically equivalent,
     /// so Swift's `String ==` calls them equal, but JSON keys are sequences of scalars: two keys.
     @Test func keysAreComparedByUnicodeScalars() throws {
         let value = try JSONParser.parse("{\"\u{E9}\": 1, \"e\\u0301\": 2}")

@@ -1,7 +1,7 @@
 import Testing
 import PluginHostSupport
 
-/// mountinfo is bytes: a mount point need not be UTF-8 (issue 11: it was repaired into a path
+/// mountinfo is bytes: a mount point need not be UTF-8 (it was repaired into a path
 /// that does not exist, passed `check`, and failed at the freeze).
 @Suite("Mount table")
 struct MountTableTests {

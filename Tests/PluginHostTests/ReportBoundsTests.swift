@@ -2,7 +2,7 @@ import Testing
 @testable import PluginHost
 import PluginHostSupport
 
-/// Issue 11: a report over the reader's limit made `status` say "No report yet" and
+/// A report over the reader's limit made `status` say "No report yet" and
 /// `thaw --operation` "no operation recorded". Reports are cut to stay readable.
 @Suite("Report bounds")
 struct ReportBoundsTests {

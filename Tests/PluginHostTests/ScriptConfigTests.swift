@@ -437,7 +437,7 @@ struct ScriptConfigTests {
         #expect(warnings.isEmpty)
     }
 
-    /// Issue 11: 2147483647 retries of a failing script held the lock forever and grew the
+    /// 2147483647 retries of a failing script held the lock forever and grew the
     /// report past what could be read back. More than 10 are capped, with a warning.
     @Test(arguments: [11, 1_000, 2_147_483_647])
     func retriesOverTheLimitAreCappedWithAWarning(written: Int) throws {

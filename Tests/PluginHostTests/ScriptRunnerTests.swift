@@ -297,7 +297,7 @@ struct OutputTailTests {
         #expect(tail.text == "second\n")
     }
 
-    /// Issue 11: when the last 4 KiB held only the end of one long last line and its newline,
+    /// When the last 4 KiB held only the end of one long last line and its newline,
     /// the tail was empty and `ERROR: disk full` was lost. The last line's beginning is kept.
     @Test func aLongLastLineKeepsItsBeginningAndEnd() {
         let paths = (0..<600).map { "/data/file\($0)" }.joined(separator: " ")

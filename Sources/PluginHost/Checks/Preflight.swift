@@ -217,7 +217,7 @@ public struct Preflight: Sendable {
         let only = request.mounts.isEmpty ? hostConfig.mounts : request.mounts
         let skip = request.skipMounts + hostConfig.skipMounts
         // A mount point that is not valid UTF-8 cannot be named, so it cannot be opened to be
-        // frozen: refuse here, clearly, rather than fail at the freeze (issue 11). Named mounts
+        // frozen: refuse here, clearly, rather than fail at the freeze. Named mounts
         // (--mount, the host config) leave it out; a bind mount of it elsewhere freezes it too.
         let named = table.filter(\.mountPointIsValidUTF8)
         if only.isEmpty {

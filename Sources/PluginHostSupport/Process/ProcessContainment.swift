@@ -20,7 +20,7 @@ public struct KilledProcess: Sendable, Codable, Equatable {
     }
 }
 
-/// Everything one operation starts dies with its owner (issue 11): each script attempt, the
+/// Everything one operation starts dies with its owner: each script attempt, the
 /// snapshot command and each plugin worker runs in a *cell* — a cgroup v2 of its own inside the
 /// operation's cgroup, joined by the child before its first instruction, so that neither setsid
 /// nor a double fork leaves it. A cell is killed with `cgroup.kill` when its process is stopped

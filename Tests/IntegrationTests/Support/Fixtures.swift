@@ -231,7 +231,7 @@ final class RunningHost {
     }
 }
 
-/// Two ext4 filesystems where one's storage lies on the other, as in issue 10's deadlock: `lower`
+/// Two ext4 filesystems where one's storage lies on the other, as in the dependency deadlock: `lower`
 /// on a loop image, `upper` on a loop image FILE INSIDE `lower`, mounted at a shallower path
 /// (so that ordering by path depth alone would freeze `lower` first). A watchdog process thaws
 /// `lower` after `watchdogSeconds` whatever happens (a test that hangs must not leave the
