@@ -8,7 +8,8 @@ struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Run the checks an operation runs first and list every problem; freeze nothing.",
-        discussion: "Lists the filesystems an operation would freeze, in freeze order, with their dependency waves. Exits 0 when no problem is found, 3 otherwise."
+        discussion:
+            "Lists the filesystems an operation would freeze, in freeze order, with their dependency waves. Exits 0 when no problem is found, 3 otherwise."
     )
 
     @OptionGroup var plan: PlanOptions
@@ -20,15 +21,17 @@ struct CheckCommand: ParsableCommand {
         var request = plan.request()
         request.group = group.fields
         let preflight = Preflight.run(request)
-        let plugins = PluginInventory.check(preflight.plugins,
-                                            freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [],
-                                            executable: currentExecutable(), logger: Logger(label: "pluginhost"))
+        let plugins = PluginInventory.check(
+            preflight.plugins,
+            freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [],
+            executable: currentExecutable(), logger: Logger(label: "pluginhost"))
         var result = CheckResult(preflight, plugins: plugins)
         if let settings = preflight.group {
             // The group's etcd, reached as an operation would (TLS included), without joining.
             let answer = GroupStatus.ask(settings.processArguments + ["--query", settings.name])
-            var check = CheckResult.GroupCheck(name: settings.name, member: settings.member, members: settings.members,
-                                               etcd: settings.endpoints.map(\.description), reachable: false)
+            var check = CheckResult.GroupCheck(
+                name: settings.name, member: settings.member, members: settings.members,
+                etcd: settings.endpoints.map(\.description), reachable: false)
             if case .string(let message)? = answer?["error"] {
                 check.message = message
             } else if case .bool(let active)? = answer?["active"] {
@@ -38,7 +41,10 @@ struct CheckCommand: ParsableCommand {
                 check.message = "the group process gave no answer"
             }
             if !check.reachable {
-                result.problems.append(HostError(.groupCoordinatorUnreachable, "group \(settings.name): etcd: \(check.message ?? "")", step: "checks"))
+                result.problems.append(
+                    HostError(
+                        .groupCoordinatorUnreachable, "group \(settings.name): etcd: \(check.message ?? "")",
+                        step: "checks"))
             }
             result.group = check
         }
@@ -111,14 +117,16 @@ struct CheckResult: Encodable {
             configFile = path
             self.config = ConfigSummary(
                 preScript: config.preScript.location, postScript: config.postScript.location,
-                preScriptRunsWith: preflight.scriptInterpreters[.pre], postScriptRunsWith: preflight.scriptInterpreters[.post],
+                preScriptRunsWith: preflight.scriptInterpreters[.pre],
+                postScriptRunsWith: preflight.scriptInterpreters[.post],
                 timeoutInSeconds: config.timeoutSeconds, preScriptNoOfRetries: config.preScript.retries,
                 postScriptNoOfRetries: config.postScript.retries,
                 continueBackupOnFailure: config.continueBackupOnFailure, fsFreezeEnabled: config.fsFreezeEnabled)
         }
         freezeEnabled = preflight.fsFreezeEnabled
         freezeOrder = preflight.freezeSelection?.targets ?? []
-        notFrozen = preflight.freezeSelection?.skipped.map { NotFrozen(mountPoint: $0.mountPoint, reason: $0.reason) } ?? []
+        notFrozen =
+            preflight.freezeSelection?.skipped.map { NotFrozen(mountPoint: $0.mountPoint, reason: $0.reason) } ?? []
         maxFrozenSeconds = preflight.maxFrozenSeconds
         pluginsDirectory = preflight.plugins.directory
         plugins = check.records
@@ -132,10 +140,14 @@ struct CheckResult: Encodable {
         if let config, let configFile {
             out += "Config \(configFile)\n"
             out += TextTable(rows: [
-                ["  pre-script", config.preScript, "retries \(config.preScriptNoOfRetries)",
-                 config.preScriptRunsWith.map { "runs with \($0)" } ?? ""],
-                ["  post-script", config.postScript, "retries \(config.postScriptNoOfRetries)",
-                 config.postScriptRunsWith.map { "runs with \($0)" } ?? ""],
+                [
+                    "  pre-script", config.preScript, "retries \(config.preScriptNoOfRetries)",
+                    config.preScriptRunsWith.map { "runs with \($0)" } ?? "",
+                ],
+                [
+                    "  post-script", config.postScript, "retries \(config.postScriptNoOfRetries)",
+                    config.postScriptRunsWith.map { "runs with \($0)" } ?? "",
+                ],
                 ["  timeout", "\(config.timeoutInSeconds) s per attempt", "", ""],
                 ["  continueBackupOnFailure", "\(config.continueBackupOnFailure)", "", ""],
                 ["  fsFreezeEnabled", "\(config.fsFreezeEnabled)", "", ""],
@@ -144,11 +156,19 @@ struct CheckResult: Encodable {
             out += "Config: none loaded\n"
         }
         if freezeEnabled {
-            out += "\nWould freeze, in this order (each wave at once, the next when it is frozen; thaw in reverse; deadline \(formatNumber(maxFrozenSeconds)) s):\n"
-            out += freezeOrder.isEmpty ? "  (nothing)\n"
-                : TextTable(rows: freezeOrder.enumerated().map {
-                    ["  \($0.offset + 1).", "wave \($0.element.wave)", $0.element.mountPoint, $0.element.fsType, $0.element.source]
-                }).render()
+            out +=
+                "\nWould freeze, in this order (each wave at once, the next when it is frozen; thaw in reverse; deadline \(formatNumber(maxFrozenSeconds)) s):\n"
+            out +=
+                freezeOrder.isEmpty
+                ? "  (nothing)\n"
+                : TextTable(
+                    rows: freezeOrder.enumerated().map {
+                        [
+                            "  \($0.offset + 1).", "wave \($0.element.wave)", $0.element.mountPoint, $0.element.fsType,
+                            $0.element.source,
+                        ]
+                    }
+                ).render()
             if !notFrozen.isEmpty {
                 out += "Not frozen:\n" + TextTable(rows: notFrozen.map { ["  " + $0.mountPoint, $0.reason] }).render()
             }
@@ -156,24 +176,49 @@ struct CheckResult: Encodable {
             out += "\nFreeze: off (fsFreezeEnabled is false)\n"
         }
         out += "\nKernel \(kernel.release)\(kernel.fallbacksForced ? " (every fallback forced)" : ""):\n"
-        out += TextTable(rows: kernel.features.map { feature in
-            ["  " + feature.name, "(Linux \(feature.since))", feature.used ? "used" : (feature.available ? "available, " : "missing, ") + "fallback: " + feature.fallback]
-        }).render()
+        out += TextTable(
+            rows: kernel.features.map { feature in
+                [
+                    "  " + feature.name, "(Linux \(feature.since))",
+                    feature.used
+                        ? "used" : (feature.available ? "available, " : "missing, ") + "fallback: " + feature.fallback,
+                ]
+            }
+        ).render()
         out += "\nPlugins in \(pluginsDirectory):\n"
-        out += plugins.isEmpty ? "  (none)\n" : TextTable(rows: plugins.map { record in
-            let check = record.calls.last { $0.function == .check }
-            let details = check?.details.map { $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ") } ?? ""
-            return ["  " + record.name, record.version ?? "-", "order \(record.order.map(String.init) ?? "-")",
-                    record.refusal.map { "refused: \($0)" } ?? check.map { $0.outcome == .ok ? "check ok \(details)" : "check \($0.outcome.rawValue): \($0.message ?? "")" } ?? record.state.rawValue]
-        }).render()
+        out +=
+            plugins.isEmpty
+            ? "  (none)\n"
+            : TextTable(
+                rows: plugins.map { record in
+                    let check = record.calls.last { $0.function == .check }
+                    let details =
+                        check?.details.map {
+                            $0.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }.joined(separator: " ")
+                        } ?? ""
+                    return [
+                        "  " + record.name, record.version ?? "-", "order \(record.order.map(String.init) ?? "-")",
+                        record.refusal.map { "refused: \($0)" } ?? check.map {
+                            $0.outcome == .ok
+                                ? "check ok \(details)" : "check \($0.outcome.rawValue): \($0.message ?? "")"
+                        } ?? record.state.rawValue,
+                    ]
+                }
+            ).render()
         if let group {
-            out += "\nGroup \(group.name): member \(group.member) of \(group.members), etcd \(group.etcd.joined(separator: ","))"
-            out += group.reachable ? ": reachable, " + (group.runningOperation.map { "operation \($0) running" } ?? "idle") + "\n"
-                                   : ": NOT reachable: \(group.message ?? "")\n"
+            out +=
+                "\nGroup \(group.name): member \(group.member) of \(group.members), etcd \(group.etcd.joined(separator: ","))"
+            out +=
+                group.reachable
+                ? ": reachable, " + (group.runningOperation.map { "operation \($0) running" } ?? "idle") + "\n"
+                : ": NOT reachable: \(group.message ?? "")\n"
         }
         if !warnings.isEmpty { out += "\nWarnings:\n" + warnings.map { "  \($0)\n" }.joined() }
-        out += problems.isEmpty ? "\nNo problems found.\n"
-            : "\n\(problems.count) problem\(problems.count == 1 ? "" : "s"):\n" + problems.map { "  \($0.code.rawValue): \($0.message)\n" }.joined()
+        out +=
+            problems.isEmpty
+            ? "\nNo problems found.\n"
+            : "\n\(problems.count) problem\(problems.count == 1 ? "" : "s"):\n"
+                + problems.map { "  \($0.code.rawValue): \($0.message)\n" }.joined()
         return out
     }
 }

@@ -14,7 +14,9 @@ struct HistoryCommand: ParsableCommand {
     @Option(name: .long, help: ArgumentHelp("At most this many operations (default 20).", valueName: "n"))
     var limit = 20
 
-    @Option(name: .customLong("host-config"), help: ArgumentHelp("The host's own settings (for keepReports).", valueName: "path"))
+    @Option(
+        name: .customLong("host-config"),
+        help: ArgumentHelp("The host's own settings (for keepReports).", valueName: "path"))
     var hostConfig: String?
 
     @Flag(name: .long, help: "Machine-readable JSON on stdout.")
@@ -34,9 +36,10 @@ struct HistoryCommand: ParsableCommand {
         }
         let paths = statePaths()
         let (reports, unreadable) = ReportStore(paths: paths, keep: keep).history(limit: limit)
-        let history = OperationHistory(reportsDirectory: paths.reportsDirectory, keepReports: keep,
-                                       operations: reports.map(OperationHistory.Entry.init),
-                                       unreadable: unreadable)
+        let history = OperationHistory(
+            reportsDirectory: paths.reportsDirectory, keepReports: keep,
+            operations: reports.map(OperationHistory.Entry.init),
+            unreadable: unreadable)
         if json {
             try printJSON(history)
         } else {
@@ -93,12 +96,17 @@ struct OperationHistory: Encodable {
         guard !operations.isEmpty else {
             return "No operations recorded in \(reportsDirectory).\n" + unreadableText
         }
-        let rows = [["OPERATION", "COMMAND", "STARTED", "RESULT", "CONSISTENCY", "FROZEN", "WINDOW", "ERRORS"]] + operations.map { entry in
-            [entry.operationID, entry.command, entry.startedAt, entry.result.rawValue, entry.consistency.rawValue,
-             entry.frozenMounts.isEmpty ? "-" : String(entry.frozenMounts.count),
-             entry.freezeWindowMs.map { "\(formatNumber($0)) ms" } ?? "-",
-             entry.errorCodes.isEmpty ? "-" : entry.errorCodes.joined(separator: ",")]
-        }
+        let rows =
+            [["OPERATION", "COMMAND", "STARTED", "RESULT", "CONSISTENCY", "FROZEN", "WINDOW", "ERRORS"]]
+            + operations.map { entry in
+                [
+                    entry.operationID, entry.command, entry.startedAt, entry.result.rawValue,
+                    entry.consistency.rawValue,
+                    entry.frozenMounts.isEmpty ? "-" : String(entry.frozenMounts.count),
+                    entry.freezeWindowMs.map { "\(formatNumber($0)) ms" } ?? "-",
+                    entry.errorCodes.isEmpty ? "-" : entry.errorCodes.joined(separator: ","),
+                ]
+            }
         return TextTable(rows: rows).render() + unreadableText
     }
 

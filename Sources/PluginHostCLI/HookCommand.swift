@@ -23,9 +23,11 @@ struct HookCommand: ParsableCommand {
 
 /// What only the hooks take.
 struct HookOptions: ParsableArguments {
-    @Option(name: .customLong("hold-limit"),
-            help: ArgumentHelp("Release a quiesce whose agent sends no thaw after this many seconds, 1 to 600 (default 30; host config hookHoldLimitSeconds).",
-                               valueName: "seconds"))
+    @Option(
+        name: .customLong("hold-limit"),
+        help: ArgumentHelp(
+            "Release a quiesce whose agent sends no thaw after this many seconds, 1 to 600 (default 30; host config hookHoldLimitSeconds).",
+            valueName: "seconds"))
     var holdLimit: Double?
 
     func validate() throws {
@@ -38,7 +40,8 @@ struct HookOptions: ParsableArguments {
 }
 
 struct QEMUHook: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "qemu", abstract: "QEMU guest agent fsfreeze-hook: freeze | thaw.")
+    static let configuration = CommandConfiguration(
+        commandName: "qemu", abstract: "QEMU guest agent fsfreeze-hook: freeze | thaw.")
 
     @Argument(help: "freeze or thaw") var action: String
     @OptionGroup var plan: PlanOptions
@@ -46,7 +49,9 @@ struct QEMUHook: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
-        guard ["freeze", "thaw"].contains(action) else { throw ValidationError("the QEMU hook takes freeze or thaw, not \(action)") }
+        guard ["freeze", "thaw"].contains(action) else {
+            throw ValidationError("the QEMU hook takes freeze or thaw, not \(action)")
+        }
     }
 
     func run() throws {
@@ -56,12 +61,18 @@ struct QEMUHook: ParsableCommand {
 }
 
 struct VMwareHook: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "vmware", abstract: "VMware Tools backupScripts.d: freeze | thaw | freezeFail [SCRIPT-ARG].")
+    static let configuration = CommandConfiguration(
+        commandName: "vmware", abstract: "VMware Tools backupScripts.d: freeze | thaw | freezeFail [SCRIPT-ARG].")
 
     @Argument(help: "freeze, thaw or freezeFail") var action: String
-    @Argument(help: ArgumentHelp("The scriptArg VMware Tools passes after the action, if any (recorded in the report).", valueName: "script-arg"))
+    @Argument(
+        help: ArgumentHelp(
+            "The scriptArg VMware Tools passes after the action, if any (recorded in the report).",
+            valueName: "script-arg"))
     var positionalScriptArg: String?
-    @Option(name: .customLong("script-arg"), help: ArgumentHelp("The same, as an option (a value may start with -).", valueName: "text"))
+    @Option(
+        name: .customLong("script-arg"),
+        help: ArgumentHelp("The same, as an option (a value may start with -).", valueName: "text"))
     var optionScriptArg: String?
     @OptionGroup var plan: PlanOptions
     @OptionGroup var hook: HookOptions
@@ -75,19 +86,24 @@ struct VMwareHook: ParsableCommand {
 
     func run() throws {
         try requireRoot("hook vmware")
-        throw ExitCode(runHook(agent: "vmware", action: action.lowercased(), plan: plan, hook: hook, output: output,
-                               scriptArg: optionScriptArg ?? positionalScriptArg))
+        throw ExitCode(
+            runHook(
+                agent: "vmware", action: action.lowercased(), plan: plan, hook: hook, output: output,
+                scriptArg: optionScriptArg ?? positionalScriptArg))
     }
 }
 
-private func runHook(agent: String, action: String, plan: PlanOptions, hook: HookOptions, output: OutputOptions,
-                     scriptArg: String? = nil) -> Int32 {
+private func runHook(
+    agent: String, action: String, plan: PlanOptions, hook: HookOptions, output: OutputOptions,
+    scriptArg: String? = nil
+) -> Int32 {
     switch action {
     case "freeze":
-        let envelope = SessionClient.start(executable: currentExecutable(),
-                                           arguments: ["--mode", agent] + plan.arguments + hook.arguments
-                                               + (scriptArg.map { ["--script-arg=\($0)"] } ?? []),
-                                           environment: sessionEnvironment(verbose: output.verbose))
+        let envelope = SessionClient.start(
+            executable: currentExecutable(),
+            arguments: ["--mode", agent] + plan.arguments + hook.arguments
+                + (scriptArg.map { ["--script-arg=\($0)"] } ?? []),
+            environment: sessionEnvironment(verbose: output.verbose))
         // Quiesced: exit 0 whatever the consistency (the agent freezes next; the report says
         // what the snapshot is worth). Ended before that: the agent must abort its snapshot.
         return SessionOutput.print(envelope, json: output.json, agentFreezes: true)
@@ -116,7 +132,8 @@ extension SessionOutput {
             // is nothing to resume, which is not a failure of the agent's thaw.
             var message = "pluginhost hook: no hook session is waiting for a thaw; nothing to resume"
             if let last = ReportStore(paths: paths).lastReport(), last.command.hasPrefix("hook") {
-                message += "; the last one, \(last.operationID), ended \(last.result.rawValue)"
+                message +=
+                    "; the last one, \(last.operationID), ended \(last.result.rawValue)"
                     + (last.errors.first.map { " (\($0.code.rawValue))" } ?? "")
                     + ": `pluginhost status --operation \(last.operationID)` shows it"
             }
@@ -128,7 +145,8 @@ extension SessionOutput {
     static func hookStatus(_ report: OperationReport) -> Int32 {
         if report.exitStatus == .mayBeFrozen { return ExitStatus.mayBeFrozen.rawValue }
         let failed = report.steps.contains { step in
-            ["thaw", "resume", "post-script"].contains(step.name) && (step.outcome == .failed || step.outcome == .interrupted)
+            ["thaw", "resume", "post-script"].contains(step.name)
+                && (step.outcome == .failed || step.outcome == .interrupted)
         }
         return failed ? ExitStatus.failed.rawValue : ExitStatus.success.rawValue
     }

@@ -6,10 +6,13 @@ struct ListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "list",
         abstract: "Show every plugin manifest found, whether its library passes its checks, and why one is refused.",
-        discussion: "Each plugin is loaded in a worker process to read its name, version and ABI; none is asked to quiesce. Exits 0, or 3 when a plugin is refused."
+        discussion:
+            "Each plugin is loaded in a worker process to read its name, version and ABI; none is asked to quiesce. Exits 0, or 3 when a plugin is refused."
     )
 
-    @Option(name: .customLong("plugins-dir"), help: ArgumentHelp("Plugin manifests (default /etc/pluginhost/plugins.d).", valueName: "dir"))
+    @Option(
+        name: .customLong("plugins-dir"),
+        help: ArgumentHelp("Plugin manifests (default /etc/pluginhost/plugins.d).", valueName: "dir"))
     var pluginsDirectory: String?
 
     @OptionGroup var output: OutputOptions
@@ -17,7 +20,8 @@ struct ListCommand: ParsableCommand {
     func run() throws {
         _ = bootstrapLogging(verbose: output.verbose)
         let catalog = PluginCatalog.load(directory: pluginsDirectory)
-        let records = PluginInventory.inspect(catalog, executable: currentExecutable(), logger: Logger(label: "pluginhost"))
+        let records = PluginInventory.inspect(
+            catalog, executable: currentExecutable(), logger: Logger(label: "pluginhost"))
         if output.json {
             try printJSON(PluginList(directory: catalog.directory, plugins: records, warnings: catalog.warnings))
         } else {
@@ -25,16 +29,23 @@ struct ListCommand: ParsableCommand {
             if records.isEmpty {
                 out += "  (none)\n"
             } else {
-                out += TextTable(rows: [["  NAME", "VERSION", "ABI", "ORDER", "ENABLED", "CHECKSUM", "LIBRARY", "STATUS"]] + records.map { record in
-                    ["  " + record.name, record.version ?? "-", record.abi ?? "-", record.order.map(String.init) ?? "-",
-                     record.state == .disabled ? "no" : "yes", record.checksumState, record.library ?? "-",
-                     record.refusal.map { "refused: \($0)" } ?? "ok"]
-                }).render()
+                out += TextTable(
+                    rows: [["  NAME", "VERSION", "ABI", "ORDER", "ENABLED", "CHECKSUM", "LIBRARY", "STATUS"]]
+                        + records.map { record in
+                            [
+                                "  " + record.name, record.version ?? "-", record.abi ?? "-",
+                                record.order.map(String.init) ?? "-",
+                                record.state == .disabled ? "no" : "yes", record.checksumState, record.library ?? "-",
+                                record.refusal.map { "refused: \($0)" } ?? "ok",
+                            ]
+                        }
+                ).render()
             }
             if !catalog.warnings.isEmpty { out += "\nWarnings:\n" + catalog.warnings.map { "  \($0)\n" }.joined() }
             FileHandleOutput.standardOutput.write(out)
         }
-        throw ExitCode(records.contains { $0.refusal != nil } ? ExitStatus.invalid.rawValue : ExitStatus.success.rawValue)
+        throw ExitCode(
+            records.contains { $0.refusal != nil } ? ExitStatus.invalid.rawValue : ExitStatus.success.rawValue)
     }
 }
 

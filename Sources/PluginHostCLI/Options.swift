@@ -1,28 +1,36 @@
 import ArgumentParser
+import FoundationEssentials
 import Glibc
 import Logging
 import PluginHost
 import PluginHostSupport
-import FoundationEssentials
 
 /// The options every command that plans an operation shares (`run`, `check`).
 struct PlanOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("The Azure script config.", valueName: "path"))
     var config: String?
 
-    @Option(name: .customLong("host-config"), help: ArgumentHelp("The host's own settings (mounts, skip list, deadline).", valueName: "path"))
+    @Option(
+        name: .customLong("host-config"),
+        help: ArgumentHelp("The host's own settings (mounts, skip list, deadline).", valueName: "path"))
     var hostConfig: String?
 
-    @Option(name: .customLong("mount"), help: ArgumentHelp("Freeze only this mount point (repeatable).", valueName: "path"))
+    @Option(
+        name: .customLong("mount"), help: ArgumentHelp("Freeze only this mount point (repeatable).", valueName: "path"))
     var mounts: [String] = []
 
-    @Option(name: .customLong("skip"), help: ArgumentHelp("Never freeze this mount point (repeatable).", valueName: "path"))
+    @Option(
+        name: .customLong("skip"), help: ArgumentHelp("Never freeze this mount point (repeatable).", valueName: "path"))
     var skipMounts: [String] = []
 
-    @Option(name: .customLong("max-frozen"), help: ArgumentHelp("The freeze guard's deadline, 1 to 600 seconds (default 60).", valueName: "seconds"))
+    @Option(
+        name: .customLong("max-frozen"),
+        help: ArgumentHelp("The freeze guard's deadline, 1 to 600 seconds (default 60).", valueName: "seconds"))
     var maxFrozen: Double?
 
-    @Option(name: .customLong("plugins-dir"), help: ArgumentHelp("Plugin manifests (default /etc/pluginhost/plugins.d).", valueName: "dir"))
+    @Option(
+        name: .customLong("plugins-dir"),
+        help: ArgumentHelp("Plugin manifests (default /etc/pluginhost/plugins.d).", valueName: "dir"))
     var pluginsDirectory: String?
 
     func validate() throws {
@@ -73,8 +81,9 @@ struct OutputOptions: ParsableArguments {
 /// The state directories; PLUGINHOST_RUN_DIR and PLUGINHOST_STATE_DIR move them (tests, staging).
 func statePaths() -> StatePaths {
     let environment = ProcessEnvironment()
-    return StatePaths(runDirectory: environment["PLUGINHOST_RUN_DIR"] ?? StatePaths.defaultRunDirectory,
-                      stateDirectory: environment["PLUGINHOST_STATE_DIR"] ?? StatePaths.defaultStateDirectory)
+    return StatePaths(
+        runDirectory: environment["PLUGINHOST_RUN_DIR"] ?? StatePaths.defaultRunDirectory,
+        stateDirectory: environment["PLUGINHOST_STATE_DIR"] ?? StatePaths.defaultStateDirectory)
 }
 
 /// `path` made absolute against the working directory (unchanged when already absolute or empty).
@@ -92,7 +101,8 @@ func absolutePath(_ path: String) -> String {
 func currentExecutable() -> String {
     var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
     let count = readlink("/proc/self/exe", &buffer, buffer.count - 1)
-    return count > 0 ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
+    return count > 0
+        ? String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self) : CommandLine.arguments[0]
 }
 
 struct ProcessEnvironment {
@@ -112,7 +122,8 @@ func bootstrapLogging(verbose: Bool) -> HeldLogOutput {
 
 func requireRoot(_ command: String) throws {
     guard geteuid() == 0 else {
-        FileHandleOutput.standardError.write("pluginhost \(command) must run as root (it freezes filesystems and runs root's scripts)\n")
+        FileHandleOutput.standardError.write(
+            "pluginhost \(command) must run as root (it freezes filesystems and runs root's scripts)\n")
         throw ExitCode(ExitStatus.invalid.rawValue)
     }
 }

@@ -15,7 +15,8 @@ struct PluginCommand: ParsableCommand {
 struct PluginAddCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "add",
-        abstract: "Verify a plugin library, load and create it once in a worker with its config, and write its manifest NN-name.json.",
+        abstract:
+            "Verify a plugin library, load and create it once in a worker with its config, and write its manifest NN-name.json.",
         discussion: """
             The library must be owned by root and not writable by group or other, in directories likewise.
             The plugin is created once with the config: a config it refuses is not written (with --disabled it is
@@ -34,19 +35,30 @@ struct PluginAddCommand: ParsableCommand {
     @Option(help: "Lower orders quiesce first and resume last; equal orders run concurrently (0-99, default 50).")
     var order: Int?
 
-    @Option(name: .customLong("timeout"), help: ArgumentHelp("Seconds each call may take (1-600, default 30).", valueName: "seconds"))
+    @Option(
+        name: .customLong("timeout"),
+        help: ArgumentHelp("Seconds each call may take (1-600, default 30).", valueName: "seconds"))
     var timeoutSeconds: Int?
 
     @Option(help: ArgumentHelp("The plugin's config as a JSON object.", valueName: "json"))
     var config: String?
 
-    @Option(name: .customLong("config-file"), help: ArgumentHelp("The plugin's config from a JSON file.", valueName: "path"))
+    @Option(
+        name: .customLong("config-file"), help: ArgumentHelp("The plugin's config from a JSON file.", valueName: "path")
+    )
     var configFile: String?
 
-    @Option(name: .customLong("ffi"), help: ArgumentHelp("Bind a vendor library through libffi: a JSON file with its quiesce/resume/check functions.", valueName: "spec"))
+    @Option(
+        name: .customLong("ffi"),
+        help: ArgumentHelp(
+            "Bind a vendor library through libffi: a JSON file with its quiesce/resume/check functions.",
+            valueName: "spec"))
     var ffiSpec: String?
 
-    @Option(help: ArgumentHelp("Take name, order, timeout, enabled and config from a template manifest (the repo's plugins.d/); other options override it.", valueName: "manifest"))
+    @Option(
+        help: ArgumentHelp(
+            "Take name, order, timeout, enabled and config from a template manifest (the repo's plugins.d/); other options override it.",
+            valueName: "manifest"))
     var template: String?
 
     @Flag(help: "Write the manifest with \"enabled\": false.")
@@ -55,16 +67,24 @@ struct PluginAddCommand: ParsableCommand {
     @Flag(help: "Replace an existing manifest of the same name.")
     var force = false
 
-    @Option(name: .customLong("plugins-dir"), help: ArgumentHelp("Where to write the manifest (default /etc/pluginhost/plugins.d).", valueName: "dir"))
+    @Option(
+        name: .customLong("plugins-dir"),
+        help: ArgumentHelp("Where to write the manifest (default /etc/pluginhost/plugins.d).", valueName: "dir"))
     var pluginsDirectory: String?
 
     func validate() throws {
         guard library.hasPrefix("/") else { throw ValidationError("give the library as an absolute path") }
-        if let order, !PluginManifest.orderRange.contains(order) { throw ValidationError("--order must be from 0 to 99") }
-        if let timeoutSeconds, !PluginManifest.timeoutRange.contains(timeoutSeconds) { throw ValidationError("--timeout must be from 1 to 600") }
+        if let order, !PluginManifest.orderRange.contains(order) {
+            throw ValidationError("--order must be from 0 to 99")
+        }
+        if let timeoutSeconds, !PluginManifest.timeoutRange.contains(timeoutSeconds) {
+            throw ValidationError("--timeout must be from 1 to 600")
+        }
         if config != nil && configFile != nil { throw ValidationError("give --config or --config-file, not both") }
         if ffiSpec != nil && name == nil { throw ValidationError("--ffi needs --name") }
-        if let name, !PluginManifest.isValidName(name) { throw ValidationError("--name: letters, digits, '.', '_' and '-'") }
+        if let name, !PluginManifest.isValidName(name) {
+            throw ValidationError("--name: letters, digits, '.', '_' and '-'")
+        }
     }
 
     func run() throws {
@@ -87,10 +107,15 @@ struct PluginAddCommand: ParsableCommand {
         request.replace = force
         if let pluginsDirectory { request.directory = pluginsDirectory }
         do {
-            let installed = try PluginInstaller.add(request, executable: currentExecutable(), logger: Logger(label: "pluginhost"))
+            let installed = try PluginInstaller.add(
+                request, executable: currentExecutable(), logger: Logger(label: "pluginhost"))
             let record = installed.record
-            for warning in installed.warnings { FileHandleOutput.standardError.write("pluginhost plugin add: warning: \(warning)\n") }
-            FileHandleOutput.standardOutput.write("wrote \(installed.manifestPath): \(record.name) \(record.version ?? "") (ABI \(record.abi ?? "?")), sha256 \(record.sha256 ?? "?")\(request.enabled ? "" : ", disabled")\n")
+            for warning in installed.warnings {
+                FileHandleOutput.standardError.write("pluginhost plugin add: warning: \(warning)\n")
+            }
+            FileHandleOutput.standardOutput.write(
+                "wrote \(installed.manifestPath): \(record.name) \(record.version ?? "") (ABI \(record.abi ?? "?")), sha256 \(record.sha256 ?? "?")\(request.enabled ? "" : ", disabled")\n"
+            )
         } catch {
             fail("\(error.code.rawValue): \(error.message)")
         }

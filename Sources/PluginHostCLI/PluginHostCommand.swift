@@ -14,9 +14,11 @@ struct PluginHostCommand: ParsableCommand {
             Exit statuses: \(ExitStatus.allCases.map { "\($0.rawValue) \($0)" }.joined(separator: ", ")).
             """,
         version: BuildInfo.versionLine,
-        subcommands: [RunCommand.self, FreezeCommand.self, ThawCommand.self, HookCommand.self, CheckCommand.self,
-                      ListCommand.self, StatusCommand.self, HistoryCommand.self, RecoverCommand.self, PluginCommand.self,
-                      GuardCommand.self, WorkerCommand.self, SessionCommand.self, GroupCommand.self, DocsCommand.self]
+        subcommands: [
+            RunCommand.self, FreezeCommand.self, ThawCommand.self, HookCommand.self, CheckCommand.self,
+            ListCommand.self, StatusCommand.self, HistoryCommand.self, RecoverCommand.self, PluginCommand.self,
+            GuardCommand.self, WorkerCommand.self, SessionCommand.self, GroupCommand.self, DocsCommand.self,
+        ]
     )
 
     /// Parses and runs; maps argument errors to the documented exit status for invalid use.
@@ -28,8 +30,10 @@ struct PluginHostCommand: ParsableCommand {
         // Workers are forks of this process running the worker runtime (the only code that loads plugins).
         WorkerLauncher.register { _ in PluginWorkerProcess.run() }
         let arguments: [String]
-        switch Invocation.resolve(argv0: CommandLine.arguments.first ?? "", arguments: Array(CommandLine.arguments.dropFirst()),
-                                  executable: currentExecutable()) {
+        switch Invocation.resolve(
+            argv0: CommandLine.arguments.first ?? "", arguments: Array(CommandLine.arguments.dropFirst()),
+            executable: currentExecutable())
+        {
         case .commandLine(let given): arguments = given
         case .hook(_, let translated): arguments = translated
         case .refused(let message):

@@ -6,12 +6,15 @@ struct RecoverCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "recover",
         abstract: "Thaw what an operation that died left frozen (every run does this first, too).",
-        discussion: "Thaws exactly what the dead operation's journal says it may have left frozen, never what it found frozen already. Exit 0: nothing left frozen. 4: an operation is running (its guard thaws on its own). 5: a thaw failed, or a journal could not be read (it is kept and named)."
+        discussion:
+            "Thaws exactly what the dead operation's journal says it may have left frozen, never what it found frozen already. Exit 0: nothing left frozen. 4: an operation is running (its guard thaws on its own). 5: a thaw failed, or a journal could not be read (it is kept and named)."
     )
 
     @OptionGroup var output: OutputOptions
 
-    @Flag(name: .long, help: "Print nothing when there is nothing to recover or an operation is running (the systemd timer's mode).")
+    @Flag(
+        name: .long,
+        help: "Print nothing when there is nothing to recover or an operation is running (the systemd timer's mode).")
     var quiet = false
 
     func run() throws {
@@ -28,7 +31,8 @@ struct RecoverCommand: ParsableCommand {
             lock = try OperationLock.acquire(paths: paths, operationID: "recover")
         } catch {
             if !quiet {
-                FileHandleOutput.standardError.write("\(error.message); nothing to recover while it runs (its guard thaws on its own)\n")
+                FileHandleOutput.standardError.write(
+                    "\(error.message); nothing to recover while it runs (its guard thaws on its own)\n")
             }
             throw ExitCode(ExitStatus.busy.rawValue)
         }
@@ -43,11 +47,17 @@ struct RecoverCommand: ParsableCommand {
         } else if quiet && outcome == nil && kept.isEmpty {
             // Nothing to say.
         } else {
-            var text = outcome.map { "Recovered \($0.summary)\n" } ?? "Nothing to recover: no operation left a freeze journal.\n"
-            for path in kept { text += "Kept: \(path), a freeze journal that could not be read; check what it may name, then delete it.\n" }
+            var text =
+                outcome.map { "Recovered \($0.summary)\n" }
+                ?? "Nothing to recover: no operation left a freeze journal.\n"
+            for path in kept {
+                text +=
+                    "Kept: \(path), a freeze journal that could not be read; check what it may name, then delete it.\n"
+            }
             FileHandleOutput.standardOutput.write(text)
         }
-        throw ExitCode(outcome?.complete == false || !kept.isEmpty ? ExitStatus.mayBeFrozen.rawValue : ExitStatus.success.rawValue)
+        throw ExitCode(
+            outcome?.complete == false || !kept.isEmpty ? ExitStatus.mayBeFrozen.rawValue : ExitStatus.success.rawValue)
     }
 }
 

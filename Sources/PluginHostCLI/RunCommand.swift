@@ -16,15 +16,19 @@ struct RunCommand: ParsableCommand {
     @OptionGroup var group: GroupOptions
     @OptionGroup var output: OutputOptions
 
-    @Argument(parsing: .postTerminator, help: ArgumentHelp("The snapshot command and its arguments, after --.", valueName: "snapshot-command"))
+    @Argument(
+        parsing: .postTerminator,
+        help: ArgumentHelp("The snapshot command and its arguments, after --.", valueName: "snapshot-command"))
     var snapshotCommand: [String] = []
 
     func validate() throws {
         guard let executable = snapshotCommand.first else {
-            throw ValidationError("give the snapshot command after --, e.g. pluginhost run -- /usr/local/sbin/take-snapshot")
+            throw ValidationError(
+                "give the snapshot command after --, e.g. pluginhost run -- /usr/local/sbin/take-snapshot")
         }
         guard executable.hasPrefix("/") else {
-            throw ValidationError("the snapshot command must be an absolute path (no PATH search runs as root): \(executable)")
+            throw ValidationError(
+                "the snapshot command must be an absolute path (no PATH search runs as root): \(executable)")
         }
     }
 
@@ -34,8 +38,9 @@ struct RunCommand: ParsableCommand {
         let interrupt = try? InterruptSignal.install()
         var request = plan.request(snapshotCommand: snapshotCommand)
         request.group = group.fields
-        let operation = Operation(request: request,
-                                  logger: Logger(label: "pluginhost"), interrupt: interrupt, logOutput: logOutput)
+        let operation = Operation(
+            request: request,
+            logger: Logger(label: "pluginhost"), interrupt: interrupt, logOutput: logOutput)
         let report = operation.run()
         logOutput.release()
         if output.json {

@@ -1,4 +1,5 @@
 import PluginHostSupport
+
 /// Rows of cells rendered with every column padded to its widest cell (the last one unpadded).
 struct TextTable {
     var rows: [[String]]

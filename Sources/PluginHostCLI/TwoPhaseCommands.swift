@@ -8,7 +8,8 @@ import PluginHostSession
 struct FreezeCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "freeze",
-        abstract: "Two-phase, step one: run checks, pre-script, quiesce and freeze, then return while a session holds them.",
+        abstract:
+            "Two-phase, step one: run checks, pre-script, quiesce and freeze, then return while a session holds them.",
         discussion: """
             Returns (and closes its output) once frozen, with the operation id. Take the snapshot, then run
             `pluginhost thaw --operation ID`. If no thaw comes, the freeze guard thaws at --max-frozen
@@ -24,8 +25,9 @@ struct FreezeCommand: ParsableCommand {
 
     func run() throws {
         try requireRoot("freeze")
-        let envelope = SessionClient.start(executable: currentExecutable(), arguments: ["--mode", "freeze"] + plan.arguments + group.arguments,
-                                           environment: sessionEnvironment(verbose: output.verbose))
+        let envelope = SessionClient.start(
+            executable: currentExecutable(), arguments: ["--mode", "freeze"] + plan.arguments + group.arguments,
+            environment: sessionEnvironment(verbose: output.verbose))
         throw ExitCode(SessionOutput.print(envelope, json: output.json, agentFreezes: false))
     }
 }
@@ -55,8 +57,9 @@ struct ThawCommand: ParsableCommand {
 
 /// The session process behind `freeze` and the hooks (never started by hand).
 struct SessionCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "__session", abstract: "Internal: a two-phase session.",
-                                                    shouldDisplay: false)
+    static let configuration = CommandConfiguration(
+        commandName: "__session", abstract: "Internal: a two-phase session.",
+        shouldDisplay: false)
 
     @Option var mode: String
     @Option(name: .customLong("script-arg")) var scriptArg: String?
@@ -78,8 +81,10 @@ struct SessionCommand: ParsableCommand {
         }
         request.hookScriptArg = scriptArg
         request.hookHoldLimitSeconds = hook.holdLimit
-        let report = Operation(request: request, logger: Logger(label: "pluginhost"), interrupt: interrupt,
-                               logOutput: logOutput).run()
+        let report = Operation(
+            request: request, logger: Logger(label: "pluginhost"), interrupt: interrupt,
+            logOutput: logOutput
+        ).run()
         logOutput.release()
         throw ExitCode(report.exitStatus.rawValue)
     }
@@ -88,8 +93,10 @@ struct SessionCommand: ParsableCommand {
 func sessionEnvironment(verbose: Bool) -> [String: String] {
     var environment = ["PATH": ScriptRunner.searchPath, "LANG": "C"]
     let current = ProcessEnvironment()
-    for name in ["PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR", "PLUGINHOST_CGROUPS", "PLUGINHOST_TEST_FORCE_FALLBACKS",
-                 "PLUGINHOST_TEST_SYSLOG_SOCKET", "PLUGINHOST_TEST_STOP_AT"] {
+    for name in [
+        "PLUGINHOST_RUN_DIR", "PLUGINHOST_STATE_DIR", "PLUGINHOST_CGROUPS", "PLUGINHOST_TEST_FORCE_FALLBACKS",
+        "PLUGINHOST_TEST_SYSLOG_SOCKET", "PLUGINHOST_TEST_STOP_AT",
+    ] {
         if let value = current[name] { environment[name] = value }
     }
     if verbose { environment["PLUGINHOST_VERBOSE"] = "1" }
@@ -105,7 +112,8 @@ enum SessionOutput {
             if json {
                 try? printJSON(notice)
             } else {
-                var out = "\(notice.state == "frozen" ? "Frozen" : "Quiesced"): operation \(notice.operationID), consistency so far \(notice.consistency.rawValue)\n"
+                var out =
+                    "\(notice.state == "frozen" ? "Frozen" : "Quiesced"): operation \(notice.operationID), consistency so far \(notice.consistency.rawValue)\n"
                 if !notice.mounts.isEmpty { out += "  mounts: \(notice.mounts.joined(separator: ", "))\n" }
                 out += "  deadline: \(formatNumber(notice.deadlineSeconds)) s; then: \(notice.thawCommand)\n"
                 out += notice.warnings.map { "  warning: \($0)\n" }.joined()
@@ -135,9 +143,11 @@ enum SessionOutput {
                 printReport(report, json: json)
                 return report.exitStatus.rawValue
             }
-            var message = operationID.map { "no operation \($0) is active or recorded" } ?? "no operation is waiting for a thaw"
+            var message =
+                operationID.map { "no operation \($0) is active or recorded" } ?? "no operation is waiting for a thaw"
             if operationID == nil, let last = store.lastReport() {
-                message += "; the last one, \(last.operationID) (\(last.command)), ended \(last.result.rawValue): `pluginhost thaw --operation \(last.operationID)` prints its report"
+                message +=
+                    "; the last one, \(last.operationID) (\(last.command)), ended \(last.result.rawValue): `pluginhost thaw --operation \(last.operationID)` prints its report"
             }
             let error = HostError(.noActiveOperation, message)
             if json {

@@ -37,7 +37,9 @@ enum EtcdOperation {
     var json: JSONValue {
         switch self {
         case .put(let key, let value, let lease):
-            var fields: [(key: String, value: JSONValue)] = [("key", .string(Base64.encode(key))), ("value", .string(Base64.encode(value)))]
+            var fields: [(key: String, value: JSONValue)] = [
+                ("key", .string(Base64.encode(key))), ("value", .string(Base64.encode(value))),
+            ]
             if lease != 0 { fields.append(("lease", .string(String(lease)))) }
             return .object([("request_put", .object(fields))])
         case .range(let key, let end, let countOnly):
@@ -59,8 +61,10 @@ struct EtcdCompare {
     var createRevision: Int64
 
     var json: JSONValue {
-        .object([("target", .string("CREATE")), ("key", .string(Base64.encode(key))), ("result", .string("EQUAL")),
-                 ("create_revision", .string(String(createRevision)))])
+        .object([
+            ("target", .string("CREATE")), ("key", .string(Base64.encode(key))), ("result", .string("EQUAL")),
+            ("create_revision", .string(String(createRevision))),
+        ])
     }
 }
 
@@ -119,7 +123,7 @@ final class EtcdClient {
                     throw EtcdError.connection("\(endpoints[current]): \(message)")
                 }
                 throw EtcdError.server("\(endpoints[current]): \(message)")
-            } catch where error.kind == .connection {
+            } catch  where error.kind == .connection {
                 failures.append(error.message)
                 connection?.close()
                 connection = nil
@@ -135,7 +139,9 @@ final class EtcdClient {
         do {
             return try JSONParser.parse(bytes)
         } catch {
-            throw .connection("\(endpoint) answered something that is not JSON (\(error)): \(String(decoding: bytes.prefix(120), as: UTF8.self))")
+            throw .connection(
+                "\(endpoint) answered something that is not JSON (\(error)): \(String(decoding: bytes.prefix(120), as: UTF8.self))"
+            )
         }
     }
 
@@ -160,7 +166,9 @@ final class EtcdClient {
     /// A lease of `ttl` seconds; returns its id and the TTL etcd granted (it may raise it).
     func grantLease(ttl: Int) throws(EtcdError) -> (id: Int64, ttl: Int) {
         let answer = try call("/v3/lease/grant", .object([("TTL", .string(String(ttl)))]))
-        guard let id = Self.integer(answer["ID"]), id != 0 else { throw .server("\(endpoint): lease grant answered no lease id") }
+        guard let id = Self.integer(answer["ID"]), id != 0 else {
+            throw .server("\(endpoint): lease grant answered no lease id")
+        }
         return (id, Int(Self.integer(answer["TTL"]) ?? Int64(ttl)))
     }
 
@@ -174,12 +182,14 @@ final class EtcdClient {
     func revoke(_ lease: Int64, limit: UInt64? = nil) throws(EtcdError) {
         do {
             _ = try call("/v3/lease/revoke", .object([("ID", .string(String(lease)))]), limit: limit)
-        } catch where error.kind == .server && error.message.contains("lease not found") {
+        } catch  where error.kind == .server && error.message.contains("lease not found") {
             return
         }
     }
 
-    func range(_ key: String, end: String? = nil, limit: UInt64? = nil) throws(EtcdError) -> (kvs: [EtcdKeyValue], revision: Int64) {
+    func range(_ key: String, end: String? = nil, limit: UInt64? = nil) throws(EtcdError) -> (
+        kvs: [EtcdKeyValue], revision: Int64
+    ) {
         var fields: [(key: String, value: JSONValue)] = [("key", .string(Base64.encode(key)))]
         if let end { fields.append(("range_end", .string(Base64.encode(end)))) }
         let answer = try call("/v3/kv/range", .object(fields), limit: limit)
@@ -191,7 +201,9 @@ final class EtcdClient {
         return result.revision
     }
 
-    func txn(_ compare: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation], limit: UInt64? = nil) throws(EtcdError) -> EtcdTxnResult {
+    func txn(_ compare: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation], limit: UInt64? = nil)
+        throws(EtcdError) -> EtcdTxnResult
+    {
         var body: [(key: String, value: JSONValue)] = []
         if !compare.isEmpty { body.append(("compare", .array(compare.map(\.json)))) }
         if !success.isEmpty { body.append(("success", .array(success.map(\.json)))) }
@@ -207,7 +219,8 @@ final class EtcdClient {
                 }
             }
         }
-        return EtcdTxnResult(succeeded: succeeded, revision: Self.integer(answer["header"]?["revision"]) ?? 0, ranges: ranges)
+        return EtcdTxnResult(
+            succeeded: succeeded, revision: Self.integer(answer["header"]?["revision"]) ?? 0, ranges: ranges)
     }
 
     static func keyValues(_ value: JSONValue?) throws(EtcdError) -> [EtcdKeyValue] {
@@ -215,7 +228,9 @@ final class EtcdClient {
         guard case .array(let items) = value else { throw .server("etcd answered kvs that are not an array") }
         var result: [EtcdKeyValue] = []
         for item in items {
-            guard let kv = EtcdKeyValue(json: item) else { throw .server("etcd answered a key-value that does not decode") }
+            guard let kv = EtcdKeyValue(json: item) else {
+                throw .server("etcd answered a key-value that does not decode")
+            }
             result.append(kv)
         }
         return result
@@ -253,17 +268,26 @@ final class EtcdWatch {
     private(set) var revision: Int64
 
     /// Watches [`key`, `end`) from `startRevision` on, over a connection of its own.
-    init(endpoint: EtcdEndpoint, tls: TLSFiles?, key: String, end: String, startRevision: Int64, deadline: UInt64) throws(EtcdError) {
+    init(endpoint: EtcdEndpoint, tls: TLSFiles?, key: String, end: String, startRevision: Int64, deadline: UInt64)
+        throws(EtcdError)
+    {
         connection = try HTTPConnection(endpoint: endpoint, tls: tls, deadline: deadline)
         revision = startRevision - 1
-        let request = JSONValue.object([("create_request", .object([
-            ("key", .string(Base64.encode(key))), ("range_end", .string(Base64.encode(end))),
-            ("start_revision", .string(String(startRevision))),
-        ]))])
+        let request = JSONValue.object([
+            (
+                "create_request",
+                .object([
+                    ("key", .string(Base64.encode(key))), ("range_end", .string(Base64.encode(end))),
+                    ("start_revision", .string(String(startRevision))),
+                ])
+            )
+        ])
         try connection.sendRequest("/v3/watch", body: request.serialized(), deadline: deadline)
         // Wait for "created" so that a watch that cannot be made is known now.
         while !created {
-            guard try connection.fill(until: deadline) else { throw .connection("\(endpoint) closed the watch before creating it") }
+            guard try connection.fill(until: deadline) else {
+                throw .connection("\(endpoint) closed the watch before creating it")
+            }
             early += try events()
         }
     }
@@ -291,8 +315,12 @@ final class EtcdWatch {
             pending.removeFirst(newline + 1)
             if line.allSatisfy({ $0 == 32 || $0 == 13 }) { continue }
             let value = try EtcdClient.parse(line, from: connection.endpoint)
-            if let message = EtcdClient.errorMessage(value) { throw .server("\(connection.endpoint): the watch failed: \(message)") }
-            guard let answer = value["result"] else { throw .server("\(connection.endpoint): a watch answer without a result") }
+            if let message = EtcdClient.errorMessage(value) {
+                throw .server("\(connection.endpoint): the watch failed: \(message)")
+            }
+            guard let answer = value["result"] else {
+                throw .server("\(connection.endpoint): a watch answer without a result")
+            }
             if case .bool(true)? = answer["created"] { created = true }
             if case .bool(true)? = answer["canceled"] {
                 let reason = { if case .string(let text)? = answer["cancel_reason"] { text } else { "" } }()
@@ -300,7 +328,9 @@ final class EtcdWatch {
             }
             guard case .array(let items)? = answer["events"] else { continue }
             for item in items {
-                guard let kvJSON = item["kv"], let kv = EtcdKeyValue(json: kvJSON) else { throw .server("a watch event that does not decode") }
+                guard let kvJSON = item["kv"], let kv = EtcdKeyValue(json: kvJSON) else {
+                    throw .server("a watch event that does not decode")
+                }
                 var deleted = false
                 if case .string("DELETE")? = item["type"] { deleted = true }
                 result.append(Event(deleted: deleted, kv: kv))

@@ -63,11 +63,13 @@ public enum GroupProcess {
 
     /// `pluginhost status`: the running operation of `group`, as JSON (or an error object).
     public static func query(settings: Settings, group: String) -> JSONValue {
-        let client = EtcdClient(endpoints: settings.endpoints, tls: settings.tls, requestTimeout: settings.requestTimeout)
+        let client = EtcdClient(
+            endpoints: settings.endpoints, tls: settings.tls, requestTimeout: settings.requestTimeout)
         do {
             let active = try client.range(keyRoot + group + "/active")
             guard let current = active.kvs.first, let value = try? JSONParser.parse(current.value),
-                  case .string(let operation)? = value["operation"] else {
+                case .string(let operation)? = value["operation"]
+            else {
                 return .object([("group", .string(group)), ("active", .bool(false))])
             }
             let prefix = keyRoot + group + "/" + operation + "/"
@@ -77,10 +79,12 @@ public enum GroupProcess {
             for kv in keys where kv.key.dropFirst(prefix.count).hasPrefix("ctl/abort/") {
                 aborted.append((String(kv.key.dropFirst(prefix.count + 10)), .string(kv.text)))
             }
-            return .object([("group", .string(group)), ("active", .bool(true)), ("operationID", .string(operation)),
-                            ("members", value["members"] ?? .null),
-                            ("joined", .array(latest.values.sorted { $0.member < $1.member }.map(\.json))),
-                            ("aborted", .object(aborted))])
+            return .object([
+                ("group", .string(group)), ("active", .bool(true)), ("operationID", .string(operation)),
+                ("members", value["members"] ?? .null),
+                ("joined", .array(latest.values.sorted { $0.member < $1.member }.map(\.json))),
+                ("aborted", .object(aborted)),
+            ])
         } catch {
             return .object([("group", .string(group)), ("error", .string(error.message))])
         }
@@ -134,7 +138,8 @@ final class GroupMembership {
         for kv in keys {
             let rest = kv.key.dropFirst(prefix.count)
             guard rest.hasPrefix("member/") || rest.hasPrefix("arrive/") || rest.hasPrefix("ctl/left/"),
-                  let json = try? JSONParser.parse(kv.value), let state = GroupMemberState(json: json) else { continue }
+                let json = try? JSONParser.parse(kv.value), let state = GroupMemberState(json: json)
+            else { continue }
             if let known = latest[state.member], rank(known.state) >= rank(state.state) { continue }
             latest[state.member] = state
         }
@@ -159,7 +164,9 @@ final class GroupMembership {
         while true {
             var fds = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0)]
             if let watch { fds.append(pollfd(fd: watch.descriptor, events: Int16(POLLIN), revents: 0)) }
-            let timeout = watch?.hasBufferedEvents == true ? 0 : Monotonic.pollTimeout(until: nextKeepAlive == .max ? nil : nextKeepAlive)
+            let timeout =
+                watch?.hasBufferedEvents == true
+                ? 0 : Monotonic.pollTimeout(until: nextKeepAlive == .max ? nil : nextKeepAlive)
             let ready = poll(&fds, nfds_t(fds.count), timeout)
             if ready < 0 && errno == EINTR { continue }
 
@@ -176,7 +183,9 @@ final class GroupMembership {
                 }
                 if handle(request) { return 0 }
             }
-            if let watch, (fds.count > 1 && fds[1].fd == watch.descriptor && fds[1].revents != 0) || watch.hasBufferedEvents {
+            if let watch,
+                (fds.count > 1 && fds[1].fd == watch.descriptor && fds[1].revents != 0) || watch.hasBufferedEvents
+            {
                 receiveEvents()
             }
             if Monotonic.now() >= nextKeepAlive { keepAlive() }
@@ -248,52 +257,86 @@ final class GroupMembership {
         var memberKVs: [EtcdKeyValue] = []
         if let active {
             guard let value = try? JSONParser.parse(active.value), case .string(let operation)? = value["operation"],
-                  case .number(let count)? = value["members"], let members = count.integerValue,
-                  let leaseID = EtcdClient.integer(value["lease"]) else {
-                return .refused(.busy, message: "group \(group): \(activeKey) holds something that is not pluginhost's: \(active.text.prefix(120))")
+                case .number(let count)? = value["members"], let members = count.integerValue,
+                let leaseID = EtcdClient.integer(value["lease"])
+            else {
+                return .refused(
+                    .busy,
+                    message:
+                        "group \(group): \(activeKey) holds something that is not pluginhost's: \(active.text.prefix(120))"
+                )
             }
             operationID = operation
             if members != memberCount {
-                return .refused(.busy, message: "group \(group) is running operation \(operation) with \(members) members (this member was started with --members \(memberCount))")
+                return .refused(
+                    .busy,
+                    message:
+                        "group \(group) is running operation \(operation) with \(members) members (this member was started with --members \(memberCount))"
+                )
             }
             let result = try client.txn(
-                [EtcdCompare(key: activeKey, createRevision: active.createRevision), EtcdCompare(key: memberKey(me), createRevision: 0)],
-                success: [.put(key: memberKey(me), value: stateText, lease: lease),
-                          .range(key: prefix + "member/", end: EtcdClient.prefixEnd(prefix + "member/"), countOnly: false),
-                          .range(key: prefix + "ctl/", end: EtcdClient.prefixEnd(prefix + "ctl/"), countOnly: false)],
-                failure: [.range(key: activeKey, end: nil, countOnly: false), .range(key: memberKey(me), end: nil, countOnly: false)])
+                [
+                    EtcdCompare(key: activeKey, createRevision: active.createRevision),
+                    EtcdCompare(key: memberKey(me), createRevision: 0),
+                ],
+                success: [
+                    .put(key: memberKey(me), value: stateText, lease: lease),
+                    .range(key: prefix + "member/", end: EtcdClient.prefixEnd(prefix + "member/"), countOnly: false),
+                    .range(key: prefix + "ctl/", end: EtcdClient.prefixEnd(prefix + "ctl/"), countOnly: false),
+                ],
+                failure: [
+                    .range(key: activeKey, end: nil, countOnly: false),
+                    .range(key: memberKey(me), end: nil, countOnly: false),
+                ])
             guard result.ranges.count == 2 else { throw .server("etcd answered a transaction without its ranges") }
             if !result.succeeded {
                 guard result.ranges[0].kvs.first?.createRevision == active.createRevision else { return nil }
-                let holder = result.ranges[1].kvs.first.flatMap { try? JSONParser.parse($0.value) }.flatMap(GroupMemberState.init(json:))
-                return .refused(.busy, message: "group \(group): member \(me) is already in operation \(operation)"
-                                + (holder.map { " (host \($0.host), its operation \($0.operationID))" } ?? ""))
+                let holder = result.ranges[1].kvs.first.flatMap { try? JSONParser.parse($0.value) }.flatMap(
+                    GroupMemberState.init(json:))
+                return .refused(
+                    .busy,
+                    message: "group \(group): member \(me) is already in operation \(operation)"
+                        + (holder.map { " (host \($0.host), its operation \($0.operationID))" } ?? ""))
             }
             memberKVs = result.ranges[0].kvs
             if let progressed = result.ranges[1].kvs.first {
                 _ = try? client.txn([], success: [.deleteRange(key: memberKey(me), end: nil)], failure: [])
                 let what = String(progressed.key.dropFirst(prefix.count))
                 if what.hasPrefix("ctl/abort/") {
-                    return .refused(.failed, message: "group \(group): its operation \(operation) has already failed: member \(what.dropFirst(10)): \(progressed.text)")
+                    return .refused(
+                        .failed,
+                        message:
+                            "group \(group): its operation \(operation) has already failed: member \(what.dropFirst(10)): \(progressed.text)"
+                    )
                 }
-                return .refused(.busy, message: "group \(group) is running operation \(operation), which is past its start (\(what))")
+                return .refused(
+                    .busy,
+                    message: "group \(group) is running operation \(operation), which is past its start (\(what))")
             }
             let earlier = memberKVs.filter { $0.createRevision < result.revision }.count
             if earlier >= memberCount {
                 _ = try? client.txn([], success: [.deleteRange(key: memberKey(me), end: nil)], failure: [])
-                return .refused(.busy, message: "group \(group) is running operation \(operation), which has all its \(memberCount) members")
+                return .refused(
+                    .busy,
+                    message:
+                        "group \(group) is running operation \(operation), which has all its \(memberCount) members")
             }
             groupLease = leaseID
             startRevision = result.revision + 1
         } else {
             let proposal = try client.grantLease(ttl: settings.ttlSeconds)
             operationID = request.proposedOperationID
-            let activeValue = JSONValue.object([("operation", .string(operationID)), ("members", .number(JSONNumber(memberCount))),
-                                                ("lease", .string(String(proposal.id)))]).serialized()
-            let result = try client.txn([EtcdCompare(key: activeKey, createRevision: 0)],
-                                        success: [.put(key: activeKey, value: activeValue, lease: proposal.id),
-                                                  .put(key: memberKey(me), value: stateText, lease: lease)],
-                                        failure: [])
+            let activeValue = JSONValue.object([
+                ("operation", .string(operationID)), ("members", .number(JSONNumber(memberCount))),
+                ("lease", .string(String(proposal.id))),
+            ]).serialized()
+            let result = try client.txn(
+                [EtcdCompare(key: activeKey, createRevision: 0)],
+                success: [
+                    .put(key: activeKey, value: activeValue, lease: proposal.id),
+                    .put(key: memberKey(me), value: stateText, lease: lease),
+                ],
+                failure: [])
             guard result.succeeded else {
                 try? client.revoke(proposal.id)
                 return nil
@@ -309,8 +352,9 @@ final class GroupMembership {
         }
         latest[me] = request.state
         present.insert(me)
-        watch = try EtcdWatch(endpoint: client.endpoint, tls: settings.tls, key: prefix + "ctl/", end: prefix + "member0",
-                              startRevision: startRevision, deadline: Monotonic.now() + settings.requestTimeout)
+        watch = try EtcdWatch(
+            endpoint: client.endpoint, tls: settings.tls, key: prefix + "ctl/", end: prefix + "member0",
+            startRevision: startRevision, deadline: Monotonic.now() + settings.requestTimeout)
         nextKeepAlive = Monotonic.now() + keepAliveInterval
         return .joined(operationID: operationID, members: latest.values.sorted { $0.member < $1.member })
     }
@@ -332,10 +376,16 @@ final class GroupMembership {
         }
         waitingFor = stage
         do throws(EtcdError) {
-            let result = try client.txn([], success: [.put(key: arrivePrefix(stage) + me, value: state.json.serialized(), lease: groupLease),
-                                                      .range(key: arrivePrefix(stage), end: EtcdClient.prefixEnd(arrivePrefix(stage)), countOnly: true)],
-                                        failure: [])
-            guard let arrivals = result.ranges.first?.count else { throw EtcdError.server("etcd answered a transaction without its range") }
+            let result = try client.txn(
+                [],
+                success: [
+                    .put(key: arrivePrefix(stage) + me, value: state.json.serialized(), lease: groupLease),
+                    .range(key: arrivePrefix(stage), end: EtcdClient.prefixEnd(arrivePrefix(stage)), countOnly: true),
+                ],
+                failure: [])
+            guard let arrivals = result.ranges.first?.count else {
+                throw EtcdError.server("etcd answered a transaction without its range")
+            }
             if arrivals >= Int64(memberCount) {
                 _ = try client.put(passedKey(stage), "{\"members\":\(arrivals)}", lease: groupLease)
                 markPassed(stage)
@@ -378,7 +428,10 @@ final class GroupMembership {
                 present.remove(id)
                 if id != me && !departed.contains(id) {
                     let host = latest[id].map { " (host \($0.host))" } ?? ""
-                    breakGroup(.memberLost, member: id, "member \(id)\(host) is gone: its etcd lease ended without it leaving (it died, or lost its network)")
+                    breakGroup(
+                        .memberLost, member: id,
+                        "member \(id)\(host) is gone: its etcd lease ended without it leaving (it died, or lost its network)"
+                    )
                 }
             } else if let state {
                 present.insert(id)
@@ -404,10 +457,12 @@ final class GroupMembership {
         var failures = [error.message]
         let start = old.revision + 1
         for offset in 1...settings.endpoints.count {
-            let endpoint = settings.endpoints[((settings.endpoints.firstIndex(of: old.connection.endpoint) ?? 0) + offset) % settings.endpoints.count]
+            let endpoint = settings.endpoints[
+                ((settings.endpoints.firstIndex(of: old.connection.endpoint) ?? 0) + offset) % settings.endpoints.count]
             do {
-                let resumed = try EtcdWatch(endpoint: endpoint, tls: settings.tls, key: prefix + "ctl/", end: prefix + "member0",
-                                            startRevision: start, deadline: Monotonic.now() + settings.requestTimeout)
+                let resumed = try EtcdWatch(
+                    endpoint: endpoint, tls: settings.tls, key: prefix + "ctl/", end: prefix + "member0",
+                    startRevision: start, deadline: Monotonic.now() + settings.requestTimeout)
                 watch = resumed
                 for event in resumed.early { apply(event) }
                 return
@@ -415,7 +470,9 @@ final class GroupMembership {
                 failures.append(error.message)
             }
         }
-        breakGroup(.unreachable, member: nil, "lost the etcd watch and could not resume it: \(failures.joined(separator: "; "))")
+        breakGroup(
+            .unreachable, member: nil,
+            "lost the etcd watch and could not resume it: \(failures.joined(separator: "; "))")
     }
 
     // MARK: - Liveness
@@ -462,17 +519,25 @@ final class GroupMembership {
             let last = passed.keys.max()
             let states = last.map(arrivePrefix) ?? prefix + "member/"
             for from in [states, prefix + "ctl/left/"] {
-                guard let keys = try? client.range(from, end: EtcdClient.prefixEnd(from), limit: limit).kvs else { continue }
+                guard let keys = try? client.range(from, end: EtcdClient.prefixEnd(from), limit: limit).kvs else {
+                    continue
+                }
                 for (member, known) in Self.latestStates(keys, prefix: prefix) where member != me {
                     if Self.rank(known.state) >= Self.rank(latest[member]?.state ?? "joined") { latest[member] = known }
                 }
             }
-            _ = try? client.txn([], success: [.put(key: leftKey(me), value: state.json.serialized(), lease: lease)], failure: [], limit: limit)
+            _ = try? client.txn(
+                [], success: [.put(key: leftKey(me), value: state.json.serialized(), lease: lease)], failure: [],
+                limit: limit)
             try? client.revoke(lease, limit: limit)
             lease = 0
-            if let remaining = try? client.range(prefix + "member/", end: EtcdClient.prefixEnd(prefix + "member/"), limit: limit),
-               remaining.kvs.isEmpty {
-                _ = try? client.txn([], success: [.deleteRange(key: prefix, end: EtcdClient.prefixEnd(prefix))], failure: [], limit: limit)
+            if let remaining = try? client.range(
+                prefix + "member/", end: EtcdClient.prefixEnd(prefix + "member/"), limit: limit),
+                remaining.kvs.isEmpty
+            {
+                _ = try? client.txn(
+                    [], success: [.deleteRange(key: prefix, end: EtcdClient.prefixEnd(prefix))], failure: [],
+                    limit: limit)
                 if groupLease != 0 { try? client.revoke(groupLease, limit: limit) }
                 ended = true
             }
@@ -485,6 +550,7 @@ final class GroupMembership {
     private func hostGone() {
         guard lease != 0 else { return }
         abort("the host process of member \(me) ended before the group did")
-        _ = leave(lastState ?? GroupMemberState(member: me, operationID: "", host: "", consistency: "none", state: "failed"))
+        _ = leave(
+            lastState ?? GroupMemberState(member: me, operationID: "", host: "", consistency: "none", state: "failed"))
     }
 }

@@ -45,8 +45,9 @@ final class HTTPConnection {
                 close()
                 throw .connection("\(endpoint) is https, but no CA certificate is configured")
             }
-            let client = ph_tls_connect(descriptor, endpoint.host, files.caFile, files.certFile, files.keyFile,
-                                        deadline / 1_000_000, &errorText, errorText.count)
+            let client = ph_tls_connect(
+                descriptor, endpoint.host, files.caFile, files.certFile, files.keyFile,
+                deadline / 1_000_000, &errorText, errorText.count)
             guard let client else {
                 let message = errorMessage
                 close()
@@ -97,7 +98,8 @@ final class HTTPConnection {
     /// Sends a request whose answer is a stream (a watch); read it with `ResponseReader`.
     func sendRequest(_ path: String, body: String, deadline: UInt64) throws(EtcdError) {
         guard descriptor >= 0 else { throw .connection("\(endpoint): the connection is closed") }
-        let request = "POST \(path) HTTP/1.1\r\nHost: \(endpoint.authority)\r\nContent-Type: application/json\r\n"
+        let request =
+            "POST \(path) HTTP/1.1\r\nHost: \(endpoint.authority)\r\nContent-Type: application/json\r\n"
             + "Content-Length: \(body.utf8.count)\r\n\r\n\(body)"
         try write(Array(request.utf8), deadline: deadline)
     }
@@ -138,7 +140,7 @@ final class HTTPConnection {
     func fillAvailable() throws(EtcdError) -> Bool {
         do {
             return try fill(until: Monotonic.now())
-        } catch where error.message.hasSuffix("no answer in time") {
+        } catch  where error.message.hasSuffix("no answer in time") {
             return true
         }
     }
@@ -161,7 +163,9 @@ final class HTTPConnection {
         }
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes { send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT)) }
+            let sent = bytes[offset...].withUnsafeBytes {
+                send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            }
             if sent > 0 {
                 offset += sent
                 continue
@@ -192,7 +196,9 @@ final class HTTPConnection {
         var entry: UnsafeMutablePointer<addrinfo>? = list
         while let current = entry {
             entry = current.pointee.ai_next
-            let fd = socket(current.pointee.ai_family, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+            let fd = socket(
+                current.pointee.ai_family,
+                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
             guard fd >= 0 else {
                 failure = "\(SystemError("socket"))"
                 continue
@@ -203,7 +209,9 @@ final class HTTPConnection {
             if errno == EINPROGRESS {
                 var event = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
                 var ready: Int32
-                repeat { ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline)) } while ready < 0 && errno == EINTR
+                repeat {
+                    ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
+                } while ready < 0 && errno == EINTR
                 var error: Int32 = 0
                 var length = socklen_t(MemoryLayout<Int32>.size)
                 if ready > 0, getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error == 0 { return fd }
@@ -241,7 +249,9 @@ struct ResponseReader {
             switch state {
             case .head:
                 guard let end = Self.find([13, 10, 13, 10], in: buffer, from: index) else {
-                    if buffer.count - index > Self.maximumHead { throw ProtocolError(description: "an answer's header is too long") }
+                    if buffer.count - index > Self.maximumHead {
+                        throw ProtocolError(description: "an answer's header is too long")
+                    }
                     return body
                 }
                 try parseHead(buffer[index..<end])
@@ -279,7 +289,9 @@ struct ResponseReader {
                 state = .chunkEnd
             case .chunkEnd:
                 guard buffer.count - index >= 2 else { return body }
-                guard buffer[index] == 13 && buffer[index + 1] == 10 else { throw ProtocolError(description: "a chunk does not end in CRLF") }
+                guard buffer[index] == 13 && buffer[index + 1] == 10 else {
+                    throw ProtocolError(description: "a chunk does not end in CRLF")
+                }
                 index += 2
                 state = .chunkSize
             case .trailers:
@@ -308,7 +320,9 @@ struct ResponseReader {
             let value = String(line[line.index(after: colon)...]).trimmingSpaces.lowercased()
             switch name {
             case "content-length":
-                guard let number = Int(value), number >= 0 else { throw ProtocolError(description: "a bad Content-Length \"\(value)\"") }
+                guard let number = Int(value), number >= 0 else {
+                    throw ProtocolError(description: "a bad Content-Length \"\(value)\"")
+                }
                 length = number
             case "transfer-encoding":
                 chunked = value.hasSuffix("chunked")
@@ -332,7 +346,9 @@ struct ResponseReader {
         guard buffer.count >= pattern.count else { return nil }
         var index = start
         while index + pattern.count <= buffer.count {
-            if buffer[index] == pattern[0] && buffer[index..<index + pattern.count].elementsEqual(pattern) { return index }
+            if buffer[index] == pattern[0] && buffer[index..<index + pattern.count].elementsEqual(pattern) {
+                return index
+            }
             index += 1
         }
         return nil

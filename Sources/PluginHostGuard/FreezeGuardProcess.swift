@@ -25,8 +25,10 @@ public enum FreezeGuardProcess {
     /// The guard's end of the socketpair, as the host maps it.
     public static let socketDescriptor: Int32 = 3
 
-    static let ignoredSignals = [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM,
-                                 SIGTSTP, SIGTTIN, SIGTTOU]
+    static let ignoredSignals = [
+        SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM,
+        SIGTSTP, SIGTTIN, SIGTTOU,
+    ]
 
     /// Each worker thread's stack: it runs a few calls deep, and all of it is locked in memory.
     static let workerStackSize = 256 * 1024
@@ -196,7 +198,9 @@ struct Setup {
 
     static func make(journalPath: String) -> Result<Setup, Problem> {
         let file = open(journalPath, O_RDWR | O_CLOEXEC | O_NOFOLLOW)
-        guard file >= 0 else { return .failure(Problem(text: "cannot open the freeze journal \(journalPath): \(errorText(ph_errno()))")) }
+        guard file >= 0 else {
+            return .failure(Problem(text: "cannot open the freeze journal \(journalPath): \(errorText(ph_errno()))"))
+        }
         defer { close(file) }  // the mapping stays
         var info = stat()
         guard fstat(file, &info) == 0, info.st_size > 0, info.st_size < 1 << 24 else {
@@ -232,7 +236,8 @@ struct Setup {
             } else if ph_mount_id(fd, &mountID) != 0 {
                 problem = "cannot identify the mount of \(mount.mountPoint): \(errorText(ph_errno()))"
             } else if mountID != journal.mountID(index) {
-                problem = "\(mount.mountPoint) is no longer the mount that was planned (mount id \(mountID), expected \(mount.mountID))"
+                problem =
+                    "\(mount.mountPoint) is no longer the mount that was planned (mount id \(mountID), expected \(mount.mountID))"
             }
             if let problem {
                 if fd >= 0 { close(fd) }
@@ -257,19 +262,28 @@ struct Setup {
         defer { pthread_attr_destroy(&attributes) }
         for (index, fd) in descriptors.enumerated() {
             var command: [Int32] = [-1, -1]
-            guard ph_pipe_cloexec(&command) == 0 else { return .failure(Problem(text: "pipe: \(errorText(ph_errno()))")) }
-            (workers.baseAddress! + index).initialize(to: Worker(
-                index: index, descriptor: fd, commandRead: command[0], commandWrite: command[1], doneWrite: done[1],
-                journal: journal, thawRequested: thawRequested, flushed: flushed + index))
+            guard ph_pipe_cloexec(&command) == 0 else {
+                return .failure(Problem(text: "pipe: \(errorText(ph_errno()))"))
+            }
+            (workers.baseAddress! + index).initialize(
+                to: Worker(
+                    index: index, descriptor: fd, commandRead: command[0], commandWrite: command[1], doneWrite: done[1],
+                    journal: journal, thawRequested: thawRequested, flushed: flushed + index))
             var thread = pthread_t()
-            let started = pthread_create(&thread, &attributes, { pointer in
-                Worker.loop(pointer!)
-                return nil
-            }, UnsafeMutableRawPointer(workers.baseAddress! + index))
-            guard started == 0 else { return .failure(Problem(text: "cannot start a freeze thread: \(errorText(started))")) }
+            let started = pthread_create(
+                &thread, &attributes,
+                { pointer in
+                    Worker.loop(pointer!)
+                    return nil
+                }, UnsafeMutableRawPointer(workers.baseAddress! + index))
+            guard started == 0 else {
+                return .failure(Problem(text: "cannot start a freeze thread: \(errorText(started))"))
+            }
         }
-        return .success(Setup(journal: journal, deadlineMilliseconds: record.deadlineMilliseconds, waveCount: record.waveCount,
-                              workers: workers, doneRead: done[0]))
+        return .success(
+            Setup(
+                journal: journal, deadlineMilliseconds: record.deadlineMilliseconds, waveCount: record.waveCount,
+                workers: workers, doneRead: done[0]))
     }
 }
 

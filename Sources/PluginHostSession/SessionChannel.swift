@@ -52,7 +52,9 @@ public final class SessionChannel: SessionLink {
     public func open() throws(HostError) {
         unlink(socketPath)
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw HostError(.incorrectPluginhostFile, "cannot create the session socket: \(SystemError("socket"))") }
+        guard fd >= 0 else {
+            throw HostError(.incorrectPluginhostFile, "cannot create the session socket: \(SystemError("socket"))")
+        }
         let descriptor = FileDescriptor(owning: fd)
         guard let address = UnixSocketAddress(path: socketPath) else {
             throw HostError(.incorrectPluginhostFile, "the session socket path \(socketPath) is too long")
@@ -91,7 +93,8 @@ public final class SessionChannel: SessionLink {
                 try FileDescriptor(owning: dup(fd)).writeAll(bytes)
             } catch {
                 let what = if case .notice = envelope { "freeze notice" } else { "report" }
-                refusals.append("the freeze client was gone before the \(what) could be written (\(error)); the operation went on")
+                refusals.append(
+                    "the freeze client was gone before the \(what) could be written (\(error)); the operation went on")
             }
         }
         let null = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
@@ -127,7 +130,9 @@ public final class SessionChannel: SessionLink {
                 try? client.writeAll(Self.json(status()) + "\n")
             case .thaw(let requested, let snapshotTaken)?:
                 if let requested, requested != operationID {
-                    try? client.writeAll(SessionRefusal("operation \(requested) is not the active one; the active one is \(operationID)").encoded)
+                    try? client.writeAll(
+                        SessionRefusal("operation \(requested) is not the active one; the active one is \(operationID)")
+                            .encoded)
                     continue
                 }
                 thawClients.append(client)
@@ -151,18 +156,23 @@ public final class SessionChannel: SessionLink {
             var uid: uid_t = 0
             var pid: pid_t = 0
             guard ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0 else {
-                refusals.append("refused a connection from uid \(uid), pid \(pid) at \(isoTimestamp()): only root may talk to the session")
+                refusals.append(
+                    "refused a connection from uid \(uid), pid \(pid) at \(isoTimestamp()): only root may talk to the session"
+                )
                 _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
                 try? client.writeAll(SessionRefusal("refused: only root may talk to the session").encoded)
                 continue
             }
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             if pending.count >= Self.maximumPending {
-                refusals.append("dropped a connection from pid \(pending[0].pid): more than \(Self.maximumPending) clients were waiting to send a request")
+                refusals.append(
+                    "dropped a connection from pid \(pending[0].pid): more than \(Self.maximumPending) clients were waiting to send a request"
+                )
                 drop(at: 0)
             }
             if let readiness { _ = ph_epoll_add(readiness.rawValue, fd) }
-            pending.append(PendingClient(descriptor: client, pid: pid, deadline: Monotonic.now() + Self.requestBudgetNanoseconds))
+            pending.append(
+                PendingClient(descriptor: client, pid: pid, deadline: Monotonic.now() + Self.requestBudgetNanoseconds))
         }
     }
 
@@ -186,7 +196,9 @@ public final class SessionChannel: SessionLink {
 
     /// The client's request line, once complete (or once it ended or sent too much).
     private static func requestLine(_ client: PendingClient) -> String? {
-        if let end = client.received.firstIndex(of: 0x0A) { return String(decoding: client.received[..<end], as: UTF8.self) }
+        if let end = client.received.firstIndex(of: 0x0A) {
+            return String(decoding: client.received[..<end], as: UTF8.self)
+        }
         if client.received.count >= maximumRequest || (client.ended && !client.received.isEmpty) {
             return String(decoding: client.received, as: UTF8.self)
         }

@@ -54,7 +54,12 @@ public struct EtcdEndpoint: Sendable, Equatable, CustomStringConvertible {
             host = rest[..<colon]
             portText = rest[rest.index(after: colon)...]
         }
-        guard !host.isEmpty, host.utf8.allSatisfy({ $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: ":") }) else {
+        guard !host.isEmpty,
+            host.utf8.allSatisfy({
+                $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "-")
+                    || $0 == UInt8(ascii: ":")
+            })
+        else {
             return .failure(EndpointError(text, "the host must be a DNS name or an IP address"))
         }
         guard let port = UInt16(portText), port > 0 else {
@@ -99,16 +104,24 @@ public enum Base64 {
         var index = 0
         while index + 2 < input.count {
             let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8 | UInt32(input[index + 2])
-            out += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)], alphabet[Int(value & 63)]]
+            out += [
+                alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)],
+                alphabet[Int(value & 63)],
+            ]
             index += 3
         }
         let left = input.count - index
         if left == 1 {
             let value = UInt32(input[index]) << 16
-            out += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "=")]
+            out += [
+                alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], UInt8(ascii: "="), UInt8(ascii: "="),
+            ]
         } else if left == 2 {
             let value = UInt32(input[index]) << 16 | UInt32(input[index + 1]) << 8
-            out += [alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)], UInt8(ascii: "=")]
+            out += [
+                alphabet[Int(value >> 18 & 63)], alphabet[Int(value >> 12 & 63)], alphabet[Int(value >> 6 & 63)],
+                UInt8(ascii: "="),
+            ]
         }
         return String(decoding: out, as: UTF8.self)
     }

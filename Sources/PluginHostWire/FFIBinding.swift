@@ -54,10 +54,11 @@ public struct FFIBinding: Sendable, Equatable {
         }
         guard let quiesce = spec["quiesce"] else { throw ManifestError("ffi.quiesce: required") }
         guard let resume = spec["resume"] else { throw ManifestError("ffi.resume: required") }
-        return FFIBinding(check: try spec["check"].map { (value) throws(ManifestError) in try function(value, "ffi.check") },
-                          quiesce: try function(quiesce, "ffi.quiesce"),
-                          resume: try function(resume, "ffi.resume"),
-                          json: spec)
+        return FFIBinding(
+            check: try spec["check"].map { (value) throws(ManifestError) in try function(value, "ffi.check") },
+            quiesce: try function(quiesce, "ffi.quiesce"),
+            resume: try function(resume, "ffi.resume"),
+            json: spec)
     }
 
     private static func function(_ value: JSONValue, _ key: String) throws(ManifestError) -> Function {
@@ -66,7 +67,8 @@ public struct FFIBinding: Sendable, Equatable {
             throw ManifestError("\(key): unknown key \"\(member.key)\"")
         }
         guard case .string(let symbol)? = value["symbol"], !symbol.isEmpty,
-              symbol.utf8.allSatisfy({ $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: "_") }) else {
+            symbol.utf8.allSatisfy({ $0.isASCIILetter || $0.isASCIIDigit || $0 == UInt8(ascii: "_") })
+        else {
             throw ManifestError("\(key).symbol: expected a C identifier")
         }
         var returns = ValueType.int32
@@ -103,7 +105,8 @@ public struct FFIBinding: Sendable, Equatable {
         for member in members where !["type", "value", "from"].contains(member.key) {
             throw ManifestError("\(key): unknown key \"\(member.key)\"")
         }
-        guard case .string(let typeName)? = value["type"], let type = ValueType(rawValue: typeName), type != .void else {
+        guard case .string(let typeName)? = value["type"], let type = ValueType(rawValue: typeName), type != .void
+        else {
             throw ManifestError("\(key).type: expected one of int32, int64, uint32, uint64, bool, string")
         }
         var argument = Argument(type: type)

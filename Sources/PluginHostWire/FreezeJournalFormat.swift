@@ -88,8 +88,10 @@ public struct FreezeJournalRecord: Sendable, Equatable {
         public var thawStartNanoseconds: UInt64 = 0
         public var thawEndNanoseconds: UInt64 = 0
 
-        public init(mountPoint: String, fsType: String, source: String, device: String, mountID: UInt64, wave: Int,
-                    state: MountFreezeState = .pending, errno: Int32 = 0) {
+        public init(
+            mountPoint: String, fsType: String, source: String, device: String, mountID: UInt64, wave: Int,
+            state: MountFreezeState = .pending, errno: Int32 = 0
+        ) {
             self.mountPoint = mountPoint
             self.fsType = fsType
             self.source = source
@@ -114,7 +116,9 @@ public struct FreezeJournalRecord: Sendable, Equatable {
     public var thawCause: ThawReason?
     public var mounts: [Mount]
 
-    public init(operationID: String, hostPID: Int32, deadlineMilliseconds: UInt64, createdAtNanoseconds: UInt64, mounts: [Mount]) {
+    public init(
+        operationID: String, hostPID: Int32, deadlineMilliseconds: UInt64, createdAtNanoseconds: UInt64, mounts: [Mount]
+    ) {
         self.operationID = operationID
         self.hostPID = hostPID
         self.deadlineMilliseconds = deadlineMilliseconds
@@ -136,7 +140,8 @@ public struct FreezeJournalRecord: Sendable, Equatable {
         public var description: String {
             switch self {
             case .notAJournal: "not a freeze journal (no PHFREEZE magic)"
-            case .unsupportedVersion(let version): "freeze journal version \(version), this pluginhost reads version \(FreezeJournalRecord.version)"
+            case .unsupportedVersion(let version):
+                "freeze journal version \(version), this pluginhost reads version \(FreezeJournalRecord.version)"
             case .malformed(let what): "malformed freeze journal: \(what)"
             }
         }
@@ -151,7 +156,8 @@ public struct FreezeJournalRecord: Sendable, Equatable {
         var strings: [UInt8] = []
         var slices: [(offset: Int, length: Int)] = []
         for mount in mounts {
-            let bytes = Array([mount.mountPoint, mount.fsType, mount.source, mount.device].joined(separator: "\0").utf8)
+            let bytes = Array(
+                [mount.mountPoint, mount.fsType, mount.source, mount.device].joined(separator: "\0").utf8)
             slices.append((strings.count, bytes.count))
             strings += bytes
         }
@@ -196,15 +202,25 @@ public struct FreezeJournalRecord: Sendable, Equatable {
     public static func decode(_ bytes: [UInt8]) throws(DecodingError) -> FreezeJournalRecord {
         guard bytes.count >= 16, Array(bytes[0..<8]) == magic else { throw .notAJournal }
         let result: Result<FreezeJournalRecord, DecodingError> = bytes.withUnsafeBytes { raw in
-            func u16(_ offset: Int) -> UInt16 { UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self)) }
-            func u32(_ offset: Int) -> UInt32 { UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self)) }
-            func i32(_ offset: Int) -> Int32 { Int32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int32.self)) }
-            func u64(_ offset: Int) -> UInt64 { UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self)) }
+            func u16(_ offset: Int) -> UInt16 {
+                UInt16(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt16.self))
+            }
+            func u32(_ offset: Int) -> UInt32 {
+                UInt32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt32.self))
+            }
+            func i32(_ offset: Int) -> Int32 {
+                Int32(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: Int32.self))
+            }
+            func u64(_ offset: Int) -> UInt64 {
+                UInt64(littleEndian: raw.loadUnaligned(fromByteOffset: offset, as: UInt64.self))
+            }
             func zero(_ range: Range<Int>) -> Bool { range.allSatisfy { raw[$0] == 0 } }
 
             let version = u16(8)
             guard version == Self.version else { return .failure(.unsupportedVersion(version)) }
-            guard raw.count >= headerSize else { return .failure(.malformed("\(raw.count) bytes, shorter than the header")) }
+            guard raw.count >= headerSize else {
+                return .failure(.malformed("\(raw.count) bytes, shorter than the header"))
+            }
             guard Int(u16(10)) == headerSize, Int(u16(12)) == entrySize else {
                 return .failure(.malformed("header size \(u16(10)) / entry size \(u16(12))"))
             }
@@ -212,9 +228,12 @@ public struct FreezeJournalRecord: Sendable, Equatable {
             let stringsSize = Int(u32(56))
             let area = headerSize + count * entrySize
             guard raw.count == area + stringsSize else {
-                return .failure(.malformed("\(raw.count) bytes for \(count) mounts and \(stringsSize) bytes of strings"))
+                return .failure(
+                    .malformed("\(raw.count) bytes for \(count) mounts and \(stringsSize) bytes of strings"))
             }
-            guard zero(49..<56), zero(60..<64) else { return .failure(.malformed("reserved header bytes are not zero")) }
+            guard zero(49..<56), zero(60..<64) else {
+                return .failure(.malformed("reserved header bytes are not zero"))
+            }
             let cause: ThawReason?
             if raw[48] == 0 {
                 cause = nil
@@ -241,23 +260,28 @@ public struct FreezeJournalRecord: Sendable, Equatable {
                 guard offset <= stringsSize, length <= stringsSize - offset else {
                     return .failure(.malformed("mount \(index): strings out of range"))
                 }
-                let parts = raw[(area + offset)..<(area + offset + length)].split(separator: 0, omittingEmptySubsequences: false)
-                guard parts.count == 4, let mountPoint = String(validating: Array(parts[0]), as: UTF8.self), mountPoint.hasPrefix("/"),
-                      let fsType = String(validating: Array(parts[1]), as: UTF8.self),
-                      let source = String(validating: Array(parts[2]), as: UTF8.self),
-                      let device = String(validating: Array(parts[3]), as: UTF8.self) else {
+                let parts = raw[(area + offset)..<(area + offset + length)].split(
+                    separator: 0, omittingEmptySubsequences: false)
+                guard parts.count == 4, let mountPoint = String(validating: Array(parts[0]), as: UTF8.self),
+                    mountPoint.hasPrefix("/"),
+                    let fsType = String(validating: Array(parts[1]), as: UTF8.self),
+                    let source = String(validating: Array(parts[2]), as: UTF8.self),
+                    let device = String(validating: Array(parts[3]), as: UTF8.self)
+                else {
                     return .failure(.malformed("mount \(index): strings"))
                 }
-                var mount = Mount(mountPoint: mountPoint, fsType: fsType, source: source, device: device, mountID: u64(entry + 8),
-                                  wave: Int(u16(entry + 2)), state: state, errno: i32(entry + 4))
+                var mount = Mount(
+                    mountPoint: mountPoint, fsType: fsType, source: source, device: device, mountID: u64(entry + 8),
+                    wave: Int(u16(entry + 2)), state: state, errno: i32(entry + 4))
                 mount.freezeStartNanoseconds = u64(entry + 16)
                 mount.freezeEndNanoseconds = u64(entry + 24)
                 mount.thawStartNanoseconds = u64(entry + 32)
                 mount.thawEndNanoseconds = u64(entry + 40)
                 mounts.append(mount)
             }
-            var record = FreezeJournalRecord(operationID: operationID, hostPID: i32(16), deadlineMilliseconds: u64(24),
-                                             createdAtNanoseconds: u64(32), mounts: mounts)
+            var record = FreezeJournalRecord(
+                operationID: operationID, hostPID: i32(16), deadlineMilliseconds: u64(24),
+                createdAtNanoseconds: u64(32), mounts: mounts)
             record.guardPID = i32(20)
             record.thawedAtNanoseconds = u64(40)
             record.thawCause = cause

@@ -71,15 +71,18 @@ public struct GroupMemberState: Sendable, Equatable, Codable {
     }
 
     public var json: JSONValue {
-        .object([("member", .string(member)), ("operationID", .string(operationID)), ("host", .string(host)),
-                 ("consistency", .string(consistency)), ("state", .string(state))])
+        .object([
+            ("member", .string(member)), ("operationID", .string(operationID)), ("host", .string(host)),
+            ("consistency", .string(consistency)), ("state", .string(state)),
+        ])
     }
 
     public init?(json value: JSONValue) {
         guard case .object(let members) = value, members.count == 5,
-              let member = GroupWire.string(value, "member"), GroupWire.isValidName(member),
-              let operationID = GroupWire.string(value, "operationID"), let host = GroupWire.string(value, "host"),
-              let consistency = GroupWire.string(value, "consistency"), let state = GroupWire.string(value, "state") else { return nil }
+            let member = GroupWire.string(value, "member"), GroupWire.isValidName(member),
+            let operationID = GroupWire.string(value, "operationID"), let host = GroupWire.string(value, "host"),
+            let consistency = GroupWire.string(value, "consistency"), let state = GroupWire.string(value, "state")
+        else { return nil }
         self.init(member: member, operationID: operationID, host: host, consistency: consistency, state: state)
     }
 }
@@ -123,16 +126,22 @@ public enum GroupWire {
     /// become parts of etcd keys).
     public static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64 && name != "." && name != ".."
-            && name.utf8.allSatisfy { $0.isASCIIDigit || $0.isASCIILetter || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+            && name.utf8.allSatisfy {
+                $0.isASCIIDigit || $0.isASCIILetter || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_")
+                    || $0 == UInt8(ascii: "-")
+            }
     }
 
     public static func encode(_ request: GroupRequest) -> [UInt8] {
         let members: [(key: String, value: JSONValue)]
         switch request {
         case .join(let join):
-            members = [("op", .string("join")), ("group", .string(join.group)), ("member", .string(join.member)),
-                       ("members", .number(JSONNumber(join.members))), ("proposedOperationID", .string(join.proposedOperationID)),
-                       ("state", join.state.json)]
+            members = [
+                ("op", .string("join")), ("group", .string(join.group)), ("member", .string(join.member)),
+                ("members", .number(JSONNumber(join.members))),
+                ("proposedOperationID", .string(join.proposedOperationID)),
+                ("state", join.state.json),
+            ]
         case .arrive(let stage, let state):
             members = [("op", .string("arrive")), ("stage", .string(stage.rawValue)), ("state", state.json)]
         case .abort(let reason):
@@ -147,16 +156,26 @@ public enum GroupWire {
         let members: [(key: String, value: JSONValue)]
         switch event {
         case .joined(let operationID, let states):
-            members = [("msg", .string("joined")), ("operationID", .string(operationID)), ("members", .array(states.map(\.json)))]
+            members = [
+                ("msg", .string("joined")), ("operationID", .string(operationID)),
+                ("members", .array(states.map(\.json))),
+            ]
         case .refused(let refusal, let message):
             members = [("msg", .string("refused")), ("reason", .string(refusal.rawValue)), ("text", .string(message))]
         case .passed(let stage, let states):
-            members = [("msg", .string("passed")), ("stage", .string(stage.rawValue)), ("members", .array(states.map(\.json)))]
+            members = [
+                ("msg", .string("passed")), ("stage", .string(stage.rawValue)), ("members", .array(states.map(\.json))),
+            ]
         case .broken(let kind, let member, let message):
-            members = [("msg", .string("broken")), ("reason", .string(kind.rawValue)), ("member", member.map(JSONValue.string) ?? .null),
-                       ("text", .string(message))]
+            members = [
+                ("msg", .string("broken")), ("reason", .string(kind.rawValue)),
+                ("member", member.map(JSONValue.string) ?? .null),
+                ("text", .string(message)),
+            ]
         case .left(let groupEnded, let states):
-            members = [("msg", .string("left")), ("groupEnded", .bool(groupEnded)), ("members", .array(states.map(\.json)))]
+            members = [
+                ("msg", .string("left")), ("groupEnded", .bool(groupEnded)), ("members", .array(states.map(\.json))),
+            ]
         }
         return Array(JSONValue.object(members).serialized().utf8)
     }
@@ -166,14 +185,19 @@ public enum GroupWire {
         switch op {
         case "join":
             guard case .object(let fields) = value, fields.count == 6,
-                  let group = string(value, "group"), isValidName(group), let member = string(value, "member"), isValidName(member),
-                  case .number(let count)? = value["members"], let members = count.integerValue, (1...GroupWire.maximumMembers).contains(members),
-                  let proposed = string(value, "proposedOperationID"), isValidName(proposed),
-                  let state = value["state"].flatMap(GroupMemberState.init(json:)) else { return nil }
-            return .join(GroupJoin(group: group, member: member, members: members, proposedOperationID: proposed, state: state))
+                let group = string(value, "group"), isValidName(group), let member = string(value, "member"),
+                isValidName(member),
+                case .number(let count)? = value["members"], let members = count.integerValue,
+                (1...GroupWire.maximumMembers).contains(members),
+                let proposed = string(value, "proposedOperationID"), isValidName(proposed),
+                let state = value["state"].flatMap(GroupMemberState.init(json:))
+            else { return nil }
+            return .join(
+                GroupJoin(group: group, member: member, members: members, proposedOperationID: proposed, state: state))
         case "arrive":
             guard let stage = string(value, "stage").flatMap(GroupStage.init(rawValue:)),
-                  let state = value["state"].flatMap(GroupMemberState.init(json:)) else { return nil }
+                let state = value["state"].flatMap(GroupMemberState.init(json:))
+            else { return nil }
             return .arrive(stage: stage, state: state)
         case "abort":
             guard let reason = string(value, "reason") else { return nil }
@@ -187,26 +211,37 @@ public enum GroupWire {
     }
 
     public static func decodeEvent(_ bytes: some Collection<UInt8>) -> GroupEvent? {
-        guard let value = try? JSONParser.parse(Array(bytes)), case .string(let kind)? = value["msg"] else { return nil }
+        guard let value = try? JSONParser.parse(Array(bytes)), case .string(let kind)? = value["msg"] else {
+            return nil
+        }
         switch kind {
         case "joined":
-            guard let id = string(value, "operationID"), isValidName(id), let states = memberStates(value["members"]) else { return nil }
+            guard let id = string(value, "operationID"), isValidName(id), let states = memberStates(value["members"])
+            else { return nil }
             return .joined(operationID: id, members: states)
         case "refused":
-            guard let reason = string(value, "reason").flatMap(GroupRefusal.init(rawValue:)), let text = string(value, "text") else { return nil }
+            guard let reason = string(value, "reason").flatMap(GroupRefusal.init(rawValue:)),
+                let text = string(value, "text")
+            else { return nil }
             return .refused(reason, message: text)
         case "passed":
-            guard let stage = string(value, "stage").flatMap(GroupStage.init(rawValue:)), let states = memberStates(value["members"]) else { return nil }
+            guard let stage = string(value, "stage").flatMap(GroupStage.init(rawValue:)),
+                let states = memberStates(value["members"])
+            else { return nil }
             return .passed(stage: stage, members: states)
         case "broken":
-            guard let reason = string(value, "reason").flatMap(GroupBreak.init(rawValue:)), let text = string(value, "text") else { return nil }
+            guard let reason = string(value, "reason").flatMap(GroupBreak.init(rawValue:)),
+                let text = string(value, "text")
+            else { return nil }
             switch value["member"] {
             case .null?: return .broken(reason, member: nil, message: text)
             case .string(let member)? where isValidName(member): return .broken(reason, member: member, message: text)
             default: return nil
             }
         case "left":
-            guard case .bool(let ended)? = value["groupEnded"], let states = memberStates(value["members"]) else { return nil }
+            guard case .bool(let ended)? = value["groupEnded"], let states = memberStates(value["members"]) else {
+                return nil
+            }
             return .left(groupEnded: ended, members: states)
         default:
             return nil

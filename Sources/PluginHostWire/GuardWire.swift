@@ -1,4 +1,3 @@
-
 /// The messages between the host and its freeze guard over a SOCK_SEQPACKET socketpair.
 ///
 /// Host → guard: a `GuardRequest`, the ASCII word `FLUSH`, `FREEZE` or `THAW`. Closing the
@@ -102,7 +101,8 @@ public enum GuardMessage: Sendable, Equatable {
     /// the kind has none, nonzero reserved bytes, text where the kind has none, bad UTF-8).
     public static func decode(_ bytes: [UInt8]) -> GuardMessage? {
         guard bytes.count >= headerSize, bytes.count <= maximumSize, let kind = Kind(rawValue: bytes[0]),
-              bytes[2] == 0, bytes[3] == 0 else { return nil }
+            bytes[2] == 0, bytes[3] == 0
+        else { return nil }
         let reason = ThawReason(rawValue: bytes[1])
         guard (kind == .thawed) == (reason != nil), kind == .thawed || bytes[1] == 0 else { return nil }
         guard kind == .setupFailed || bytes.count == headerSize else { return nil }

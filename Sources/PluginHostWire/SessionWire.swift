@@ -48,7 +48,8 @@ public struct SessionRefusal: Sendable, Equatable {
 
     public static func decode(_ text: String) -> SessionRefusal? {
         guard let value = try? JSONParser.parse(text), case .object(let members) = value, members.count == 1,
-              case .string(let message)? = value["error"] else { return nil }
+            case .string(let message)? = value["error"]
+        else { return nil }
         return SessionRefusal(message)
     }
 }

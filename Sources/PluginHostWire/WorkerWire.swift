@@ -76,7 +76,10 @@ public struct PluginIdentity: Codable, Sendable, Equatable {
     /// Plugin names: letters, digits, `.`, `_`, `-`; 1 to 64 characters.
     public static func isValidName(_ name: String) -> Bool {
         !name.isEmpty && name.utf8.count <= 64
-            && name.utf8.allSatisfy { $0.isASCIIDigit || $0.isASCIILetter || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_") || $0 == UInt8(ascii: "-") }
+            && name.utf8.allSatisfy {
+                $0.isASCIIDigit || $0.isASCIILetter || $0 == UInt8(ascii: ".") || $0 == UInt8(ascii: "_")
+                    || $0 == UInt8(ascii: "-")
+            }
     }
 }
 
@@ -99,10 +102,14 @@ public enum WorkerWire {
             members = [("op", .string("load")), ("kind", .string(kind.rawValue))]
             if let spec { members.append(("ffiSpec", .string(spec))) }
         case .create(let config, let operationID, let mounts, let deadline):
-            members = [("op", .string("create")), ("config", .string(config)), ("operationID", .string(operationID)),
-                       ("freezeMounts", .array(mounts.map(JSONValue.string))), ("deadline", number(deadline))]
+            members = [
+                ("op", .string("create")), ("config", .string(config)), ("operationID", .string(operationID)),
+                ("freezeMounts", .array(mounts.map(JSONValue.string))), ("deadline", number(deadline)),
+            ]
         case .call(let function, let deadline, let holdUntil):
-            members = [("op", .string(function.rawValue)), ("deadline", number(deadline)), ("holdUntil", number(holdUntil))]
+            members = [
+                ("op", .string(function.rawValue)), ("deadline", number(deadline)), ("holdUntil", number(holdUntil)),
+            ]
         case .destroy:
             members = [("op", .string("destroy"))]
         }
@@ -115,12 +122,17 @@ public enum WorkerWire {
         case .log(let level, let text):
             members = [("msg", .string("log")), ("level", number(level)), ("text", .string(text))]
         case .loaded(let identity):
-            members = [("msg", .string("loaded")), ("name", .string(identity.name)), ("version", .string(identity.version)),
-                       ("description", .string(identity.description)), ("abi", .string(identity.abi))]
+            members = [
+                ("msg", .string("loaded")), ("name", .string(identity.name)), ("version", .string(identity.version)),
+                ("description", .string(identity.description)), ("abi", .string(identity.abi)),
+            ]
         case .refused(let check, let text):
             members = [("msg", .string("refused")), ("check", .string(check.rawValue)), ("text", .string(text))]
         case .result(let status, let text, let details):
-            members = [("msg", .string("result")), ("status", number(status)), ("text", .string(text)), ("details", .string(details))]
+            members = [
+                ("msg", .string("result")), ("status", number(status)), ("text", .string(text)),
+                ("details", .string(details)),
+            ]
         }
         return Array(JSONValue.object(members).serialized().utf8)
     }
@@ -133,7 +145,8 @@ public enum WorkerWire {
             return .load(kind: kind, ffiSpec: string(value, "ffiSpec"))
         case "create":
             guard let config = string(value, "config"), let id = string(value, "operationID"),
-                  case .array(let items)? = value["freezeMounts"], let deadline = unsigned(value, "deadline") else { return nil }
+                case .array(let items)? = value["freezeMounts"], let deadline = unsigned(value, "deadline")
+            else { return nil }
             let mounts = items.compactMap { item -> String? in
                 if case .string(let text) = item { return text }
                 return nil
@@ -144,27 +157,34 @@ public enum WorkerWire {
             return .destroy
         default:
             guard let function = PluginFunction(rawValue: op), let deadline = unsigned(value, "deadline"),
-                  let holdUntil = unsigned(value, "holdUntil") else { return nil }
+                let holdUntil = unsigned(value, "holdUntil")
+            else { return nil }
             return .call(function: function, deadline: deadline, holdUntil: holdUntil)
         }
     }
 
     public static func decodeMessage(_ bytes: some Collection<UInt8>) -> WorkerMessage? {
-        guard let value = try? JSONParser.parse(Array(bytes)), case .string(let kind)? = value["msg"] else { return nil }
+        guard let value = try? JSONParser.parse(Array(bytes)), case .string(let kind)? = value["msg"] else {
+            return nil
+        }
         switch kind {
         case "log":
             guard let level = signed(value, "level"), let text = string(value, "text") else { return nil }
             return .log(level: level, message: text)
         case "loaded":
             guard let name = string(value, "name"), let version = string(value, "version"),
-                  let description = string(value, "description"), let abi = string(value, "abi") else { return nil }
+                let description = string(value, "description"), let abi = string(value, "abi")
+            else { return nil }
             return .loaded(PluginIdentity(name: name, version: version, description: description, abi: abi))
         case "refused":
-            guard let check = string(value, "check").flatMap(PluginCheck.init(rawValue:)), let text = string(value, "text") else { return nil }
+            guard let check = string(value, "check").flatMap(PluginCheck.init(rawValue:)),
+                let text = string(value, "text")
+            else { return nil }
             return .refused(check: check, message: text)
         case "result":
             guard let status = signed(value, "status"), let text = string(value, "text"),
-                  let details = string(value, "details") else { return nil }
+                let details = string(value, "details")
+            else { return nil }
             return .result(status: status, message: text, details: details)
         default:
             return nil

@@ -48,10 +48,13 @@ public enum PluginWorkerProcess {
 }
 
 /// The ABI's log callback: one line to the host, cut to a sane length.
-private let logCallback: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void = { _, level, message in
+private let logCallback: @convention(c) (UnsafeMutableRawPointer?, Int32, UnsafePointer<CChar>?) -> Void = {
+    _, level, message in
     guard let message else { return }
     var text = String(cString: message)
-    if text.utf8.count > WorkerWire.logLineSize { text = String(decoding: text.utf8.prefix(WorkerWire.logLineSize), as: UTF8.self) }
+    if text.utf8.count > WorkerWire.logLineSize {
+        text = String(decoding: text.utf8.prefix(WorkerWire.logLineSize), as: UTF8.self)
+    }
     PluginWorkerProcess.send(.log(level: level, message: text))
 }
 
@@ -71,16 +74,20 @@ private struct WorkerState {
         guard handle == nil else { return .refused(check: .load, message: "already loaded") }
         // Only a sealed copy is loaded: its bytes are the ones the host hashed and can no longer change.
         guard SealedFile.isSealed(PluginWorkerProcess.libraryDescriptor) else {
-            return .refused(check: .load, message: "the library was not handed over as a sealed copy; nothing that could still change is loaded")
+            return .refused(
+                check: .load,
+                message: "the library was not handed over as a sealed copy; nothing that could still change is loaded")
         }
-        guard let opened = dlopen("/proc/self/fd/\(PluginWorkerProcess.libraryDescriptor)", RTLD_NOW | RTLD_LOCAL) else {
+        guard let opened = dlopen("/proc/self/fd/\(PluginWorkerProcess.libraryDescriptor)", RTLD_NOW | RTLD_LOCAL)
+        else {
             let reason = dlerror().map { String(cString: $0) } ?? "unknown error"
             return .refused(check: .load, message: "not a loadable shared library: \(reason)")
         }
         handle = opened
         if kind == .ffi {
             isFFI = true
-            guard let ffiSpec, let spec = try? JSONParser.parse(ffiSpec), let parsed = try? FFIBinding.parse(spec) else {
+            guard let ffiSpec, let spec = try? JSONParser.parse(ffiSpec), let parsed = try? FFIBinding.parse(spec)
+            else {
                 return .refused(check: .manifest, message: "the ffi spec does not parse")
             }
             binding = parsed
@@ -108,7 +115,8 @@ private struct WorkerState {
         }
     }
 
-    mutating func create(config: String, operationID: String, freezeMounts: [String], deadline: UInt64) -> WorkerMessage {
+    mutating func create(config: String, operationID: String, freezeMounts: [String], deadline: UInt64) -> WorkerMessage
+    {
         self.operationID = operationID
         if isFFI { return .result(status: 0, message: "", details: "") }
         guard let plugin, let create = plugin.create else { return notLoaded }
@@ -149,10 +157,14 @@ private struct WorkerState {
         instance = nil
     }
 
-    private var notLoaded: WorkerMessage { .result(status: 1, message: "the plugin is not loaded or created", details: "") }
+    private var notLoaded: WorkerMessage {
+        .result(status: 1, message: "the plugin is not loaded or created", details: "")
+    }
 
     /// Runs one ABI call with host-owned buffers and turns the result into a message.
-    private static func invoke(deadline: UInt64, holdUntil: UInt64, _ body: (UnsafeMutablePointer<ph_call>) -> Int32) -> WorkerMessage {
+    private static func invoke(deadline: UInt64, holdUntil: UInt64, _ body: (UnsafeMutablePointer<ph_call>) -> Int32)
+        -> WorkerMessage
+    {
         let message = UnsafeMutablePointer<CChar>.allocate(capacity: WorkerWire.messageSize)
         let details = UnsafeMutablePointer<CChar>.allocate(capacity: WorkerWire.detailsSize)
         defer {
@@ -195,7 +207,9 @@ private struct WorkerState {
         if spec.returns == .void || value == spec.success {
             return .result(status: 0, message: "", details: "return=\(value)\n")
         }
-        return .result(status: 1, message: "\(spec.symbol) returned \(value) (success is \(spec.success))", details: "return=\(value)\n")
+        return .result(
+            status: 1, message: "\(spec.symbol) returned \(value) (success is \(spec.success))",
+            details: "return=\(value)\n")
     }
 }
 

@@ -63,15 +63,18 @@ public enum PluginExport {
         return UnsafeRawPointer(descriptor)
     }
 
-    fileprivate static func create(_ configText: UnsafePointer<CChar>?, _ host: UnsafePointer<ph_host>?,
-                                   _ instance: UnsafeMutablePointer<OpaquePointer?>?, _ call: UnsafeMutablePointer<ph_call>?) -> Int32 {
+    fileprivate static func create(
+        _ configText: UnsafePointer<CChar>?, _ host: UnsafePointer<ph_host>?,
+        _ instance: UnsafeMutablePointer<OpaquePointer?>?, _ call: UnsafeMutablePointer<ph_call>?
+    ) -> Int32 {
         guard let pluginType, let instance else { return PluginStatus.failed.rawValue }
         let text = configText.map { String(cString: $0) } ?? "{}"
         let config: JSONValue
         do {
             config = try JSONParser.parse(text)
         } catch {
-            return finish(call, PluginCall(deadline: 0), PluginError(.invalidConfig, "the config is not valid JSON: \(error)"))
+            return finish(
+                call, PluginCall(deadline: 0), PluginError(.invalidConfig, "the config is not valid JSON: \(error)"))
         }
         do {
             let plugin = try pluginType.init(config: config, host: PluginHostServices(host))
@@ -82,11 +85,14 @@ public enum PluginExport {
         }
     }
 
-    fileprivate static func invoke(_ instance: OpaquePointer?, _ call: UnsafeMutablePointer<ph_call>?,
-                                   _ body: (any QuiescePlugin, inout PluginCall) throws(PluginError) -> Void) -> Int32 {
+    fileprivate static func invoke(
+        _ instance: OpaquePointer?, _ call: UnsafeMutablePointer<ph_call>?,
+        _ body: (any QuiescePlugin, inout PluginCall) throws(PluginError) -> Void
+    ) -> Int32 {
         guard let instance else { return PluginStatus.failed.rawValue }
         let plugin = Unmanaged<Box>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue().plugin
-        var swiftCall = PluginCall(deadline: call?.pointee.deadline_ns ?? 0, holdUntil: call?.pointee.hold_until_ns ?? 0)
+        var swiftCall = PluginCall(
+            deadline: call?.pointee.deadline_ns ?? 0, holdUntil: call?.pointee.hold_until_ns ?? 0)
         do {
             try body(plugin, &swiftCall)
             return finish(call, swiftCall, nil)
@@ -101,7 +107,9 @@ public enum PluginExport {
     }
 
     /// Writes the message and details into the host's buffers and returns the status.
-    private static func finish(_ call: UnsafeMutablePointer<ph_call>?, _ result: PluginCall, _ error: PluginError?) -> Int32 {
+    private static func finish(_ call: UnsafeMutablePointer<ph_call>?, _ result: PluginCall, _ error: PluginError?)
+        -> Int32
+    {
         if let call {
             copy(error?.message ?? result.summary ?? "", into: call.pointee.message, size: call.pointee.message_size)
             let details = result.details.map { "\($0.key)=\($0.value.replacing(newlines: " "))\n" }.joined()
@@ -131,15 +139,18 @@ private final class Box {
     init(_ plugin: any QuiescePlugin) { self.plugin = plugin }
 }
 
-private extension String {
-    func replacing(newlines replacement: String) -> String {
+extension String {
+    fileprivate func replacing(newlines replacement: String) -> String {
         split(omittingEmptySubsequences: false, whereSeparator: \.isNewline).joined(separator: replacement)
     }
 }
 
 // The C entry points: plain functions, no captures, as the ABI requires.
-private let createEntry: @convention(c) (UnsafePointer<CChar>?, UnsafePointer<ph_host>?, UnsafeMutablePointer<OpaquePointer?>?,
-                                         UnsafeMutablePointer<ph_call>?) -> Int32 = { PluginExport.create($0, $1, $2, $3) }
+private let createEntry:
+    @convention(c) (
+        UnsafePointer<CChar>?, UnsafePointer<ph_host>?, UnsafeMutablePointer<OpaquePointer?>?,
+        UnsafeMutablePointer<ph_call>?
+    ) -> Int32 = { PluginExport.create($0, $1, $2, $3) }
 private let checkEntry: @convention(c) (OpaquePointer?, UnsafeMutablePointer<ph_call>?) -> Int32 = {
     PluginExport.invoke($0, $1) { (plugin, call) throws(PluginError) in try plugin.check(&call) }
 }

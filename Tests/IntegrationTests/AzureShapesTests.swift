@@ -9,8 +9,12 @@ import Testing
 struct AzureShapesTests {
     var log: (HostSandbox) -> String = { $0.scratch.path + "/phases.log" }
 
-    func config(_ host: HostSandbox, pre: String, post: String, continueBackupOnFailure: Bool = true, params: String = #"["", ""]"#) -> String {
-        host.config("""
+    func config(
+        _ host: HostSandbox, pre: String, post: String, continueBackupOnFailure: Bool = true,
+        params: String = #"["", ""]"#
+    ) -> String {
+        host.config(
+            """
             {
                 "pluginName" : "ScriptRunner",
                 "preScriptLocation" : "\(pre)",
@@ -68,7 +72,9 @@ struct AzureShapesTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let pre = host.scratch.write("pre.sh", "echo pre >> \(log(host))\n", mode: mode)
         let post = host.scratch.write("post.sh", "echo post >> \(log(host))\n", mode: 0o600)
-        let check = host.invoke(["check", "--json", "--config", config(host, pre: pre, post: post), "--mount", fs.mountPoint])
+        let check = host.invoke([
+            "check", "--json", "--config", config(host, pre: pre, post: post), "--mount", fs.mountPoint,
+        ])
         #expect(check.status == ExitStatus.invalid.rawValue)
         #expect(check.stdout.contains("InsufficientPermissionforPre-Script"))
     }
@@ -80,12 +86,16 @@ struct AzureShapesTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let pre = host.script("pre.sh", "#!/bin/sh\necho pre >> \(log(host))\nexit 2\n")
         let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> \(log(host))\n")
-        let run = host.invoke(["run", "--config", config(host, pre: pre, post: post, continueBackupOnFailure: false),
-                               "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
+        let run = host.invoke([
+            "run", "--config", config(host, pre: pre, post: post, continueBackupOnFailure: false),
+            "--mount", fs.mountPoint, "--json", "--", "/bin/true",
+        ])
         #expect(run.status == ExitStatus.failed.rawValue)
         let report = try #require(run.report)
         #expect(report.errors.map(\.code) == [.preScriptExecutionFailed])
-        #expect(report.errors.first?.message.hasPrefix("The prescript returned an error, so backup might not be application-consistent.") == true)
+        #expect(
+            report.errors.first?.message.hasPrefix(
+                "The prescript returned an error, so backup might not be application-consistent.") == true)
         #expect(report.freeze == nil && !report.snapshotTaken)
         #expect(host.scratch.read("phases.log") == "pre\npost failure\n")
     }
@@ -98,8 +108,9 @@ struct AzureShapesTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let post = host.script("post.sh", "#!/bin/sh\necho post >> \(log(host))\n")
-        let file = config(host, pre: "@BINDIR@/db2_pre_backup.sh", post: post, continueBackupOnFailure: continueBackupOnFailure,
-                          params: #"["db2inst1"]"#)
+        let file = config(
+            host, pre: "@BINDIR@/db2_pre_backup.sh", post: post, continueBackupOnFailure: continueBackupOnFailure,
+            params: #"["db2inst1"]"#)
         let check = host.invoke(["check", "--config", file, "--mount", fs.mountPoint])
         #expect(check.status == ExitStatus.invalid.rawValue)
         #expect(check.stdout.contains("Pre-ScriptNotFound") && !check.stdout.contains("IncorrectJSONConfigFile"))
@@ -124,7 +135,8 @@ struct AzureShapesTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let pre = host.script("pre.sh", "#!/bin/sh\necho pre >> \(log(host))\n")
         let post = host.script("post.sh", "#!/bin/sh\necho post >> \(log(host))\n")
-        let file = host.config("""
+        let file = host.config(
+            """
             {"preScriptLocation": "\(pre)", "postScriptLocation": "\(post)", "timeoutInSeconds": "60",
              "continueBackupOnFailure": false}
             """)
@@ -155,10 +167,15 @@ struct AzureShapesTests {
         case "0770": chmod(post, 0o770)
         default: chown(post, 65534, 65534)
         }
-        let run = host.invoke(["run", "--config", config(host, pre: pre, post: post, continueBackupOnFailure: continueBackupOnFailure),
-                               "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
+        let run = host.invoke([
+            "run", "--config", config(host, pre: pre, post: post, continueBackupOnFailure: continueBackupOnFailure),
+            "--mount", fs.mountPoint, "--json", "--", "/bin/true",
+        ])
         let report = try #require(run.report, "\(run.stdout) \(run.stderr)")
-        #expect(report.errors.map(\.code) == [problem == "missing" ? .postScriptNotFound : .insufficientPermissionForPostScript])
+        #expect(
+            report.errors.map(\.code) == [
+                problem == "missing" ? .postScriptNotFound : .insufficientPermissionForPostScript
+            ])
         #expect(report.errors.first?.message.contains("neither script was run") == true)
         #expect(!host.scratch.exists("phases.log"), "a script ran: \(host.scratch.read("phases.log"))")
         #expect(report.scripts.isEmpty)

@@ -12,16 +12,21 @@ struct BoundsTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let count = host.scratch.path + "/count"
-        let pre = host.script("pre.sh", "#!/bin/sh\necho run >> '\(count)'\nhead -c 100000 /dev/zero | tr '\\0' x\necho\necho 'ERROR: still failing'\nexit 1\n")
+        let pre = host.script(
+            "pre.sh",
+            "#!/bin/sh\necho run >> '\(count)'\nhead -c 100000 /dev/zero | tr '\\0' x\necho\necho 'ERROR: still failing'\nexit 1\n"
+        )
         let post = host.script("post.sh", "#!/bin/sh\n")
         let config = host.config(pre: pre, post: post, extra: "\"preScriptNoOfRetries\": 2147483647")
         let snapshot = host.script("snapshot.sh", "#!/bin/sh\n")
         let result = host.invoke(["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", snapshot])
-        #expect(result.status == ExitStatus.degraded.rawValue, "\(result.stdout.suffix(2000)) \(result.stderr.suffix(500))")
+        #expect(
+            result.status == ExitStatus.degraded.rawValue, "\(result.stdout.suffix(2000)) \(result.stderr.suffix(500))")
         let report = try #require(result.report)
         #expect(report.scripts.first?.attempts.count == ScriptConfig.maximumRetries + 1)
         #expect(host.scratch.read("count").split(separator: "\n").count == 11)
-        #expect(report.warnings.contains { $0.contains("preScriptNoOfRetries 2147483647 is over the limit; 10 is used") })
+        #expect(
+            report.warnings.contains { $0.contains("preScriptNoOfRetries 2147483647 is over the limit; 10 is used") })
         #expect(report.scripts.first?.attempts.last?.stdoutTail.hasSuffix("ERROR: still failing\n") == true)
 
         let status = host.invoke(["status", "--json"])
@@ -38,12 +43,15 @@ struct BoundsTests {
         let log = host.scratch.path + "/phases.log"
         let pre = host.script("pre.sh", "#!/bin/sh\necho pre >> '\(log)'\nexec sleep 60\n")
         let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(log)'\n")
-        let config = host.config("""
+        let config = host.config(
+            """
             {"preScriptLocation": "\(pre)", "postScriptLocation": "\(post)", "preScriptNoOfRetries": 5, "timeoutInSeconds": 50}
             """)
         let hostConfig = host.scratch.write("pluginhost.json", "{\"maxOperationSeconds\": 10}", mode: 0o644)
         let snapshot = host.script("snapshot.sh", "#!/bin/sh\n")
-        let result = host.invoke(["run", "--config", config, "--host-config", hostConfig, "--mount", fs.mountPoint, "--json", "--", snapshot])
+        let result = host.invoke([
+            "run", "--config", config, "--host-config", hostConfig, "--mount", fs.mountPoint, "--json", "--", snapshot,
+        ])
         let report = try #require(result.report, "\(result.stdout) \(result.stderr)")
         #expect(report.errors.map(\.code) == [.preScriptTimeout])
         #expect(report.errors.first?.message.contains("time limit") == true)
@@ -61,29 +69,44 @@ struct BoundsTests {
         let log = host.scratch.path + "/calls.log"
         let library = try fixturePlugin("GOOD", in: host.libraryDirectory)
         let digest = host.sha256(library)
-        host.writeManifest("10-fixture.json", "{\"name\": \"fixture\", \"library\": \"\(library)\", \"sha256\": \"\(digest)\", \"config\": {\"log\": \"\(log)\"}}")
-        #expect(sh("""
-            cd '\(host.pluginsDirectory)' && for i in $(seq 1 2000); do
-              printf '{"name": "off%d", "library": "%s", "sha256": "%s", "enabled": false}' $i '\(library)' '\(digest)' > 50-off$i.json
-            done
-            """) == 0)
+        host.writeManifest(
+            "10-fixture.json",
+            "{\"name\": \"fixture\", \"library\": \"\(library)\", \"sha256\": \"\(digest)\", \"config\": {\"log\": \"\(log)\"}}"
+        )
+        #expect(
+            sh(
+                """
+                cd '\(host.pluginsDirectory)' && for i in $(seq 1 2000); do
+                  printf '{"name": "off%d", "library": "%s", "sha256": "%s", "enabled": false}' $i '\(library)' '\(digest)' > 50-off$i.json
+                done
+                """) == 0)
         let pre = host.script("pre.sh", "#!/bin/sh\necho pre >> '\(log)'\n")
         let post = host.script("post.sh", "#!/bin/sh\necho post >> '\(log)'\n")
         let config = host.config(pre: pre, post: post)
         let snapshot = host.script("snapshot.sh", "#!/bin/sh\necho snapshot >> '\(log)'\n")
         func limited(_ arguments: [String]) -> Invocation {
             let quoted = arguments.map { "'\($0)'" }.joined(separator: " ")
-            let output = capture("/bin/sh", ["-c", "ulimit -n 1024 && exec '\(pluginhostBinary)' \(quoted)"], environment: host.environment)
+            let output = capture(
+                "/bin/sh", ["-c", "ulimit -n 1024 && exec '\(pluginhostBinary)' \(quoted)"],
+                environment: host.environment)
             var status: Int32 = -1
             if case .exited(let code)? = output.termination { status = code }
             return Invocation(status: status, stdout: output.stdout, stderr: output.stderr)
         }
-        let result = limited(["run", "--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot])
+        let result = limited([
+            "run", "--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--",
+            snapshot,
+        ])
         #expect(result.status == 0, "\(result.stdout.suffix(3000)) \(result.stderr.suffix(1000))")
         #expect(result.report?.consistency == .application)
-        let calls = host.scratch.read("calls.log").split(separator: "\n").map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
-        #expect(Array(calls.prefix(6)) == ["fixture create", "pre", "fixture quiesce-start", "fixture quiesce-end", "snapshot", "fixture resume"],
-                "\(calls)")
+        let calls = host.scratch.read("calls.log").split(separator: "\n").map {
+            $0.split(separator: " ").prefix(2).joined(separator: " ")
+        }
+        #expect(
+            Array(calls.prefix(6)) == [
+                "fixture create", "pre", "fixture quiesce-start", "fixture quiesce-end", "snapshot", "fixture resume",
+            ],
+            "\(calls)")
         #expect(Set(calls.dropFirst(6)) == ["post", "fixture destroy"])
 
         let list = limited(["list", "--plugins-dir", host.pluginsDirectory, "--json"])
@@ -95,11 +118,13 @@ struct BoundsTests {
         let host = HostSandbox()
         let library = try fixturePlugin("GOOD", in: host.libraryDirectory)
         let digest = host.sha256(library)
-        #expect(sh("""
-            cd '\(host.pluginsDirectory)' && for i in $(seq 10 \(10 + PluginCatalog.maximumEnabled)); do
-              printf '{"name": "on%d", "library": "%s", "sha256": "%s"}' $i '\(library)' '\(digest)' > 20-on$i.json
-            done
-            """) == 0)
+        #expect(
+            sh(
+                """
+                cd '\(host.pluginsDirectory)' && for i in $(seq 10 \(10 + PluginCatalog.maximumEnabled)); do
+                  printf '{"name": "on%d", "library": "%s", "sha256": "%s"}' $i '\(library)' '\(digest)' > 20-on$i.json
+                done
+                """) == 0)
         let fs = try LoopFilesystem(in: host.scratch)
         let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json"])
         #expect(check.status == ExitStatus.invalid.rawValue)
@@ -114,17 +139,25 @@ struct BoundsTests {
         let host = HostSandbox()
         let library = try fixturePlugin("GOOD", in: host.libraryDirectory)
         let filler = String(repeating: "x", count: bytes)
-        host.writeManifest("10-fixture.json", "{\"name\": \"fixture\", \"library\": \"\(library)\", \"sha256\": \"\(host.sha256(library))\", \"config\": {\"filler\": \"\(filler)\"}}")
+        host.writeManifest(
+            "10-fixture.json",
+            "{\"name\": \"fixture\", \"library\": \"\(library)\", \"sha256\": \"\(host.sha256(library))\", \"config\": {\"filler\": \"\(filler)\"}}"
+        )
         let fs = try LoopFilesystem(in: host.scratch)
         let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json"])
         #expect(check.status == ExitStatus.invalid.rawValue)
-        #expect(check.stdout.contains("IncorrectPluginhostFile") && check.stdout.contains("config: "), "\(check.stdout.prefix(3000))")
+        #expect(
+            check.stdout.contains("IncorrectPluginhostFile") && check.stdout.contains("config: "),
+            "\(check.stdout.prefix(3000))")
         #expect(check.stdout.contains("at most 65536"))
         #expect(!check.stdout.contains("PluginCrashed"))
         // plugin add applies the same rule.
         let configFile = host.scratch.write("big.json", "{\"filler\": \"\(filler)\"}")
-        let added = host.invoke(["plugin", "add", library, "--plugins-dir", host.scratch.mkdir("other.d"), "--config-file", configFile])
-        #expect(added.status == ExitStatus.invalid.rawValue && added.stderr.contains("at most 65536"), "\(added.stderr)")
+        let added = host.invoke([
+            "plugin", "add", library, "--plugins-dir", host.scratch.mkdir("other.d"), "--config-file", configFile,
+        ])
+        #expect(
+            added.status == ExitStatus.invalid.rawValue && added.stderr.contains("at most 65536"), "\(added.stderr)")
     }
 
     @Test func aConfigJustUnderTheLimitReachesThePlugin() throws {

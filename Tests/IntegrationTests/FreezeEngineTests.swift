@@ -9,7 +9,8 @@ import Testing
 /// that thaws exactly what we froze, an honest outcome, no busy loop, the host as the deadline's
 /// second enforcer, a status that changes at the thaw, a guard the OOM killer leaves alone.
 /// Each test has its own loop filesystems and run directories, so the suite runs concurrently.
-@Suite("Freeze engine: order, deadline, journal, outcome", .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
+@Suite(
+    "Freeze engine: order, deadline, journal, outcome", .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct FreezeEngineTests {
     // MARK: 1. Dependency order
 
@@ -19,13 +20,17 @@ struct FreezeEngineTests {
         let host = HostSandbox("order")
         let stack = try StackedFilesystems(in: host.scratch)
         stack.dirtyUpper()
-        let check = host.invoke(["check", "--json", "--mount", stack.lower.mountPoint, "--mount", stack.upper.mountPoint])
+        let check = host.invoke([
+            "check", "--json", "--mount", stack.lower.mountPoint, "--mount", stack.upper.mountPoint,
+        ])
         let upperAt = offset(of: "\"mountPoint\" : \"\(stack.upper.mountPoint)\"", in: check.stdout)
         let lowerAt = offset(of: "\"mountPoint\" : \"\(stack.lower.mountPoint)\"", in: check.stdout)
         #expect(upperAt != nil && lowerAt != nil && upperAt! < lowerAt!, "\(check.stdout)")
 
-        let result = host.start(["run", "--mount", stack.lower.mountPoint, "--mount", stack.upper.mountPoint,
-                                 "--max-frozen", "20", "--json", "--", "/bin/true"]).finish(timeoutSeconds: 90)
+        let result = host.start([
+            "run", "--mount", stack.lower.mountPoint, "--mount", stack.upper.mountPoint,
+            "--max-frozen", "20", "--json", "--", "/bin/true",
+        ]).finish(timeoutSeconds: 90)
         #expect(result.status == ExitStatus.degraded.rawValue, "\(result.stdout)\n\(result.stderr)")  // no scripts: filesystem-consistent
         let mounts = try #require(result.report?.freeze?.mounts)
         #expect(mounts.map(\.mountPoint) == [stack.upper.mountPoint, stack.lower.mountPoint])
@@ -33,7 +38,9 @@ struct FreezeEngineTests {
         #expect(mounts.allSatisfy { $0.freeze == .frozen && $0.thaw == .thawed })
         // The wave of `upper` was over before `lower`'s began, and thawed in reverse.
         if let upperEnd = mounts[0].freezeStartMs.flatMap({ start in mounts[0].freezeMs.map { start + $0 } }),
-           let lowerStart = mounts[1].freezeStartMs, let lowerThaw = mounts[1].thawStartMs, let upperThaw = mounts[0].thawStartMs {
+            let lowerStart = mounts[1].freezeStartMs, let lowerThaw = mounts[1].thawStartMs,
+            let upperThaw = mounts[0].thawStartMs
+        {
             #expect(upperEnd <= lowerStart)
             #expect(lowerThaw <= upperThaw)
         } else {
@@ -52,9 +59,11 @@ struct FreezeEngineTests {
         let stack = try StackedFilesystems(in: host.scratch)
         let other = try LoopFilesystem(in: host.scratch, name: "other")
         try addFreezingPlugin(host, stack)
-        let result = host.start(["run", "--plugins-dir", host.pluginsDirectory, "--mount", stack.upper.mountPoint,
-                                 "--mount", other.mountPoint, "--max-frozen", "3", "--json", "--", "/bin/true"])
-            .finish(timeoutSeconds: 60)  // it hung for 23 minutes
+        let result = host.start([
+            "run", "--plugins-dir", host.pluginsDirectory, "--mount", stack.upper.mountPoint,
+            "--mount", other.mountPoint, "--max-frozen", "3", "--json", "--", "/bin/true",
+        ])
+        .finish(timeoutSeconds: 60)  // it hung for 23 minutes
         #expect(result.status == ExitStatus.mayBeFrozen.rawValue, "\(result.stdout)\n\(result.stderr)")
         let report = try #require(result.report, "\(result.stderr)")
         #expect(report.errors.map(\.code).contains(.freezeDeadlineExpired), "\(report.errors)")
@@ -84,9 +93,13 @@ struct FreezeEngineTests {
         let stack = try StackedFilesystems(in: host.scratch)
         let other = try LoopFilesystem(in: host.scratch, name: "other")
         try addFreezingPlugin(host, stack)
-        let running = host.start(["run", "--plugins-dir", host.pluginsDirectory, "--mount", stack.upper.mountPoint,
-                                  "--mount", other.mountPoint, "--max-frozen", "100", "--json", "--", "/bin/true"])
-        let stuck = host.waitForJournal { $0.states([stack.upper.mountPoint, other.mountPoint]) == [.freezing, .frozen] }
+        let running = host.start([
+            "run", "--plugins-dir", host.pluginsDirectory, "--mount", stack.upper.mountPoint,
+            "--mount", other.mountPoint, "--max-frozen", "100", "--json", "--", "/bin/true",
+        ])
+        let stuck = host.waitForJournal {
+            $0.states([stack.upper.mountPoint, other.mountPoint]) == [.freezing, .frozen]
+        }
         #expect(stuck != nil, "upper's FIFREEZE was expected to hang: \(String(describing: host.journal))")
         kill(running.pid, SIGTERM)
         let result = running.finish(timeoutSeconds: 30)  // not 100 s, not until someone thaws lower
@@ -108,7 +121,9 @@ struct FreezeEngineTests {
         let marker = host.scratch.path + "/post.marker"
         let pre = host.script("pre.sh", "#!/bin/sh\n")
         let post = host.script("post.sh", "#!/bin/sh\ntouch '\(marker)'\nexec sleep 60\n")
-        let running = host.start(["run", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
+        let running = host.start([
+            "run", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--json", "--", "/bin/true",
+        ])
         for _ in 0..<3000 where !host.scratch.exists("post.marker") { usleep(10_000) }
         // Failure 7: during the post-script nothing is frozen, and status says so.
         let during = host.invoke(["status", "--json"])
@@ -136,18 +151,24 @@ struct FreezeEngineTests {
         let x = try LoopFilesystem(in: host.scratch, name: "x")
         let y = try LoopFilesystem(in: host.scratch, name: "y")
         #expect(sh("fsfreeze -f '\(x.mountPoint)'") == 0)
-        let running = host.start(["run", "--mount", x.mountPoint, "--mount", y.mountPoint, "--", host.holdWhileFrozen(60)])
+        let running = host.start([
+            "run", "--mount", x.mountPoint, "--mount", y.mountPoint, "--", host.holdWhileFrozen(60),
+        ])
         let journal = try #require(host.waitUntilFrozen())
         kill(running.pid, SIGSTOP)
         kill(journal.guardPID, SIGKILL)
         usleep(100_000)
         kill(running.pid, SIGKILL)
         _ = running.finish()
-        #expect(host.journal?.mounts.map(\.state) == [.alreadyFrozen, .frozen] || host.journal?.mounts.map(\.state) == [.frozen, .alreadyFrozen])
+        #expect(
+            host.journal?.mounts.map(\.state) == [.alreadyFrozen, .frozen]
+                || host.journal?.mounts.map(\.state) == [.frozen, .alreadyFrozen])
 
         let recover = host.invoke(["recover", "--json"])
         #expect(recover.status == 0, "\(recover.stdout) \(recover.stderr)")
-        #expect(recover.stdout.contains("\"state\" : \"not-ours\"") && recover.stdout.contains("\"state\" : \"thawed\""), "\(recover.stdout)")
+        #expect(
+            recover.stdout.contains("\"state\" : \"not-ours\"") && recover.stdout.contains("\"state\" : \"thawed\""),
+            "\(recover.stdout)")
         #expect(try Writer(file: y.mountPoint + "/probe").finishes(within: 10))
         let writer = try Writer(file: x.mountPoint + "/probe")
         #expect(!writer.finishes(within: 0.3), "recovery thawed the admin's freeze")
@@ -164,11 +185,15 @@ struct FreezeEngineTests {
         let stack = try StackedFilesystems(in: host.scratch)
         let other = try LoopFilesystem(in: host.scratch, name: "other")
         try addFreezingPlugin(host, stack)
-        let running = host.start(["run", "--plugins-dir", host.pluginsDirectory, "--mount", stack.upper.mountPoint,
-                                  "--mount", other.mountPoint, "--mount", stack.lower.mountPoint, "--max-frozen", "100", "--json", "--", "/bin/true"])
+        let running = host.start([
+            "run", "--plugins-dir", host.pluginsDirectory, "--mount", stack.upper.mountPoint,
+            "--mount", other.mountPoint, "--mount", stack.lower.mountPoint, "--max-frozen", "100", "--json", "--",
+            "/bin/true",
+        ])
         let order = [stack.upper.mountPoint, other.mountPoint, stack.lower.mountPoint]
-        let journal = try #require(host.waitForJournal { $0.states(order) == [.freezing, .frozen, .pending] },
-                                   "\(String(describing: host.journal))")
+        let journal = try #require(
+            host.waitForJournal { $0.states(order) == [.freezing, .frozen, .pending] },
+            "\(String(describing: host.journal))")
         kill(journal.guardPID, SIGKILL)
         let result = running.finish(timeoutSeconds: 30)
         #expect(result.status == ExitStatus.mayBeFrozen.rawValue, "\(result.stdout)\n\(result.stderr)")
@@ -187,8 +212,12 @@ struct FreezeEngineTests {
         for _ in 0..<3000 where OperationLock.currentHolder(paths: host.paths) != nil { usleep(10_000) }
         let recover = host.invoke(["recover", "--json"])
         #expect(recover.status == 0, "\(recover.stdout) \(recover.stderr)")
-        #expect(recover.stdout.contains("\"state\" : \"never-frozen\"") && recover.stdout.contains("\"state\" : \"thawed-by-host\""), "\(recover.stdout)")
-        #expect(try Writer(file: stack.upper.mountPoint + "/probe").finishes(within: 10), "upper stayed frozen after recover")
+        #expect(
+            recover.stdout.contains("\"state\" : \"never-frozen\"")
+                && recover.stdout.contains("\"state\" : \"thawed-by-host\""), "\(recover.stdout)")
+        #expect(
+            try Writer(file: stack.upper.mountPoint + "/probe").finishes(within: 10),
+            "upper stayed frozen after recover")
     }
 
     /// A journal that cannot be read is kept and reported, never deleted, never acted on.
@@ -201,10 +230,13 @@ struct FreezeEngineTests {
         #expect(first.status == ExitStatus.mayBeFrozen.rawValue, "\(first.stdout)")
         #expect(first.report?.errors.first?.message.contains("cannot be read") == true)
         let recover = host.invoke(["recover"])
-        #expect(recover.status == ExitStatus.mayBeFrozen.rawValue && recover.stdout.contains("Kept: \(host.paths.journalFile).unreadable-"), "\(recover.stdout)")
+        #expect(
+            recover.status == ExitStatus.mayBeFrozen.rawValue
+                && recover.stdout.contains("Kept: \(host.paths.journalFile).unreadable-"), "\(recover.stdout)")
         #expect(host.invoke(["status"]).stdout.contains("Kept: "))
         // The next run is not blocked by it.
-        #expect(host.invoke(["run", "--mount", fs.mountPoint, "--", "/bin/true"]).status == ExitStatus.degraded.rawValue)
+        #expect(
+            host.invoke(["run", "--mount", fs.mountPoint, "--", "/bin/true"]).status == ExitStatus.degraded.rawValue)
     }
 
     // MARK: 4. An honest outcome
@@ -215,7 +247,9 @@ struct FreezeEngineTests {
     @Test func aSnapshotThatOutlivesTheFreezeIsNotASuccess() throws {
         let host = HostSandbox("honest")
         let fs = try LoopFilesystem(in: host.scratch)
-        let snapshot = host.script("stop-host.sh", """
+        let snapshot = host.script(
+            "stop-host.sh",
+            """
             #!/bin/sh
             host=$PPID
             kill -STOP "$host"
@@ -223,7 +257,8 @@ struct FreezeEngineTests {
             (sleep 0.5; kill -CONT "$host") &
             exit 0
             """)
-        let result = host.start(["run", "--mount", fs.mountPoint, "--max-frozen", "3", "--json", "--", snapshot]).finish(timeoutSeconds: 60)
+        let result = host.start(["run", "--mount", fs.mountPoint, "--max-frozen", "3", "--json", "--", snapshot])
+            .finish(timeoutSeconds: 60)
         #expect(result.status == ExitStatus.failed.rawValue, "\(result.stdout)\n\(result.stderr)")
         let report = try #require(result.report)
         #expect(report.errors.map(\.code).contains(.freezeDeadlineExpired), "\(report.errors)")
@@ -245,19 +280,27 @@ struct FreezeEngineTests {
         let config = host.config(pre: pre, post: post)
         // The host's CPU time, its guard's included, from the wait status of a wrapper.
         let measured = host.scratch.path + "/cpu"
-        let wrapper = host.scratch.write("measure.py", """
+        let wrapper = host.scratch.write(
+            "measure.py",
+            """
             import resource, subprocess, sys
             subprocess.run(sys.argv[2:])
             usage = resource.getrusage(resource.RUSAGE_CHILDREN)
             open(sys.argv[1], "w").write(str(usage.ru_utime + usage.ru_stime))
             """, mode: 0o644)
-        let result = capture("/usr/bin/python3", [wrapper, measured, pluginhostBinary, "run", "--config", config, "--mount", fs.mountPoint,
-                                                  "--max-frozen", "2", "--json", "--", "/bin/sleep", "6"],
-                             environment: host.environment)
+        let result = capture(
+            "/usr/bin/python3",
+            [
+                wrapper, measured, pluginhostBinary, "run", "--config", config, "--mount", fs.mountPoint,
+                "--max-frozen", "2", "--json", "--", "/bin/sleep", "6",
+            ],
+            environment: host.environment)
         let report = try #require(ReportStore.decode(Array(result.stdout.utf8)), "\(result.stdout) \(result.stderr)")
         // EIO from FIFREEZE — or already from opening the mount point, when the guard (started in
         // parallel with the pre-script) gets to it after the shutdown.
-        #expect(report.errors.first?.code == .freezeFailed && report.errors.first?.message.contains("Input/output error") == true, "\(report.errors)")
+        #expect(
+            report.errors.first?.code == .freezeFailed
+                && report.errors.first?.message.contains("Input/output error") == true, "\(report.errors)")
         #expect(report.freeze == nil || report.freeze?.mounts.first?.freeze == .failed)
         // Without a freeze the command still gets the deadline as its limit, not its 6 s.
         #expect(report.snapshot?.termination == .signalled(SIGTERM))
@@ -284,7 +327,9 @@ struct FreezeEngineTests {
     @Test func aStoppedGuardDoesNotStopTheDeadline() throws {
         let host = HostSandbox("stopped")
         let fs = try LoopFilesystem(in: host.scratch)
-        let running = host.start(["run", "--mount", fs.mountPoint, "--max-frozen", "3", "--json", "--", host.holdWhileFrozen(20)])
+        let running = host.start([
+            "run", "--mount", fs.mountPoint, "--max-frozen", "3", "--json", "--", host.holdWhileFrozen(20),
+        ])
         let journal = try #require(host.waitUntilFrozen())
         kill(journal.guardPID, SIGSTOP)
         let writer = try Writer(file: fs.mountPoint + "/probe")
@@ -347,12 +392,16 @@ struct FreezeEngineTests {
     func slowThaw(deadline: Int, sleepAfterFreeze: Int, _ checks: (Invocation, OperationReport) throws -> Void) throws {
         let host = HostSandbox("slowthaw")
         let stack = try StackedFilesystems(in: host.scratch)
-        let snapshot = host.script("freeze-lower.sh", """
+        let snapshot = host.script(
+            "freeze-lower.sh",
+            """
             #!/bin/sh
             /usr/sbin/fsfreeze -f '\(stack.lower.mountPoint)' || exit 1
             exec sleep \(sleepAfterFreeze)
             """)
-        let running = host.start(["run", "--mount", stack.upper.mountPoint, "--max-frozen", "\(deadline)", "--json", "--", snapshot])
+        let running = host.start([
+            "run", "--mount", stack.upper.mountPoint, "--max-frozen", "\(deadline)", "--json", "--", snapshot,
+        ])
         let thawing = host.waitForJournal { $0.states([stack.upper.mountPoint]) == [.thawing] }
         #expect(thawing != nil, "upper's FITHAW was expected to wait for lower: \(String(describing: host.journal))")
         usleep(3_000_000)  // past the guard's old 1.5 s and the host's 2 s (or 0.5 s past its deadline)
@@ -374,7 +423,9 @@ struct FreezeEngineTests {
         let host = HostSandbox("oom")
         let fs = try LoopFilesystem(in: host.scratch)
         let go = host.scratch.path + "/go"
-        let snapshot = host.script("wait.sh", "#!/bin/sh\ntouch '\(host.scratch.path)/frozen.marker'\nwhile [ ! -e '\(go)' ]; do sleep 0.05; done\n")
+        let snapshot = host.script(
+            "wait.sh",
+            "#!/bin/sh\ntouch '\(host.scratch.path)/frozen.marker'\nwhile [ ! -e '\(go)' ]; do sleep 0.05; done\n")
         let running = host.start(["run", "--mount", fs.mountPoint, "--json", "--", snapshot])
         let journal = try #require(host.waitUntilFrozen())
         let adjustment = host.scratch.read("/proc/\(journal.guardPID)/oom_score_adj").filter { !$0.isWhitespace }
@@ -398,17 +449,22 @@ struct FreezeEngineTests {
         let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
         let library = host.libraryDirectory + "/libpluginhost-shell.so"
         sh("install -m 0755 '\(built)' '\(library)'")
-        let quiesce = host.script("freeze-lower.sh", """
+        let quiesce = host.script(
+            "freeze-lower.sh",
+            """
             #!/bin/sh
             dd if=/dev/urandom of='\(stack.upper.mountPoint)/dirty' bs=1M count=64 status=none
             exec /usr/sbin/fsfreeze -f '\(stack.lower.mountPoint)'
             """)
-        let added = host.addPlugin(library, name: "freezer", config: "{\"quiesce\": [\"\(quiesce)\"], \"resume\": [\"/bin/true\"]}")
+        let added = host.addPlugin(
+            library, name: "freezer", config: "{\"quiesce\": [\"\(quiesce)\"], \"resume\": [\"/bin/true\"]}")
         #expect(added.status == 0, "\(added.stdout) \(added.stderr)")
     }
 
     func cpuSeconds(of pid: Int32) -> Double {
-        guard let file = try? FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY), let bytes = try? file.readAll(limit: 4096) else { return 0 }
+        guard let file = try? FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY),
+            let bytes = try? file.readAll(limit: 4096)
+        else { return 0 }
         let text = String(decoding: bytes, as: UTF8.self)
         guard let close = text.lastIndex(of: ")") else { return 0 }
         let fields = text[text.index(after: close)...].split(separator: " ")

@@ -29,12 +29,18 @@ struct FreezeScopeTests {
         #expect(FreezeScope(freezeMounts: [bind]).freezeMount(holding: fs.mountPoint + "/db/file") == bind)
     }
 
-    @Test(.enabled(if: access("/sbin/mkfs.btrfs", X_OK) == 0 || access("/usr/sbin/mkfs.btrfs", X_OK) == 0, "needs btrfs-progs"))
+    @Test(
+        .enabled(
+            if: access("/sbin/mkfs.btrfs", X_OK) == 0 || access("/usr/sbin/mkfs.btrfs", X_OK) == 0, "needs btrfs-progs")
+    )
     func aBtrfsSubvolumeIsOnItsFilesystem() throws {
         let scratch = Scratch("scope-btrfs")
         let image = scratch.path + "/btrfs.img"
         let mountPoint = scratch.mkdir("btrfs")
-        guard sh("truncate -s 200M '\(image)' && mkfs.btrfs -q -f '\(image)' && mount -o loop '\(image)' '\(mountPoint)'") == 0 else {
+        guard
+            sh("truncate -s 200M '\(image)' && mkfs.btrfs -q -f '\(image)' && mount -o loop '\(image)' '\(mountPoint)'")
+                == 0
+        else {
             throw FixtureError("cannot make a loop btrfs filesystem")
         }
         defer { sh("fsfreeze -u '\(mountPoint)' 2>/dev/null; umount '\(mountPoint)' || umount -l '\(mountPoint)'") }

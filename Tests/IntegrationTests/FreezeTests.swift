@@ -14,7 +14,9 @@ struct FreezeTests {
         // Data written before the operation must be in the snapshot.
         #expect(sh("dd if=/dev/urandom of='\(fs.mountPoint)/before' bs=1M count=4 status=none") == 0)
         let copy = host.scratch.path + "/copy.img"
-        let snapshot = host.script("snapshot.sh", """
+        let snapshot = host.script(
+            "snapshot.sh",
+            """
             #!/bin/sh
             # Runs while frozen: start a writer on the frozen filesystem, see that it is stuck,
             # then copy the image. The writer finishes after the thaw.
@@ -43,15 +45,22 @@ struct FreezeTests {
         let copyMount = host.scratch.mkdir("copy")
         if type == "ext4" { #expect(sh("e2fsck -fn '\(copy)' >/dev/null 2>&1") == 0, "the snapshot copy is not clean") }
         let options = type == "xfs" ? "loop,nouuid" : "loop,ro"
-        #expect(sh("mount -o \(options) '\(copy)' '\(copyMount)' && cmp -s '\(copyMount)/before' '\(fs.mountPoint)/before'; s=$?; umount '\(copyMount)'; exit $s") == 0)
-        if type == "xfs" { #expect(sh("xfs_repair -n '\(copy)' >/dev/null 2>&1") == 0, "the snapshot copy is not clean") }
+        #expect(
+            sh(
+                "mount -o \(options) '\(copy)' '\(copyMount)' && cmp -s '\(copyMount)/before' '\(fs.mountPoint)/before'; s=$?; umount '\(copyMount)'; exit $s"
+            ) == 0)
+        if type == "xfs" {
+            #expect(sh("xfs_repair -n '\(copy)' >/dev/null 2>&1") == 0, "the snapshot copy is not clean")
+        }
         #expect(host.journal == nil)
     }
 
     @Test func killingTheHostThawsAtOnce() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        let running = host.start(["run", "--mount", fs.mountPoint, "--max-frozen", "120", "--", host.holdWhileFrozen(60)])
+        let running = host.start([
+            "run", "--mount", fs.mountPoint, "--max-frozen", "120", "--", host.holdWhileFrozen(60),
+        ])
         _ = try #require(host.waitUntilFrozen())
         let writer = try Writer(file: fs.mountPoint + "/probe")
         #expect(!writer.finishes(within: 0.3), "the filesystem was not frozen")
@@ -78,11 +87,15 @@ struct FreezeTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let go = host.scratch.path + "/go"
-        let snapshot = host.script("wait.sh", "#!/bin/sh\ntouch '\(host.scratch.path)/frozen.marker'\nwhile [ ! -e '\(go)' ]; do sleep 0.05; done\n")
+        let snapshot = host.script(
+            "wait.sh",
+            "#!/bin/sh\ntouch '\(host.scratch.path)/frozen.marker'\nwhile [ ! -e '\(go)' ]; do sleep 0.05; done\n")
         let running = host.start(["run", "--mount", fs.mountPoint, "--json", "--", snapshot])
         let journal = try #require(host.waitUntilFrozen())
         // While frozen, the guard gets the signals a careless admin might send.
-        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTSTP] { kill(journal.guardPID, signal) }
+        for signal in [SIGTERM, SIGINT, SIGHUP, SIGQUIT, SIGUSR1, SIGUSR2, SIGPIPE, SIGALRM, SIGTSTP] {
+            kill(journal.guardPID, signal)
+        }
         usleep(300_000)
         #expect(processExists(journal.guardPID), "the guard died of a stray signal")
         host.scratch.write(go, "")
@@ -146,7 +159,9 @@ struct FreezeTests {
     @Test func theGuardThawsAtItsDeadline() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        let result = host.invoke(["run", "--mount", fs.mountPoint, "--max-frozen", "1", "--json", "--", "/bin/sleep", "20"])
+        let result = host.invoke([
+            "run", "--mount", fs.mountPoint, "--max-frozen", "1", "--json", "--", "/bin/sleep", "20",
+        ])
         #expect(result.status == ExitStatus.failed.rawValue)
         let report = try #require(result.report)
         #expect(report.errors.map(\.code).contains(.freezeDeadlineExpired))
@@ -167,7 +182,9 @@ struct FreezeTests {
         #expect(innerAt != nil && outerAt != nil)
         if let innerAt, let outerAt { #expect(innerAt < outerAt) }
 
-        let result = host.invoke(["run", "--mount", outer.mountPoint, "--mount", inner.mountPoint, "--json", "--", "/bin/true"])
+        let result = host.invoke([
+            "run", "--mount", outer.mountPoint, "--mount", inner.mountPoint, "--json", "--", "/bin/true",
+        ])
         let report = try #require(result.report)
         #expect(report.freeze?.mounts.map(\.mountPoint) == [inner.mountPoint, outer.mountPoint])
         #expect(report.freeze?.mounts.allSatisfy { $0.freeze == .frozen && $0.thaw == .thawed } == true)

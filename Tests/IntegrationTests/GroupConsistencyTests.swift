@@ -11,10 +11,14 @@ import Testing
 /// have its debit, and the money must add up. The control takes the two snapshots with two
 /// independent operations a second apart: its copies hold credits without debits, so the check
 /// does see a cut that is not consistent.
-@Suite("Consistency groups: one cut across MariaDB and PostgreSQL", .serialized,
-       .enabled(if: isRoot, "needs root: loop mounts, FIFREEZE, network namespaces, database servers"),
-       .enabled(if: etcdBinary != nil && etcdctlBinary != nil && ipBinary != nil, "needs etcd-server, etcd-client and iproute2"),
-       .enabled(if: mariadbScripts != nil && postgresScripts != nil, "no database start scripts in <repository>/../shared/db or /work/shared/db"))
+@Suite(
+    "Consistency groups: one cut across MariaDB and PostgreSQL", .serialized,
+    .enabled(if: isRoot, "needs root: loop mounts, FIFREEZE, network namespaces, database servers"),
+    .enabled(
+        if: etcdBinary != nil && etcdctlBinary != nil && ipBinary != nil, "needs etcd-server, etcd-client and iproute2"),
+    .enabled(
+        if: mariadbScripts != nil && postgresScripts != nil,
+        "no database start scripts in <repository>/../shared/db or /work/shared/db"))
 struct GroupConsistencyTests {
     static let repetitions = 5
 
@@ -28,7 +32,10 @@ struct GroupConsistencyTests {
             let copies = (bank.copyPath("group\(repetition)-m1"), bank.copyPath("group\(repetition)-m2"))
             let results = bank.runGroup(copies: copies)
             for (index, result) in results.enumerated() {
-                #expect(result.status == 0, "rep \(repetition) m\(index + 1): exit \(result.status): \(result.stdout.suffix(3000)) \(result.stderr.suffix(1000))")
+                #expect(
+                    result.status == 0,
+                    "rep \(repetition) m\(index + 1): exit \(result.status): \(result.stdout.suffix(3000)) \(result.stderr.suffix(1000))"
+                )
                 #expect(result.report?.group?.consistency == .application, "rep \(repetition) m\(index + 1)")
             }
             cuts.append(("group \(repetition)", copies))
@@ -40,7 +47,9 @@ struct GroupConsistencyTests {
         let first = bank.runAlone(member: 0, copy: control.0)
         usleep(1_000_000)
         let second = bank.runAlone(member: 1, copy: control.1)
-        #expect(first.status == 0 && second.status == 0, "control: \(first.stdout.suffix(1500)) \(second.stdout.suffix(1500))")
+        #expect(
+            first.status == 0 && second.status == 0,
+            "control: \(first.stdout.suffix(1500)) \(second.stdout.suffix(1500))")
         bank.stopWriter()
         #expect(bank.writerErrors.isEmpty, "the writer failed: \(bank.writerErrors)")
 
@@ -48,13 +57,18 @@ struct GroupConsistencyTests {
         for cut in cuts {
             let state = try bank.restore(cut.copies)
             print(state.line(cut.label))
-            #expect(state.creditsWithoutDebit.isEmpty, "\(cut.label): \(state.creditsWithoutDebit.count) credits without their debit, e.g. \(state.creditsWithoutDebit.sorted().prefix(5))")
+            #expect(
+                state.creditsWithoutDebit.isEmpty,
+                "\(cut.label): \(state.creditsWithoutDebit.count) credits without their debit, e.g. \(state.creditsWithoutDebit.sorted().prefix(5))"
+            )
             #expect(state.moneyAddsUp, "\(cut.label): \(state.line(cut.label))")
             #expect(state.credits.count > 0, "\(cut.label): no transfer in the cut")
         }
         let anomaly = try bank.restore(control)
         print(anomaly.line("control"))
-        #expect(!anomaly.creditsWithoutDebit.isEmpty, "the control shows no credit without its debit: the check would not see an inconsistent cut")
+        #expect(
+            !anomaly.creditsWithoutDebit.isEmpty,
+            "the control shows no credit without its debit: the check would not see an inconsistent cut")
     }
 }
 
@@ -76,8 +90,11 @@ struct RestoredBank {
     }
 
     func line(_ label: String) -> String {
-        func pad(_ text: String, _ width: Int) -> String { text + String(repeating: " ", count: max(0, width - text.count)) }
-        return pad(label, 11) + pad(String(debits.count), 8) + pad(String(credits.count), 9) + pad(String(creditsWithoutDebit.count), 23)
+        func pad(_ text: String, _ width: Int) -> String {
+            text + String(repeating: " ", count: max(0, width - text.count))
+        }
+        return pad(label, 11) + pad(String(debits.count), 8) + pad(String(credits.count), 9)
+            + pad(String(creditsWithoutDebit.count), 23)
             + pad(String(inFlight), 11) + (moneyAddsUp ? "adds up" : "DOES NOT ADD UP")
     }
 }
@@ -99,13 +116,15 @@ final class TwoDatabaseBank {
 
     init() throws {
         rig = try GroupRig()
-        let m1 = rig.machines[0], m2 = rig.machines[1]
+        let m1 = rig.machines[0]
+        let m2 = rig.machines[1]
         let mariaDirectory = m1.host.scratch.mkdir("maria")
         let mariaFS = try mariadbFilesystem(in: m1.host.scratch, directory: mariaDirectory)
         mariaImage = mariaFS.image
         let maria = try MariaDBInstance(directory: mariaDirectory, keeping: mariaFS)
         self.maria = maria
-        _ = try maria.query("""
+        _ = try maria.query(
+            """
             CREATE DATABASE bank;
             CREATE TABLE bank.accounts (id INT PRIMARY KEY, balance BIGINT NOT NULL) ENGINE=InnoDB;
             INSERT INTO bank.accounts VALUES (1, \(Self.initialBalance));
@@ -117,7 +136,8 @@ final class TwoDatabaseBank {
         sh("chmod 755 '\(pgFS.mountPoint)'")
         let pg = try PostgresServer(directory: pgFS.mountPoint + "/pg")
         self.pg = pg
-        _ = try pg.psql("""
+        _ = try pg.psql(
+            """
             CREATE TABLE ledger_credits (id bigint PRIMARY KEY, amount int NOT NULL);
             CREATE TABLE ledger_balance (id int PRIMARY KEY, balance bigint NOT NULL);
             INSERT INTO ledger_balance VALUES (1, 0)
@@ -126,8 +146,13 @@ final class TwoDatabaseBank {
         // The bundled plugins, installed as an admin would; the members reach the servers through
         // their unix sockets (the members live in network namespaces of their own).
         let buildDirectory = String(pluginhostBinary.dropLast("pluginhost".count))
-        for (machine, name, config) in [(m1, "mysql", "{\"socket\": \"\(maria.socket)\"}"),
-                                        (m2, "postgresql", "{\"conninfo\": \"host=\(pgDirectory)/run port=\(pg.port) user=postgres dbname=postgres\", \"mode\": \"checkpoint\"}")] {
+        for (machine, name, config) in [
+            (m1, "mysql", "{\"socket\": \"\(maria.socket)\"}"),
+            (
+                m2, "postgresql",
+                "{\"conninfo\": \"host=\(pgDirectory)/run port=\(pg.port) user=postgres dbname=postgres\", \"mode\": \"checkpoint\"}"
+            ),
+        ] {
             let library = machine.host.libraryDirectory + "/libpluginhost-\(name).so"
             guard sh("install -m 0755 '\(buildDirectory)libpluginhost-\(name).so' '\(library)'") == 0 else {
                 throw FixtureError("build the package first: no \(buildDirectory)libpluginhost-\(name).so")
@@ -165,16 +190,23 @@ final class TwoDatabaseBank {
 
     func startWriter() throws {
         let binary = scratch.path + "/transfer_writer"
-        guard sh("cc -O1 $(pkg-config --cflags libmariadb) $(pkg-config --cflags libpq) -o '\(binary)' '\(repositoryRoot)/Tests/Fixtures/transfer_writer.c' $(pkg-config --libs libmariadb) $(pkg-config --libs libpq)") == 0 else {
+        guard
+            sh(
+                "cc -O1 $(pkg-config --cflags libmariadb) $(pkg-config --cflags libpq) -o '\(binary)' '\(repositoryRoot)/Tests/Fixtures/transfer_writer.c' $(pkg-config --libs libmariadb) $(pkg-config --libs libpq)"
+            ) == 0
+        else {
             throw FixtureError("cannot build transfer_writer (libmariadb-dev, libpq-dev)")
         }
         guard let maria, let pg else { throw FixtureError("no servers") }
         let acks = scratch.path + "/acks"
-        writer = try ChildProcess(spawning: Command(executable: binary, arguments: [maria.socket, pg.conninfo, "1", acks],
-                                                    environment: ["PATH": "/usr/bin:/bin"]))
+        writer = try ChildProcess(
+            spawning: Command(
+                executable: binary, arguments: [maria.socket, pg.conninfo, "1", acks],
+                environment: ["PATH": "/usr/bin:/bin"]))
         let limit = Monotonic.now() + 60_000_000_000
         while scratch.read("acks").split(separator: "\n").count < 50 {
-            guard Monotonic.now() < limit, case .deadlineReached = writer!.wait(until: Monotonic.now() + 50_000_000) else {
+            guard Monotonic.now() < limit, case .deadlineReached = writer!.wait(until: Monotonic.now() + 50_000_000)
+            else {
                 throw FixtureError("the writer made no progress: \(writer!.stderrTail.text.suffix(1000))")
             }
         }
@@ -192,19 +224,27 @@ final class TwoDatabaseBank {
     func runGroup(copies: (String, String)) -> [Invocation] {
         rig.machines.map { machine -> RunningHost in
             let copy = machine.id == "m1" ? copies.0 : copies.1
-            let snapshot = machine.id == "m3" ? machine.snapshotCommand() : machine.snapshotCommand("exec cp --sparse=always '\(image(machine))' '\(copy)'")
-            return machine.start(["run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
-                                  "--mount", mount(machine), "--max-frozen", "60"]
-                                 + machine.groupArguments(group: rig.group, members: 3, timeout: 120) + ["--", snapshot])
+            let snapshot =
+                machine.id == "m3"
+                ? machine.snapshotCommand()
+                : machine.snapshotCommand("exec cp --sparse=always '\(image(machine))' '\(copy)'")
+            return machine.start(
+                [
+                    "run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
+                    "--mount", mount(machine), "--max-frozen", "60",
+                ]
+                    + machine.groupArguments(group: rig.group, members: 3, timeout: 120) + ["--", snapshot])
         }.map { $0.finish() }
     }
 
     /// One member's operation on its own (no group).
     func runAlone(member index: Int, copy: String) -> Invocation {
         let machine = rig.machines[index]
-        return machine.invoke(["run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
-                               "--mount", mount(machine), "--max-frozen", "60", "--",
-                               machine.snapshotCommand("exec cp --sparse=always '\(image(machine))' '\(copy)'")])
+        return machine.invoke([
+            "run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
+            "--mount", mount(machine), "--max-frozen", "60", "--",
+            machine.snapshotCommand("exec cp --sparse=always '\(image(machine))' '\(copy)'"),
+        ])
     }
 
     /// Starts a MariaDB server on the first copy and a PostgreSQL server on the second, and reads
@@ -212,7 +252,8 @@ final class TwoDatabaseBank {
     func restore(_ copies: (String, String)) throws -> RestoredBank {
         let tag = String(UInt32.random(in: 0..<UInt32.max), radix: 16)
         let mariaDirectory = scratch.mkdir("maria-\(tag)")
-        let debits: [[String]], balance: [[String]]
+        let debits: [[String]]
+        let balance: [[String]]
         do {
             let mount = try MountedImage(image: copies.0, mountPoint: mariaDirectory + "/data")
             let server = try MariaDBInstance(directory: mariaDirectory, keeping: mount)
@@ -226,8 +267,9 @@ final class TwoDatabaseBank {
         defer { server.stop() }
         let credits = try server.psql("SELECT id FROM ledger_credits").split(separator: "\n").compactMap { Int64($0) }
         let ledger = try server.psql("SELECT balance FROM ledger_balance WHERE id = 1")
-        return RestoredBank(debits: Set(debits.compactMap { $0.first.flatMap { Int64($0) } }),
-                            mariaBalance: balance.first?.first.flatMap { Int64($0) } ?? -1,
-                            credits: Set(credits), ledgerBalance: Int64(ledger) ?? -1)
+        return RestoredBank(
+            debits: Set(debits.compactMap { $0.first.flatMap { Int64($0) } }),
+            mariaBalance: balance.first?.first.flatMap { Int64($0) } ?? -1,
+            credits: Set(credits), ledgerBalance: Int64(ledger) ?? -1)
     }
 }

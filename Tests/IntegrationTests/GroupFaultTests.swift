@@ -7,30 +7,46 @@ import Testing
 /// member rolls back on its own, nothing stays frozen, and none waits for its freeze deadline
 /// (60 s here, against a lease TTL of 3 s: a member that noticed nothing would end with
 /// FreezeDeadlineExpired, thawed by its guard's deadline).
-@Suite("Consistency groups: faults", .serialized,
-       .enabled(if: isRoot, "needs root: loop mounts, FIFREEZE, network namespaces"),
-       .enabled(if: etcdBinary != nil && etcdctlBinary != nil && ipBinary != nil, "needs etcd-server, etcd-client and iproute2"))
+@Suite(
+    "Consistency groups: faults", .serialized,
+    .enabled(if: isRoot, "needs root: loop mounts, FIFREEZE, network namespaces"),
+    .enabled(
+        if: etcdBinary != nil && etcdctlBinary != nil && ipBinary != nil, "needs etcd-server, etcd-client and iproute2")
+)
 struct GroupFaultTests {
     static let hold = "exec sleep 300"
 
     /// m1 and m2 end failed with `code`, rolled back, thawed on command (when they froze).
-    func expectRolledBack(_ rig: GroupRig, _ results: [Invocation], members: [Int], code: ErrorCode, naming: [String], froze: Bool) throws {
+    func expectRolledBack(
+        _ rig: GroupRig, _ results: [Invocation], members: [Int], code: ErrorCode, naming: [String], froze: Bool
+    ) throws {
         for index in members {
             let machine = rig.machines[index]
             let result = results[index]
-            #expect(result.status == ExitStatus.failed.rawValue, "\(machine.id): exit \(result.status): \(result.stdout.suffix(3000)) \(result.stderr.suffix(1000))")
+            #expect(
+                result.status == ExitStatus.failed.rawValue,
+                "\(machine.id): exit \(result.status): \(result.stdout.suffix(3000)) \(result.stderr.suffix(1000))")
             let report = try #require(result.report, "\(machine.id): no report: \(result.stderr.suffix(2000))")
-            #expect(report.errors.contains { $0.code == code && naming.allSatisfy($0.message.contains) },
-                    "\(machine.id): \(report.errors)")
-            #expect(!report.errors.contains { $0.code == .freezeDeadlineExpired }, "\(machine.id) waited for its freeze deadline")
+            #expect(
+                report.errors.contains { $0.code == code && naming.allSatisfy($0.message.contains) },
+                "\(machine.id): \(report.errors)")
+            #expect(
+                !report.errors.contains { $0.code == .freezeDeadlineExpired },
+                "\(machine.id) waited for its freeze deadline")
             #expect(!report.snapshotTaken && report.group?.outcome == "broken")
-            #expect(report.group?.barriers.contains { $0.outcome == .timedOut } == false, "\(machine.id) waited for a barrier's timeout")
+            #expect(
+                report.group?.barriers.contains { $0.outcome == .timedOut } == false,
+                "\(machine.id) waited for a barrier's timeout")
             if froze {
-                #expect(report.freeze?.thawCause == .command, "\(machine.id): thawed by \(report.freeze?.thawCause?.rawValue ?? "-")")
+                #expect(
+                    report.freeze?.thawCause == .command,
+                    "\(machine.id): thawed by \(report.freeze?.thawCause?.rawValue ?? "-")")
             } else {
                 #expect(!report.steps.contains { $0.name == "freeze" }, "\(machine.id) froze")
             }
-            #expect(machine.host.scratch.read("phases.log") == "pre\npost failure none\n", "\(machine.id): \(machine.host.scratch.read("phases.log"))")
+            #expect(
+                machine.host.scratch.read("phases.log") == "pre\npost failure none\n",
+                "\(machine.id): \(machine.host.scratch.read("phases.log"))")
         }
     }
 
@@ -60,7 +76,8 @@ struct GroupFaultTests {
         usleep(1_000_000)  // m1 and m2 are at the barrier by now (if not, they find the group broken there)
         running[2].killLikeADeadMachine()
         let results = running.map { $0.finish() }
-        try expectRolledBack(rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3", "lease ended"], froze: false)
+        try expectRolledBack(
+            rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3", "lease ended"], froze: false)
         for index in [0, 1] {
             #expect(results[index].report?.group?.barriers.first?.outcome == .broken)
         }
@@ -73,21 +90,31 @@ struct GroupFaultTests {
     @Test func aMemberWhoseChecksFailMakesTheOthersRollBackAtOnce() throws {
         let rig = try GroupRig()
         let first = rig.machines.prefix(2).map { machine in
-            machine.start(["run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
-                           "--mount", machine.fs.mountPoint] + machine.groupArguments(group: rig.group, members: 3)
-                          + ["--", machine.snapshotCommand()])
+            machine.start(
+                [
+                    "run", "--json", "--config", machine.config(), "--plugins-dir", machine.host.pluginsDirectory,
+                    "--mount", machine.fs.mountPoint,
+                ] + machine.groupArguments(group: rig.group, members: 3)
+                    + ["--", machine.snapshotCommand()])
         }
         for machine in rig.machines.prefix(2) {
             let limit = Monotonic.now() + 60_000_000_000
-            while !machine.host.scratch.read("phases.log").hasPrefix("pre") && Monotonic.now() < limit { usleep(20_000) }
+            while !machine.host.scratch.read("phases.log").hasPrefix("pre") && Monotonic.now() < limit {
+                usleep(20_000)
+            }
         }
         let m3 = rig.machines[2]
-        let refused = m3.invoke(["run", "--json", "--config", m3.config(), "--plugins-dir", m3.host.pluginsDirectory,
-                                 "--mount", m3.host.scratch.path + "/no-such-mount"] + m3.groupArguments(group: rig.group, members: 3)
-                                + ["--", m3.snapshotCommand()])
+        let refused = m3.invoke(
+            [
+                "run", "--json", "--config", m3.config(), "--plugins-dir", m3.host.pluginsDirectory,
+                "--mount", m3.host.scratch.path + "/no-such-mount",
+            ] + m3.groupArguments(group: rig.group, members: 3)
+                + ["--", m3.snapshotCommand()])
         #expect(refused.status == ExitStatus.invalid.rawValue, "\(refused.stdout.suffix(2000))")
         let results = first.map { $0.finish() } + [refused]
-        try expectRolledBack(rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3 failed", "its checks failed"], froze: false)
+        try expectRolledBack(
+            rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3 failed", "its checks failed"],
+            froze: false)
         try expectNothingFrozen(rig)
         expectEtcdEmpty(rig)
     }
@@ -98,9 +125,12 @@ struct GroupFaultTests {
         for machine in rig.machines { #expect(machine.waitForMarker(), "\(machine.id) never took its snapshot") }
         running[2].killLikeADeadMachine()
         let results = running.map { $0.finish() }
-        try expectRolledBack(rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3", "lease ended"], froze: true)
+        try expectRolledBack(
+            rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3", "lease ended"], froze: true)
         for index in [0, 1] {
-            #expect(results[index].report?.group?.barriers.last.map { $0.stage == "snapshotted" && $0.outcome == .broken } == true)
+            #expect(
+                results[index].report?.group?.barriers.last.map { $0.stage == "snapshotted" && $0.outcome == .broken }
+                    == true)
         }
         try expectNothingFrozen(rig)
         expectEtcdEmpty(rig)
@@ -114,7 +144,9 @@ struct GroupFaultTests {
         for machine in rig.machines { #expect(machine.waitForMarker(), "\(machine.id) never took its snapshot") }
         kill(running[2].pid, SIGKILL)
         let results = running.map { $0.finish() }
-        try expectRolledBack(rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3 failed", "host process"], froze: true)
+        try expectRolledBack(
+            rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3 failed", "host process"],
+            froze: true)
         try expectNothingFrozen(rig)
         expectEtcdEmpty(rig)
     }
@@ -125,7 +157,8 @@ struct GroupFaultTests {
         for machine in rig.machines { #expect(machine.waitForMarker(), "\(machine.id) never took its snapshot") }
         rig.etcd.kill()
         let results = running.map { $0.finish() }
-        try expectRolledBack(rig, results, members: [0, 1, 2], code: .groupCoordinatorUnreachable, naming: [], froze: true)
+        try expectRolledBack(
+            rig, results, members: [0, 1, 2], code: .groupCoordinatorUnreachable, naming: [], froze: true)
         // m3's snapshot command was stopped: its snapshot would not belong to a whole cut.
         #expect(results[2].report?.snapshot?.termination != .exited(0))
         try expectNothingFrozen(rig)
@@ -138,7 +171,8 @@ struct GroupFaultTests {
         rig.namespaces[2].cut()
         let results = running.map { $0.finish() }
         // The others see m3's lease end; m3 cannot reach etcd and rolls back by itself.
-        try expectRolledBack(rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3", "lease ended"], froze: true)
+        try expectRolledBack(
+            rig, results, members: [0, 1], code: .groupMemberFailed, naming: ["member m3", "lease ended"], froze: true)
         try expectRolledBack(rig, results, members: [2], code: .groupCoordinatorUnreachable, naming: [], froze: true)
         try expectNothingFrozen(rig)
         expectEtcdEmpty(rig)

@@ -14,12 +14,17 @@ struct HardeningTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let image = host.scratch.path + "/latin1.img"
         let shell = "dir=\"$(printf '\(host.scratch.path)/caf\\351')\""
-        #expect(sh("truncate -s 16M '\(image)' && mkfs.ext4 -q -F '\(image)' && \(shell) && mkdir \"$dir\" && mount -o loop '\(image)' \"$dir\"") == 0)
+        #expect(
+            sh(
+                "truncate -s 16M '\(image)' && mkfs.ext4 -q -F '\(image)' && \(shell) && mkdir \"$dir\" && mount -o loop '\(image)' \"$dir\""
+            ) == 0)
         defer { sh("\(shell); umount \"$dir\" 2>/dev/null || umount -l \"$dir\"") }
 
         let check = host.invoke(["check"])
         #expect(check.status == ExitStatus.invalid.rawValue)
-        #expect(check.stdout.contains("caf\\xE9") && check.stdout.contains("is not valid UTF-8"), "\(check.stdout.suffix(2000))")
+        #expect(
+            check.stdout.contains("caf\\xE9") && check.stdout.contains("is not valid UTF-8"),
+            "\(check.stdout.suffix(2000))")
         #expect(check.stdout.contains("FreezeFailed"))
 
         let named = host.invoke(["check", "--mount", fs.mountPoint])
@@ -30,8 +35,9 @@ struct HardeningTests {
     /// Without root, `status` said `Idle` while filesystems were frozen: it cannot know.
     @Test func statusWithoutRootSaysItNeedsRoot() {
         let host = HostSandbox()
-        let output = capture("/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", pluginhostBinary, "status"],
-                             environment: host.environment)
+        let output = capture(
+            "/usr/bin/setpriv", ["--reuid=65534", "--regid=65534", "--clear-groups", pluginhostBinary, "status"],
+            environment: host.environment)
         #expect(output.termination == .exited(ExitStatus.invalid.rawValue), "\(output.stdout) \(output.stderr)")
         #expect(output.stderr.contains("needs root"))
         #expect(!output.stdout.contains("Idle"))
@@ -42,9 +48,14 @@ struct HardeningTests {
     @Test func silentConnectionsDoNotHoldUpTheSession() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        let freeze = host.invoke(["freeze", "--mount", fs.mountPoint, "--plugins-dir", host.pluginsDirectory, "--max-frozen", "120", "--json"])
+        let freeze = host.invoke([
+            "freeze", "--mount", fs.mountPoint, "--plugins-dir", host.pluginsDirectory, "--max-frozen", "120", "--json",
+        ])
         let notice = try #require(try? JSONParser.parse(freeze.stdout), "\(freeze.stdout) \(freeze.stderr)")
-        guard case .string(let id)? = notice["operationID"] else { Issue.record("no operation id"); return }
+        guard case .string(let id)? = notice["operationID"] else {
+            Issue.record("no operation id")
+            return
+        }
         let socketPath = host.runDirectory + "/session.sock"
 
         let silent = (0..<10).compactMap { _ in connect(socketPath) }
@@ -72,7 +83,9 @@ struct HardeningTests {
             for (index, byte) in path.utf8.enumerated() { raw[index] = byte }
         }
         let connected = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         return connected == 0 ? descriptor : nil
     }

@@ -12,7 +12,8 @@ struct HookTests {
     func scripts(_ host: HostSandbox, preExit: Int = 0, extra: String = "") -> String {
         let log = host.scratch.path + "/phases.log"
         let pre = host.script("pre.sh", "#!/bin/sh\necho \"pre $*\" >> \(log)\nexit \(preExit)\n")
-        let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
+        let post = host.script(
+            "post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
         return host.config(pre: pre, post: post, extra: extra)
     }
 
@@ -55,8 +56,10 @@ struct HookTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let helper = link(host.scratch.path + "/bin/snapshot-helper")
-        for arguments in [["freeze", "--mount", fs.mountPoint], ["run", "--mount", fs.mountPoint, "--", "/bin/true"],
-                          ["hook", "qemu", "freeze", "--mount", fs.mountPoint], ["recover"], ["thaw"], []] {
+        for arguments in [
+            ["freeze", "--mount", fs.mountPoint], ["run", "--mount", fs.mountPoint, "--", "/bin/true"],
+            ["hook", "qemu", "freeze", "--mount", fs.mountPoint], ["recover"], ["thaw"], [],
+        ] {
             let result = host.invoke(arguments, as: helper)
             #expect(result.status == ExitStatus.invalid.rawValue, "\(arguments): \(result.stdout) \(result.stderr)")
             #expect(result.stderr.contains("a name it does not answer to") && result.stderr.contains("nothing was run"))
@@ -94,11 +97,15 @@ struct HookTests {
         let hold = try addHoldingShellPlugin(host)
         let vmware = VMwareTools(host: host, legacyDirectory: host.scratch.path + "/sbin")
         // Another admin script in the directory, run after ours on freeze and before it on thaw.
-        host.scratch.write(vmware.scriptsDirectory + "/90-other", "#!/bin/sh\necho \"other $*\" >> \(host.scratch.path)/phases.log\n", mode: 0o700)
+        host.scratch.write(
+            vmware.scriptsDirectory + "/90-other", "#!/bin/sh\necho \"other $*\" >> \(host.scratch.path)/phases.log\n",
+            mode: 0o700)
         _ = link(vmware.legacyFreeze)
         _ = link(vmware.legacyThaw)
-        let environment = ["PLUGINHOST_CONFIG": config, "PLUGINHOST_PLUGINS_DIR": host.pluginsDirectory,
-                           "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint])]
+        let environment = [
+            "PLUGINHOST_CONFIG": config, "PLUGINHOST_PLUGINS_DIR": host.pluginsDirectory,
+            "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint]),
+        ]
         let freeze = vmware.freeze(scriptArg: "FullBackup", environment: environment)
         #expect(freeze.failed == nil, "\(freeze)")
         #expect(host.scratch.read("phases.log") == "pre \nother freeze FullBackup\n")
@@ -108,7 +115,9 @@ struct HookTests {
 
         let thaw = vmware.thaw(scriptArg: "FullBackup", environment: environment)
         #expect(thaw.failed == nil, "\(thaw)")
-        #expect(host.scratch.read("phases.log") == "pre \nother freeze FullBackup\nother thaw FullBackup\npost success application\n")
+        #expect(
+            host.scratch.read("phases.log")
+                == "pre \nother freeze FullBackup\nother thaw FullBackup\npost success application\n")
         let report = try #require(ReportStore(paths: host.paths).lastReport())
         #expect(report.command == "hook vmware" && report.hookScriptArg == "FullBackup")
         #expect(report.consistency == .application && report.result == .succeeded)
@@ -151,10 +160,14 @@ struct HookTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let vmware = VMwareTools(host: host, legacyDirectory: nil)
-        host.scratch.write(vmware.scriptsDirectory + "/10-first", "#!/bin/sh\necho \"first $*\" >> \(host.scratch.path)/first.log\n", mode: 0o700)
+        host.scratch.write(
+            vmware.scriptsDirectory + "/10-first", "#!/bin/sh\necho \"first $*\" >> \(host.scratch.path)/first.log\n",
+            mode: 0o700)
         _ = link(vmware.scriptsDirectory + "/50-pluginhost")
-        let environment = ["PLUGINHOST_CONFIG": scripts(host, preExit: 3, extra: "\"continueBackupOnFailure\": false"),
-                           "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint])]
+        let environment = [
+            "PLUGINHOST_CONFIG": scripts(host, preExit: 3, extra: "\"continueBackupOnFailure\": false"),
+            "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint]),
+        ]
         let freeze = vmware.freeze(scriptArg: nil, environment: environment)
         #expect(freeze.failed?.hasSuffix("50-pluginhost") == true, "\(freeze)")
         #expect(freeze.statuses == [0, ExitStatus.failed.rawValue, 0])  // first freeze, ours, first freezeFail
@@ -173,11 +186,15 @@ struct HookTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let config = scripts(host)
         let hold = try addHoldingShellPlugin(host)
-        var arguments = ["hook", "qemu", "freeze", "--config", config, "--plugins-dir", host.pluginsDirectory, "--json"]
+        var arguments = [
+            "hook", "qemu", "freeze", "--config", config, "--plugins-dir", host.pluginsDirectory, "--json",
+        ]
         if setting == "option" {
             arguments += ["--mount", fs.mountPoint, "--hold-limit", "1"]
         } else {
-            arguments += ["--host-config", host.hostConfig(mounts: [fs.mountPoint], extra: "\"hookHoldLimitSeconds\": 1")]
+            arguments += [
+                "--host-config", host.hostConfig(mounts: [fs.mountPoint], extra: "\"hookHoldLimitSeconds\": 1"),
+            ]
         }
         let freeze = host.invoke(arguments)
         #expect(freeze.status == 0, "\(freeze.stdout) \(freeze.stderr)")
@@ -204,7 +221,10 @@ struct HookTests {
         let host = HostSandbox()
         #expect(host.invoke(["hook", "qemu", "freeze", "--hold-limit", "0"]).status == ExitStatus.invalid.rawValue)
         #expect(host.invoke(["hook", "qemu", "freeze", "--hold-limit", "601"]).status == ExitStatus.invalid.rawValue)
-        let bad = host.invoke(["hook", "qemu", "freeze", "--json", "--host-config", host.hostConfig(mounts: [], extra: "\"hookHoldLimitSeconds\": 0.5")])
+        let bad = host.invoke([
+            "hook", "qemu", "freeze", "--json", "--host-config",
+            host.hostConfig(mounts: [], extra: "\"hookHoldLimitSeconds\": 0.5"),
+        ])
         #expect(bad.status == ExitStatus.invalid.rawValue)
         #expect(bad.stdout.contains("hookHoldLimitSeconds must be from 1 to 600"))
     }
@@ -219,17 +239,21 @@ struct HookTests {
         _ = host.scratch.mkdir("data")
         let fs = try LoopFilesystem(in: host.scratch, mountPoint: host.scratch.path + "/data")
         let config = scripts(host)
-        host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(host.scratch.path)/calls.log\"}")
+        host.addPlugin(
+            try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(host.scratch.path)/calls.log\"}"
+        )
         let relativeConfig = String(config.dropFirst(host.scratch.path.count + 1))
         let relativePlugins = "./" + String(host.pluginsDirectory.dropFirst(host.scratch.path.count + 1))
-        let arguments = (command == "freeze" ? ["freeze"] : ["hook", "qemu", "freeze"])
+        let arguments =
+            (command == "freeze" ? ["freeze"] : ["hook", "qemu", "freeze"])
             + ["--config", relativeConfig, "--plugins-dir", relativePlugins, "--mount", "data", "--json"]
         let freeze = host.invoke(arguments, in: host.scratch.path)
         #expect(freeze.status == 0, "\(freeze.stdout) \(freeze.stderr)")
         let notice = try #require(try? JSONParser.parse(freeze.stdout), "\(freeze.stdout)")
         #expect(notice["consistency"] == .string("application"))
         #expect(notice["mounts"] == .array([.string(fs.mountPoint)]))
-        let thaw = command == "freeze" ? host.invoke(["thaw", "--json"]) : host.invoke(["hook", "qemu", "thaw", "--json"])
+        let thaw =
+            command == "freeze" ? host.invoke(["thaw", "--json"]) : host.invoke(["hook", "qemu", "thaw", "--json"])
         #expect(thaw.status == 0, "\(thaw.stdout) \(thaw.stderr)")
         #expect(thaw.report?.consistency == .application)
         #expect(thaw.report?.configFile == config)
@@ -244,7 +268,8 @@ func addHoldingShellPlugin(_ host: HostSandbox) throws -> String {
     let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
     let library = host.libraryDirectory + "/libpluginhost-shell.so"
     sh("install -m 0755 '\(built)' '\(library)'")
-    let hold = host.script("hold.sh", "#!/bin/sh\necho $$ > '\(host.scratch.path)/hold.pid'\necho READY\nexec cat > /dev/null\n")
+    let hold = host.script(
+        "hold.sh", "#!/bin/sh\necho $$ > '\(host.scratch.path)/hold.pid'\necho READY\nexec cat > /dev/null\n")
     let added = host.addPlugin(library, name: "holder", config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}")
     #expect(added.status == 0, "\(added.stderr)")
     return hold
@@ -254,8 +279,9 @@ extension HostSandbox {
     /// A host config (mode 0644, root's) restricting the freeze to `mounts`.
     func hostConfig(mounts: [String], extra: String = "") -> String {
         let list = mounts.map { "\"\($0)\"" }.joined(separator: ", ")
-        return scratch.write("pluginhost-\(mounts.count)-\(extra.count).json",
-                             "{\"mounts\": [\(list)]\(extra.isEmpty ? "" : ", " + extra)}", mode: 0o644)
+        return scratch.write(
+            "pluginhost-\(mounts.count)-\(extra.count).json",
+            "{\"mounts\": [\(list)]\(extra.isEmpty ? "" : ", " + extra)}", mode: 0o644)
     }
 }
 
@@ -275,7 +301,9 @@ struct VMwareTools {
         /// The script that failed ("Custom quiesce script failed."), if any.
         var failed: String?
         var output: [String] = []
-        var description: String { "statuses \(statuses), failed \(failed ?? "none"): \(output.joined(separator: " | "))" }
+        var description: String {
+            "statuses \(statuses), failed \(failed ?? "none"): \(output.joined(separator: " | "))"
+        }
     }
 
     init(host: HostSandbox, legacyDirectory: String?) {
@@ -293,12 +321,16 @@ struct VMwareTools {
         var names: [String] = []
         if let directory = opendir(scriptsDirectory) {
             while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+                }
                 if name != "." && name != ".." { names.append(name) }
             }
             closedir(directory)
         }
-        list += names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.map { scriptsDirectory + "/" + $0 }
+        list += names.sorted { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }.map {
+            scriptsDirectory + "/" + $0
+        }
         return list
     }
 
@@ -307,7 +339,9 @@ struct VMwareTools {
         return stat(path, &info) == 0 && info.st_mode & S_IFMT == S_IFREG
     }
 
-    private func runScript(_ path: String, _ op: String, _ scriptArg: String?, _ environment: [String: String], into run: inout Run) -> Bool {
+    private func runScript(
+        _ path: String, _ op: String, _ scriptArg: String?, _ environment: [String: String], into run: inout Run
+    ) -> Bool {
         let command = scriptArg.map { "\"\(path)\" \(op) \"\($0)\"" } ?? "\"\(path)\" \(op)"
         let result = host.invoke(["-c", command], as: "/bin/bash", environment: environment)
         run.statuses.append(result.status)

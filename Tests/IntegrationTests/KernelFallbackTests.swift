@@ -8,7 +8,8 @@ import Testing
 /// scripts/test.sh runs the integration suites a second time with every fallback forced
 /// (PLUGINHOST_TEST_FORCE_FALLBACKS=1); these tests check that the switch reaches the real
 /// binary and that each fallback gives what the feature gives.
-@Suite("Kernel features and their fallbacks", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
+@Suite(
+    "Kernel features and their fallbacks", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct KernelFallbackTests {
     /// The mount id from /proc/self/fdinfo is the one statx gives and the one mountinfo lists.
     @Test func mountIDFromFdinfoEqualsStatxAndMountinfo() throws {
@@ -19,7 +20,9 @@ struct KernelFallbackTests {
         defer { close(fd) }
         var fromFdinfo: UInt64 = 0
         #expect(ph_mount_id_from_fdinfo(fd, &fromFdinfo) == 0)
-        let listed = MountTable.parse(host.scratch.read("/proc/self/mountinfo")).first { $0.mountPoint == fs.mountPoint }
+        let listed = MountTable.parse(host.scratch.read("/proc/self/mountinfo")).first {
+            $0.mountPoint == fs.mountPoint
+        }
         #expect(listed.map { UInt64($0.id) } == fromFdinfo)
         if ph_kernel_features() & PH_FEATURE_STATX_MNT_ID != 0 && !KernelFeature.fallbacksForced {
             var fromStatx: UInt64 = 0
@@ -37,22 +40,26 @@ struct KernelFallbackTests {
         let fs = try LoopFilesystem(in: host.scratch)
         var environment = host.environment
         environment["PLUGINHOST_TEST_FORCE_FALLBACKS"] = forced ? "1" : nil
-        let check = capture(pluginhostBinary, ["check", "--mount", fs.mountPoint, "--plugins-dir", host.scratch.mkdir("plugins.d"), "--json"],
-                            environment: environment)
+        let check = capture(
+            pluginhostBinary,
+            ["check", "--mount", fs.mountPoint, "--plugins-dir", host.scratch.mkdir("plugins.d"), "--json"],
+            environment: environment)
         let document = try JSONParser.parse(check.stdout)
         guard case .array(let features)? = document["kernel"]?["features"] else {
             Issue.record("no kernel features in \(check.stdout) \(check.stderr)")
             return
         }
-        #expect(features.compactMap { if case .string(let name)? = $0["name"] { name } else { nil } }
+        #expect(
+            features.compactMap { if case .string(let name)? = $0["name"] { name } else { nil } }
                 == ["pidfd_open", "statx STATX_MNT_ID", "close_range"])
         #expect(document["kernel"]?["fallbacksForced"] == .bool(forced))
         for feature in features {
             let available = feature["available"] == .bool(true)
             #expect(feature["used"] == .bool(available && !forced), "\(feature.serialized())")
         }
-        let text = capture(pluginhostBinary, ["check", "--mount", fs.mountPoint, "--plugins-dir", host.scratch.path + "/plugins.d"],
-                           environment: environment)
+        let text = capture(
+            pluginhostBinary, ["check", "--mount", fs.mountPoint, "--plugins-dir", host.scratch.path + "/plugins.d"],
+            environment: environment)
         #expect(text.stdout.contains("Kernel \(KernelFeature.kernelRelease)"))
         #expect(text.stdout.contains("close_range") && text.stdout.contains("(Linux 5.9)"))
         if forced { #expect(text.stdout.contains("fallback: closing the descriptors listed in /proc/self/fd")) }
@@ -70,8 +77,9 @@ struct KernelFallbackTests {
         let snapshot = host.script("snap.sh", "#!/bin/sh\nls /proc/self/fd | sort -n | tr '\\n' ' '\n")
         var environment = host.environment
         environment["PLUGINHOST_TEST_FORCE_FALLBACKS"] = "1"
-        let result = capture(pluginhostBinary, ["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", snapshot],
-                             environment: environment, timeoutSeconds: 120)
+        let result = capture(
+            pluginhostBinary, ["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", snapshot],
+            environment: environment, timeoutSeconds: 120)
         #expect(result.succeeded, "\(result.stdout) \(result.stderr)")
         let report = try #require(ReportStore.decode(Array(result.stdout.utf8)))
         #expect(report.result == .succeeded && report.consistency == .application)

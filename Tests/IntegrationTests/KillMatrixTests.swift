@@ -18,7 +18,9 @@ import Testing
 @Suite("Kill matrix", .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct KillMatrixTests {
     static let deadline = 2.0
-    static let steps = ["checks", "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume", "post-script"]
+    static let steps = [
+        "checks", "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume", "post-script",
+    ]
     static let concurrentCases = 4
 
     enum Mode: String, Sendable { case run, twoPhase = "two-phase" }
@@ -29,7 +31,9 @@ struct KillMatrixTests {
         var step: String
         var victim: Victim
         var signal: Int32
-        var description: String { "\(mode.rawValue) \(step) \(signal == SIGKILL ? "SIGKILL" : "SIGSTOP") \(victim == .host && mode == .twoPhase ? "session" : victim.rawValue)" }
+        var description: String {
+            "\(mode.rawValue) \(step) \(signal == SIGKILL ? "SIGKILL" : "SIGSTOP") \(victim == .host && mode == .twoPhase ? "session" : victim.rawValue)"
+        }
     }
 
     /// Every case; the guard and the workers are started by `prepare`, so they exist from the
@@ -37,8 +41,11 @@ struct KillMatrixTests {
     static func cases(_ mode: Mode) -> [Case] {
         var all: [Case] = []
         for step in steps {
-            for victim in [Victim.host, .guardProcess, .worker] where victim == .host || (step != "checks" && step != "prepare") {
-                for signal in [SIGKILL, SIGSTOP] { all.append(Case(mode: mode, step: step, victim: victim, signal: signal)) }
+            for victim in [Victim.host, .guardProcess, .worker]
+            where victim == .host || (step != "checks" && step != "prepare") {
+                for signal in [SIGKILL, SIGSTOP] {
+                    all.append(Case(mode: mode, step: step, victim: victim, signal: signal))
+                }
             }
         }
         return all
@@ -93,7 +100,8 @@ final class CaseRun {
     func run() -> [String] {
         let host = HostSandbox("km")
         guard let ours = try? LoopFilesystem(in: host.scratch, name: "ours", sizeMB: 16),
-              let theirs = try? LoopFilesystem(in: host.scratch, name: "theirs", sizeMB: 16) else {
+            let theirs = try? LoopFilesystem(in: host.scratch, name: "theirs", sizeMB: 16)
+        else {
             return ["cannot make the loop filesystems"]
         }
         // Someone else's freeze, before the operation: it must stay as it is, whatever happens.
@@ -103,7 +111,10 @@ final class CaseRun {
         let config = host.config(pre: pre, post: post)
         let added = host.addPlugin(library, timeout: 2)
         check(added.status == 0, "plugin add: \(added.stderr)")
-        let base = ["--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", ours.mountPoint, "--mount", theirs.mountPoint]
+        let base = [
+            "--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", ours.mountPoint, "--mount",
+            theirs.mountPoint,
+        ]
         let plan = base + ["--max-frozen", formatted(KillMatrixTests.deadline)]
         var environment = host.environment
         environment["PLUGINHOST_TEST_STOP_AT"] = testCase.step
@@ -126,7 +137,8 @@ final class CaseRun {
                 if let id = operationID(freezeResult!) {
                     thawClient = start(host, ["thaw", "--operation", id, "--json"], environment)
                 } else {
-                    failures.append("freeze did not return an operation: \(freezeResult!.stdout) \(freezeResult!.stderr)")
+                    failures.append(
+                        "freeze did not return an operation: \(freezeResult!.stdout) \(freezeResult!.stderr)")
                 }
             }
             guard let session = waitForHolder(host) else {
@@ -153,11 +165,15 @@ final class CaseRun {
         if hostKilled && !["checks", "prepare"].contains(testCase.step) {
             // The next invocation recorded what happened to the operation that died.
             let status = host.invoke(["status", "--json"]).stdout
-            check(status.contains("OperationInterrupted") || status.contains("\"result\" : \"failed\""), "no record of the killed operation: \(status.prefix(400))")
+            check(
+                status.contains("OperationInterrupted") || status.contains("\"result\" : \"failed\""),
+                "no record of the killed operation: \(status.prefix(400))")
         }
         // A generous deadline here: on a loaded machine FIFREEZE alone can take seconds.
         let again = host.invoke(["run"] + base + ["--max-frozen", "60", "--json", "--", "/bin/true"])
-        check(again.status == ExitStatus.success.rawValue, "the next run exited \(again.status): \(again.report?.errors.map(\.message) ?? [again.stderr])")
+        check(
+            again.status == ExitStatus.success.rawValue,
+            "the next run exited \(again.status): \(again.report?.errors.map(\.message) ?? [again.stderr])")
         check(!wasFrozen(thawing: ours.mountPoint), "ours is frozen after the next run")
         withExtendedLifetime((ours, theirs)) {}
         return failures
@@ -177,7 +193,9 @@ final class CaseRun {
         case .worker:
             // Workers are forks of the host, and so is the operation's warden (which names itself).
             let own = commandLine(hostPID)
-            victim = children(of: hostPID).first { commandLine($0) == own && readProc("/proc/\($0)/comm") != "pluginhost-ward\n" }
+            victim = children(of: hostPID).first {
+                commandLine($0) == own && readProc("/proc/\($0)/comm") != "pluginhost-ward\n"
+            }
         }
         guard let victim else {
             // The guard exits once it has thawed: after the thaw there is no guard to signal.
@@ -200,8 +218,9 @@ final class CaseRun {
         // Frozen now and then is fine (the host may still freeze and thaw on its way), but not
         // past the deadline and its grace.
         let limit = KillMatrixTests.deadline + 2 - Monotonic.milliseconds(from: signalledAt, to: Monotonic.now()) / 1000
-        check(try! Writer(file: ours.mountPoint + "/probe").finishes(within: max(limit, 0.5) + 3),
-              "ours still frozen more than the deadline + 2 s after the signal")
+        check(
+            try! Writer(file: ours.mountPoint + "/probe").finishes(within: max(limit, 0.5) + 3),
+            "ours still frozen more than the deadline + 2 s after the signal")
         return [victim]
     }
 
@@ -209,26 +228,39 @@ final class CaseRun {
     /// that did not happen.
     func checkReport(_ result: Invocation) {
         guard let report = result.report else {
-            failures.append("no report (exit \(result.status)): \(result.stdout.prefix(300)) \(result.stderr.prefix(300))")
+            failures.append(
+                "no report (exit \(result.status)): \(result.stdout.prefix(300)) \(result.stderr.prefix(300))")
             return
         }
-        check(report.freeze?.mayStillBeFrozen != true, "the report says something may still be frozen: \(String(describing: report.freeze))")
-        let disturbed = testCase.victim != .host && ["pre-script", "flush", "quiesce", "freeze", "snapshot"].contains(testCase.step)
+        check(
+            report.freeze?.mayStillBeFrozen != true,
+            "the report says something may still be frozen: \(String(describing: report.freeze))")
+        let disturbed =
+            testCase.victim != .host
+            && ["pre-script", "flush", "quiesce", "freeze", "snapshot"].contains(testCase.step)
             || (testCase.victim == .worker && ["thaw", "resume"].contains(testCase.step))
         if disturbed {
-            check(report.result != .succeeded || !report.warnings.isEmpty, "a \(testCase.victim.rawValue) signalled at \(testCase.step), yet a clean success: \(report.steps.map { "\($0.name) \($0.outcome)" })")
+            check(
+                report.result != .succeeded || !report.warnings.isEmpty,
+                "a \(testCase.victim.rawValue) signalled at \(testCase.step), yet a clean success: \(report.steps.map { "\($0.name) \($0.outcome)" })"
+            )
         }
     }
 
     // MARK: - Processes
 
     func start(_ host: HostSandbox, _ arguments: [String], _ environment: [String: String]) -> RunningHost {
-        RunningHost(try! ChildProcess(spawning: Command(executable: pluginhostBinary, arguments: arguments, environment: environment),
-                                      outputCapacity: 16 << 20))
+        RunningHost(
+            try! ChildProcess(
+                spawning: Command(executable: pluginhostBinary, arguments: arguments, environment: environment),
+                outputCapacity: 16 << 20))
     }
 
     func operationID(_ invocation: Invocation) -> String? {
-        if case .string(let id)? = (try? JSONParser.parse(invocation.stdout))?["operationID"], !id.isEmpty, id != "none" { return id }
+        if case .string(let id)? = (try? JSONParser.parse(invocation.stdout))?["operationID"], !id.isEmpty, id != "none"
+        {
+            return id
+        }
         return nil
     }
 
@@ -311,7 +343,9 @@ func isFrozen(probing mountPoint: String) -> Bool {
 }
 
 func readProc(_ path: String) -> String {
-    guard let file = try? FileDescriptor.open(path, O_RDONLY), let bytes = try? file.readAll(limit: 1 << 16) else { return "" }
+    guard let file = try? FileDescriptor.open(path, O_RDONLY), let bytes = try? file.readAll(limit: 1 << 16) else {
+        return ""
+    }
     return String(decoding: bytes, as: UTF8.self)
 }
 

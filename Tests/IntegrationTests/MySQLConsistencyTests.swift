@@ -19,9 +19,10 @@ import Testing
 /// INSERT was sent before the lock was taken (`commits_blocked_since`): no row sent while
 /// commits were blocked, and so no row acknowledged after the release, is in it. Whether first+A
 /// is there depends on when its commit ran, not on the plugin; every other id is decided.
-@Suite("MySQL plugin: a snapshot under load holds every acknowledged commit and nothing later", .serialized,
-       .enabled(if: isRoot, "needs root: loop mounts, FIFREEZE, a MariaDB server running as mysql"),
-       .enabled(if: mariadbScripts != nil, "no scripts/db/start-mariadb.sh"))
+@Suite(
+    "MySQL plugin: a snapshot under load holds every acknowledged commit and nothing later", .serialized,
+    .enabled(if: isRoot, "needs root: loop mounts, FIFREEZE, a MariaDB server running as mysql"),
+    .enabled(if: mariadbScripts != nil, "no scripts/db/start-mariadb.sh"))
 struct MySQLConsistencyTests {
     static let repetitions = 5
 
@@ -35,7 +36,9 @@ struct MySQLConsistencyTests {
 
             #expect(outcome.status == 0, "rep \(repetition): exit \(outcome.status): \(outcome.stderr.suffix(2000))")
             #expect(outcome.consistency == .application, "rep \(repetition)")
-            #expect(outcome.commitsBlockedMs != nil && outcome.lockTakenMicroseconds != nil, "rep \(repetition): no lock details in the report")
+            #expect(
+                outcome.commitsBlockedMs != nil && outcome.lockTakenMicroseconds != nil,
+                "rep \(repetition): no lock details in the report")
             #expect(outcome.copyServerError == nil, "rep \(repetition): \(outcome.copyServerError ?? "")")
             #expect(outcome.tableProblems.isEmpty, "rep \(repetition): CHECK TABLE: \(outcome.tableProblems)")
             #expect(outcome.crashedLines.isEmpty, "rep \(repetition): error log: \(outcome.crashedLines)")
@@ -43,10 +46,17 @@ struct MySQLConsistencyTests {
             for writer in outcome.writers {
                 let label = "rep \(repetition) \(writer.engine) writer from \(writer.firstID)"
                 #expect(writer.acknowledgedAtFreeze > 0, "\(label): no commit acknowledged before the freeze")
-                #expect(writer.missing.isEmpty, "\(label): \(writer.missing.count) acknowledged before the freeze are missing, first \(writer.missing.prefix(5))")
-                #expect(writer.beyond.isEmpty, "\(label): ids sent after the freeze began are present: \(writer.beyond.prefix(5))")
+                #expect(
+                    writer.missing.isEmpty,
+                    "\(label): \(writer.missing.count) acknowledged before the freeze are missing, first \(writer.missing.prefix(5))"
+                )
+                #expect(
+                    writer.beyond.isEmpty,
+                    "\(label): ids sent after the freeze began are present: \(writer.beyond.prefix(5))")
                 #expect(writer.isPrefix, "\(label): the present ids are not a prefix of the writer's sequence")
-                #expect(writer.sentUnderLockPresent.isEmpty, "\(label): rows sent after commits were blocked are present: \(writer.sentUnderLockPresent)")
+                #expect(
+                    writer.sentUnderLockPresent.isEmpty,
+                    "\(label): rows sent after commits were blocked are present: \(writer.sentUnderLockPresent)")
             }
         }
         print(MariaDBConsistencyRig.table(outcomes, title: "with the mysql plugin (backup-stage)"))
@@ -120,14 +130,21 @@ private struct MariaDBRepetition {
             let inFlight = total(name) { $0.inFlightPresent ? 1 : 0 }
             let missing = total(name) { $0.missing.count }
             let beyond = total(name) { $0.beyond.count }
-            return "\(name) acked at freeze \(acked), present \(present) (in flight +\(inFlight), missing \(missing), beyond \(beyond))"
+            return
+                "\(name) acked at freeze \(acked), present \(present) (in flight +\(inFlight), missing \(missing), beyond \(beyond))"
         }
         let afterRelease = writers.reduce(0) { $0 + $1.acknowledgedAfterRelease }
         let afterReleasePresent = writers.reduce(0) { $0 + $1.acknowledgedAfterReleasePresent }
-        var lines = ["[\(mode)] rep \(repetition): exit \(status), \(consistency?.rawValue ?? "-"); \(engine("InnoDB")); \(engine("MyISAM"))"]
-        lines.append("    commits_blocked_ms \(commitsBlockedMs.map { oneDecimal($0) } ?? "-"), freeze window \(freezeWindowMs.map { oneDecimal($0) } ?? "-") ms, lock_acquire_ms \(lockAcquireMs ?? "-"); acked after \(mode == "plugin" ? "release" : "thaw") \(afterRelease), of them present \(afterReleasePresent)")
+        var lines = [
+            "[\(mode)] rep \(repetition): exit \(status), \(consistency?.rawValue ?? "-"); \(engine("InnoDB")); \(engine("MyISAM"))"
+        ]
+        lines.append(
+            "    commits_blocked_ms \(commitsBlockedMs.map { oneDecimal($0) } ?? "-"), freeze window \(freezeWindowMs.map { oneDecimal($0) } ?? "-") ms, lock_acquire_ms \(lockAcquireMs ?? "-"); acked after \(mode == "plugin" ? "release" : "thaw") \(afterRelease), of them present \(afterReleasePresent)"
+        )
         lines.append("    CHECK TABLE: \(tableProblems.isEmpty ? "clean" : tableProblems.joined(separator: "; "))")
-        lines.append("    error log: \(crashedLines.isEmpty ? "no \"marked as crashed\"" : crashedLines.joined(separator: " | "))\(repairLines.isEmpty ? "" : "; " + repairLines.joined(separator: " | "))\(innodbCrashRecovery ? "; InnoDB redo applied at start (as for any live copy)" : "")")
+        lines.append(
+            "    error log: \(crashedLines.isEmpty ? "no \"marked as crashed\"" : crashedLines.joined(separator: " | "))\(repairLines.isEmpty ? "" : "; " + repairLines.joined(separator: " | "))\(innodbCrashRecovery ? "; InnoDB redo applied at start (as for any live copy)" : "")"
+        )
         if let copyServerError { lines.append("    second server: \(copyServerError)") }
         if !writerErrors.isEmpty { lines.append("    writers: \(writerErrors.joined(separator: "; "))") }
         return lines.joined(separator: "\n")
@@ -143,7 +160,9 @@ private func oneDecimal(_ value: Double) -> String {
 /// not), and the writer binary; `run(repetition:)` does one operation under load and checks the
 /// copy on a second server.
 private final class MariaDBConsistencyRig {
-    static let tables = [("test.inno", "InnoDB"), ("test.inno", "InnoDB"), ("test.myi", "MyISAM"), ("test.myi", "MyISAM")]
+    static let tables = [
+        ("test.inno", "InnoDB"), ("test.inno", "InnoDB"), ("test.myi", "MyISAM"), ("test.myi", "MyISAM"),
+    ]
 
     let mode: String
     let host: HostSandbox
@@ -161,17 +180,25 @@ private final class MariaDBConsistencyRig {
         image = fs.image
         mountPoint = fs.mountPoint
         server = try MariaDBInstance(directory: directory, keeping: fs)
-        _ = try server.query("""
+        _ = try server.query(
+            """
             CREATE TABLE test.inno (id BIGINT PRIMARY KEY, payload VARCHAR(255) NOT NULL) ENGINE=InnoDB;
             CREATE TABLE test.myi (id BIGINT PRIMARY KEY, payload VARCHAR(255) NOT NULL) ENGINE=MyISAM;
             """)
 
-        let built = String(pluginhostBinary[..<(pluginhostBinary.lastIndex(of: "/") ?? pluginhostBinary.startIndex)]) + "/libpluginhost-mysql.so"
-        guard access(built, R_OK) == 0 else { throw FixtureError("\(built) is not built (swift build --build-tests builds it)") }
+        let built =
+            String(pluginhostBinary[..<(pluginhostBinary.lastIndex(of: "/") ?? pluginhostBinary.startIndex)])
+            + "/libpluginhost-mysql.so"
+        guard access(built, R_OK) == 0 else {
+            throw FixtureError("\(built) is not built (swift build --build-tests builds it)")
+        }
         let library = host.libraryDirectory + "/libpluginhost-mysql.so"
-        guard sh("install -m 0755 '\(built)' '\(library)'") == 0 else { throw FixtureError("cannot install \(library)") }
-        let added = host.addPlugin(library, name: "mysql", order: 10, timeout: 10, config: "{\"socket\": \"\(server.socket)\"}",
-                                   extra: pluginEnabled ? [] : ["--disabled"])
+        guard sh("install -m 0755 '\(built)' '\(library)'") == 0 else {
+            throw FixtureError("cannot install \(library)")
+        }
+        let added = host.addPlugin(
+            library, name: "mysql", order: 10, timeout: 10, config: "{\"socket\": \"\(server.socket)\"}",
+            extra: pluginEnabled ? [] : ["--disabled"])
         guard added.status == 0 else { throw FixtureError("plugin add failed: \(added.stdout) \(added.stderr)") }
     }
 
@@ -185,22 +212,28 @@ private final class MariaDBConsistencyRig {
         var writers: [AckWriter] = []
         defer { for writer in writers { writer.stop() } }
         for (index, (table, _)) in Self.tables.enumerated() {
-            writers.append(try AckWriter(binary: writerBinary, socket: server.socket, table: table,
-                                         firstID: Int64(repetition) * 10_000_000 + Int64(index) * 1_000_000 + 1,
-                                         ackFile: "\(directory)/ack-\(index).log"))
+            writers.append(
+                try AckWriter(
+                    binary: writerBinary, socket: server.socket, table: table,
+                    firstID: Int64(repetition) * 10_000_000 + Int64(index) * 1_000_000 + 1,
+                    ackFile: "\(directory)/ack-\(index).log"))
         }
         try waitForLoad(writers)
 
         // The snapshot command: counts the acknowledgements (nothing can be acknowledged while
         // frozen), then copies the image. It writes only outside the frozen filesystem.
         let ackFiles = writers.map { "'\($0.ackFile)'" }.joined(separator: " ")
-        let snapshot = host.script("snapshot-\(repetition).sh", """
+        let snapshot = host.script(
+            "snapshot-\(repetition).sh",
+            """
             #!/bin/sh
             /usr/bin/wc -l \(ackFiles) > '\(directory)/counts'
             exec /bin/cp --sparse=always '\(image)' '\(directory)/copy.img'
 
             """)
-        let result = host.invoke(["run", "--plugins-dir", host.pluginsDirectory, "--mount", mountPoint, "--json", "--", snapshot])
+        let result = host.invoke([
+            "run", "--plugins-dir", host.pluginsDirectory, "--mount", mountPoint, "--json", "--", snapshot,
+        ])
         usleep(400_000)  // commits acknowledged after the release
         var writerErrors: [String] = []
         for writer in writers {
@@ -216,7 +249,8 @@ private final class MariaDBConsistencyRig {
         let started = report.flatMap { epochMicroseconds(iso: $0.startedAt) }
         // Released within the resume step (plugin) — for the control, the thaw's end.
         let releaseStep = report?.steps.last { $0.name == (mode == "plugin" ? "resume" : "thaw") }
-        let released = started.flatMap { start in releaseStep.map { start + Int64(($0.startMs + $0.durationMs) * 1000) } }
+        let released = started.flatMap { start in releaseStep.map { start + Int64(($0.startMs + $0.durationMs) * 1000) }
+        }
 
         var counts: [String: Int] = [:]
         for line in host.scratch.read(directory + "/counts").split(separator: "\n") {
@@ -229,8 +263,10 @@ private final class MariaDBConsistencyRig {
         var outcome = MariaDBRepetition(
             mode: mode, repetition: repetition, status: result.status, stderr: result.stderr,
             consistency: report?.consistency, snapshotTaken: report?.snapshotTaken ?? false,
-            freezeWindowMs: report?.freeze?.windowMs, commitsBlockedMs: resume?["commits_blocked_ms"].flatMap { Double($0) },
-            lockAcquireMs: quiesce?["lock_acquire_ms"], lockTakenMicroseconds: lockTaken, writers: [], writerErrors: writerErrors,
+            freezeWindowMs: report?.freeze?.windowMs,
+            commitsBlockedMs: resume?["commits_blocked_ms"].flatMap { Double($0) },
+            lockAcquireMs: quiesce?["lock_acquire_ms"], lockTakenMicroseconds: lockTaken, writers: [],
+            writerErrors: writerErrors,
             copyServerError: nil, tableProblems: [], crashedLines: [], repairLines: [], innodbCrashRecovery: false)
 
         let copyImage = directory + "/copy.img"
@@ -247,7 +283,8 @@ private final class MariaDBConsistencyRig {
             copy = try MariaDBInstance(directory: copyDirectory, keeping: mounted)
         } catch {
             outcome.copyServerError = "did not start: \(error)"
-            outcome.crashedLines = host.scratch.read(copyDirectory + "/error.log").split(separator: "\n").suffix(15).map(String.init)
+            outcome.crashedLines = host.scratch.read(copyDirectory + "/error.log").split(separator: "\n").suffix(15)
+                .map(String.init)
             return outcome
         }
         defer { copy.stop() }
@@ -264,17 +301,22 @@ private final class MariaDBConsistencyRig {
             let inFlight = firstID + Int64(atFreeze)
             let sentTimes = Dictionary(acknowledged.map { ($0.id, $0.sentMicroseconds) }, uniquingKeysWith: { $1 })
             let afterRelease = released.map { release in acknowledged.filter { $0.ackedMicroseconds > release } } ?? []
-            outcome.writers.append(MariaDBWriterOutcome(
-                engine: engine, firstID: firstID, acknowledgedAtFreeze: atFreeze, acknowledgedInAll: acknowledged.count,
-                presentCount: present.count,
-                missing: (firstID..<inFlight).filter { !presentSet.contains($0) },
-                beyond: present.filter { $0 > inFlight },
-                isPrefix: present.isEmpty || (present.first == firstID && present.last! - firstID + 1 == Int64(present.count)),
-                inFlightPresent: presentSet.contains(inFlight),
-                // commits_blocked_since has whole milliseconds (rounded down): allow the rest of it.
-                sentUnderLockPresent: lockTaken.map { taken in present.filter { (sentTimes[$0] ?? 0) > taken + 1000 } } ?? [],
-                acknowledgedAfterRelease: afterRelease.count,
-                acknowledgedAfterReleasePresent: afterRelease.filter { presentSet.contains($0.id) }.count))
+            outcome.writers.append(
+                MariaDBWriterOutcome(
+                    engine: engine, firstID: firstID, acknowledgedAtFreeze: atFreeze,
+                    acknowledgedInAll: acknowledged.count,
+                    presentCount: present.count,
+                    missing: (firstID..<inFlight).filter { !presentSet.contains($0) },
+                    beyond: present.filter { $0 > inFlight },
+                    isPrefix: present.isEmpty
+                        || (present.first == firstID && present.last! - firstID + 1 == Int64(present.count)),
+                    inFlightPresent: presentSet.contains(inFlight),
+                    // commits_blocked_since has whole milliseconds (rounded down): allow the rest of it.
+                    sentUnderLockPresent: lockTaken.map { taken in
+                        present.filter { (sentTimes[$0] ?? 0) > taken + 1000 }
+                    } ?? [],
+                    acknowledgedAfterRelease: afterRelease.count,
+                    acknowledgedAfterReleasePresent: afterRelease.filter { presentSet.contains($0.id) }.count))
         }
 
         let log = host.scratch.read(copy.errorLog).split(separator: "\n").map(String.init)
@@ -282,7 +324,9 @@ private final class MariaDBConsistencyRig {
         outcome.repairLines = log.filter { line in
             let lower = line.lowercased()
             return !lower.contains("marked as crashed")
-                && ["[error]", "checking table", "repair", "hasn't closed", "corrupt", "recovering table"].contains { lower.contains($0) }
+                && ["[error]", "checking table", "repair", "hasn't closed", "corrupt", "recovering table"].contains {
+                    lower.contains($0)
+                }
         }
         outcome.innodbCrashRecovery = log.contains { $0.contains("InnoDB: Starting crash recovery") }
         return outcome
@@ -303,17 +347,25 @@ private final class MariaDBConsistencyRig {
     }
 
     static func table(_ outcomes: [MariaDBRepetition], title: String) -> String {
-        var lines = ["MariaDB consistency, \(title):",
-                     "rep  InnoDB acked/present  MyISAM acked/present  blocked_ms  window_ms  CHECK TABLE problems  crashed-in-log  missing"]
+        var lines = [
+            "MariaDB consistency, \(title):",
+            "rep  InnoDB acked/present  MyISAM acked/present  blocked_ms  window_ms  CHECK TABLE problems  crashed-in-log  missing",
+        ]
         for outcome in outcomes {
-            let innodb = "\(outcome.total("InnoDB") { $0.acknowledgedAtFreeze })/\(outcome.total("InnoDB") { $0.presentCount })"
-            let myisam = "\(outcome.total("MyISAM") { $0.acknowledgedAtFreeze })/\(outcome.total("MyISAM") { $0.presentCount })"
+            let innodb =
+                "\(outcome.total("InnoDB") { $0.acknowledgedAtFreeze })/\(outcome.total("InnoDB") { $0.presentCount })"
+            let myisam =
+                "\(outcome.total("MyISAM") { $0.acknowledgedAtFreeze })/\(outcome.total("MyISAM") { $0.presentCount })"
             let missing = outcome.writers.reduce(0) { $0 + $1.missing.count }
-            lines.append([String(outcome.repetition).leftAligned(4), innodb.leftAligned(22), myisam.leftAligned(22),
-                          (outcome.commitsBlockedMs.map { oneDecimal($0) } ?? "-").leftAligned(12),
-                          (outcome.freezeWindowMs.map { oneDecimal($0) } ?? "-").leftAligned(11),
-                          String(outcome.tableProblems.count).leftAligned(22), String(outcome.crashedLines.count).leftAligned(16),
-                          String(missing)].joined(separator: " "))
+            lines.append(
+                [
+                    String(outcome.repetition).leftAligned(4), innodb.leftAligned(22), myisam.leftAligned(22),
+                    (outcome.commitsBlockedMs.map { oneDecimal($0) } ?? "-").leftAligned(12),
+                    (outcome.freezeWindowMs.map { oneDecimal($0) } ?? "-").leftAligned(11),
+                    String(outcome.tableProblems.count).leftAligned(22),
+                    String(outcome.crashedLines.count).leftAligned(16),
+                    String(missing),
+                ].joined(separator: " "))
         }
         return lines.joined(separator: "\n")
     }

@@ -1,21 +1,27 @@
 import Glibc
 import PluginHost
-import Testing
 import PluginHostSupport
+import Testing
 
 /// Whole operations through the real binary: scripts, rollback, busy, bad input.
 @Suite("Operations end to end", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct OperationTests {
     /// Scripts that log each phase, with the result they are told, to a file outside the frozen filesystem.
-    func scripts(_ host: HostSandbox, preExit: Int = 0, postExit: Int = 0, preBody: String = "") -> (pre: String, post: String, log: String) {
+    func scripts(_ host: HostSandbox, preExit: Int = 0, postExit: Int = 0, preBody: String = "") -> (
+        pre: String, post: String, log: String
+    ) {
         let log = host.scratch.path + "/phases.log"
-        let pre = host.script("pre.sh", """
+        let pre = host.script(
+            "pre.sh",
+            """
             #!/bin/sh
             echo "pre $*" >> \(log)
             \(preBody)
             exit \(preExit)
             """)
-        let post = host.script("post.sh", """
+        let post = host.script(
+            "post.sh",
+            """
             #!/bin/sh
             echo "post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY" >> \(log)
             exit \(postExit)
@@ -27,7 +33,8 @@ struct OperationTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let (pre, post, log) = scripts(host)
-        let config = host.config("""
+        let config = host.config(
+            """
             {"pluginName": "ScriptRunner", "preScriptLocation": "\(pre)", "postScriptLocation": "\(post)",
              "preScriptParams": ["", ""], "postScriptParams": [], "timeoutInSeconds": 30, "continueBackupOnFailure": false}
             """)
@@ -37,11 +44,15 @@ struct OperationTests {
         let report = try #require(result.report)
         #expect(report.result == .succeeded && report.consistency == .application && report.snapshotTaken)
         // No plugins: quiesce is skipped, so there is no resume.
-        #expect(report.steps.map(\.name) == ["checks", "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "post-script"])
+        #expect(
+            report.steps.map(\.name) == [
+                "checks", "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "post-script",
+            ])
         #expect(host.scratch.read("phases.log") == "pre  \nsnapshot \(fs.mountPoint)\npost success application\n")
         // Kept as the last report once thawed.
-        #expect(ReportStore(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory))
-                    .lastReport()?.operationID == report.operationID)
+        #expect(
+            ReportStore(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory))
+                .lastReport()?.operationID == report.operationID)
         // And readable as text.
         let status = host.invoke(["status"])
         #expect(status.stdout.contains("Idle") && status.stdout.contains(report.operationID))
@@ -51,7 +62,8 @@ struct OperationTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let (pre, post, _) = scripts(host, preExit: 1)
-        let config = host.config(pre: pre, post: post, extra: "\"continueBackupOnFailure\": false, \"preScriptNoOfRetries\": 1")
+        let config = host.config(
+            pre: pre, post: post, extra: "\"continueBackupOnFailure\": false, \"preScriptNoOfRetries\": 1")
         let result = host.invoke(["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
         #expect(result.status == ExitStatus.failed.rawValue)
         let report = try #require(result.report)
@@ -78,7 +90,8 @@ struct OperationTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let (pre, post, _) = scripts(host, preBody: "sleep 30")
-        let config = host.config("""
+        let config = host.config(
+            """
             {"preScriptLocation": "\(pre)", "postScriptLocation": "\(post)", "timeoutInSeconds": 1, "continueBackupOnFailure": false}
             """)
         let result = host.invoke(["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
@@ -123,7 +136,9 @@ struct OperationTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let (pre, post, _) = scripts(host)
         let config = host.config(pre: pre, post: post)
-        let running = host.start(["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", host.holdWhileFrozen(30)])
+        let running = host.start([
+            "run", "--config", config, "--mount", fs.mountPoint, "--json", "--", host.holdWhileFrozen(30),
+        ])
         try #require(host.waitUntilFrozen() != nil)
         kill(running.pid, SIGTERM)
         let result = running.finish()
@@ -162,7 +177,8 @@ struct OperationTests {
         #expect(second.report?.errors.first?.code == .operationBusy)
         #expect(second.report?.errors.first?.message.contains("pid \(first.pid)") == true)
         #expect(first.finish().status == ExitStatus.degraded.rawValue)
-        #expect(host.invoke(["run", "--mount", fs.mountPoint, "--", "/bin/true"]).status == ExitStatus.degraded.rawValue)
+        #expect(
+            host.invoke(["run", "--mount", fs.mountPoint, "--", "/bin/true"]).status == ExitStatus.degraded.rawValue)
     }
 
     @Test func anUnsafeConfigRunsNoScriptButStillTakesTheSnapshot() throws {
@@ -199,8 +215,11 @@ struct OperationTests {
 
     @Test func badCommandLinesAreInvalid() throws {
         let host = HostSandbox()
-        #expect(host.invoke(["run", "--mount", host.scratch.path, "--", "/bin/true"]).status == ExitStatus.invalid.rawValue)
-        #expect(host.invoke(["run", "--json", "--mount", "/proc", "--", "/bin/true"]).report?.errors.first?.message.contains("not a freezable") == true)
+        #expect(
+            host.invoke(["run", "--mount", host.scratch.path, "--", "/bin/true"]).status == ExitStatus.invalid.rawValue)
+        #expect(
+            host.invoke(["run", "--json", "--mount", "/proc", "--", "/bin/true"]).report?.errors.first?.message
+                .contains("not a freezable") == true)
         #expect(host.invoke(["run", "--", "true"]).status == ExitStatus.invalid.rawValue)
         #expect(host.invoke(["run"]).status == ExitStatus.invalid.rawValue)
         #expect(host.invoke(["run", "--max-frozen", "9999", "--", "/bin/true"]).status == ExitStatus.invalid.rawValue)

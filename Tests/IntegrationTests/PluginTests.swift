@@ -4,21 +4,28 @@ import PluginHostSupport
 import Testing
 
 /// Real `.so` files compiled here, verified and loaded by the real binary in worker processes.
-@Suite("Plugins: verification, isolation, ordering", .serialized, .enabled(if: isRoot, "needs root for loop mounts and root-owned files"))
+@Suite(
+    "Plugins: verification, isolation, ordering", .serialized,
+    .enabled(if: isRoot, "needs root for loop mounts and root-owned files"))
 struct PluginTests {
     /// Runs a whole operation with the sandbox's plugins on a fresh loop filesystem; the
     /// snapshot command appends "snapshot" to the calls log.
-    func operation(_ host: HostSandbox, extraArguments: [String] = [], config: String? = nil) throws -> (Invocation, OperationReport?) {
+    func operation(_ host: HostSandbox, extraArguments: [String] = [], config: String? = nil) throws -> (
+        Invocation, OperationReport?
+    ) {
         let fs = try LoopFilesystem(in: host.scratch)
         let snapshot = host.script("snapshot.sh", "#!/bin/sh\necho \"snapshot\" >> '\(host.scratch.path)/calls.log'\n")
-        var arguments = ["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json"] + extraArguments
+        var arguments =
+            ["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json"] + extraArguments
         if let config { arguments += ["--config", config] }
         let result = host.invoke(arguments + ["--", snapshot])
         return (result, result.report)
     }
 
     func calls(_ host: HostSandbox) -> [String] {
-        host.scratch.read("calls.log").split(separator: "\n").map { $0.split(separator: " ").prefix(2).joined(separator: " ") }
+        host.scratch.read("calls.log").split(separator: "\n").map {
+            $0.split(separator: " ").prefix(2).joined(separator: " ")
+        }
     }
 
     @Test func aGoodPluginIsAddedListedAndQuiescedAroundTheFreeze() throws {
@@ -31,13 +38,19 @@ struct PluginTests {
         let list = host.invoke(["list", "--plugins-dir", host.pluginsDirectory])
         #expect(list.status == 0, "\(list.stdout)")
         #expect(list.stdout.contains("fixture") && list.stdout.contains("1.0") && list.stdout.contains("ok"))
-        #expect(calls(host) == ["fixture create", "fixture destroy"], "plugin add creates it once with its config; list only loads")
+        #expect(
+            calls(host) == ["fixture create", "fixture destroy"],
+            "plugin add creates it once with its config; list only loads")
         sh("rm -f '\(host.scratch.path)/calls.log'")
 
         let (result, report) = try operation(host)
         #expect(result.status == 0, "\(result.stdout) \(result.stderr)")
         #expect(report?.consistency == .application)
-        #expect(calls(host) == ["fixture create", "fixture quiesce-start", "fixture quiesce-end", "snapshot", "fixture resume", "fixture destroy"])
+        #expect(
+            calls(host) == [
+                "fixture create", "fixture quiesce-start", "fixture quiesce-end", "snapshot", "fixture resume",
+                "fixture destroy",
+            ])
         let record = try #require(report?.plugins.first)
         #expect(record.version == "1.0" && record.abi == "1.0")
         #expect(record.calls.map(\.function) == [.load, .create, .dataPaths, .quiesce, .resume])
@@ -46,7 +59,8 @@ struct PluginTests {
 
     static let refusedBuilds: [(behaviour: String, check: String)] = [
         ("WRONG_MAGIC", "magic"), ("WRONG_MAJOR", "abi-major"), ("SMALL_STRUCT", "struct-size"),
-        ("NO_ENTRY", "entry"), ("MISSING_QUIESCE", "function"), ("RESERVED", "reserved"), ("TRAILING", "trailing-fields"),
+        ("NO_ENTRY", "entry"), ("MISSING_QUIESCE", "function"), ("RESERVED", "reserved"),
+        ("TRAILING", "trailing-fields"),
     ]
 
     @Test(arguments: refusedBuilds)
@@ -58,7 +72,9 @@ struct PluginTests {
         #expect(added.status == ExitStatus.invalid.rawValue)
         #expect(added.stderr.contains(check), "\(added.stderr)")
         // …and a hand-written manifest gets it refused at every operation.
-        host.writeManifest("20-fixture.json", """
+        host.writeManifest(
+            "20-fixture.json",
+            """
             {"name": "fixture", "library": "\(library)", "sha256": "\(host.sha256(library))",
              "config": {"log": "\(host.scratch.path)/calls.log"}}
             """)
@@ -78,8 +94,11 @@ struct PluginTests {
     @Test func aRefusedPluginWithoutContinueFailsTheOperationAndFreezesNothing() throws {
         let host = HostSandbox()
         let library = try fixturePlugin("WRONG_MAGIC", in: host.libraryDirectory)
-        host.writeManifest("20-fixture.json", "{\"name\": \"fixture\", \"library\": \"\(library)\", \"sha256\": \"\(host.sha256(library))\"}")
-        let config = host.config("""
+        host.writeManifest(
+            "20-fixture.json",
+            "{\"name\": \"fixture\", \"library\": \"\(library)\", \"sha256\": \"\(host.sha256(library))\"}")
+        let config = host.config(
+            """
             {"preScriptLocation": "\(host.script("pre.sh", "#!/bin/sh\n"))", "postScriptLocation": "\(host.script("post.sh", "#!/bin/sh\n"))",
              "continueBackupOnFailure": false}
             """)
@@ -107,7 +126,9 @@ struct PluginTests {
         // Library replaced after the manifest was written.
         let replaced = try fixturePlugin("FAIL_QUIESCE", in: lib)
         let original = host.sha256(replaced)
-        _ = try compilePlugin("\(repositoryRoot)/Tests/Fixtures/fixture_plugin.c", to: replaced, defines: ["BEHAVIOUR_GOOD", "PLUGIN_NAME=\\\"other\\\""])
+        _ = try compilePlugin(
+            "\(repositoryRoot)/Tests/Fixtures/fixture_plugin.c", to: replaced,
+            defines: ["BEHAVIOUR_GOOD", "PLUGIN_NAME=\\\"other\\\""])
         #expect(refusal(manifest(replaced, sha: original)).contains("checksum:"))
         // Not an ELF file; truncated library.
         let text = host.scratch.write(lib + "/libtext.so", "not a library\n", mode: 0o644)
@@ -142,7 +163,9 @@ struct PluginTests {
         let host = HostSandbox()
         let log = "{\"log\":\"\(host.scratch.path)/calls.log\"}"
         host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory, name: "steady"), order: 10, config: log)
-        host.writeManifest("20-crasher.json", """
+        host.writeManifest(
+            "20-crasher.json",
+            """
             {"name": "crasher", "library": "\(try fixturePlugin("SEGV_QUIESCE", in: host.libraryDirectory, name: "crasher"))",
              "sha256": "\(host.sha256(host.libraryDirectory + "/libcrasher-segv_quiesce.so"))", "config": \(log)}
             """)
@@ -158,11 +181,15 @@ struct PluginTests {
     @Test func hangsPastTheDeadlineAreKilled() throws {
         let host = HostSandbox()
         let log = "{\"log\":\"\(host.scratch.path)/calls.log\"}"
-        host.writeManifest("10-hang.json", """
+        host.writeManifest(
+            "10-hang.json",
+            """
             {"name": "hang", "library": "\(try fixturePlugin("HANG_QUIESCE", in: host.libraryDirectory, name: "hang"))",
              "sha256": "\(host.sha256(host.libraryDirectory + "/libhang-hang_quiesce.so"))", "timeoutSeconds": 1, "config": \(log)}
             """)
-        host.writeManifest("20-stuck.json", """
+        host.writeManifest(
+            "20-stuck.json",
+            """
             {"name": "stuck", "library": "\(try fixturePlugin("HANG_RESUME", in: host.libraryDirectory, name: "stuck"))",
              "sha256": "\(host.sha256(host.libraryDirectory + "/libstuck-hang_resume.so"))", "timeoutSeconds": 1, "config": \(log)}
             """)
@@ -182,7 +209,9 @@ struct PluginTests {
         host.addPlugin(try fixturePlugin("DIE_AFTER_QUIESCE", in: host.libraryDirectory, name: "mortal"))
         let fs = try LoopFilesystem(in: host.scratch)
         let snapshot = host.script("snapshot.sh", "#!/bin/sh\nsleep 2\n")
-        let result = host.invoke(["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot])
+        let result = host.invoke([
+            "run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot,
+        ])
         let record = try #require(result.report?.plugins.first, "\(result.stdout) \(result.stderr)")
         #expect(record.calls.map(\.function) == [.load, .create, .dataPaths, .quiesce, .resume])
         let resume = record.calls.last
@@ -203,7 +232,9 @@ struct PluginTests {
 
     @Test func garbageFromAWorkerKillsIt() throws {
         let host = HostSandbox()
-        host.writeManifest("10-garbage.json", """
+        host.writeManifest(
+            "10-garbage.json",
+            """
             {"name": "garbage", "library": "\(try fixturePlugin("GARBAGE", in: host.libraryDirectory, name: "garbage"))",
              "sha256": "\(host.sha256(host.libraryDirectory + "/libgarbage-garbage.so"))"}
             """)
@@ -239,8 +270,12 @@ struct PluginTests {
         host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory, name: "twin-b"), order: 20, config: config)
         let (result, _) = try operation(host)
         #expect(result.status == 0, "\(result.stdout)")
-        let lines = host.scratch.read("calls.log").split(separator: "\n").map { $0.split(separator: " ").map(String.init) }.filter { $0.count == 3 }
-        func time(_ name: String, _ event: String) -> Int { Int(lines.first { $0[0] == name && $0[1] == event }?[2] ?? "") ?? -1 }
+        let lines = host.scratch.read("calls.log").split(separator: "\n").map {
+            $0.split(separator: " ").map(String.init)
+        }.filter { $0.count == 3 }
+        func time(_ name: String, _ event: String) -> Int {
+            Int(lines.first { $0[0] == name && $0[1] == event }?[2] ?? "") ?? -1
+        }
         // first quiesces before either twin starts; the twins overlap.
         #expect(time("first", "quiesce-end") <= time("twin-a", "quiesce-start"))
         #expect(time("first", "quiesce-end") <= time("twin-b", "quiesce-start"))
@@ -253,16 +288,23 @@ struct PluginTests {
 
     @Test func dataOutsideTheFreezeIsWarnedAbout() throws {
         let host = HostSandbox()
-        host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory, name: "elsewhere", extra: ["DATA_PATH=\\\"/tmp\\\""]))
+        host.addPlugin(
+            try fixturePlugin("GOOD", in: host.libraryDirectory, name: "elsewhere", extra: ["DATA_PATH=\\\"/tmp\\\""]))
         let (_, report) = try operation(host)
-        #expect(report?.warnings.contains { $0.contains("elsewhere keeps data in /tmp") && $0.contains("not be consistent") } == true)
+        #expect(
+            report?.warnings.contains {
+                $0.contains("elsewhere keeps data in /tmp") && $0.contains("not be consistent")
+            } == true)
     }
 
     @Test func checkCallsEachPluginsCheckWithoutQuiescing() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(host.scratch.path)/calls.log\"}")
-        #expect(calls(host) == ["fixture create", "fixture destroy"], "plugin add creates the plugin once with its config")
+        host.addPlugin(
+            try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(host.scratch.path)/calls.log\"}"
+        )
+        #expect(
+            calls(host) == ["fixture create", "fixture destroy"], "plugin add creates the plugin once with its config")
         sh("rm -f '\(host.scratch.path)/calls.log'")
         let check = host.invoke(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json"])
         #expect(check.status == 0, "\(check.stdout)")
@@ -272,14 +314,20 @@ struct PluginTests {
 
     @Test func theCExampleWorksEndToEnd() throws {
         let host = HostSandbox()
-        let library = try compilePlugin("\(repositoryRoot)/examples/plugins/flagfile.c", to: host.libraryDirectory + "/libflagfile.so")
+        let library = try compilePlugin(
+            "\(repositoryRoot)/examples/plugins/flagfile.c", to: host.libraryDirectory + "/libflagfile.so")
         let app = host.scratch.mkdir("app")
         let added = host.addPlugin(library, config: "{\"flag\":\"\(app)/pause\",\"dataDirectory\":\"\(app)\"}")
         #expect(added.status == 0, "\(added.stderr)")
         // The "application": acknowledges the flag while it exists, as a real one would.
-        let application = try ChildProcess(spawning: Command(executable: "/bin/sh", arguments: ["-c",
-            "while :; do if [ -e '\(app)/pause' ]; then echo paused >> '\(host.scratch.path)/seen'; touch '\(app)/pause.ack'; fi; sleep 0.01; done"],
-            environment: ["PATH": "/usr/bin:/bin"]))
+        let application = try ChildProcess(
+            spawning: Command(
+                executable: "/bin/sh",
+                arguments: [
+                    "-c",
+                    "while :; do if [ -e '\(app)/pause' ]; then echo paused >> '\(host.scratch.path)/seen'; touch '\(app)/pause.ack'; fi; sleep 0.01; done",
+                ],
+                environment: ["PATH": "/usr/bin:/bin"]))
         defer { application.terminateGroup(graceNanoseconds: 0) }
         let (result, report) = try operation(host)
         #expect(result.status == 0, "\(result.stdout)")
@@ -290,9 +338,12 @@ struct PluginTests {
 
     @Test func aVendorLibraryBoundThroughLibffi() throws {
         let host = HostSandbox()
-        let library = try compilePlugin("\(repositoryRoot)/Tests/Fixtures/vendor_library.c", to: host.libraryDirectory + "/libvendor.so")
+        let library = try compilePlugin(
+            "\(repositoryRoot)/Tests/Fixtures/vendor_library.c", to: host.libraryDirectory + "/libvendor.so")
         let log = host.scratch.path + "/vendor.log"
-        let spec = host.scratch.write("ffi.json", """
+        let spec = host.scratch.write(
+            "ffi.json",
+            """
             {"quiesce": {"symbol": "vendor_suspend", "arguments": [
                 {"type": "string", "value": "\(log)"}, {"type": "string", "from": "operationID"},
                 {"type": "int32", "from": "remainingMilliseconds"}, {"type": "bool", "value": true}]},
@@ -310,7 +361,9 @@ struct PluginTests {
         #expect(lines.last == "resume db1 0")
 
         // A function that returns something other than success fails the quiesce.
-        let refusing = host.scratch.write("ffi2.json", """
+        let refusing = host.scratch.write(
+            "ffi2.json",
+            """
             {"quiesce": {"symbol": "vendor_refuse", "arguments": [{"type": "string", "value": "\(log)"}]},
              "resume": {"symbol": "vendor_ping", "returns": "bool"}}
             """)
@@ -318,7 +371,9 @@ struct PluginTests {
         let (_, second) = try operation(host)
         #expect(second?.errors.first?.message.contains("returned 17") == true)
         // A symbol the library lacks is refused at load.
-        let missing = host.scratch.write("ffi3.json", "{\"quiesce\": {\"symbol\": \"nope\"}, \"resume\": {\"symbol\": \"vendor_ping\", \"returns\": \"bool\"}}")
+        let missing = host.scratch.write(
+            "ffi3.json",
+            "{\"quiesce\": {\"symbol\": \"nope\"}, \"resume\": {\"symbol\": \"vendor_ping\", \"returns\": \"bool\"}}")
         let refused = host.addPlugin(library, name: "vendor", extra: ["--ffi", missing, "--force"])
         #expect(refused.status == ExitStatus.invalid.rawValue && refused.stderr.contains("no function nope"))
     }

@@ -21,7 +21,9 @@ struct BrokenPipeTests {
     /// A pre-script that says it started, then waits (bounded) for the test's go.
     func waitingScript(_ host: HostSandbox, _ name: String, marker: String, waitFor go: String) -> String {
         let dir = host.scratch.path
-        return host.script(name, """
+        return host.script(
+            name,
+            """
             #!/bin/sh
             touch '\(dir)/\(marker)'
             i=0
@@ -33,9 +35,12 @@ struct BrokenPipeTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let pre = waitingScript(host, "pre.sh", marker: "pre.started", waitFor: "go")
-        let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(host.scratch.path)/post.log'\n")
-        let client = host.start(["freeze", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint,
-                                 "--max-frozen", "60", "--json"])
+        let post = host.script(
+            "post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(host.scratch.path)/post.log'\n")
+        let client = host.start([
+            "freeze", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint,
+            "--max-frozen", "60", "--json",
+        ])
         #expect(eventually { host.scratch.exists("pre.started") })
         kill(client.pid, SIGKILL)
         _ = client.finish()
@@ -43,15 +48,21 @@ struct BrokenPipeTests {
 
         // The session writes its notice into the dead client's pipe (EPIPE), and goes on: it
         // stays frozen until thawed, then resumes, runs the post-script and reports.
-        #expect(eventually { host.invoke(["status"]).stdout.hasPrefix("Frozen:") }, "the session did not reach the freeze")
+        #expect(
+            eventually { host.invoke(["status"]).stdout.hasPrefix("Frozen:") }, "the session did not reach the freeze")
         let thaw = host.invoke(["thaw", "--json"])
         #expect(thaw.status == 0, "\(thaw.stdout) \(thaw.stderr)")
         let report = try #require(thaw.report)
         #expect(report.consistency == .application)
-        #expect(report.warnings.contains { $0.contains("the freeze client was gone before the freeze notice could be written") })
+        #expect(
+            report.warnings.contains {
+                $0.contains("the freeze client was gone before the freeze notice could be written")
+            })
         #expect(host.scratch.read("post.log") == "post success\n")
         #expect(eventually { access(host.runDirectory + "/session.sock", F_OK) != 0 }, "session.sock was left behind")
-        #expect(ReportStore(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory)).lastReport()?.operationID
+        #expect(
+            ReportStore(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory))
+                .lastReport()?.operationID
                 == report.operationID)
     }
 
@@ -66,14 +77,20 @@ struct BrokenPipeTests {
         host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(dir)/calls.log\"}")
         let snapshot = host.script("snapshot.sh", "#!/bin/sh\nexit 0\n")
         // `pluginhost run -v … 2>&1 | head -1`; the reader closes the pipe after head's line.
-        let pipeline = host.script("pipeline.sh", """
+        let pipeline = host.script(
+            "pipeline.sh",
+            """
             #!/bin/bash
             "$@" 2>&1 | { head -1 > '\(dir)/first.line'; exec 0<&-; touch '\(dir)/closed'; }
             exit ${PIPESTATUS[0]}
             """)
-        let result = capture(pipeline, [pluginhostBinary, "run", "-v", "--config", host.config(pre: pre, post: post),
-                                        "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot],
-                             environment: host.environment)
+        let result = capture(
+            pipeline,
+            [
+                pluginhostBinary, "run", "-v", "--config", host.config(pre: pre, post: post),
+                "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot,
+            ],
+            environment: host.environment)
         #expect(result.termination == .exited(0), "\(result.stdout) \(result.stderr)")
         #expect(!host.scratch.read("first.line").isEmpty)
         #expect(host.scratch.exists("post.ran"))
@@ -81,7 +98,8 @@ struct BrokenPipeTests {
         #expect(host.journal == nil, "the journal was left behind")
         let status = host.invoke(["status"]).stdout
         #expect(status.hasPrefix("Idle:"), "\(status)")
-        let saved = ReportStore(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory)).lastReport()
+        let saved = ReportStore(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory))
+            .lastReport()
         #expect(saved?.result == .succeeded)
         #expect(saved?.warnings.contains { $0.hasPrefix("log output failed") } == true, "\(saved?.warnings ?? [])")
     }
@@ -98,16 +116,19 @@ let cgroupsWork: Bool = {
 
 /// Everything an operation starts dies with its owner: the worker, the host,
 /// a stopped script — whoever goes, what it started goes too, even what left its process group.
-@Suite("What an operation starts dies with its owner", .serialized,
-       .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"),
-       .enabled(if: cgroupsWork, "needs a writable cgroup v2 with cgroup.kill"))
+@Suite(
+    "What an operation starts dies with its owner", .serialized,
+    .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"),
+    .enabled(if: cgroupsWork, "needs a writable cgroup v2 with cgroup.kill"))
 struct ProcessLifetimeTests {
     /// Adds the shell plugin in hold mode: its command takes `lock` in a child (flock, holding
     /// it in a sleeping grandchild), notes its worker's pid and the locker's, and holds.
     /// `setsid`: the child leaves the command's process group (and session).
     func addLockingHold(_ host: HostSandbox, lock: String, setsid: Bool = false) throws {
         let dir = host.scratch.path
-        let hold = host.script("locking-hold.sh", """
+        let hold = host.script(
+            "locking-hold.sh",
+            """
             #!/bin/sh
             echo $PPID > '\(dir)/worker.pid'
             \(setsid ? "setsid " : "")flock -x '\(lock)' sh -c 'echo $$ > "\(dir)/locker.pid"; exec sleep 300' &
@@ -119,7 +140,8 @@ struct ProcessLifetimeTests {
         let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
         let library = host.libraryDirectory + "/libpluginhost-shell.so"
         sh("install -m 0755 '\(built)' '\(library)'")
-        let added = host.addPlugin(library, order: 10, timeout: 30, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}")
+        let added = host.addPlugin(
+            library, order: 10, timeout: 30, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}")
         #expect(added.status == 0, "\(added.stdout) \(added.stderr)")
     }
 
@@ -135,10 +157,12 @@ struct ProcessLifetimeTests {
             return
         }
         let cell = containment.cell("probe")
-        let child = try ChildProcess(spawning: Command(executable: "/bin/sh",
-                                                       arguments: ["-c", "setsid sleep 300 & echo $! > '\(scratch.path)/pid'"],
-                                                       environment: ["PATH": "/usr/bin:/bin"]),
-                                     cell: cell)
+        let child = try ChildProcess(
+            spawning: Command(
+                executable: "/bin/sh",
+                arguments: ["-c", "setsid sleep 300 & echo $! > '\(scratch.path)/pid'"],
+                environment: ["PATH": "/usr/bin:/bin"]),
+            cell: cell)
         #expect(child.wait() == .exited(.exited(0)))
         let escaped = Int32(scratch.read("pid").filter(\.isNumber)) ?? 0
         #expect(cell.members == [escaped], "the setsid child left the cell")
@@ -146,7 +170,9 @@ struct ProcessLifetimeTests {
         #expect(eventually { !processExists(escaped) })
         #expect(containment.killed.map(\.pid) == [escaped])
         // (Its command line is whatever it was at that moment: sh, setsid or sleep.)
-        #expect(containment.killed.first.map { $0.owner == "probe" && $0.reason == "a test" && !$0.command.isEmpty } == true)
+        #expect(
+            containment.killed.first.map { $0.owner == "probe" && $0.reason == "a test" && !$0.command.isEmpty } == true
+        )
         #expect(eventually { cell.members.isEmpty })
         cell.removeIfEmpty()
         containment.finish()
@@ -161,7 +187,9 @@ struct ProcessLifetimeTests {
         try addLockingHold(host, lock: lock)
         // While frozen, the snapshot command kills the worker and waits (bounded) for the lock:
         // the host is busy waiting for it, so only the warden can release it.
-        let snapshot = host.script("snapshot.sh", """
+        let snapshot = host.script(
+            "snapshot.sh",
+            """
             #!/bin/sh
             kill -9 "$(cat '\(dir)/worker.pid')"
             i=0
@@ -171,13 +199,16 @@ struct ProcessLifetimeTests {
             done
             touch '\(dir)/released'
             """)
-        let result = host.invoke(["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot])
+        let result = host.invoke([
+            "run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json", "--", snapshot,
+        ])
         let report = try #require(result.report, "\(result.stdout) \(result.stderr)")
         #expect(host.scratch.exists("released"), "the lock stayed held after the worker was killed")
         #expect(!processExists(pid(host, "locker.pid")))
         #expect(report.processContainment?.hasPrefix("cgroup ") == true)
-        #expect(report.killedProcesses.contains { $0.owner == "plugin shell" && $0.pid == pid(host, "locker.pid") },
-                "\(report.killedProcesses)")
+        #expect(
+            report.killedProcesses.contains { $0.owner == "plugin shell" && $0.pid == pid(host, "locker.pid") },
+            "\(report.killedProcesses)")
     }
 
     @Test func aKilledHostTakesTheHeldCommandsChildrenAndTheirLocksWithIt() throws {
@@ -188,8 +219,10 @@ struct ProcessLifetimeTests {
         // group before its own parent-death signal lands (the host's descriptors close first):
         // a child that left the group shows that only the cgroup catches it, every time.
         try addLockingHold(host, lock: lock, setsid: true)
-        let running = host.start(["run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--max-frozen", "120",
-                                  "--", host.holdWhileFrozen(300)])
+        let running = host.start([
+            "run", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--max-frozen", "120",
+            "--", host.holdWhileFrozen(300),
+        ])
         _ = try #require(host.waitUntilFrozen())
         #expect(!lockIsFree(lock))
         let locker = pid(host, "locker.pid")
@@ -205,7 +238,9 @@ struct ProcessLifetimeTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let dir = host.scratch.path
-        let spawner = host.script("spawner.sh", """
+        let spawner = host.script(
+            "spawner.sh",
+            """
             #!/bin/sh
             sleep 300 &
             echo $! > '\(dir)/child.pid'
@@ -216,8 +251,10 @@ struct ProcessLifetimeTests {
             """)
         let post = host.script("post.sh", "#!/bin/sh\n")
         let config = who == "pre-script" ? host.config(pre: spawner, post: post) : host.config(pre: post, post: post)
-        let running = host.start(["run", "--config", config, "--mount", fs.mountPoint, "--max-frozen", "120",
-                                  "--", who == "pre-script" ? "/bin/true" : spawner])
+        let running = host.start([
+            "run", "--config", config, "--mount", fs.mountPoint, "--max-frozen", "120",
+            "--", who == "pre-script" ? "/bin/true" : spawner,
+        ])
         #expect(eventually { host.scratch.exists("started") })
         let children = [pid(host, "child.pid"), pid(host, "setsid.pid")]
         #expect(children.allSatisfy(processExists))
@@ -232,17 +269,24 @@ struct ProcessLifetimeTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let dir = host.scratch.path
-        let pre = host.script("pre.sh", "#!/bin/sh\nsetsid sleep 300 &\necho $! > '\(dir)/setsid.pid'\nexec sleep 300\n")
+        let pre = host.script(
+            "pre.sh", "#!/bin/sh\nsetsid sleep 300 &\necho $! > '\(dir)/setsid.pid'\nexec sleep 300\n")
         let post = host.script("post.sh", "#!/bin/sh\n")
-        let config = host.config("{\"preScriptLocation\": \"\(pre)\", \"postScriptLocation\": \"\(post)\", \"timeoutInSeconds\": 1}")
-        let result = host.invoke(["run", "--config", config,
-                                  "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
+        let config = host.config(
+            "{\"preScriptLocation\": \"\(pre)\", \"postScriptLocation\": \"\(post)\", \"timeoutInSeconds\": 1}")
+        let result = host.invoke([
+            "run", "--config", config,
+            "--mount", fs.mountPoint, "--json", "--", "/bin/true",
+        ])
         let report = try #require(result.report, "\(result.stdout) \(result.stderr)")
         #expect(report.errors.map(\.code) == [.preScriptTimeout])
         let escaped = pid(host, "setsid.pid")
         #expect(eventually { !processExists(escaped) }, "the setsid child of the timed-out pre-script survived")
-        #expect(report.killedProcesses.contains { $0.pid == escaped && $0.owner == "pre-script attempt 1" && $0.reason == "timed out" },
-                "\(report.killedProcesses)")
+        #expect(
+            report.killedProcesses.contains {
+                $0.pid == escaped && $0.owner == "pre-script attempt 1" && $0.reason == "timed out"
+            },
+            "\(report.killedProcesses)")
     }
 
     @Test func whatAFinishedScriptStartedIsLetGoAndNamed() throws {
@@ -251,31 +295,44 @@ struct ProcessLifetimeTests {
         let dir = host.scratch.path
         let pre = host.script("pre.sh", "#!/bin/sh\n")
         // A post-script that starts a service the old way: it must survive the operation.
-        let post = host.script("post.sh", "#!/bin/sh\nsetsid sleep 300 < /dev/null > /dev/null 2>&1 &\necho $! > '\(dir)/daemon.pid'\n")
-        let result = host.invoke(["run", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
+        let post = host.script(
+            "post.sh", "#!/bin/sh\nsetsid sleep 300 < /dev/null > /dev/null 2>&1 &\necho $! > '\(dir)/daemon.pid'\n")
+        let result = host.invoke([
+            "run", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--json", "--", "/bin/true",
+        ])
         let report = try #require(result.report, "\(result.stdout) \(result.stderr)")
         let daemon = pid(host, "daemon.pid")
         defer { kill(daemon, SIGKILL) }
         #expect(processExists(daemon))
         #expect(report.killedProcesses.isEmpty)
-        #expect(report.warnings.contains { $0.hasPrefix("the post-script attempt 1 left pid \(daemon)") }, "\(report.warnings)")
+        #expect(
+            report.warnings.contains { $0.hasPrefix("the post-script attempt 1 left pid \(daemon)") },
+            "\(report.warnings)")
     }
 }
 
 /// Without cgroups (PLUGINHOST_CGROUPS=off stands in for a machine without them), the warden
 /// kills the process groups of what the operation started when the host dies.
-@Suite("Process groups where there are no cgroups", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
+@Suite(
+    "Process groups where there are no cgroups", .serialized,
+    .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
 struct ProcessGroupFallbackTests {
     @Test func aKilledHostTakesThePreScriptsGroupWithIt() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let dir = host.scratch.path
-        let pre = host.script("pre.sh", "#!/bin/sh\nsleep 300 &\necho $! > '\(dir)/child.pid'\ntouch '\(dir)/started'\nexec sleep 300\n")
+        let pre = host.script(
+            "pre.sh", "#!/bin/sh\nsleep 300 &\necho $! > '\(dir)/child.pid'\ntouch '\(dir)/started'\nexec sleep 300\n")
         let post = host.script("post.sh", "#!/bin/sh\n")
-        let running = RunningHost(try ChildProcess(
-            spawning: Command(executable: pluginhostBinary,
-                              arguments: ["run", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--", "/bin/true"],
-                              environment: host.environment.merging(["PLUGINHOST_CGROUPS": "off"]) { $1 })))
+        let running = RunningHost(
+            try ChildProcess(
+                spawning: Command(
+                    executable: pluginhostBinary,
+                    arguments: [
+                        "run", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--",
+                        "/bin/true",
+                    ],
+                    environment: host.environment.merging(["PLUGINHOST_CGROUPS": "off"]) { $1 })))
         #expect(eventually { host.scratch.exists("started") })
         let child = Int32(host.scratch.read("child.pid").filter(\.isNumber)) ?? 0
         #expect(processExists(child))
@@ -288,10 +345,13 @@ struct ProcessGroupFallbackTests {
     @Test func theReportSaysProcessGroups() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
-        let running = RunningHost(try ChildProcess(
-            spawning: Command(executable: pluginhostBinary, arguments: ["run", "--mount", fs.mountPoint, "--json", "--", "/bin/true"],
-                              environment: host.environment.merging(["PLUGINHOST_CGROUPS": "off"]) { $1 }),
-            outputCapacity: 16 << 20))
+        let running = RunningHost(
+            try ChildProcess(
+                spawning: Command(
+                    executable: pluginhostBinary,
+                    arguments: ["run", "--mount", fs.mountPoint, "--json", "--", "/bin/true"],
+                    environment: host.environment.merging(["PLUGINHOST_CGROUPS": "off"]) { $1 }),
+                outputCapacity: 16 << 20))
         let report = try #require(running.finish().report)
         #expect(report.processContainment == "process groups (cgroups turned off)")
     }
@@ -308,10 +368,13 @@ struct PluginCallSignalTests {
         let pre = host.script("pre.sh", "#!/bin/sh\n")
         let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(dir)/post.log'\n")
         // The quiesce sleeps 60 s, within its 120 s timeout: only the signal can cut it short.
-        host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory), timeout: 120,
-                       config: "{\"log\":\"\(dir)/calls.log\",\"sleep_ms\":60000}")
-        let running = host.start(["run", "--config", host.config(pre: pre, post: post), "--plugins-dir", host.pluginsDirectory,
-                                  "--mount", fs.mountPoint, "--json", "--", "/bin/true"])
+        host.addPlugin(
+            try fixturePlugin("GOOD", in: host.libraryDirectory), timeout: 120,
+            config: "{\"log\":\"\(dir)/calls.log\",\"sleep_ms\":60000}")
+        let running = host.start([
+            "run", "--config", host.config(pre: pre, post: post), "--plugins-dir", host.pluginsDirectory,
+            "--mount", fs.mountPoint, "--json", "--", "/bin/true",
+        ])
         #expect(eventually { host.scratch.read("calls.log").contains("fixture quiesce-start") })
         kill(running.pid, signal)
         let result = running.finish()
@@ -324,11 +387,16 @@ struct PluginCallSignalTests {
         #expect(calls.first { $0.function == .resume }?.outcome == .skipped)
         // The call never returned: the worker died in the middle of it.
         #expect(!host.scratch.read("calls.log").contains("quiesce-end"))
-        #expect(report.steps.map(\.name) == ["checks", "prepare", "pre-script", "flush", "quiesce", "resume", "post-script"])
+        #expect(
+            report.steps.map(\.name) == [
+                "checks", "prepare", "pre-script", "flush", "quiesce", "resume", "post-script",
+            ])
         #expect(host.scratch.read("post.log") == "post failure\n")
         #expect(host.journal == nil)
         if cgroupsWork {
-            #expect(report.killedProcesses.contains { $0.owner == "plugin fixture" && $0.reason == "interrupted" }, "\(report.killedProcesses)")
+            #expect(
+                report.killedProcesses.contains { $0.owner == "plugin fixture" && $0.reason == "interrupted" },
+                "\(report.killedProcesses)")
         }
     }
 }

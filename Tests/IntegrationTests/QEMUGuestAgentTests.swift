@@ -11,13 +11,16 @@ let qemuGuestAgent = "/usr/sbin/qemu-ga"
 /// `guest-fsfreeze-freeze-list`. qemu-ga's thaw issues FITHAW on every mount it lists, so it
 /// runs in a private mount namespace where every other block filesystem but `/` is detached:
 /// it cannot thaw what another test froze.
-@Suite("The real QEMU guest agent", .serialized,
-       .enabled(if: isRoot && access(qemuGuestAgent, X_OK) == 0, "needs root and qemu-ga (apt-get install qemu-guest-agent)"))
+@Suite(
+    "The real QEMU guest agent", .serialized,
+    .enabled(
+        if: isRoot && access(qemuGuestAgent, X_OK) == 0, "needs root and qemu-ga (apt-get install qemu-guest-agent)"))
 struct QEMUGuestAgentTests {
     func scripts(_ host: HostSandbox, preExit: Int = 0, continueBackupOnFailure: Bool = true) -> String {
         let log = host.scratch.path + "/phases.log"
         let pre = host.script("pre.sh", "#!/bin/sh\necho pre >> \(log)\nexit \(preExit)\n")
-        let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
+        let post = host.script(
+            "post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
         return host.config(pre: pre, post: post, extra: "\"continueBackupOnFailure\": \(continueBackupOnFailure)")
     }
 
@@ -34,13 +37,18 @@ struct QEMUGuestAgentTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let config = scripts(host, preExit: 3, continueBackupOnFailure: false)
         let hook = try QEMUGuestAgent.installHook(host, as: installation)
-        let agent = try QEMUGuestAgent(host: host, hook: hook, onlyMount: fs.mountPoint, environment: [
-            "PLUGINHOST_CONFIG": config, "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint])])
+        let agent = try QEMUGuestAgent(
+            host: host, hook: hook, onlyMount: fs.mountPoint,
+            environment: [
+                "PLUGINHOST_CONFIG": config, "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint]),
+            ])
         let answer = agent.execute(freezeList([fs.mountPoint]))
         if installation == "-F" {
-            #expect(answer.contains("\"error\"") && answer.contains("fsfreeze hook has failed with status 2"), "\(answer)")
+            #expect(
+                answer.contains("\"error\"") && answer.contains("fsfreeze hook has failed with status 2"), "\(answer)")
             #expect(agent.execute("{\"execute\":\"guest-fsfreeze-status\"}").contains("thawed"))
-            #expect(try Writer(file: fs.mountPoint + "/probe").finishes(within: 10), "qemu-ga froze after a failed quiesce")
+            #expect(
+                try Writer(file: fs.mountPoint + "/probe").finishes(within: 10), "qemu-ga froze after a failed quiesce")
         } else {
             #expect(answer == "{\"return\": 1}", "\(answer)")  // frozen all the same
             #expect(agent.execute("{\"execute\":\"guest-fsfreeze-thaw\"}") == "{\"return\": 1}")
@@ -58,9 +66,12 @@ struct QEMUGuestAgentTests {
         let config = scripts(host)
         let hold = try addHoldingShellPlugin(host)
         let hook = try QEMUGuestAgent.installHook(host, as: "-F")
-        let agent = try QEMUGuestAgent(host: host, hook: hook, onlyMount: fs.mountPoint, environment: [
-            "PLUGINHOST_CONFIG": config, "PLUGINHOST_PLUGINS_DIR": host.pluginsDirectory,
-            "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint])])
+        let agent = try QEMUGuestAgent(
+            host: host, hook: hook, onlyMount: fs.mountPoint,
+            environment: [
+                "PLUGINHOST_CONFIG": config, "PLUGINHOST_PLUGINS_DIR": host.pluginsDirectory,
+                "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint]),
+            ])
         #expect(agent.execute("{\"execute\":\"guest-fsfreeze-freeze\"}").contains("has been disabled"))
         #expect(agent.execute(freezeList([fs.mountPoint])) == "{\"return\": 1}")
         let holder = Int32(host.scratch.read("hold.pid").filter(\.isNumber)) ?? 0
@@ -91,9 +102,13 @@ struct QEMUGuestAgentTests {
         let hold = try addHoldingShellPlugin(host)
         let hook = try QEMUGuestAgent.installHook(host, as: "-F")
         let notAMount = host.scratch.mkdir("not-a-mount")
-        let agent = try QEMUGuestAgent(host: host, hook: hook, onlyMount: fs.mountPoint, environment: [
-            "PLUGINHOST_CONFIG": config, "PLUGINHOST_PLUGINS_DIR": host.pluginsDirectory,
-            "PLUGINHOST_HOST_CONFIG": host.hostConfig(mounts: [fs.mountPoint], extra: "\"hookHoldLimitSeconds\": 2")])
+        let agent = try QEMUGuestAgent(
+            host: host, hook: hook, onlyMount: fs.mountPoint,
+            environment: [
+                "PLUGINHOST_CONFIG": config, "PLUGINHOST_PLUGINS_DIR": host.pluginsDirectory,
+                "PLUGINHOST_HOST_CONFIG": host.hostConfig(
+                    mounts: [fs.mountPoint], extra: "\"hookHoldLimitSeconds\": 2"),
+            ])
         #expect(agent.execute(freezeList([notAMount])) == "{\"return\": 0}")
         #expect(agent.execute("{\"execute\":\"guest-fsfreeze-status\"}").contains("thawed"))
         #expect(host.scratch.read("phases.log") == "pre\n")
@@ -104,7 +119,8 @@ struct QEMUGuestAgentTests {
         #expect(host.scratch.read("phases.log") == "pre\npost failure none\n")
         let report = try #require(ReportStore(paths: host.paths).lastReport())
         #expect(report.errors.map(\.code) == [.hookHoldLimitExpired])
-        #expect(!agent.log.contains("executing fsfreeze hook with arg 'thaw'"), "qemu-ga called the thaw hook after all")
+        #expect(
+            !agent.log.contains("executing fsfreeze hook with arg 'thaw'"), "qemu-ga called the thaw hook after all")
         withExtendedLifetime(hold) {}
     }
 }
@@ -124,8 +140,11 @@ final class QEMUGuestAgent {
             return directory + "/fsfreeze-hook"
         }
         let stock = directory + "/fsfreeze-hook"
-        try #require(sh("sed 's|^LOGFILE=.*|LOGFILE=\(host.scratch.path)/qga-fsfreeze-hook.log|' /etc/qemu/fsfreeze-hook > '\(stock)' && chmod 0700 '\(stock)' && grep -q '^exit 0' '\(stock)'") == 0,
-                     "no stock /etc/qemu/fsfreeze-hook ending in exit 0")
+        try #require(
+            sh(
+                "sed 's|^LOGFILE=.*|LOGFILE=\(host.scratch.path)/qga-fsfreeze-hook.log|' /etc/qemu/fsfreeze-hook > '\(stock)' && chmod 0700 '\(stock)' && grep -q '^exit 0' '\(stock)'"
+            ) == 0,
+            "no stock /etc/qemu/fsfreeze-hook ending in exit 0")
         _ = host.scratch.mkdir("qemu/fsfreeze-hook.d")
         symlink(pluginhostBinary, directory + "/fsfreeze-hook.d/50-pluginhost")
         return stock
@@ -137,7 +156,9 @@ final class QEMUGuestAgent {
         let state = host.scratch.mkdir("qga-state")
         // Runs in the new namespace: detach every block filesystem but / and the test's own,
         // deepest first, then become qemu-ga.
-        let fence = host.scratch.write("qga-fence.sh", """
+        let fence = host.scratch.write(
+            "qga-fence.sh",
+            """
             #!/bin/sh
             mine="$1"; shift
             awk '{print $3, $5}' /proc/self/mountinfo | tac | while read -r dev mp; do
@@ -150,11 +171,16 @@ final class QEMUGuestAgent {
             [ "$(awk -v mine="$mine" '$3 !~ /^0:/ && $5 != "/" && $5 != mine && index(mine, $5 "/") != 1' /proc/self/mountinfo | wc -l)" = 0 ] || exit 1
             exec "$@"
             """, mode: 0o700)
-        process = try ChildProcess(spawning: Command(
-            executable: "/usr/bin/unshare",
-            arguments: ["--mount", "--propagation", "private", fence, onlyMount, qemuGuestAgent, "-m", "unix-listen", "-p", socket,
-                        "-t", state, "-f", host.scratch.path + "/qga.pid", "-F\(hook)", "-b", "guest-fsfreeze-freeze", "-l", logFile],
-            environment: host.environment.merging(environment) { $1 }))
+        process = try ChildProcess(
+            spawning: Command(
+                executable: "/usr/bin/unshare",
+                arguments: [
+                    "--mount", "--propagation", "private", fence, onlyMount, qemuGuestAgent, "-m", "unix-listen", "-p",
+                    socket,
+                    "-t", state, "-f", host.scratch.path + "/qga.pid", "-F\(hook)", "-b", "guest-fsfreeze-freeze", "-l",
+                    logFile,
+                ],
+                environment: host.environment.merging(environment) { $1 }))
         for _ in 0..<1000 where access(socket, F_OK) != 0 && processExists(process.pid) { usleep(10_000) }
         guard access(socket, F_OK) == 0 else {
             throw FixtureError("qemu-ga did not start: \(process.stderrTail.text) \(host.scratch.read(logFile))")
@@ -167,7 +193,8 @@ final class QEMUGuestAgent {
     }
 
     var log: String {
-        guard let file = try? FileDescriptor.open(logFile, O_RDONLY), let bytes = try? file.readAll(limit: 1 << 20) else { return "" }
+        guard let file = try? FileDescriptor.open(logFile, O_RDONLY), let bytes = try? file.readAll(limit: 1 << 20)
+        else { return "" }
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -186,7 +213,9 @@ final class QEMUGuestAgent {
         var connected: Int32 = -1
         for _ in 0..<100 {
             connected = withUnsafePointer(to: &address) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                    connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+                }
             }
             if connected == 0 || errno != ECONNREFUSED || !processExists(process.pid) { break }
             usleep(100_000)

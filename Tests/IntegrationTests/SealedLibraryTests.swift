@@ -45,7 +45,9 @@ struct SealedLibraryTests {
         let pristine = host.libraryDirectory + "/victim.orig"
         sh("cp '\(victim)' '\(pristine)'")
         let evil = try fixturePlugin("GOOD", in: host.libraryDirectory, name: "evil")
-        host.writeManifest("10-victim.json", """
+        host.writeManifest(
+            "10-victim.json",
+            """
             {"name": "victim", "library": "\(victim)", "sha256": "\(host.sha256(victim))", "config": {"log": "\(log)"}}
             """)
         let verifiedSHA256 = host.sha256(victim)
@@ -53,12 +55,16 @@ struct SealedLibraryTests {
         // checksum is wrong on purpose (it is refused once hashed: only the time it takes matters).
         let big = host.libraryDirectory + "/libbig.so"
         #expect(sh("head -c 250000000 /dev/urandom > '\(big)' && chmod 0644 '\(big)'") == 0)
-        host.writeManifest("20-big.json", "{\"name\": \"big\", \"library\": \"\(big)\", \"sha256\": \"\(String(repeating: "0", count: 64))\"}")
+        host.writeManifest(
+            "20-big.json",
+            "{\"name\": \"big\", \"library\": \"\(big)\", \"sha256\": \"\(String(repeating: "0", count: 64))\"}")
 
         var overwrittenWhileHashing = 0
         for _ in 0..<5 where overwrittenWhileHashing == 0 {
             sh("cp '\(pristine)' '\(victim)'; rm -f '\(log)'")
-            let running = host.start(["check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json"])
+            let running = host.start([
+                "check", "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--json",
+            ])
             // Wait until the host has the big library open, i.e. the victim was verified and the
             // big one is being read; then overwrite the victim in place.
             while processExists(running.pid) {
@@ -88,10 +94,14 @@ struct SealedLibraryTests {
         defer { closedir(directory) }
         var targets: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             var buffer = [CChar](repeating: 0, count: 4096)
             let count = readlink("/proc/\(pid)/fd/\(name)", &buffer, buffer.count - 1)
-            if count > 0 { targets.append(String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self)) }
+            if count > 0 {
+                targets.append(String(decoding: buffer[0..<count].map { UInt8(bitPattern: $0) }, as: UTF8.self))
+            }
         }
         return targets
     }

@@ -11,7 +11,8 @@ struct TwoPhaseTests {
     func scripts(_ host: HostSandbox) -> String {
         let log = host.scratch.path + "/phases.log"
         let pre = host.script("pre.sh", "#!/bin/sh\necho pre >> \(log)\n")
-        let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
+        let post = host.script(
+            "post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
         return host.config(pre: pre, post: post)
     }
 
@@ -24,7 +25,10 @@ struct TwoPhaseTests {
         let notice = try #require(try? JSONParser.parse(freeze.stdout))
         #expect(notice["state"] == .string("frozen"))
         #expect(notice["consistency"] == .string("application"))
-        guard case .string(let id)? = notice["operationID"] else { Issue.record("no operation id"); return }
+        guard case .string(let id)? = notice["operationID"] else {
+            Issue.record("no operation id")
+            return
+        }
         #expect(host.scratch.read("phases.log") == "pre\n")
 
         let writer = try Writer(file: fs.mountPoint + "/probe")
@@ -54,7 +58,9 @@ struct TwoPhaseTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let pre = host.script("pre.sh", "#!/bin/sh\nexit 9\n")
         let post = host.script("post.sh", "#!/bin/sh\n")
-        let freeze = host.invoke(["freeze", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--json"])
+        let freeze = host.invoke([
+            "freeze", "--config", host.config(pre: pre, post: post), "--mount", fs.mountPoint, "--json",
+        ])
         #expect(freeze.status == ExitStatus.degraded.rawValue)  // frozen, but the pre-script failed
         let notice = try #require(try? JSONParser.parse(freeze.stdout))
         #expect(notice["consistency"] == .string("filesystem"))
@@ -70,18 +76,28 @@ struct TwoPhaseTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let config = scripts(host)
-        host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(host.scratch.path)/calls.log\"}")
-        let freeze = host.invoke(["freeze", "--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint,
-                                  "--max-frozen", "1", "--json"])
+        host.addPlugin(
+            try fixturePlugin("GOOD", in: host.libraryDirectory), config: "{\"log\":\"\(host.scratch.path)/calls.log\"}"
+        )
+        let freeze = host.invoke([
+            "freeze", "--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint,
+            "--max-frozen", "1", "--json",
+        ])
         #expect(freeze.status == 0)
-        guard case .string(let id)? = (try? JSONParser.parse(freeze.stdout))?["operationID"] else { Issue.record("no id"); return }
+        guard case .string(let id)? = (try? JSONParser.parse(freeze.stdout))?["operationID"] else {
+            Issue.record("no id")
+            return
+        }
         #expect(try Writer(file: fs.mountPoint + "/probe").finishes(within: 15), "the guard's deadline did not thaw")
         // The session resumes the plugin and runs the post-script on its own.
         for _ in 0..<500 where !host.scratch.read("phases.log").contains("post") { usleep(10_000) }
         #expect(host.scratch.read("phases.log") == "pre\npost failure none\n")
         #expect(host.scratch.read("calls.log").contains("fixture resume"))
         // A thaw after the deadline fired exits non-zero with that report.
-        for _ in 0..<500 where OperationLock.currentHolder(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory)) != nil {
+        for _ in 0..<500
+        where OperationLock.currentHolder(
+            paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory)) != nil
+        {
             usleep(10_000)
         }
         let thaw = host.invoke(["thaw", "--operation", id, "--json"])
@@ -95,7 +111,9 @@ struct TwoPhaseTests {
         let fs = try LoopFilesystem(in: host.scratch)
         let freeze = host.invoke(["freeze", "--mount", fs.mountPoint, "--max-frozen", "120", "--json"])
         #expect(freeze.status == ExitStatus.degraded.rawValue)  // no scripts or plugins: filesystem-consistent so far
-        let holder = try #require(OperationLock.currentHolder(paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory)))
+        let holder = try #require(
+            OperationLock.currentHolder(
+                paths: StatePaths(runDirectory: host.runDirectory, stateDirectory: host.stateDirectory)))
         let writer = try Writer(file: fs.mountPoint + "/probe")
         #expect(!writer.finishes(within: 0.3))
         kill(holder.pid, SIGKILL)
@@ -109,10 +127,15 @@ struct TwoPhaseTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let freeze = host.invoke(["freeze", "--mount", fs.mountPoint, "--json"])
-        guard case .string(let id)? = (try? JSONParser.parse(freeze.stdout))?["operationID"] else { Issue.record("no id"); return }
+        guard case .string(let id)? = (try? JSONParser.parse(freeze.stdout))?["operationID"] else {
+            Issue.record("no id")
+            return
+        }
         let socket = host.runDirectory + "/session.sock"
         // The session may refuse before the request is sent: send what can be sent, then read.
-        let client = host.scratch.write("client.py", """
+        let client = host.scratch.write(
+            "client.py",
+            """
             import socket, sys
             s = socket.socket(socket.AF_UNIX)
             s.connect(sys.argv[1])
@@ -123,11 +146,15 @@ struct TwoPhaseTests {
             print(s.recv(4096).decode())
             """, mode: 0o644)
         // Without privileges, uid 65534 cannot even reach the socket (0700 directory, 0600 socket)…
-        let denied = sh("setpriv --reuid 65534 --regid 65534 --clear-groups python3 '\(client)' '\(socket)' > '\(host.scratch.path)/denied.out' 2>&1")
+        let denied = sh(
+            "setpriv --reuid 65534 --regid 65534 --clear-groups python3 '\(client)' '\(socket)' > '\(host.scratch.path)/denied.out' 2>&1"
+        )
         #expect(denied != 0)
         #expect(host.scratch.read("denied.out").contains("Permission denied"))
         // …and one that gets past the file modes is refused by its peer credentials.
-        let refused = sh("setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps +dac_override --ambient-caps +dac_override python3 '\(client)' '\(socket)' > '\(host.scratch.path)/refused.out' 2>&1")
+        let refused = sh(
+            "setpriv --reuid 65534 --regid 65534 --clear-groups --inh-caps +dac_override --ambient-caps +dac_override python3 '\(client)' '\(socket)' > '\(host.scratch.path)/refused.out' 2>&1"
+        )
         #expect(refused == 0)
         #expect(host.scratch.read("refused.out").contains("refused"))
         // Still frozen: the refused client thawed nothing.
@@ -193,10 +220,16 @@ struct TwoPhaseTests {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         host.addPlugin(try fixturePlugin("GOOD", in: host.libraryDirectory))
-        let run = host.invoke(["run", "--config", scripts(host), "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--", "/bin/true"])
+        let run = host.invoke([
+            "run", "--config", scripts(host), "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint, "--",
+            "/bin/true",
+        ])
         #expect(run.status == 0)
         let text = host.invoke(["status", "--timeline"]).stdout
-        for label in ["checks", "pre-script", "fixture quiesce", "freeze", fs.mountPoint, "snapshot", "thaw", "fixture resume", "post-script"] {
+        for label in [
+            "checks", "pre-script", "fixture quiesce", "freeze", fs.mountPoint, "snapshot", "thaw", "fixture resume",
+            "post-script",
+        ] {
             #expect(text.contains(label), "\(label) missing from the timeline")
         }
         #expect(text.contains("frozen for") && text.contains("▓"))
@@ -204,7 +237,9 @@ struct TwoPhaseTests {
         #expect(host.invoke(["status", "--svg", svg]).status == 0)
         let picture = host.scratch.read(svg)
         #expect(picture.hasPrefix("<svg") && picture.contains("frozen ") && picture.contains("fixture quiesce"))
-        #expect(sh("python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' '\(svg)'") == 0, "not well-formed XML")
+        #expect(
+            sh("python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' '\(svg)'") == 0,
+            "not well-formed XML")
     }
 
     // MARK: - Helpers
@@ -214,7 +249,8 @@ struct TwoPhaseTests {
         let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
         let library = host.libraryDirectory + "/libpluginhost-shell.so"
         sh("install -m 0755 '\(built)' '\(library)'")
-        let hold = host.script("hold.sh", "#!/bin/sh\necho $$ > '\(host.scratch.path)/hold.pid'\necho READY\nexec cat > /dev/null\n")
+        let hold = host.script(
+            "hold.sh", "#!/bin/sh\necho $$ > '\(host.scratch.path)/hold.pid'\necho READY\nexec cat > /dev/null\n")
         let added = host.addPlugin(library, name: "holder", config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}")
         #expect(added.status == 0, "\(added.stderr)")
         return hold
@@ -222,8 +258,9 @@ struct TwoPhaseTests {
 
     /// Runs the binary under another name (as an agent's hook directory calls it).
     func invoke(_ host: HostSandbox, _ path: String, _ arguments: [String]) -> Invocation {
-        let process = try! ChildProcess(spawning: Command(executable: path, arguments: arguments, environment: host.environment),
-                                        outputCapacity: 16 << 20)
+        let process = try! ChildProcess(
+            spawning: Command(executable: path, arguments: arguments, environment: host.environment),
+            outputCapacity: 16 << 20)
         return RunningHost(process).finish()
     }
 }

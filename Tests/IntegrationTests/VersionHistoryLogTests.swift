@@ -5,7 +5,9 @@ import Testing
 
 /// What an admin operating pluginhost sees: its version, the version stamp of every JSON
 /// document, the history of past operations, and one line per operation in the system log.
-@Suite("Versions, history and the system log", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE"))
+@Suite(
+    "Versions, history and the system log", .serialized, .enabled(if: isRoot, "needs root for loop mounts and FIFREEZE")
+)
 struct VersionHistoryLogTests {
     @Test func versionPrintsTheVersionAndTheCommit() {
         let result = HostSandbox().invoke(["--version"])
@@ -22,14 +24,19 @@ struct VersionHistoryLogTests {
         let config = host.config(pre: host.script("pre.sh", "#!/bin/sh\n"), post: host.script("post.sh", "#!/bin/sh\n"))
         let plugins = host.scratch.mkdir("plugins.d")
         var documents: [(String, Invocation)] = []
-        documents.append(("run", host.invoke(["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", "/bin/true"])))
+        documents.append(
+            ("run", host.invoke(["run", "--config", config, "--mount", fs.mountPoint, "--json", "--", "/bin/true"])))
         let freeze = host.invoke(["freeze", "--config", config, "--mount", fs.mountPoint, "--json"])
         documents.append(("freeze notice", freeze))
         if case .string(let id)? = (try? JSONParser.parse(freeze.stdout))?["operationID"] {
             documents.append(("thaw", host.invoke(["thaw", "--operation", id, "--json"])))
         }
         documents.append(("thaw without a session", host.invoke(["thaw", "--json"])))
-        documents.append(("check", host.invoke(["check", "--config", config, "--mount", fs.mountPoint, "--plugins-dir", plugins, "--json"])))
+        documents.append(
+            (
+                "check",
+                host.invoke(["check", "--config", config, "--mount", fs.mountPoint, "--plugins-dir", plugins, "--json"])
+            ))
         documents.append(("list", host.invoke(["list", "--plugins-dir", plugins, "--json"])))
         documents.append(("status", host.invoke(["status", "--json"])))
         documents.append(("recover", host.invoke(["recover", "--json"])))
@@ -37,7 +44,9 @@ struct VersionHistoryLogTests {
         #expect(documents.count == 9)
         for (name, invocation) in documents {
             let document = try? JSONParser.parse(invocation.stdout)
-            #expect(document?["pluginhostVersion"] == .string(BuildInfo.version), "\(name): \(invocation.stdout) \(invocation.stderr)")
+            #expect(
+                document?["pluginhostVersion"] == .string(BuildInfo.version),
+                "\(name): \(invocation.stdout) \(invocation.stderr)")
             #expect(document?["schemaVersion"] == .number(JSONNumber(BuildInfo.schemaVersion)), "\(name)")
         }
         // The kept report carries them too, and `status` shows the last one with its own.
@@ -51,8 +60,10 @@ struct VersionHistoryLogTests {
         let hostConfig = host.scratch.write("pluginhost.json", #"{"keepReports": 2}"#, mode: 0o600)
         var ids: [String] = []
         for failing in [false, false, true] {
-            let run = host.invoke(["run", "--host-config", hostConfig, "--mount", fs.mountPoint, "--json", "--",
-                                   failing ? "/bin/false" : "/bin/true"])
+            let run = host.invoke([
+                "run", "--host-config", hostConfig, "--mount", fs.mountPoint, "--json", "--",
+                failing ? "/bin/false" : "/bin/true",
+            ])
             ids.append(try #require(run.report?.operationID, "\(run.stdout) \(run.stderr)"))
         }
         let history = host.invoke(["history", "--host-config", hostConfig, "--json"])
@@ -85,9 +96,11 @@ struct VersionHistoryLogTests {
         let hold = host.holdWhileFrozen(1)
         var environment = host.environment
         environment["PLUGINHOST_TEST_SYSLOG_SOCKET"] = receiver.path
-        let running = RunningHost(try ChildProcess(spawning: Command(
-            executable: pluginhostBinary, arguments: ["run", "--mount", fs.mountPoint, "--json", "--", hold],
-            environment: environment), outputCapacity: 1 << 20))
+        let running = RunningHost(
+            try ChildProcess(
+                spawning: Command(
+                    executable: pluginhostBinary, arguments: ["run", "--mount", fs.mountPoint, "--json", "--", hold],
+                    environment: environment), outputCapacity: 1 << 20))
         #expect(host.waitUntilFrozen() != nil)
         #expect(receiver.pending() == [], "a line was sent while frozen")
         let result = running.finish()
@@ -97,21 +110,31 @@ struct VersionHistoryLogTests {
         let line = try #require(lines.first)
         // <daemon.warning> (a filesystem-consistent snapshot), glibc's syslog(3) header.
         #expect(line.hasPrefix("<28>"), "\(line)")
-        #expect(line.contains(" pluginhost[\(running.pid)]: operation=\(report.operationID) command=run result=degraded consistency=filesystem snapshot=taken exit=1 frozen_mounts=1 freeze_window_ms="))
+        #expect(
+            line.contains(
+                " pluginhost[\(running.pid)]: operation=\(report.operationID) command=run result=degraded consistency=filesystem snapshot=taken exit=1 frozen_mounts=1 freeze_window_ms="
+            ))
         #expect(line.contains(" errors=none version=\(BuildInfo.version)"))
-        #expect(line == "<28>" + line.dropFirst(4).prefix(15) + " pluginhost[\(running.pid)]: " + SystemLog.summary(of: report))
+        #expect(
+            line == "<28>" + line.dropFirst(4).prefix(15) + " pluginhost[\(running.pid)]: "
+                + SystemLog.summary(of: report))
 
         // A failed one says its error codes, at error severity.
         var failing = environment
         failing["PLUGINHOST_TEST_SYSLOG_SOCKET"] = receiver.path
-        let failed = RunningHost(try ChildProcess(spawning: Command(
-            executable: pluginhostBinary, arguments: ["run", "--mount", fs.mountPoint, "--", "/bin/false"],
-            environment: failing), outputCapacity: 1 << 20)).finish()
+        let failed = RunningHost(
+            try ChildProcess(
+                spawning: Command(
+                    executable: pluginhostBinary, arguments: ["run", "--mount", fs.mountPoint, "--", "/bin/false"],
+                    environment: failing), outputCapacity: 1 << 20)
+        ).finish()
         #expect(failed.status == ExitStatus.failed.rawValue)
         let failure = receiver.pending()
         #expect(failure.count == 1)
         #expect(failure.first?.hasPrefix("<27>") == true)
-        #expect(failure.first?.contains("result=failed") == true && failure.first?.contains("errors=SnapshotCommandFailed") == true)
+        #expect(
+            failure.first?.contains("result=failed") == true
+                && failure.first?.contains("errors=SnapshotCommandFailed") == true)
     }
 }
 
@@ -122,14 +145,17 @@ final class DatagramReceiver {
 
     init(path: String) throws {
         self.path = path
-        fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
+        fd = socket(
+            AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
         var address = sockaddr_un()
         address.sun_family = sa_family_t(AF_UNIX)
         withUnsafeMutableBytes(of: &address.sun_path) { buffer in
             for (index, byte) in path.utf8.enumerated() { buffer[index] = byte }
         }
         let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) }
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) {
+                bind(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size))
+            }
         }
         guard fd >= 0, bound == 0 else { throw FixtureError("cannot bind \(path)") }
     }

@@ -1,6 +1,7 @@
 import Foundation
-@testable import MySQLQuiesce
 import PluginHostSupport
+
+@testable import MySQLQuiesce
 
 /// Statements run from another thread while the test thread is inside a plugin call (which
 /// blocks it), each timed: "does this writer stall while the plugin waits for its lock?"
@@ -10,7 +11,8 @@ final class BackgroundStatements: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
 
     /// Starts after `delay` seconds; runs each statement on its own fresh connection.
-    init(target: ConnectionTarget, database: String, after delay: Double, _ statements: [(label: String, sql: String)]) {
+    init(target: ConnectionTarget, database: String, after delay: Double, _ statements: [(label: String, sql: String)])
+    {
         Thread.detachNewThread { [self] in
             Thread.sleep(forTimeInterval: delay)
             for statement in statements {
@@ -65,7 +67,9 @@ final class WriteLoad: @unchecked Sendable {
                     while Monotonic.now() < end {
                         id += 1
                         let start = Monotonic.now()
-                        try connection.execute("INSERT INTO \(table) (id, v) VALUES (\(id), 1)", deadline: Monotonic.now() + 30_000_000_000)
+                        try connection.execute(
+                            "INSERT INTO \(table) (id, v) VALUES (\(id), 1)", deadline: Monotonic.now() + 30_000_000_000
+                        )
                         let elapsed = Monotonic.milliseconds(from: start, to: Monotonic.now())
                         lock.withLock {
                             figures.commits += 1

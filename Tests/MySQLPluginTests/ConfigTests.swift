@@ -1,8 +1,9 @@
 import Foundation
-@testable import MySQLQuiesce
 import PluginHostSupport
 import PluginKit
 import Testing
+
+@testable import MySQLQuiesce
 
 @Suite("MySQL plugin config")
 struct ConfigTests {
@@ -24,11 +25,13 @@ struct ConfigTests {
 
     @Test("every key, valid")
     func everyKey() throws {
-        let config = try MySQLConfig.parse(Self.json("""
-            {"host": "127.0.0.1", "port": 3307, "optionFile": "/etc/pluginhost/mysql.cnf", "mode": "backup-stage",
-             "lockWaitTimeoutSeconds": 0.5, "longQueryThresholdSeconds": 0, "recordBinlogPosition": false,
-             "connectTimeoutSeconds": 3}
-            """))
+        let config = try MySQLConfig.parse(
+            Self.json(
+                """
+                {"host": "127.0.0.1", "port": 3307, "optionFile": "/etc/pluginhost/mysql.cnf", "mode": "backup-stage",
+                 "lockWaitTimeoutSeconds": 0.5, "longQueryThresholdSeconds": 0, "recordBinlogPosition": false,
+                 "connectTimeoutSeconds": 3}
+                """))
         #expect(config.host == "127.0.0.1")
         #expect(config.port == 3307)
         #expect(config.optionFile == "/etc/pluginhost/mysql.cnf")
@@ -59,7 +62,10 @@ struct ConfigTests {
         ("{\"host\": \"127.0.0.1\", \"port\": 0}", ["\"port\"", "out of range"]),
         ("{\"host\": \"127.0.0.1\", \"port\": 65536}", ["\"port\"", "out of range"]),
         ("{\"port\": 3306}", ["\"port\"", "needs \"host\""]),
-        ("{\"socket\": \"/run/mysqld/mysqld.sock\", \"host\": \"127.0.0.1\"}", ["\"socket\" and \"host\"", "not both"]),
+        (
+            "{\"socket\": \"/run/mysqld/mysqld.sock\", \"host\": \"127.0.0.1\"}",
+            ["\"socket\" and \"host\"", "not both"]
+        ),
         ("{\"optionFile\": \"client.cnf\"}", ["\"optionFile\"", "absolute path"]),
         ("{\"optionFile\": false}", ["\"optionFile\"", "expected a string", "boolean false"]),
         ("{\"mode\": \"fast\"}", ["\"mode\"", "backup-stage", "string \"fast\""]),
@@ -92,7 +98,8 @@ struct ConfigTests {
     @Test("the plugin refuses an invalid config at create")
     func pluginRefusesInvalidConfig() throws {
         let error = expectPluginError(.invalidConfig) {
-            _ = try MySQLPlugin(config: try! Self.json("{\"lockWaitTimeoutSeconds\": \"2\"}"), host: PluginHostServices())
+            _ = try MySQLPlugin(
+                config: try! Self.json("{\"lockWaitTimeoutSeconds\": \"2\"}"), host: PluginHostServices())
         }
         #expect(error?.message.contains("lockWaitTimeoutSeconds") == true)
     }
@@ -141,10 +148,12 @@ struct OptionFileTests {
     @Test("a missing file, a directory, a symlink to a loose file and a writable directory are refused")
     func refusedOther() throws {
         let directory = try TemporaryDirectory()
-        #expect(expectPluginError(.invalidConfig) { _ = try OptionFile(path: "\(directory.path)/absent.cnf") }?
-            .message.contains("does not exist") == true)
-        #expect(expectPluginError(.invalidConfig) { _ = try OptionFile(path: directory.path) }?
-            .message.contains("not a regular file") == true)
+        #expect(
+            expectPluginError(.invalidConfig) { _ = try OptionFile(path: "\(directory.path)/absent.cnf") }?
+                .message.contains("does not exist") == true)
+        #expect(
+            expectPluginError(.invalidConfig) { _ = try OptionFile(path: directory.path) }?
+                .message.contains("not a regular file") == true)
 
         let loose = try directory.write("loose.cnf", "[client]\n", mode: 0o644)
         let link = "\(directory.path)/link.cnf"

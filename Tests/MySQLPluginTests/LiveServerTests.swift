@@ -1,8 +1,9 @@
 import Foundation
-@testable import MySQLQuiesce
 import PluginHostSupport
 import PluginKit
 import Testing
+
+@testable import MySQLQuiesce
 
 /// Against the real MariaDB of `scripts/db/start-mariadb.sh` (enabled when MARIADB_SOCKET is
 /// set). Serialized: only one BACKUP STAGE can exist at a time on the server. Time bounds are
@@ -50,8 +51,10 @@ struct LiveServerTests {
     @Test("check over TCP (host and port)")
     func checkOverTCP() throws {
         let fixture = try Fixture()
-        let plugin = try fixture.plugin(["socket": .null, "host": .string(fixture.server.host),
-                                         "port": .number(JSONNumber(fixture.server.port))])
+        let plugin = try fixture.plugin([
+            "socket": .null, "host": .string(fixture.server.host),
+            "port": .number(JSONNumber(fixture.server.port)),
+        ])
         var call = PluginCall(deadline: deadline(10))
         try plugin.check(&call)
         #expect(call.detailValue("connection")?.contains("TCP") == true)
@@ -77,7 +80,8 @@ struct LiveServerTests {
     @Test("during the hold a COMMIT waits and reads go on; after resume it proceeds")
     func holdBlocksCommits() throws {
         let fixture = try Fixture()
-        let innodb = uniqueName("hold_innodb"), myisam = uniqueName("hold_myisam")
+        let innodb = uniqueName("hold_innodb")
+        let myisam = uniqueName("hold_myisam")
         try fixture.table(innodb, engine: "InnoDB")
         try fixture.table(myisam, engine: "MyISAM")
         defer { fixture.dropTables(innodb, myisam) }
@@ -117,7 +121,9 @@ struct LiveServerTests {
         let resumeMs = elapsedMilliseconds(since: resumeStart)
         #expect(try writer.poll(until: deadline(5)), "the COMMIT did not proceed after resume")
         let blocked = try #require(resumeCall.detailValue("commits_blocked_ms"))
-        print("resume: \(resumeCall.summary ?? "") in \(resumeMs) ms; commits_blocked_ms=\(blocked), unlock_ms=\(resumeCall.detailValue("unlock_ms") ?? "?")")
+        print(
+            "resume: \(resumeCall.summary ?? "") in \(resumeMs) ms; commits_blocked_ms=\(blocked), unlock_ms=\(resumeCall.detailValue("unlock_ms") ?? "?")"
+        )
         try reader.execute("ROLLBACK", deadline: deadline(5))
         #expect(try reader.query("SELECT v FROM \(innodb) WHERE id = 1", deadline: deadline(5)).firstValue == "1")
 
@@ -142,7 +148,9 @@ struct LiveServerTests {
         }
         blocked.sort()
         acquire.sort()
-        print("idle, 10 cycles: lock_acquire_ms median \(acquire[5]) max \(acquire[9]); commits_blocked_ms (no snapshot in between) median \(blocked[5]) max \(blocked[9])")
+        print(
+            "idle, 10 cycles: lock_acquire_ms median \(acquire[5]) max \(acquire[9]); commits_blocked_ms (no snapshot in between) median \(blocked[5]) max \(blocked[9])"
+        )
         #expect(blocked.allSatisfy { $0 >= 0 })
     }
 
@@ -152,7 +160,8 @@ struct LiveServerTests {
         let table = uniqueName("load_innodb")
         try fixture.table(table, engine: "InnoDB")
         defer { fixture.dropTables(table) }
-        let target = ConnectionTarget(socket: fixture.server.socket, optionFilePath: fixture.optionFile, optionFileHasPassword: true)
+        let target = ConnectionTarget(
+            socket: fixture.server.socket, optionFilePath: fixture.optionFile, optionFileHasPassword: true)
         let load = WriteLoad(target: target, database: fixture.server.database, table: table, writers: 2, seconds: 3)
         Thread.sleep(forTimeInterval: 0.3)
         let plugin = try fixture.plugin()
@@ -171,8 +180,10 @@ struct LiveServerTests {
         let figures = load.wait()
         acquire.sort()
         blocked.sort()
-        print("under load (2 writers, \(figures.commits) commits in 3 s): lock_acquire_ms median \(acquire[2]) max \(acquire[4]); "
-              + "commits_blocked_ms with a 50 ms hold median \(blocked[2]) max \(blocked[4]); longest commit a writer saw \(figures.maximumMilliseconds) ms")
+        print(
+            "under load (2 writers, \(figures.commits) commits in 3 s): lock_acquire_ms median \(acquire[2]) max \(acquire[4]); "
+                + "commits_blocked_ms with a 50 ms hold median \(blocked[2]) max \(blocked[4]); longest commit a writer saw \(figures.maximumMilliseconds) ms"
+        )
         #expect(figures.errors.isEmpty, "\(figures.errors)")
         #expect(figures.commits > 0)
         #expect(figures.maximumMilliseconds < 5000)
@@ -228,8 +239,9 @@ struct LiveServerTests {
             let target = "\(copies.path)/\(name)"
             try FileManager.default.createDirectory(atPath: target, withIntermediateDirectories: false)
             for suffix in ["frm", "MYD", "MYI"] {
-                try FileManager.default.copyItem(atPath: "\(data)/\(fixture.server.database)/\(table).\(suffix)",
-                                                 toPath: "\(target)/\(table).\(suffix)")
+                try FileManager.default.copyItem(
+                    atPath: "\(data)/\(fixture.server.database)/\(table).\(suffix)",
+                    toPath: "\(target)/\(table).\(suffix)")
             }
             let process = Process()
             process.executableURL = URL(fileURLWithPath: "/usr/bin/myisamchk")
@@ -264,7 +276,9 @@ struct LiveServerTests {
     @Test("a long-running write makes quiesce refuse at once (PH_BUSY) without stalling other writers")
     func longWriteRefused() throws {
         let fixture = try Fixture()
-        let slowTable = uniqueName("slow_myisam"), otherMyISAM = uniqueName("other_myisam"), innodb = uniqueName("other_innodb")
+        let slowTable = uniqueName("slow_myisam")
+        let otherMyISAM = uniqueName("other_myisam")
+        let innodb = uniqueName("other_innodb")
         try fixture.table(slowTable, engine: "MyISAM")
         try fixture.table(otherMyISAM, engine: "MyISAM")
         try fixture.table(innodb, engine: "InnoDB")
@@ -274,8 +288,10 @@ struct LiveServerTests {
         try slow.send("UPDATE \(slowTable) SET v = SLEEP(1)")  // four rows: about 4 s
         Thread.sleep(forTimeInterval: 1.3)
 
-        let plugin = try fixture.plugin(["longQueryThresholdSeconds": .number(JSONNumber(1)),
-                                         "lockWaitTimeoutSeconds": .number(JSONNumber(2))])
+        let plugin = try fixture.plugin([
+            "longQueryThresholdSeconds": .number(JSONNumber(1)),
+            "lockWaitTimeoutSeconds": .number(JSONNumber(2)),
+        ])
         var call = PluginCall(deadline: deadline(10), holdUntil: deadline(60))
         let start = Monotonic.now()
         let error = expectPluginError(.busy) { try plugin.quiesce(&call) }
@@ -298,10 +314,14 @@ struct LiveServerTests {
         #expect(try slow.poll(until: deadline(10)))
     }
 
-    @Test("with the check off, the lock wait is bounded: PH_BUSY after lockWaitTimeoutSeconds, InnoDB writers never stall")
+    @Test(
+        "with the check off, the lock wait is bounded: PH_BUSY after lockWaitTimeoutSeconds, InnoDB writers never stall"
+    )
     func lockWaitBounded() throws {
         let fixture = try Fixture()
-        let slowTable = uniqueName("wait_myisam"), otherMyISAM = uniqueName("wait_other_myisam"), innodb = uniqueName("wait_innodb")
+        let slowTable = uniqueName("wait_myisam")
+        let otherMyISAM = uniqueName("wait_other_myisam")
+        let innodb = uniqueName("wait_innodb")
         try fixture.table(slowTable, engine: "MyISAM")
         try fixture.table(otherMyISAM, engine: "MyISAM")
         try fixture.table(innodb, engine: "InnoDB")
@@ -311,25 +331,36 @@ struct LiveServerTests {
         try slow.send("UPDATE \(slowTable) SET v = SLEEP(1)")
         Thread.sleep(forTimeInterval: 0.3)
 
-        let plugin = try fixture.plugin(["longQueryThresholdSeconds": .number(JSONNumber(0)),
-                                         "lockWaitTimeoutSeconds": .number(JSONNumber(text: "1.0", isInteger: false))])
-        let target = ConnectionTarget(socket: fixture.server.socket, optionFilePath: fixture.optionFile, optionFileHasPassword: true)
-        let writers = BackgroundStatements(target: target, database: fixture.server.database, after: 0.3, [
-            ("InnoDB insert", "INSERT INTO \(innodb) VALUES (200, 1)"),
-            ("MyISAM insert", "INSERT INTO \(otherMyISAM) VALUES (200, 1)"),
+        let plugin = try fixture.plugin([
+            "longQueryThresholdSeconds": .number(JSONNumber(0)),
+            "lockWaitTimeoutSeconds": .number(JSONNumber(text: "1.0", isInteger: false)),
         ])
+        let target = ConnectionTarget(
+            socket: fixture.server.socket, optionFilePath: fixture.optionFile, optionFileHasPassword: true)
+        let writers = BackgroundStatements(
+            target: target, database: fixture.server.database, after: 0.3,
+            [
+                ("InnoDB insert", "INSERT INTO \(innodb) VALUES (200, 1)"),
+                ("MyISAM insert", "INSERT INTO \(otherMyISAM) VALUES (200, 1)"),
+            ])
         var call = PluginCall(deadline: deadline(10), holdUntil: deadline(60))
         let start = Monotonic.now()
         let error = expectPluginError(.busy) { try plugin.quiesce(&call) }
         let waitedMs = elapsedMilliseconds(since: start)
         let timings = writers.wait()
         print("gave up after \(waitedMs) ms: \(error?.message ?? "")")
-        for timing in timings { print("  \(timing.label) during the wait: \(timing.milliseconds) ms \(timing.error ?? "")") }
+        for timing in timings {
+            print("  \(timing.label) during the wait: \(timing.milliseconds) ms \(timing.error ?? "")")
+        }
         #expect(error?.message.contains("BACKUP STAGE BLOCK_DDL") == true)
         #expect(waitedMs >= 900 && waitedMs < 3000, "the wait was not bounded by lockWaitTimeoutSeconds")
         #expect(timings.allSatisfy { $0.error == nil })
-        #expect((timings.first { $0.label == "InnoDB insert" }?.milliseconds ?? .infinity) < 500, "an InnoDB writer stalled")
-        #expect((timings.first { $0.label == "MyISAM insert" }?.milliseconds ?? .infinity) < 3000, "a MyISAM writer stalled past the bound")
+        #expect(
+            (timings.first { $0.label == "InnoDB insert" }?.milliseconds ?? .infinity) < 500, "an InnoDB writer stalled"
+        )
+        #expect(
+            (timings.first { $0.label == "MyISAM insert" }?.milliseconds ?? .infinity) < 3000,
+            "a MyISAM writer stalled past the bound")
         #expect(try slow.poll(until: deadline(10)))
     }
 
@@ -352,20 +383,26 @@ struct LiveServerTests {
         let blocker = try fixture.session()
         try blocker.execute("BACKUP STAGE START", deadline: deadline(5))  // only one backup at a time
 
-        let plugin = try fixture.plugin(["lockWaitTimeoutSeconds": .number(JSONNumber(30)),
-                                         "longQueryThresholdSeconds": .number(JSONNumber(0))])
+        let plugin = try fixture.plugin([
+            "lockWaitTimeoutSeconds": .number(JSONNumber(30)),
+            "longQueryThresholdSeconds": .number(JSONNumber(0)),
+        ])
         plugin.serverSideStatementTimeout = serverSide
         var call = PluginCall(deadline: deadline(1.5), holdUntil: deadline(60))
         let start = Monotonic.now()
         let error = expectPluginError(.timeout) { try plugin.quiesce(&call) }
         let elapsed = elapsedMilliseconds(since: start)
-        print("timed out after \(elapsed) ms (deadline 1500 ms, server-side bound \(serverSide)): \(error?.message ?? "")")
+        print(
+            "timed out after \(elapsed) ms (deadline 1500 ms, server-side bound \(serverSide)): \(error?.message ?? "")"
+        )
         #expect(elapsed < 1600, "quiesce overran its deadline")
         #expect(error?.message.contains("BACKUP STAGE START") == true)
         if !serverSide { #expect(error?.message.contains("was killed") == true) }
 
-        let waiting = try admin.query("SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for backup lock%'",
-                                      deadline: deadline(5)).firstValue
+        let waiting = try admin.query(
+            "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE STATE LIKE 'Waiting for backup lock%'",
+            deadline: deadline(5)
+        ).firstValue
         #expect(waiting == "0", "a session still waits for the backup lock")
         try blocker.execute("BACKUP STAGE END", deadline: deadline(5))
 
@@ -472,11 +509,13 @@ struct LiveServerTests {
         #expect(!call.details.contains { $0.value.contains(secret) })
 
         var quiesceCall = PluginCall(deadline: deadline(10), holdUntil: deadline(60))
-        #expect(expectPluginError(.notAuthorized) { try plugin.quiesce(&quiesceCall) }?.message.contains(secret) == false)
+        #expect(
+            expectPluginError(.notAuthorized) { try plugin.quiesce(&quiesceCall) }?.message.contains(secret) == false)
         var resumeCall = PluginCall(deadline: deadline(10))
         try plugin.resume(&resumeCall)
 
-        let stranger = try fixture.directory.optionFile(user: "nobody_\(getpid())", password: secret, name: "stranger.cnf")
+        let stranger = try fixture.directory.optionFile(
+            user: "nobody_\(getpid())", password: secret, name: "stranger.cnf")
         let strangerPlugin = try fixture.plugin(["optionFile": .string(stranger)])
         var strangerCall = PluginCall(deadline: deadline(10))
         _ = expectPluginError(.notAuthorized) { try strangerPlugin.check(&strangerCall) }
@@ -493,7 +532,9 @@ struct LiveServerTests {
         #expect(socketError?.message.contains("absent.sock") == true)
 
         let port = try Self.closedPort()
-        let tcpPlugin = try fixture.plugin(["socket": .null, "host": .string("127.0.0.1"), "port": .number(JSONNumber(port))])
+        let tcpPlugin = try fixture.plugin([
+            "socket": .null, "host": .string("127.0.0.1"), "port": .number(JSONNumber(port)),
+        ])
         var quiesceCall = PluginCall(deadline: deadline(10), holdUntil: deadline(60))
         start = Monotonic.now()
         let portError = expectPluginError(.unreachable) { try tcpPlugin.quiesce(&quiesceCall) }

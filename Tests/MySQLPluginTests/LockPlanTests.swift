@@ -1,6 +1,7 @@
-@testable import MySQLQuiesce
 import PluginKit
 import Testing
+
+@testable import MySQLQuiesce
 
 @Suite("MySQL plugin lock plan")
 struct LockPlanTests {
@@ -25,33 +26,59 @@ struct LockPlanTests {
     /// Server, configured mode → lock statements, unlock statements, binlog statement, GTID
     /// statement, privileges (binlog on, long-query check on).
     static let plans: [(String, LockMode, [String], [String], String?, String?, [String])] = [
-        ("10.11.19-MariaDB", .auto,
-         ["BACKUP STAGE START", "BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL", "BACKUP STAGE BLOCK_COMMIT"],
-         ["BACKUP STAGE END"], "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos", ["RELOAD", "PROCESS", "BINLOG MONITOR"]),
-        ("10.4.1-MariaDB", .auto,
-         ["BACKUP STAGE START", "BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL", "BACKUP STAGE BLOCK_COMMIT"],
-         ["BACKUP STAGE END"], "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos", ["RELOAD", "PROCESS", "REPLICATION CLIENT"]),
-        ("10.3.39-MariaDB", .auto, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
-         "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos", ["RELOAD", "PROCESS", "REPLICATION CLIENT"]),
-        ("10.11.19-MariaDB", .flushTables, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
-         "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos", ["RELOAD", "PROCESS", "BINLOG MONITOR"]),
-        ("8.0.36", .auto, ["LOCK INSTANCE FOR BACKUP", "FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES", "UNLOCK INSTANCE"],
-         "SHOW MASTER STATUS", nil, ["BACKUP_ADMIN", "RELOAD", "PROCESS", "REPLICATION CLIENT"]),
-        ("8.2.0", .auto, ["LOCK INSTANCE FOR BACKUP", "FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES", "UNLOCK INSTANCE"],
-         "SHOW BINARY LOG STATUS", nil, ["BACKUP_ADMIN", "RELOAD", "PROCESS", "REPLICATION CLIENT"]),
-        ("8.4.3", .instanceLock, ["LOCK INSTANCE FOR BACKUP", "FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES", "UNLOCK INSTANCE"],
-         "SHOW BINARY LOG STATUS", nil, ["BACKUP_ADMIN", "RELOAD", "PROCESS", "REPLICATION CLIENT"]),
-        ("8.4.3", .flushTables, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
-         "SHOW BINARY LOG STATUS", nil, ["RELOAD", "PROCESS", "REPLICATION CLIENT"]),
-        ("5.7.44-log", .auto, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
-         "SHOW MASTER STATUS", nil, ["RELOAD", "PROCESS", "REPLICATION CLIENT"]),
+        (
+            "10.11.19-MariaDB", .auto,
+            ["BACKUP STAGE START", "BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL", "BACKUP STAGE BLOCK_COMMIT"],
+            ["BACKUP STAGE END"], "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos",
+            ["RELOAD", "PROCESS", "BINLOG MONITOR"]
+        ),
+        (
+            "10.4.1-MariaDB", .auto,
+            ["BACKUP STAGE START", "BACKUP STAGE FLUSH", "BACKUP STAGE BLOCK_DDL", "BACKUP STAGE BLOCK_COMMIT"],
+            ["BACKUP STAGE END"], "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos",
+            ["RELOAD", "PROCESS", "REPLICATION CLIENT"]
+        ),
+        (
+            "10.3.39-MariaDB", .auto, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
+            "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos", ["RELOAD", "PROCESS", "REPLICATION CLIENT"]
+        ),
+        (
+            "10.11.19-MariaDB", .flushTables, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
+            "SHOW MASTER STATUS", "SELECT @@GLOBAL.gtid_binlog_pos", ["RELOAD", "PROCESS", "BINLOG MONITOR"]
+        ),
+        (
+            "8.0.36", .auto, ["LOCK INSTANCE FOR BACKUP", "FLUSH TABLES WITH READ LOCK"],
+            ["UNLOCK TABLES", "UNLOCK INSTANCE"],
+            "SHOW MASTER STATUS", nil, ["BACKUP_ADMIN", "RELOAD", "PROCESS", "REPLICATION CLIENT"]
+        ),
+        (
+            "8.2.0", .auto, ["LOCK INSTANCE FOR BACKUP", "FLUSH TABLES WITH READ LOCK"],
+            ["UNLOCK TABLES", "UNLOCK INSTANCE"],
+            "SHOW BINARY LOG STATUS", nil, ["BACKUP_ADMIN", "RELOAD", "PROCESS", "REPLICATION CLIENT"]
+        ),
+        (
+            "8.4.3", .instanceLock, ["LOCK INSTANCE FOR BACKUP", "FLUSH TABLES WITH READ LOCK"],
+            ["UNLOCK TABLES", "UNLOCK INSTANCE"],
+            "SHOW BINARY LOG STATUS", nil, ["BACKUP_ADMIN", "RELOAD", "PROCESS", "REPLICATION CLIENT"]
+        ),
+        (
+            "8.4.3", .flushTables, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
+            "SHOW BINARY LOG STATUS", nil, ["RELOAD", "PROCESS", "REPLICATION CLIENT"]
+        ),
+        (
+            "5.7.44-log", .auto, ["FLUSH TABLES WITH READ LOCK"], ["UNLOCK TABLES"],
+            "SHOW MASTER STATUS", nil, ["RELOAD", "PROCESS", "REPLICATION CLIENT"]
+        ),
     ]
 
     @Test("statements per flavor, version and mode", arguments: plans)
-    func plan(_ version: String, _ mode: LockMode, _ lock: [String], _ unlock: [String], _ binlog: String?,
-              _ gtid: String?, _ privileges: [String]) throws {
-        let plan = try LockPlan.make(server: Self.server(version), mode: mode, recordBinlog: true, binlogEnabled: true,
-                                     longQueryCheck: true)
+    func plan(
+        _ version: String, _ mode: LockMode, _ lock: [String], _ unlock: [String], _ binlog: String?,
+        _ gtid: String?, _ privileges: [String]
+    ) throws {
+        let plan = try LockPlan.make(
+            server: Self.server(version), mode: mode, recordBinlog: true, binlogEnabled: true,
+            longQueryCheck: true)
         #expect(plan.lockSteps.map(\.sql) == lock)
         #expect(plan.lockSteps.filter(\.blocksCommits).map(\.sql) == [lock.last!])
         #expect(plan.unlockStatements == unlock)
@@ -63,10 +90,12 @@ struct LockPlanTests {
     @Test("no binlog statements without log_bin or when not asked; no PROCESS without the long-query check")
     func optionalParts() throws {
         let server = try Self.server("10.11.19-MariaDB")
-        let off = try LockPlan.make(server: server, mode: .auto, recordBinlog: true, binlogEnabled: false, longQueryCheck: false)
+        let off = try LockPlan.make(
+            server: server, mode: .auto, recordBinlog: true, binlogEnabled: false, longQueryCheck: false)
         #expect(off.binlogStatusStatement == nil && off.gtidStatement == nil)
         #expect(off.requiredPrivileges.map(\.name) == ["RELOAD"])
-        let notAsked = try LockPlan.make(server: server, mode: .auto, recordBinlog: false, binlogEnabled: true, longQueryCheck: true)
+        let notAsked = try LockPlan.make(
+            server: server, mode: .auto, recordBinlog: false, binlogEnabled: true, longQueryCheck: true)
         #expect(notAsked.binlogStatusStatement == nil)
         #expect(notAsked.requiredPrivileges.map(\.name) == ["RELOAD", "PROCESS"])
     }
@@ -82,22 +111,30 @@ struct LockPlanTests {
     func unsupportedMode(_ version: String, _ mode: LockMode, _ needs: String) throws {
         let server = try Self.server(version)
         let error = expectPluginError(.unsupported) {
-            _ = try LockPlan.make(server: server, mode: mode, recordBinlog: false, binlogEnabled: false, longQueryCheck: false)
+            _ = try LockPlan.make(
+                server: server, mode: mode, recordBinlog: false, binlogEnabled: false, longQueryCheck: false)
         }
         #expect(error?.message.contains(needs) == true)
     }
 
     @Test("lock steps are bounded on the server where MariaDB can")
     func statementTimeout() throws {
-        let mariadb = try LockPlan.make(server: Self.server("10.11.19-MariaDB"), mode: .auto, recordBinlog: false,
-                                        binlogEnabled: false, longQueryCheck: false)
-        #expect(mariadb.statement(for: mariadb.lockSteps[0], seconds: 1.25) == "SET STATEMENT max_statement_time=1.250 FOR BACKUP STAGE START")
-        #expect(mariadb.statement(for: mariadb.lockSteps[3], seconds: 0) == "SET STATEMENT max_statement_time=0.001 FOR BACKUP STAGE BLOCK_COMMIT")
-        let old = try LockPlan.make(server: Self.server("10.0.38-MariaDB"), mode: .auto, recordBinlog: false,
-                                    binlogEnabled: false, longQueryCheck: false)
+        let mariadb = try LockPlan.make(
+            server: Self.server("10.11.19-MariaDB"), mode: .auto, recordBinlog: false,
+            binlogEnabled: false, longQueryCheck: false)
+        #expect(
+            mariadb.statement(for: mariadb.lockSteps[0], seconds: 1.25)
+                == "SET STATEMENT max_statement_time=1.250 FOR BACKUP STAGE START")
+        #expect(
+            mariadb.statement(for: mariadb.lockSteps[3], seconds: 0)
+                == "SET STATEMENT max_statement_time=0.001 FOR BACKUP STAGE BLOCK_COMMIT")
+        let old = try LockPlan.make(
+            server: Self.server("10.0.38-MariaDB"), mode: .auto, recordBinlog: false,
+            binlogEnabled: false, longQueryCheck: false)
         #expect(old.statement(for: old.lockSteps[0], seconds: 2) == "FLUSH TABLES WITH READ LOCK")
-        let mysql = try LockPlan.make(server: Self.server("8.0.36"), mode: .auto, recordBinlog: false, binlogEnabled: false,
-                                      longQueryCheck: false)
+        let mysql = try LockPlan.make(
+            server: Self.server("8.0.36"), mode: .auto, recordBinlog: false, binlogEnabled: false,
+            longQueryCheck: false)
         #expect(mysql.statement(for: mysql.lockSteps[1], seconds: 2) == "FLUSH TABLES WITH READ LOCK")
         #expect(LockPlan.decimal(2) == "2.000" && LockPlan.decimal(0.0504) == "0.051")
     }
@@ -123,15 +160,18 @@ struct PureLogicTests {
             "GRANT BACKUP_ADMIN ON *.* TO `backup`@`%`",
             "GRANT `dba`@`%` TO `backup`@`%`",
         ])
-        let requirements = [PrivilegeRequirement(anyOf: ["BACKUP_ADMIN"], reason: "a"),
-                            PrivilegeRequirement(anyOf: ["RELOAD"], reason: "b"),
-                            PrivilegeRequirement(anyOf: ["REPLICATION CLIENT", "SUPER"], reason: "c"),
-                            PrivilegeRequirement(anyOf: ["PROCESS"], reason: "d")]
+        let requirements = [
+            PrivilegeRequirement(anyOf: ["BACKUP_ADMIN"], reason: "a"),
+            PrivilegeRequirement(anyOf: ["RELOAD"], reason: "b"),
+            PrivilegeRequirement(anyOf: ["REPLICATION CLIENT", "SUPER"], reason: "c"),
+            PrivilegeRequirement(anyOf: ["PROCESS"], reason: "d"),
+        ]
         #expect(mysql.missing(requirements).isEmpty)
         let usage = GrantSet.parse(["GRANT USAGE ON *.* TO `limited`@`localhost`"])
         #expect(usage.missing(requirements).map(\.name) == ["BACKUP_ADMIN", "RELOAD", "REPLICATION CLIENT", "PROCESS"])
-        #expect(GrantSet.grantStatement(for: usage.missing(requirements), account: "'limited'@'localhost'")
-            == "GRANT BACKUP_ADMIN, RELOAD, REPLICATION CLIENT, PROCESS ON *.* TO 'limited'@'localhost'")
+        #expect(
+            GrantSet.grantStatement(for: usage.missing(requirements), account: "'limited'@'localhost'")
+                == "GRANT BACKUP_ADMIN, RELOAD, REPLICATION CLIENT, PROCESS ON *.* TO 'limited'@'localhost'")
         #expect(MySQLPlugin.quoted("test@localhost") == "'test'@'localhost'")
     }
 
@@ -143,36 +183,53 @@ struct PureLogicTests {
         #expect(LongQueryCheck.firstKeyword("(SELECT 1) UNION (SELECT 2)") == "SELECT")
         #expect(LongQueryCheck.firstKeyword("") == "")
         let running = [
-            LongQueryCheck.RunningStatement(id: "7", user: "app", database: "shop", command: "Query", seconds: 12,
-                                            state: "User sleep", keyword: "SELECT"),
-            LongQueryCheck.RunningStatement(id: "9", user: "app", database: "shop", command: "Query", seconds: 3,
-                                            state: "Updating", keyword: "UPDATE"),
+            LongQueryCheck.RunningStatement(
+                id: "7", user: "app", database: "shop", command: "Query", seconds: 12,
+                state: "User sleep", keyword: "SELECT"),
+            LongQueryCheck.RunningStatement(
+                id: "9", user: "app", database: "shop", command: "Query", seconds: 3,
+                state: "Updating", keyword: "UPDATE"),
         ]
         #expect(LongQueryCheck.blocking(running, mode: .backupStage).map(\.id) == ["9"])
         #expect(LongQueryCheck.blocking(running, mode: .flushTables).map(\.id) == ["7", "9"])
         #expect(LongQueryCheck.blocking(running, mode: .instanceLock).map(\.id) == ["7", "9"])
-        #expect(LongQueryCheck.describe(running) == "session 7 (app) SELECT running for 12 s, User sleep; session 9 (app) UPDATE running for 3 s, Updating")
+        #expect(
+            LongQueryCheck.describe(running)
+                == "session 7 (app) SELECT running for 12 s, User sleep; session 9 (app) UPDATE running for 3 s, Updating"
+        )
         #expect(LongQueryCheck.query(flavor: .mariadb, threshold: 1.5).contains("TIME_MS >= 1500"))
         #expect(LongQueryCheck.query(flavor: .mysql, threshold: 1.5).contains("TIME >= 2"))
     }
 
     @Test("directories from server variables")
     func directories() {
-        let variables = ResultSet(columns: ["Variable_name", "Value"], rows: [
-            ["datadir", "/var/lib/mysql/"], ["innodb_data_home_dir", ""], ["innodb_log_group_home_dir", "./"],
-            ["innodb_undo_directory", "undo"], ["aria_log_dir_path", "/var/lib/mysql/"], ["log_bin", "ON"],
-            ["log_bin_basename", "/var/log/mysql/mariadb-bin"],
-        ])
+        let variables = ResultSet(
+            columns: ["Variable_name", "Value"],
+            rows: [
+                ["datadir", "/var/lib/mysql/"], ["innodb_data_home_dir", ""], ["innodb_log_group_home_dir", "./"],
+                ["innodb_undo_directory", "undo"], ["aria_log_dir_path", "/var/lib/mysql/"], ["log_bin", "ON"],
+                ["log_bin_basename", "/var/log/mysql/mariadb-bin"],
+            ])
         let directories = DataDirectories.from(variables: variables)
         #expect(directories.binlogEnabled)
-        #expect(directories.entries.map(\.key) == ["datadir", "innodb_data_dir", "innodb_log_dir", "innodb_undo_dir", "aria_log_dir", "binlog_dir"])
-        #expect(directories.entries.map(\.path) == ["/var/lib/mysql", "/var/lib/mysql", "/var/lib/mysql", "/var/lib/mysql/undo",
-                                                   "/var/lib/mysql", "/var/log/mysql"])
+        #expect(
+            directories.entries.map(\.key) == [
+                "datadir", "innodb_data_dir", "innodb_log_dir", "innodb_undo_dir", "aria_log_dir", "binlog_dir",
+            ])
+        #expect(
+            directories.entries.map(\.path) == [
+                "/var/lib/mysql", "/var/lib/mysql", "/var/lib/mysql", "/var/lib/mysql/undo",
+                "/var/lib/mysql", "/var/log/mysql",
+            ])
         #expect(directories.distinctPaths == ["/var/lib/mysql", "/var/lib/mysql/undo", "/var/log/mysql"])
 
-        let mysql = DataDirectories.from(variables: ResultSet(columns: ["Variable_name", "Value"], rows: [
-            ["datadir", "/data/mysql/"], ["innodb_log_group_home_dir", "/redo"], ["log_bin", "OFF"], ["log_bin_basename", "/data/mysql/binlog"],
-        ]))
+        let mysql = DataDirectories.from(
+            variables: ResultSet(
+                columns: ["Variable_name", "Value"],
+                rows: [
+                    ["datadir", "/data/mysql/"], ["innodb_log_group_home_dir", "/redo"], ["log_bin", "OFF"],
+                    ["log_bin_basename", "/data/mysql/binlog"],
+                ]))
         #expect(!mysql.binlogEnabled)
         #expect(mysql.entries.map(\.key) == ["datadir", "innodb_log_dir"])
         #expect(mysql.distinctPaths == ["/data/mysql", "/redo"])

@@ -1,8 +1,9 @@
 import Foundation
-@testable import MySQLQuiesce
 import PluginHostSupport
 import PluginKit
 import Testing
+
+@testable import MySQLQuiesce
 
 /// The throwaway server of `scripts/db/start-mariadb.sh`, from the environment it prints.
 struct MariaDBServer: Sendable {
@@ -17,10 +18,11 @@ struct MariaDBServer: Sendable {
     static let current: MariaDBServer? = {
         let environment = ProcessInfo.processInfo.environment
         guard let socket = environment["MARIADB_SOCKET"], !socket.isEmpty else { return nil }
-        return MariaDBServer(socket: socket, host: environment["MARIADB_HOST"] ?? "127.0.0.1",
-                             port: Int(environment["MARIADB_PORT"] ?? "") ?? 3306,
-                             user: environment["MARIADB_USER"] ?? "test", password: environment["MARIADB_PASSWORD"] ?? "test",
-                             database: environment["MARIADB_DATABASE"] ?? "test", dataDirectory: environment["MARIADB_DATA"])
+        return MariaDBServer(
+            socket: socket, host: environment["MARIADB_HOST"] ?? "127.0.0.1",
+            port: Int(environment["MARIADB_PORT"] ?? "") ?? 3306,
+            user: environment["MARIADB_USER"] ?? "test", password: environment["MARIADB_PASSWORD"] ?? "test",
+            database: environment["MARIADB_DATABASE"] ?? "test", dataDirectory: environment["MARIADB_DATA"])
     }()
 
     static var available: Bool { current != nil }
@@ -49,8 +51,10 @@ final class TemporaryDirectory {
     }
 
     /// An option file with a `[client]` user and password.
-    func optionFile(user: String, password: String, name: String = "client.cnf", mode: mode_t = 0o600,
-                    owner: uid_t = 0) throws -> String {
+    func optionFile(
+        user: String, password: String, name: String = "client.cnf", mode: mode_t = 0o600,
+        owner: uid_t = 0
+    ) throws -> String {
         try write(name, "# test credentials\n[client]\nuser=\(user)\npassword=\(password)\n", mode: mode, owner: owner)
     }
 }
@@ -111,7 +115,9 @@ struct Fixture {
     func table(_ name: String, engine: String, rows: Int = 4) throws {
         let admin = try session()
         try admin.execute("DROP TABLE IF EXISTS \(name)", deadline: deadline(10))
-        try admin.execute("CREATE TABLE \(name) (id INT PRIMARY KEY, v INT NOT NULL DEFAULT 0) ENGINE=\(engine)", deadline: deadline(10))
+        try admin.execute(
+            "CREATE TABLE \(name) (id INT PRIMARY KEY, v INT NOT NULL DEFAULT 0) ENGINE=\(engine)",
+            deadline: deadline(10))
         let values = (1...rows).map { "(\($0), 0)" }.joined(separator: ", ")
         try admin.execute("INSERT INTO \(name) (id, v) VALUES \(values)", deadline: deadline(10))
     }
@@ -144,8 +150,10 @@ extension PluginCall {
 }
 
 /// Runs `body` and returns the PluginError it throws (recording an issue when it does not).
-func expectPluginError(_ status: PluginStatus, sourceLocation: SourceLocation = #_sourceLocation,
-                       _ body: () throws -> Void) -> PluginError? {
+func expectPluginError(
+    _ status: PluginStatus, sourceLocation: SourceLocation = #_sourceLocation,
+    _ body: () throws -> Void
+) -> PluginError? {
     do {
         try body()
         Issue.record("expected \(status), but the call succeeded", sourceLocation: sourceLocation)

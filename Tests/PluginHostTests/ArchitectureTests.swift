@@ -6,7 +6,8 @@ import Testing
 /// runtime may import, and which code alone may load plugins or rewire stdio.
 @Suite("Architecture")
 struct ArchitectureTests {
-    static let sources = String(#filePath.split(separator: "/").dropLast(3).joined(separator: "/")).withLeadingSlash + "/Sources"
+    static let sources =
+        String(#filePath.split(separator: "/").dropLast(3).joined(separator: "/")).withLeadingSlash + "/Sources"
 
     /// Every Swift file under Sources/`target`, with its text.
     static func files(in target: String) -> [(path: String, text: String)] {
@@ -15,13 +16,16 @@ struct ArchitectureTests {
             guard let handle = opendir(directory) else { return }
             defer { closedir(handle) }
             while let entry = readdir(handle) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+                }
                 if name.hasPrefix(".") { continue }
                 let path = directory + "/" + name
                 if entry.pointee.d_type == DT_DIR {
                     walk(path)
                 } else if name.hasSuffix(".swift"), let file = try? FileDescriptor.open(path, O_RDONLY),
-                          let bytes = try? file.readAll(limit: 1 << 22) {
+                    let bytes = try? file.readAll(limit: 1 << 22)
+                {
                     result.append((path, String(decoding: bytes, as: UTF8.self)))
                 }
             }
@@ -35,7 +39,8 @@ struct ArchitectureTests {
         for line in text.split(separator: "\n") {
             let words = line.split(separator: " ")
             if let index = words.firstIndex(of: "import"), index <= 1, index + 1 < words.count,
-               index == 0 || ["public", "package", "internal", "@_exported"].contains(words[0]) {
+                index == 0 || ["public", "package", "internal", "@_exported"].contains(words[0])
+            {
                 modules.insert(String(words[index + 1]))
             }
         }
@@ -49,18 +54,24 @@ struct ArchitectureTests {
         guard code.count >= pattern.count else { return false }
         for start in 0...(code.count - pattern.count) where Array(code[start..<start + pattern.count]) == pattern {
             let before = start == 0 ? UInt8(ascii: " ") : code[start - 1]
-            let partOfName = before == UInt8(ascii: "_") || before == UInt8(ascii: ".")
-                || (before | 0x20 >= UInt8(ascii: "a") && before | 0x20 <= UInt8(ascii: "z")) || (before >= 0x30 && before <= 0x39)
+            let partOfName =
+                before == UInt8(ascii: "_") || before == UInt8(ascii: ".")
+                || (before | 0x20 >= UInt8(ascii: "a") && before | 0x20 <= UInt8(ascii: "z"))
+                || (before >= 0x30 && before <= 0x39)
             if !partOfName { return true }
         }
         return false
     }
 
-    static let targets = ["PluginHost", "PluginHostCLI", "PluginHostGuard", "PluginHostWorker", "PluginHostSession",
-                          "PluginHostGroup", "PluginHostWire", "PluginHostSupport", "PluginKit"]
+    static let targets = [
+        "PluginHost", "PluginHostCLI", "PluginHostGuard", "PluginHostWorker", "PluginHostSession",
+        "PluginHostGroup", "PluginHostWire", "PluginHostSupport", "PluginKit",
+    ]
 
     @Test func theSourceTreeIsFound() {
-        for target in Self.targets { #expect(!Self.files(in: target).isEmpty, "no sources for \(target) under \(Self.sources)") }
+        for target in Self.targets {
+            #expect(!Self.files(in: target).isEmpty, "no sources for \(target) under \(Self.sources)")
+        }
     }
 
     /// The guard must not allocate or log while frozen: it may see nothing that could.
@@ -99,7 +110,9 @@ struct ArchitectureTests {
         for target in Self.targets where target != "PluginHostGroup" {
             for (path, text) in Self.files(in: target) {
                 #expect(!Self.imports(text).contains("CPluginHostTLS"), "\(path) imports the TLS shim")
-                let hit = text.split(separator: "\n").first { Self.calls("getaddrinfo", in: $0) || $0.contains("AF_INET") }
+                let hit = text.split(separator: "\n").first {
+                    Self.calls("getaddrinfo", in: $0) || $0.contains("AF_INET")
+                }
                 #expect(hit == nil, "\(path): \(hit ?? "")")
             }
         }

@@ -1,6 +1,7 @@
-import Testing
-@testable import PluginHost
 import PluginHostSupport
+import Testing
+
+@testable import PluginHost
 
 @Suite("ErrorCode")
 struct ErrorCodeTests {
@@ -71,12 +72,30 @@ struct ErrorCodeTests {
     static let azureSentences: [(ErrorCode, String)] = [
         (.preScriptExecutionFailed, "The prescript returned an error, so backup might not be application-consistent."),
         (.postScriptExecutionFailed, "The post-script returned an error that might impact application state."),
-        (.preScriptNotFound, "The prescript wasn't found at the location that's specified in the VMSnapshotScriptPluginConfig.json config file."),
-        (.postScriptNotFound, "The post-script wasn't found at the location that's specified in the VMSnapshotScriptPluginConfig.json config file."),
-        (.incorrectPluginhostFile, "The Pluginhost file, which comes with the VmSnapshotLinux extension, is corrupted, so prescript and post-script can't run and the backup won't be application-consistent."),
-        (.incorrectJSONConfigFile, "The VMSnapshotScriptPluginConfig.json file is incorrect, so prescript and post-script can't run and the backup won't be application-consistent."),
-        (.insufficientPermissionForPreScript, #"For running scripts, "root" user should be the owner of the file and the file should have "700" permissions (that is, only "owner" should have "read", "write", and "execute" permissions)."#),
-        (.insufficientPermissionForPostScript, #"For running scripts, "root" user should be the owner of the file and the file should have "700" permissions (that is, only "owner" should have "read", "write", and "execute" permissions)."#),
+        (
+            .preScriptNotFound,
+            "The prescript wasn't found at the location that's specified in the VMSnapshotScriptPluginConfig.json config file."
+        ),
+        (
+            .postScriptNotFound,
+            "The post-script wasn't found at the location that's specified in the VMSnapshotScriptPluginConfig.json config file."
+        ),
+        (
+            .incorrectPluginhostFile,
+            "The Pluginhost file, which comes with the VmSnapshotLinux extension, is corrupted, so prescript and post-script can't run and the backup won't be application-consistent."
+        ),
+        (
+            .incorrectJSONConfigFile,
+            "The VMSnapshotScriptPluginConfig.json file is incorrect, so prescript and post-script can't run and the backup won't be application-consistent."
+        ),
+        (
+            .insufficientPermissionForPreScript,
+            #"For running scripts, "root" user should be the owner of the file and the file should have "700" permissions (that is, only "owner" should have "read", "write", and "execute" permissions)."#
+        ),
+        (
+            .insufficientPermissionForPostScript,
+            #"For running scripts, "root" user should be the owner of the file and the file should have "700" permissions (that is, only "owner" should have "read", "write", and "execute" permissions)."#
+        ),
         (.preScriptTimeout, "The execution of the application-consistent backup pre-script timed-out."),
         (.postScriptTimeout, "The execution of the application-consistent backup post-scripts timed out."),
     ]

@@ -1,8 +1,9 @@
 import Glibc
+import PluginHostSupport
 import Testing
+
 @testable import PluginHost
 @testable import PluginHostSupport
-import PluginHostSupport
 
 /// A fresh directory under /tmp with real files, owners and modes; removed when released.
 /// Everything created is recorded and removed in reverse order.
@@ -35,8 +36,10 @@ private final class Scratch {
 
     /// A regular file with exactly `mode` (umask does not apply) and owner `uid`.
     @discardableResult
-    func file(_ name: String, mode: mode_t, contents: String = "#!/bin/sh\nexit 0\n", uid: uid_t = 0,
-              gid: gid_t = 0) throws -> String {
+    func file(
+        _ name: String, mode: mode_t, contents: String = "#!/bin/sh\nexit 0\n", uid: uid_t = 0,
+        gid: gid_t = 0
+    ) throws -> String {
         try file(name, mode: mode, bytes: Array(contents.utf8), uid: uid, gid: gid)
     }
 
@@ -94,19 +97,19 @@ private func verify(_ path: String, _ rule: FileTrust.Rule) -> Result<String, Fi
 }
 
 private let validConfig = """
-{
-    "pluginName" : "ScriptRunner",
-    "preScriptLocation" : "/etc/azure/prescript.sh",
-    "postScriptLocation" : "/etc/azure/postscript.sh",
-    "preScriptParams" : ["", ""],
-    "postScriptParams" : ["", ""],
-    "preScriptNoOfRetries" : 0,
-    "postScriptNoOfRetries" : 0,
-    "timeoutInSeconds" : 30,
-    "continueBackupOnFailure" : true,
-    "fsFreezeEnabled" : true
-}
-"""
+    {
+        "pluginName" : "ScriptRunner",
+        "preScriptLocation" : "/etc/azure/prescript.sh",
+        "postScriptLocation" : "/etc/azure/postscript.sh",
+        "preScriptParams" : ["", ""],
+        "postScriptParams" : ["", ""],
+        "preScriptNoOfRetries" : 0,
+        "postScriptNoOfRetries" : 0,
+        "timeoutInSeconds" : 30,
+        "continueBackupOnFailure" : true,
+        "fsFreezeEnabled" : true
+    }
+    """
 
 private func pathIsAbsent(_ path: String) -> Bool {
     var info = stat()
@@ -150,8 +153,9 @@ struct FileTrustTests {
 
     // MARK: - Refused modes and owners
 
-    @Test(arguments: [0o755, 0o750, 0o705, 0o770, 0o777, 0o701, 0o710, 0o711, 0o640, 0o604, 0o440, 0o644, 0o720, 0o702]
-          as [mode_t])
+    @Test(
+        arguments: [0o755, 0o750, 0o705, 0o770, 0o777, 0o701, 0o710, 0o711, 0o640, 0o604, 0o440, 0o644, 0o720, 0o702]
+            as [mode_t])
     func scriptWithWrongModeIsRefused(mode: mode_t) throws {
         let scratch = try Scratch()
         let script = try scratch.file("pre.sh", mode: mode)
@@ -163,12 +167,14 @@ struct FileTrustTests {
         }
     }
 
-    @Test(arguments: [0o644, 0o640, 0o604, 0o660, 0o666, 0o700, 0o500, 0o610, 0o601, 0o744, 0o620, 0o602]
-          as [mode_t])
+    @Test(
+        arguments: [0o644, 0o640, 0o604, 0o660, 0o666, 0o700, 0o500, 0o610, 0o601, 0o744, 0o620, 0o602]
+            as [mode_t])
     func configWithWrongModeIsRefused(mode: mode_t) throws {
         let scratch = try Scratch()
         let config = try scratch.file("config.json", mode: mode, contents: validConfig)
-        #expect(verify(config, .configFile) == .failure(.unsafeMode(path: config, mode: mode, expected: "0600 or 0400")))
+        #expect(
+            verify(config, .configFile) == .failure(.unsafeMode(path: config, mode: mode, expected: "0600 or 0400")))
     }
 
     @Test func scriptOwnedByNobodyIsRefused() throws {
@@ -354,8 +360,9 @@ struct FileTrustTests {
         let goodStatus = try FileDescriptor.open(good, O_RDONLY).status()
         let badStatus = try FileDescriptor.open(bad, O_RDONLY).status()
         #expect(FileTrust.check(goodStatus, of: good, rule: .configFile) == nil)
-        #expect(FileTrust.check(badStatus, of: bad, rule: .configFile)
-            == .unsafeMode(path: bad, mode: 0o644, expected: "0600 or 0400"))
+        #expect(
+            FileTrust.check(badStatus, of: bad, rule: .configFile)
+                == .unsafeMode(path: bad, mode: 0o644, expected: "0600 or 0400"))
         #expect(FileTrust.check(badStatus, of: bad, rule: .readOnlyForOthers) == nil)
     }
 
@@ -365,18 +372,24 @@ struct FileTrustTests {
         let groupWritable = try scratch.file("b.json", mode: 0o664, contents: "{}")
         let otherWritable = try scratch.file("c.json", mode: 0o646, contents: "{}")
         #expect(verify(readable, .readOnlyForOthers) == .success(readable))
-        #expect(verify(groupWritable, .readOnlyForOthers)
-            == .failure(.unsafeMode(path: groupWritable, mode: 0o664, expected: "no group or other write bit, e.g. 0644")))
-        #expect(verify(otherWritable, .readOnlyForOthers)
-            == .failure(.unsafeMode(path: otherWritable, mode: 0o646, expected: "no group or other write bit, e.g. 0644")))
+        #expect(
+            verify(groupWritable, .readOnlyForOthers)
+                == .failure(
+                    .unsafeMode(path: groupWritable, mode: 0o664, expected: "no group or other write bit, e.g. 0644")))
+        #expect(
+            verify(otherWritable, .readOnlyForOthers)
+                == .failure(
+                    .unsafeMode(path: otherWritable, mode: 0o646, expected: "no group or other write bit, e.g. 0644")))
     }
 }
 
 /// Loading the Azure config file and the host config from real files.
 @Suite("ConfigLoader", .enabled(if: geteuid() == 0, "needs root to create root-owned files"))
 struct ConfigLoaderTests {
-    private static func failure(_ result: Result<ConfigLoader.Outcome, HostError>,
-                                sourceLocation: SourceLocation = #_sourceLocation) -> HostError? {
+    private static func failure(
+        _ result: Result<ConfigLoader.Outcome, HostError>,
+        sourceLocation: SourceLocation = #_sourceLocation
+    ) -> HostError? {
         switch result {
         case .failure(let error): return error
         case .success(let outcome):
@@ -464,9 +477,11 @@ struct ConfigLoaderTests {
 
     @Test func configThroughASymlinkReportsTheRealPathAndWarnings() throws {
         let scratch = try Scratch()
-        let real = try scratch.file("real.json", mode: 0o600,
-                                    contents: validConfig.replacingFirst("\"timeoutInSeconds\" : 30",
-                                                                         with: "\"timeoutInSeconds\" : 3600"))
+        let real = try scratch.file(
+            "real.json", mode: 0o600,
+            contents: validConfig.replacingFirst(
+                "\"timeoutInSeconds\" : 30",
+                with: "\"timeoutInSeconds\" : 3600"))
         let link = try scratch.symlink("VMSnapshotScriptPluginConfig.json", to: "real.json")
         let result = ConfigLoader.load(explicitPath: link)
         guard case .success(.loaded(let config, let loadedPath, let warnings)) = result else {
@@ -480,8 +495,9 @@ struct ConfigLoaderTests {
 
     @Test func invalidContentNamesTheFileAndTheProblem() throws {
         let scratch = try Scratch()
-        let path = try scratch.file("config.json", mode: 0o600,
-                                    contents: validConfig.replacingFirst("30", with: "\"30\""))
+        let path = try scratch.file(
+            "config.json", mode: 0o600,
+            contents: validConfig.replacingFirst("30", with: "\"30\""))
         let error = Self.failure(ConfigLoader.load(explicitPath: path))
         #expect(error?.code == .incorrectJSONConfigFile)
         // Azure's sentence once, then the file and the field.
@@ -538,11 +554,16 @@ struct HostConfigTests {
     @Test(arguments: [0o644, 0o600, 0o444, 0o400] as [mode_t])
     func goodFileIsLoaded(mode: mode_t) throws {
         let scratch = try Scratch()
-        let path = try scratch.file("pluginhost.json", mode: mode, contents: """
-            { "mounts": ["/data", "/"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 30, "keepReports": 200 }
-            """)
-        #expect(HostConfig.load(path: path)
-            == .success(HostConfig(mounts: ["/data", "/"], skipMounts: ["/scratch"], maxFrozenSeconds: 30, keepReports: 200)))
+        let path = try scratch.file(
+            "pluginhost.json", mode: mode,
+            contents: """
+                { "mounts": ["/data", "/"], "skipMounts": ["/scratch"], "maxFrozenSeconds": 30, "keepReports": 200 }
+                """)
+        #expect(
+            HostConfig.load(path: path)
+                == .success(
+                    HostConfig(
+                        mounts: ["/data", "/"], skipMounts: ["/scratch"], maxFrozenSeconds: 30, keepReports: 200)))
     }
 
     @Test(arguments: [0o664, 0o646, 0o666, 0o622] as [mode_t])

@@ -1,6 +1,7 @@
-import Testing
-@testable import PluginHost
 import PluginHostSupport
+import Testing
+
+@testable import PluginHost
 
 /// README, "What an operation does": which mounts are frozen, one per superblock, children first and `/` last.
 @Suite("FreezePlan")
@@ -8,31 +9,31 @@ struct FreezePlanTests {
     /// A realistic /proc/self/mountinfo of a VM with data disks, a container runtime and the
     /// usual pseudo filesystems.
     static let sample = #"""
-    22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,discard,errors=remount-ro
-    23 22 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
-    24 22 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
-    25 22 0:5 / /dev rw,nosuid,relatime shared:2 - devtmpfs udev rw,size=4019120k,nr_inodes=1004780,mode=755
-    26 25 0:23 / /dev/pts rw,nosuid,noexec,relatime shared:3 - devpts devpts rw,gid=5,mode=620,ptmxmode=000
-    27 22 0:24 / /run rw,nosuid,nodev,noexec,relatime shared:5 - tmpfs tmpfs rw,size=812784k,mode=755
-    28 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
-    30 22 8:17 / /data rw,relatime shared:20 - xfs /dev/sdb1 rw,attr2,inode64,logbufs=8,logbsize=32k,noquota
-    31 30 8:33 / /data/db rw,noatime shared:21 master:2 - ext4 /dev/sdc1 rw
-    32 22 8:17 /exports /srv/exports rw,relatime shared:20 - xfs /dev/sdb1 rw,attr2,inode64
-    33 22 8:49 / /mnt/my\040disk rw,relatime - ext4 /dev/sdd1 rw
-    34 22 8:65 / /mnt/backup ro,relatime shared:30 - ext4 /dev/sde1 ro
-    35 22 0:50 / /var/lib/docker/overlay2/abc/merged rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w
-    36 22 0:51 / /mnt/nfs rw,relatime shared:40 - nfs4 server:/export rw,vers=4.2,addr=10.0.0.5
-    37 22 0:52 / /mnt/sshfs rw,nosuid,nodev,relatime - fuse.sshfs user@host:/ rw,user_id=0,group_id=0
-    38 22 8:81 / /scratch rw,relatime - ext4 /dev/sdf1 rw
-    39 22 0:60 / /scratch rw,relatime - tmpfs tmpfs rw,size=1024k
-    40 22 8:97 / /boot rw,relatime shared:50 - ext2 /dev/sdg1 rw
-    41 40 8:98 / /boot/efi rw,relatime shared:51 - vfat /dev/sdg2 rw,fmask=0077,dmask=0077
-    42 22 8:49 / /mnt/ro\040view ro,relatime - ext4 /dev/sdd1 rw
-    43 22 8:113 / /srv rw,relatime - ext4 /dev/sdh1 rw
-    44 22 8:129 / /srv rw,relatime - xfs /dev/sdi1 rw
-    45 22 0:70 / /snap/core/123 ro,nodev,relatime shared:60 - squashfs /dev/loop0 ro
-    46 22 0:71 / /mnt/smb rw,relatime - cifs //server/share rw,vers=3.0
-    """#
+        22 1 8:1 / / rw,relatime shared:1 - ext4 /dev/sda1 rw,discard,errors=remount-ro
+        23 22 0:21 / /proc rw,nosuid,nodev,noexec,relatime shared:12 - proc proc rw
+        24 22 0:22 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw
+        25 22 0:5 / /dev rw,nosuid,relatime shared:2 - devtmpfs udev rw,size=4019120k,nr_inodes=1004780,mode=755
+        26 25 0:23 / /dev/pts rw,nosuid,noexec,relatime shared:3 - devpts devpts rw,gid=5,mode=620,ptmxmode=000
+        27 22 0:24 / /run rw,nosuid,nodev,noexec,relatime shared:5 - tmpfs tmpfs rw,size=812784k,mode=755
+        28 24 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:9 - cgroup2 cgroup2 rw,nsdelegate
+        30 22 8:17 / /data rw,relatime shared:20 - xfs /dev/sdb1 rw,attr2,inode64,logbufs=8,logbsize=32k,noquota
+        31 30 8:33 / /data/db rw,noatime shared:21 master:2 - ext4 /dev/sdc1 rw
+        32 22 8:17 /exports /srv/exports rw,relatime shared:20 - xfs /dev/sdb1 rw,attr2,inode64
+        33 22 8:49 / /mnt/my\040disk rw,relatime - ext4 /dev/sdd1 rw
+        34 22 8:65 / /mnt/backup ro,relatime shared:30 - ext4 /dev/sde1 ro
+        35 22 0:50 / /var/lib/docker/overlay2/abc/merged rw,relatime - overlay overlay rw,lowerdir=/l,upperdir=/u,workdir=/w
+        36 22 0:51 / /mnt/nfs rw,relatime shared:40 - nfs4 server:/export rw,vers=4.2,addr=10.0.0.5
+        37 22 0:52 / /mnt/sshfs rw,nosuid,nodev,relatime - fuse.sshfs user@host:/ rw,user_id=0,group_id=0
+        38 22 8:81 / /scratch rw,relatime - ext4 /dev/sdf1 rw
+        39 22 0:60 / /scratch rw,relatime - tmpfs tmpfs rw,size=1024k
+        40 22 8:97 / /boot rw,relatime shared:50 - ext2 /dev/sdg1 rw
+        41 40 8:98 / /boot/efi rw,relatime shared:51 - vfat /dev/sdg2 rw,fmask=0077,dmask=0077
+        42 22 8:49 / /mnt/ro\040view ro,relatime - ext4 /dev/sdd1 rw
+        43 22 8:113 / /srv rw,relatime - ext4 /dev/sdh1 rw
+        44 22 8:129 / /srv rw,relatime - xfs /dev/sdi1 rw
+        45 22 0:70 / /snap/core/123 ro,nodev,relatime shared:60 - squashfs /dev/loop0 ro
+        46 22 0:71 / /mnt/smb rw,relatime - cifs //server/share rw,vers=3.0
+        """#
 
     static var entries: [MountEntry] { MountTable.parse(sample) }
 
@@ -49,8 +50,10 @@ struct FreezePlanTests {
     }
 
     /// A mountinfo line for synthetic tables.
-    static func line(_ id: Int, _ parent: Int, _ device: String, root: String = "/", _ mountPoint: String,
-                     _ fsType: String = "ext4", options: String = "rw,relatime") -> String {
+    static func line(
+        _ id: Int, _ parent: Int, _ device: String, root: String = "/", _ mountPoint: String,
+        _ fsType: String = "ext4", options: String = "rw,relatime"
+    ) -> String {
         "\(id) \(parent) \(device) \(root) \(mountPoint) \(options) - \(fsType) /dev/x\(id) rw"
     }
 
@@ -63,10 +66,12 @@ struct FreezePlanTests {
 
     @Test func parsesTheFieldsOfALine() throws {
         let root = try #require(Self.entry("/"))
-        #expect(root == MountEntry(
-            id: 22, parentID: 1, device: "8:1", root: "/", mountPoint: "/",
-            mountOptions: ["rw", "relatime"], fsType: "ext4", source: "/dev/sda1",
-            superOptions: ["rw", "discard", "errors=remount-ro"]))
+        #expect(
+            root
+                == MountEntry(
+                    id: 22, parentID: 1, device: "8:1", root: "/", mountPoint: "/",
+                    mountOptions: ["rw", "relatime"], fsType: "ext4", source: "/dev/sda1",
+                    superOptions: ["rw", "discard", "errors=remount-ro"]))
         #expect(!root.isReadOnly)
     }
 
@@ -81,7 +86,8 @@ struct FreezePlanTests {
         #expect(db.source == "/dev/sdc1")
         #expect(db.superOptions == ["rw"])
 
-        let many = MountTable.parse("50 22 8:1 / /x rw shared:1 master:2 propagate_from:3 unbindable - ext4 /dev/sda1 rw")
+        let many = MountTable.parse(
+            "50 22 8:1 / /x rw shared:1 master:2 propagate_from:3 unbindable - ext4 /dev/sda1 rw")
         #expect(many.count == 1)
         #expect(many.first?.fsType == "ext4")
         #expect(many.first?.source == "/dev/sda1")
@@ -94,12 +100,12 @@ struct FreezePlanTests {
     @Test func octalEscapesAreDecoded() throws {
         #expect(Self.entry("/mnt/my disk")?.device == "8:49")
         let text = #"""
-        60 22 8:1 /sub\040dir /mnt/a\040b\011c\012d\134e rw - ext4 /dev/disk\040one rw
-        61 22 8:2 / /mnt/trailing\040 rw - ext4 /dev/sdz rw
-        62 22 8:3 / /mnt/\303\251t\303\251 rw - ext4 /dev/sdy rw
-        63 22 8:4 / /mnt/not\999octal\04 rw - ext4 /dev/sdx rw
-        64 22 8:5 / /mnt/x\134040y rw - ext4 /dev/sdw rw
-        """#
+            60 22 8:1 /sub\040dir /mnt/a\040b\011c\012d\134e rw - ext4 /dev/disk\040one rw
+            61 22 8:2 / /mnt/trailing\040 rw - ext4 /dev/sdz rw
+            62 22 8:3 / /mnt/\303\251t\303\251 rw - ext4 /dev/sdy rw
+            63 22 8:4 / /mnt/not\999octal\04 rw - ext4 /dev/sdx rw
+            64 22 8:5 / /mnt/x\134040y rw - ext4 /dev/sdw rw
+            """#
         let entries = MountTable.parse(text)
         #expect(entries.count == 5)
         #expect(entries[0].root == "/sub dir")
@@ -113,8 +119,8 @@ struct FreezePlanTests {
     }
 
     @Test func readOnlyComesFromMountOrSuperblockOptions() throws {
-        #expect(try #require(Self.entry("/mnt/backup")).isReadOnly)          // both ro
-        #expect(try #require(Self.entry("/mnt/ro view")).isReadOnly)         // ro bind of a rw superblock
+        #expect(try #require(Self.entry("/mnt/backup")).isReadOnly)  // both ro
+        #expect(try #require(Self.entry("/mnt/ro view")).isReadOnly)  // ro bind of a rw superblock
         let superOnly = MountTable.parse("70 22 8:1 / /x rw,relatime - ext4 /dev/sda1 ro,errors=remount-ro")
         #expect(superOnly.first?.isReadOnly == true)
         let neither = MountTable.parse("70 22 8:1 / /x rw,relatime - ext4 /dev/sda1 rw,errors=remount-ro")
@@ -127,17 +133,17 @@ struct FreezePlanTests {
     @Test func malformedLinesAreSkipped() {
         let text = """
 
-        garbage
-        22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
-        x 1 8:1 / /a rw - ext4 /dev/sda1 rw
-        23 y 8:1 / /b rw - ext4 /dev/sda1 rw
-        24 22 8:1 / /c rw ext4 /dev/sda1 rw
-        25 22 8:1 / /d rw -
-        26 22 8:1 / /e rw - ext4
-        27 22 8:1 / - ext4 /dev/sda1 rw
+            garbage
+            22 1 8:1 / / rw,relatime - ext4 /dev/sda1 rw
+            x 1 8:1 / /a rw - ext4 /dev/sda1 rw
+            23 y 8:1 / /b rw - ext4 /dev/sda1 rw
+            24 22 8:1 / /c rw ext4 /dev/sda1 rw
+            25 22 8:1 / /d rw -
+            26 22 8:1 / /e rw - ext4
+            27 22 8:1 / - ext4 /dev/sda1 rw
 
-        28 22 8:2 / /f rw,relatime - xfs /dev/sdb1 rw
-        """
+            28 22 8:2 / /f rw,relatime - xfs /dev/sdb1 rw
+            """
         let entries = MountTable.parse(text)
         #expect(entries.map(\.mountPoint) == ["/", "/f"])
     }
@@ -151,48 +157,54 @@ struct FreezePlanTests {
 
     // MARK: - Eligibility
 
-    @Test(arguments: [
-        ("/", nil),
-        ("/data", nil),
-        ("/data/db", nil),
-        ("/srv/exports", nil),
-        ("/mnt/my disk", nil),
-        ("/boot", nil),
-        ("/srv", nil),
-        ("/proc", "proc is not a freezable block filesystem"),
-        ("/sys", "sysfs is not a freezable block filesystem"),
-        ("/dev", "devtmpfs is not a freezable block filesystem"),
-        ("/dev/pts", "devpts is not a freezable block filesystem"),
-        ("/run", "tmpfs is not a freezable block filesystem"),
-        ("/sys/fs/cgroup", "cgroup2 is not a freezable block filesystem"),
-        ("/var/lib/docker/overlay2/abc/merged", "overlay is not a freezable block filesystem"),
-        ("/mnt/nfs", "nfs4 is not a freezable block filesystem"),
-        ("/mnt/smb", "cifs is not a freezable block filesystem"),
-        ("/mnt/sshfs", "fuse.sshfs is not a freezable block filesystem"),
-        ("/scratch", "tmpfs is not a freezable block filesystem"),
-        ("/boot/efi", "vfat is not a freezable block filesystem"),
-        ("/snap/core/123", "squashfs is not a freezable block filesystem"),
-        ("/mnt/backup", "mounted read-only"),
-        ("/mnt/ro view", "mounted read-only"),
-    ] as [(String, String?)])
+    @Test(
+        arguments: [
+            ("/", nil),
+            ("/data", nil),
+            ("/data/db", nil),
+            ("/srv/exports", nil),
+            ("/mnt/my disk", nil),
+            ("/boot", nil),
+            ("/srv", nil),
+            ("/proc", "proc is not a freezable block filesystem"),
+            ("/sys", "sysfs is not a freezable block filesystem"),
+            ("/dev", "devtmpfs is not a freezable block filesystem"),
+            ("/dev/pts", "devpts is not a freezable block filesystem"),
+            ("/run", "tmpfs is not a freezable block filesystem"),
+            ("/sys/fs/cgroup", "cgroup2 is not a freezable block filesystem"),
+            ("/var/lib/docker/overlay2/abc/merged", "overlay is not a freezable block filesystem"),
+            ("/mnt/nfs", "nfs4 is not a freezable block filesystem"),
+            ("/mnt/smb", "cifs is not a freezable block filesystem"),
+            ("/mnt/sshfs", "fuse.sshfs is not a freezable block filesystem"),
+            ("/scratch", "tmpfs is not a freezable block filesystem"),
+            ("/boot/efi", "vfat is not a freezable block filesystem"),
+            ("/snap/core/123", "squashfs is not a freezable block filesystem"),
+            ("/mnt/backup", "mounted read-only"),
+            ("/mnt/ro view", "mounted read-only"),
+        ] as [(String, String?)])
     func eligibility(mountPoint: String, reason: String?) throws {
         let entry = try #require(Self.entry(mountPoint))
         #expect(FreezePlan.ineligibility(of: entry) == reason)
     }
 
-    @Test(arguments: ["ext2", "ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "f2fs", "nilfs2", "gfs2", "ocfs2", "bcachefs"])
+    @Test(arguments: [
+        "ext2", "ext3", "ext4", "xfs", "btrfs", "jfs", "reiserfs", "f2fs", "nilfs2", "gfs2", "ocfs2", "bcachefs",
+    ])
     func blockFilesystemsAreFreezable(fsType: String) throws {
         let entry = try #require(MountTable.parse(Self.line(80, 22, "8:1", "/x", fsType)).first)
         #expect(FreezePlan.ineligibility(of: entry) == nil)
     }
 
-    @Test(arguments: ["tmpfs", "ramfs", "proc", "sysfs", "devtmpfs", "overlay", "nfs", "nfs4", "cifs", "smb3",
-                      "fuse", "fuse.sshfs", "fuseblk", "9p", "virtiofs", "ceph", "autofs", "squashfs", "iso9660",
-                      "vfat", "debugfs", "securityfs", "bpf", "cgroup", "cgroup2", "pstore", "mqueue", "hugetlbfs",
-                      "EXT4", "ext4 "])
+    @Test(arguments: [
+        "tmpfs", "ramfs", "proc", "sysfs", "devtmpfs", "overlay", "nfs", "nfs4", "cifs", "smb3",
+        "fuse", "fuse.sshfs", "fuseblk", "9p", "virtiofs", "ceph", "autofs", "squashfs", "iso9660",
+        "vfat", "debugfs", "securityfs", "bpf", "cgroup", "cgroup2", "pstore", "mqueue", "hugetlbfs",
+        "EXT4", "ext4 ",
+    ])
     func otherFilesystemsAreNot(fsType: String) {
-        let entry = MountEntry(id: 1, parentID: 0, device: "0:1", root: "/", mountPoint: "/x", mountOptions: ["rw"],
-                               fsType: fsType, source: "none", superOptions: ["rw"])
+        let entry = MountEntry(
+            id: 1, parentID: 0, device: "0:1", root: "/", mountPoint: "/x", mountOptions: ["rw"],
+            fsType: fsType, source: "none", superOptions: ["rw"])
         #expect(FreezePlan.ineligibility(of: entry) == "\(fsType) is not a freezable block filesystem")
     }
 
@@ -205,7 +217,8 @@ struct FreezePlanTests {
         #expect(Self.mountPoints(selection) == ["/mnt/my disk", "/data/db", "/srv", "/boot", "/data", "/"])
         #expect(selection.targets.last?.mountPoint == "/")
         let data = try #require(selection.targets.first { $0.mountPoint == "/data" })
-        #expect(data == FreezeTarget(mountPoint: "/data", fsType: "xfs", source: "/dev/sdb1", device: "8:17", mountID: 30))
+        #expect(
+            data == FreezeTarget(mountPoint: "/data", fsType: "xfs", source: "/dev/sdb1", device: "8:17", mountID: 30))
     }
 
     @Test func eachSuperblockIsFrozenOnce() throws {
@@ -221,8 +234,9 @@ struct FreezePlanTests {
         let selection = try FreezePlan.select(from: Self.entries)
         // /scratch: ext4 hidden under a tmpfs. Neither is frozen; only the tmpfs is reported.
         #expect(!selection.targets.contains { $0.device == "8:81" })
-        #expect(selection.skipped.filter { $0.mountPoint == "/scratch" }.map(\.reason)
-            == ["tmpfs is not a freezable block filesystem"])
+        #expect(
+            selection.skipped.filter { $0.mountPoint == "/scratch" }.map(\.reason)
+                == ["tmpfs is not a freezable block filesystem"])
         // /srv: ext4 hidden under xfs. The xfs (mount 44) is frozen, the hidden ext4 is not.
         let srv = selection.targets.filter { $0.mountPoint == "/srv" }
         #expect(srv.count == 1)
@@ -237,8 +251,9 @@ struct FreezePlanTests {
         #expect(Self.reason(for: "/run", in: selection) == "tmpfs is not a freezable block filesystem")
         #expect(Self.reason(for: "/mnt/nfs", in: selection) == "nfs4 is not a freezable block filesystem")
         #expect(Self.reason(for: "/mnt/sshfs", in: selection) == "fuse.sshfs is not a freezable block filesystem")
-        #expect(Self.reason(for: "/var/lib/docker/overlay2/abc/merged", in: selection)
-            == "overlay is not a freezable block filesystem")
+        #expect(
+            Self.reason(for: "/var/lib/docker/overlay2/abc/merged", in: selection)
+                == "overlay is not a freezable block filesystem")
         #expect(Self.reason(for: "/mnt/backup", in: selection) == "mounted read-only")
         #expect(Self.reason(for: "/mnt/ro view", in: selection) == "mounted read-only")
         #expect(Self.reason(for: "/boot/efi", in: selection) == "vfat is not a freezable block filesystem")
@@ -314,10 +329,10 @@ struct FreezePlanTests {
 
     @Test func btrfsSubvolumesShareOneSuperblock() throws {
         let text = """
-        1 0 0:31 /@ / rw,relatime - btrfs /dev/sda2 rw,subvolid=256,subvol=/@
-        2 1 0:31 /@home /home rw,relatime - btrfs /dev/sda2 rw,subvolid=257,subvol=/@home
-        3 1 0:31 /@log /var/log rw,relatime - btrfs /dev/sda2 rw,subvolid=258,subvol=/@log
-        """
+            1 0 0:31 /@ / rw,relatime - btrfs /dev/sda2 rw,subvolid=256,subvol=/@
+            2 1 0:31 /@home /home rw,relatime - btrfs /dev/sda2 rw,subvolid=257,subvol=/@home
+            3 1 0:31 /@log /var/log rw,relatime - btrfs /dev/sda2 rw,subvolid=258,subvol=/@log
+            """
         let selection = try FreezePlan.select(from: MountTable.parse(text))
         #expect(Self.mountPoints(selection) == ["/"])
         #expect(Self.reason(for: "/home", in: selection) == "same filesystem as /")
@@ -389,8 +404,12 @@ struct FreezePlanTests {
 
     @Test func onlyOneMount() throws {
         let selection = try FreezePlan.select(from: Self.entries, only: ["/mnt/my disk"])
-        #expect(selection.targets == [FreezeTarget(mountPoint: "/mnt/my disk", fsType: "ext4", source: "/dev/sdd1",
-                                                   device: "8:49", mountID: 33)])
+        #expect(
+            selection.targets == [
+                FreezeTarget(
+                    mountPoint: "/mnt/my disk", fsType: "ext4", source: "/dev/sdd1",
+                    device: "8:49", mountID: 33)
+            ])
     }
 
     @Test func onlyWithTwoMountsOfOneFilesystemFreezesItOnce() throws {
@@ -429,8 +448,9 @@ struct FreezePlanTests {
 
     @Test func selectionErrorsExplainThemselves() {
         #expect(FreezePlan.SelectionError.notAMountPoint("/x").description.contains("/x is not a mount point"))
-        #expect(FreezePlan.SelectionError.notFreezable("/run", reason: "tmpfs is not a freezable block filesystem")
-            .description == "/run cannot be frozen: tmpfs is not a freezable block filesystem")
+        #expect(
+            FreezePlan.SelectionError.notFreezable("/run", reason: "tmpfs is not a freezable block filesystem")
+                .description == "/run cannot be frozen: tmpfs is not a freezable block filesystem")
     }
 
     // MARK: - Skip list

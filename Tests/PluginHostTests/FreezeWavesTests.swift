@@ -56,17 +56,21 @@ struct FreezeWavesTests {
         let system = FakeSystem()
         system.loop("7:0", file: "/var/lower.img", on: "254:0")
         system.loop("7:1", file: "/srv/deep/lower/upper.img", on: "7:0")
-        let table = MountTable.parse("""
+        let table = MountTable.parse(
+            """
             22 1 254:0 / / rw - ext4 /dev/vda rw
             30 22 7:0 / /srv/deep/lower rw - ext4 /dev/loop0 rw
             31 22 7:1 / /srv/upper rw - ext4 /dev/loop1 rw
             """)
-        let selection = try FreezePlan.select(from: table, only: ["/srv/deep/lower", "/srv/upper"], storage: system.stack)
+        let selection = try FreezePlan.select(
+            from: table, only: ["/srv/deep/lower", "/srv/upper"], storage: system.stack)
         #expect(selection.targets.map(\.mountPoint) == ["/srv/upper", "/srv/deep/lower"])
         #expect(selection.targets.map(\.wave) == [0, 1])
         // Without the dependency, the deeper mount point would have come first.
-        let plain = try FreezePlan.select(from: table, only: ["/srv/deep/lower", "/srv/upper"], storage: FakeSystem().stack)
-        #expect(plain.targets.map(\.mountPoint) == ["/srv/deep/lower", "/srv/upper"] && plain.targets.map(\.wave) == [0, 0])
+        let plain = try FreezePlan.select(
+            from: table, only: ["/srv/deep/lower", "/srv/upper"], storage: FakeSystem().stack)
+        #expect(
+            plain.targets.map(\.mountPoint) == ["/srv/deep/lower", "/srv/upper"] && plain.targets.map(\.wave) == [0, 0])
     }
 
     @Test func independentFilesystemsShareAWave() {
@@ -125,7 +129,8 @@ struct FreezeWavesTests {
     @Test func theLiveSystemReadsWithoutTrouble() throws {
         let table = try MountTable.current()
         guard let root = table.last(where: { $0.mountPoint == "/" }) else { return }
-        let target = FreezeTarget(mountPoint: "/", fsType: root.fsType, source: root.source, device: root.device, mountID: root.id)
+        let target = FreezeTarget(
+            mountPoint: "/", fsType: root.fsType, source: root.source, device: root.device, mountID: root.id)
         #expect(!StorageStack.live.backingFilesystems(of: target).contains(root.device))
     }
 
@@ -135,9 +140,10 @@ struct FreezeWavesTests {
         var record = FreezeJournalRecord(
             operationID: "op", hostPID: 1, deadlineMilliseconds: 3000, createdAtNanoseconds: 1,
             mounts: states.enumerated().map { index, state in
-                var mount = FreezeJournalRecord.Mount(mountPoint: "/m\(index)", fsType: "ext4", source: "/dev/x", device: "7:\(index)",
-                                                      mountID: 1, wave: 0, state: state,
-                                                      errno: state == .freezeFailed ? EIO : state == .thawFailed ? EPERM : 0)
+                var mount = FreezeJournalRecord.Mount(
+                    mountPoint: "/m\(index)", fsType: "ext4", source: "/dev/x", device: "7:\(index)",
+                    mountID: 1, wave: 0, state: state,
+                    errno: state == .freezeFailed ? EIO : state == .thawFailed ? EPERM : 0)
                 if state != .pending {
                     mount.freezeStartNanoseconds = 1_000_000_000 + UInt64(index) * 1_000_000
                     if state != .freezing { mount.freezeEndNanoseconds = mount.freezeStartNanoseconds + 2_000_000 }
@@ -156,8 +162,10 @@ struct FreezeWavesTests {
     @Test func everyStateHasItsReportOutcome() throws {
         let expected: [MountFreezeState: (String, String)] = [
             .pending: ("not-attempted", "not-needed"), .freezing: ("stuck", "pending"), .frozen: ("frozen", "pending"),
-            .alreadyFrozen: ("already-frozen", "not-ours"), .freezeFailed: ("failed", "not-needed"), .thawing: ("frozen", "pending"),
-            .thawed: ("frozen", "thawed"), .wasNotFrozen: ("frozen", "was-not-frozen"), .thawFailed: ("frozen", "failed"),
+            .alreadyFrozen: ("already-frozen", "not-ours"), .freezeFailed: ("failed", "not-needed"),
+            .thawing: ("frozen", "pending"),
+            .thawed: ("frozen", "thawed"), .wasNotFrozen: ("frozen", "was-not-frozen"),
+            .thawFailed: ("frozen", "failed"),
         ]
         for state in MountFreezeState.allCases {
             let record = FreezeRecord(Self.journal([state]), origin: 0)
@@ -168,7 +176,9 @@ struct FreezeWavesTests {
         let failed = FreezeRecord(Self.journal([.freezeFailed]), origin: 0)
         #expect(failed.mounts[0].error?.contains("FIFREEZE") == true && failed.freezeError()?.code == .freezeFailed)
         #expect(FreezeRecord(Self.journal([.thawFailed]), origin: 0).thawError()?.code == .thawFailed)
-        #expect(FreezeRecord(Self.journal([.freezing]), origin: 0).thawError()?.message.contains("has not returned") == true)
+        #expect(
+            FreezeRecord(Self.journal([.freezing]), origin: 0).thawError()?.message.contains("has not returned") == true
+        )
     }
 
     /// The window is first FIFREEZE to last FITHAW, as the ioctls were timed; none while frozen.
@@ -181,7 +191,9 @@ struct FreezeWavesTests {
         var report = OperationReport(operationID: "op", command: "run", startedAt: "now")
         report.freeze = thawed
         let text = String(decoding: ReportStore.encode(report), as: UTF8.self)
-        #expect(text.contains("\"freeze\" : \"frozen\"") && text.contains("\"thaw\" : \"not-ours\"") && text.contains("\"wave\" : 0"))
+        #expect(
+            text.contains("\"freeze\" : \"frozen\"") && text.contains("\"thaw\" : \"not-ours\"")
+                && text.contains("\"wave\" : 0"))
         #expect(ReportStore.decode(ReportStore.encode(report))?.freeze?.mounts == thawed.mounts)
     }
 }

@@ -1,7 +1,8 @@
-import Testing
-@testable import PluginHost
 import PluginHostSupport
 import PluginHostWire
+import Testing
+
+@testable import PluginHost
 
 /// Steps of a consistency group member that record every call (barriers and the announcement of
 /// a failure included) and answer as scripted.
@@ -67,52 +68,80 @@ struct GroupSequenceCase: CustomTestStringConvertible, Sendable {
 @Suite("Operation sequence in a consistency group: barriers and undo")
 struct GroupSequenceTests {
     static let cases: [GroupSequenceCase] = [
-        GroupSequenceCase(name: "every barrier passes",
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
-                                          "all snapshotted", "thaw", "resume", "post-script"],
-                          expectedTaken: true, expectedFailed: false),
-        GroupSequenceCase(name: "the group breaks before anyone freezes: nothing frozen, resume and post-script",
-                          results: ["all quiesced": broken()],
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "abort", "resume", "post-script"],
-                          expectedTaken: false, expectedFailed: true),
-        GroupSequenceCase(name: "the group breaks once frozen: no snapshot, thawed at once",
-                          results: ["all frozen": broken(.groupCoordinatorUnreachable)],
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "abort", "thaw",
-                                          "resume", "post-script"],
-                          expectedTaken: false, expectedFailed: true),
-        GroupSequenceCase(name: "the group breaks after this member's snapshot: it does not count",
-                          results: ["all snapshotted": broken()],
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
-                                          "all snapshotted", "abort", "thaw", "resume", "post-script"],
-                          expectedTaken: false, expectedFailed: true),
-        GroupSequenceCase(name: "this member's snapshot fails: the others are told before the thaw",
-                          results: ["snapshot": failure(.snapshotCommandFailed)],
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
-                                          "abort", "thaw", "resume", "post-script"],
-                          expectedTaken: false, expectedFailed: true),
-        GroupSequenceCase(name: "this member's quiesce fails without continueBackupOnFailure: told before the resume",
-                          results: ["quiesce": failure(.pluginQuiesceFailed)], continueOnFailure: false,
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "abort", "resume", "post-script"],
-                          expectedTaken: false, expectedFailed: true),
-        GroupSequenceCase(name: "this member's freeze fails without continueBackupOnFailure: told, nothing to thaw",
-                          results: ["freeze": .failed(HostError(.freezeFailed, "EBUSY"), attempted: false)], continueOnFailure: false,
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "abort", "resume", "post-script"],
-                          expectedTaken: false, expectedFailed: true),
-        GroupSequenceCase(name: "a plugin fails with continueBackupOnFailure: the group goes on",
-                          results: ["quiesce": failure(.pluginQuiesceFailed)],
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
-                                          "all snapshotted", "thaw", "resume", "post-script"],
-                          expectedTaken: true, expectedFailed: false),
-        GroupSequenceCase(name: "two-phase: no \"all snapshotted\" (the service's thaw is that barrier)",
-                          barriers: [.quiesced, .frozen],
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
-                                          "thaw", "resume", "post-script"],
-                          expectedTaken: true, expectedFailed: false),
-        GroupSequenceCase(name: "a signal at a barrier: everything undone",
-                          results: ["all frozen": .interrupted(HostError(.operationInterrupted, "SIGTERM"))],
-                          expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "abort", "thaw",
-                                          "resume", "post-script"],
-                          expectedTaken: false, expectedFailed: true),
+        GroupSequenceCase(
+            name: "every barrier passes",
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
+                "all snapshotted", "thaw", "resume", "post-script",
+            ],
+            expectedTaken: true, expectedFailed: false),
+        GroupSequenceCase(
+            name: "the group breaks before anyone freezes: nothing frozen, resume and post-script",
+            results: ["all quiesced": broken()],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "abort", "resume", "post-script",
+            ],
+            expectedTaken: false, expectedFailed: true),
+        GroupSequenceCase(
+            name: "the group breaks once frozen: no snapshot, thawed at once",
+            results: ["all frozen": broken(.groupCoordinatorUnreachable)],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "abort", "thaw",
+                "resume", "post-script",
+            ],
+            expectedTaken: false, expectedFailed: true),
+        GroupSequenceCase(
+            name: "the group breaks after this member's snapshot: it does not count",
+            results: ["all snapshotted": broken()],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
+                "all snapshotted", "abort", "thaw", "resume", "post-script",
+            ],
+            expectedTaken: false, expectedFailed: true),
+        GroupSequenceCase(
+            name: "this member's snapshot fails: the others are told before the thaw",
+            results: ["snapshot": failure(.snapshotCommandFailed)],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
+                "abort", "thaw", "resume", "post-script",
+            ],
+            expectedTaken: false, expectedFailed: true),
+        GroupSequenceCase(
+            name: "this member's quiesce fails without continueBackupOnFailure: told before the resume",
+            results: ["quiesce": failure(.pluginQuiesceFailed)], continueOnFailure: false,
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "abort", "resume", "post-script"],
+            expectedTaken: false, expectedFailed: true),
+        GroupSequenceCase(
+            name: "this member's freeze fails without continueBackupOnFailure: told, nothing to thaw",
+            results: ["freeze": .failed(HostError(.freezeFailed, "EBUSY"), attempted: false)], continueOnFailure: false,
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "abort", "resume", "post-script",
+            ],
+            expectedTaken: false, expectedFailed: true),
+        GroupSequenceCase(
+            name: "a plugin fails with continueBackupOnFailure: the group goes on",
+            results: ["quiesce": failure(.pluginQuiesceFailed)],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
+                "all snapshotted", "thaw", "resume", "post-script",
+            ],
+            expectedTaken: true, expectedFailed: false),
+        GroupSequenceCase(
+            name: "two-phase: no \"all snapshotted\" (the service's thaw is that barrier)",
+            barriers: [.quiesced, .frozen],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "snapshot",
+                "thaw", "resume", "post-script",
+            ],
+            expectedTaken: true, expectedFailed: false),
+        GroupSequenceCase(
+            name: "a signal at a barrier: everything undone",
+            results: ["all frozen": .interrupted(HostError(.operationInterrupted, "SIGTERM"))],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "all quiesced", "freeze", "all frozen", "abort", "thaw",
+                "resume", "post-script",
+            ],
+            expectedTaken: false, expectedFailed: true),
     ]
 
     @Test(arguments: cases)
@@ -123,7 +152,8 @@ struct GroupSequenceTests {
         #expect(steps.distinctCalls == testCase.expectedCalls)
         #expect(sequence.outcome.snapshotTaken == testCase.expectedTaken)
         #expect(sequence.failed == testCase.expectedFailed)
-        #expect(sequence.records.map(\.name).filter { $0.hasPrefix("group: ") }
+        #expect(
+            sequence.records.map(\.name).filter { $0.hasPrefix("group: ") }
                 == testCase.expectedCalls.filter { $0.hasPrefix("all ") }.map { "group: " + $0 })
     }
 
@@ -153,8 +183,9 @@ struct GroupSequenceTests {
         var report = OperationReport(operationID: "x", command: "run", startedAt: "t")
         report.snapshotTaken = true
         report.consistency = .application
-        report.group = GroupRecord(name: "g", member: "m1", members: 2, operationID: "o", etcd: [], ttlSeconds: 5, outcome: "completed",
-                                   consistency: .application, originMonotonicNs: 0)
+        report.group = GroupRecord(
+            name: "g", member: "m1", members: 2, operationID: "o", etcd: [], ttlSeconds: 5, outcome: "completed",
+            consistency: .application, originMonotonicNs: 0)
         report.conclude(failed: false)
         #expect(report.exitStatus == .success)
         report.group?.consistency = .filesystem

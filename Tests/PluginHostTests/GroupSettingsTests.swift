@@ -1,7 +1,8 @@
-import Testing
-@testable import PluginHost
 import PluginHostSupport
 import PluginHostWire
+import Testing
+
+@testable import PluginHost
 
 /// The host config's `group` object and the merged group settings (README, "Consistency groups").
 @Suite("Consistency group settings")
@@ -11,14 +12,22 @@ struct GroupSettingsTests {
     }
 
     @Test func aCompleteGroupObject() throws {
-        let fields = try Self.parse("""
+        let fields = try Self.parse(
+            """
             {"name": "orders", "member": "db-1", "members": 3, "etcd": ["https://10.0.0.5:2379", "https://[fd00::5]:2379"],
              "cacert": "/etc/pluginhost/ca.crt", "cert": "/etc/pluginhost/db1.crt", "key": "/etc/pluginhost/db1.key",
              "ttlSeconds": 10, "timeoutSeconds": 45.5}
-            """).get()
+            """
+        ).get()
         #expect(fields.name == "orders" && fields.member == "db-1" && fields.members == 3)
-        #expect(fields.endpoints == [EtcdEndpoint(secure: true, host: "10.0.0.5", port: 2379), EtcdEndpoint(secure: true, host: "fd00::5", port: 2379)])
-        #expect(fields.caFile == "/etc/pluginhost/ca.crt" && fields.certFile == "/etc/pluginhost/db1.crt" && fields.keyFile == "/etc/pluginhost/db1.key")
+        #expect(
+            fields.endpoints == [
+                EtcdEndpoint(secure: true, host: "10.0.0.5", port: 2379),
+                EtcdEndpoint(secure: true, host: "fd00::5", port: 2379),
+            ])
+        #expect(
+            fields.caFile == "/etc/pluginhost/ca.crt" && fields.certFile == "/etc/pluginhost/db1.crt"
+                && fields.keyFile == "/etc/pluginhost/db1.key")
         #expect(fields.ttlSeconds == 10 && fields.timeoutSeconds == 45.5)
     }
 
@@ -68,7 +77,9 @@ struct GroupSettingsTests {
 
     @Test func defaultsAndTheCommandLineWinning() throws {
         let settings = try #require(GroupSettings.resolve(Self.fields { _ in }).settings)
-        #expect(settings.ttlSeconds == GroupSettings.defaultTTLSeconds && settings.timeoutSeconds == GroupSettings.defaultTimeoutSeconds)
+        #expect(
+            settings.ttlSeconds == GroupSettings.defaultTTLSeconds
+                && settings.timeoutSeconds == GroupSettings.defaultTimeoutSeconds)
         #expect(settings.processArguments == ["__group", "--ttl", "5", "--endpoint", "http://127.0.0.1:2379"])
 
         var commandLine = GroupFields()
@@ -79,7 +90,8 @@ struct GroupSettingsTests {
 
     @Test(arguments: [
         ("member", "no member id"), ("members", "no member count"), ("etcd", "no etcd endpoint"),
-        ("https without CA", "needs the CA certificate"), ("cert without key", "both the client certificate and its key"),
+        ("https without CA", "needs the CA certificate"),
+        ("cert without key", "both the client certificate and its key"),
         ("CA with http", "use https://"), ("member without group", "need --group"),
     ])
     func incompleteSettingsAreProblems(_ what: String, _ expected: String) {
@@ -96,16 +108,19 @@ struct GroupSettingsTests {
         }
         let resolved = GroupSettings.resolve(fields)
         #expect(resolved.settings == nil)
-        #expect(resolved.problems.contains { $0.code == .incorrectPluginhostFile && $0.message.contains(expected) }, "\(resolved.problems)")
+        #expect(
+            resolved.problems.contains { $0.code == .incorrectPluginhostFile && $0.message.contains(expected) },
+            "\(resolved.problems)")
     }
 
     @Test func missingCredentialFilesAreNamed() {
-        let resolved = GroupSettings.resolve(Self.fields {
-            $0.endpoints = [EtcdEndpoint(secure: true, host: "h", port: 1)]
-            $0.caFile = "/nonexistent/ca.crt"
-            $0.certFile = "/nonexistent/m1.crt"
-            $0.keyFile = "/nonexistent/m1.key"
-        })
+        let resolved = GroupSettings.resolve(
+            Self.fields {
+                $0.endpoints = [EtcdEndpoint(secure: true, host: "h", port: 1)]
+                $0.caFile = "/nonexistent/ca.crt"
+                $0.certFile = "/nonexistent/m1.crt"
+                $0.keyFile = "/nonexistent/m1.key"
+            })
         let messages = resolved.problems.map(\.message)
         #expect(messages.contains { $0.contains("etcd CA certificate /nonexistent/ca.crt") })
         #expect(messages.contains { $0.contains("etcd client key /nonexistent/m1.key") })

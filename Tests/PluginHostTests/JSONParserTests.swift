@@ -1,4 +1,5 @@
 import Testing
+
 @testable import PluginHost
 @testable import PluginHostSupport
 
@@ -11,11 +12,15 @@ struct JSONParserTests {
     }
 
     /// Parses and expects a syntax error; returns it for further checks.
-    private static func failure(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> JSONParser.SyntaxError? {
+    private static func failure(_ text: String, sourceLocation: SourceLocation = #_sourceLocation) -> JSONParser
+        .SyntaxError?
+    {
         failure(bytes: Array(text.utf8), sourceLocation: sourceLocation)
     }
 
-    private static func failure(bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) -> JSONParser.SyntaxError? {
+    private static func failure(bytes: [UInt8], sourceLocation: SourceLocation = #_sourceLocation) -> JSONParser
+        .SyntaxError?
+    {
         do {
             let value = try JSONParser.parse(bytes)
             Issue.record("expected a syntax error, parsed \(value.serialized())", sourceLocation: sourceLocation)
@@ -78,14 +83,17 @@ struct JSONParserTests {
         #expect(try JSONParser.parse("[ ]") == .array([]))
         #expect(try JSONParser.parse("{}") == .object([]))
         #expect(try JSONParser.parse("{ \n }") == .object([]))
-        #expect(try JSONParser.parse("[1, \"a\", true, null, [], {}]")
-            == .array([Self.number("1"), .string("a"), .bool(true), .null, .array([]), .object([])]))
+        #expect(
+            try JSONParser.parse("[1, \"a\", true, null, [], {}]")
+                == .array([Self.number("1"), .string("a"), .bool(true), .null, .array([]), .object([])]))
         let object = try JSONParser.parse("{\"b\": 1, \"a\": [2, {\"c\": null}], \"\": \"empty key\"}")
-        #expect(object == .object([
-            (key: "b", value: Self.number("1")),
-            (key: "a", value: .array([Self.number("2"), .object([(key: "c", value: .null)])])),
-            (key: "", value: .string("empty key")),
-        ]))
+        #expect(
+            object
+                == .object([
+                    (key: "b", value: Self.number("1")),
+                    (key: "a", value: .array([Self.number("2"), .object([(key: "c", value: .null)])])),
+                    (key: "", value: .string("empty key")),
+                ]))
         #expect(object["b"] == Self.number("1"))
         #expect(object[""] == .string("empty key"))
         #expect(object["missing"] == nil)
@@ -219,13 +227,13 @@ struct JSONParserTests {
     }
 
     @Test(arguments: [
-        [UInt8]([0x22, 0xFF, 0x22]),                  // 0xFF never appears in UTF-8
-        [0x22, 0xC0, 0xAF, 0x22],                     // overlong "/"
-        [0x22, 0xED, 0xA0, 0x80, 0x22],               // a UTF-16 surrogate encoded in UTF-8
-        [0x22, 0xE2, 0x82, 0x22],                     // truncated sequence
-        [0x22, 0x80, 0x22],                           // lone continuation byte
-        [0x7B, 0x7D, 0xFE],                           // after a complete value
-        [0xFE, 0xFF, 0x00, 0x7B, 0x00, 0x7D],         // UTF-16 with BOM
+        [UInt8]([0x22, 0xFF, 0x22]),  // 0xFF never appears in UTF-8
+        [0x22, 0xC0, 0xAF, 0x22],  // overlong "/"
+        [0x22, 0xED, 0xA0, 0x80, 0x22],  // a UTF-16 surrogate encoded in UTF-8
+        [0x22, 0xE2, 0x82, 0x22],  // truncated sequence
+        [0x22, 0x80, 0x22],  // lone continuation byte
+        [0x7B, 0x7D, 0xFE],  // after a complete value
+        [0xFE, 0xFF, 0x00, 0x7B, 0x00, 0x7D],  // UTF-16 with BOM
     ])
     func invalidUTF8IsRefused(bytes: [UInt8]) {
         let error = Self.failure(bytes: bytes)
@@ -264,7 +272,10 @@ struct JSONParserTests {
     /// so Swift's `String ==` calls them equal, but JSON keys are sequences of scalars: two keys.
     @Test func keysAreComparedByUnicodeScalars() throws {
         let value = try JSONParser.parse("{\"\u{E9}\": 1, \"e\\u0301\": 2}")
-        guard case .object(let members) = value else { Issue.record("not an object"); return }
+        guard case .object(let members) = value else {
+            Issue.record("not an object")
+            return
+        }
         #expect(members.count == 2)
         #expect(value["\u{E9}"] == .number(JSONNumber(1)))
         #expect(value["e\u{301}"] == .number(JSONNumber(2)))
@@ -298,7 +309,8 @@ struct JSONParserTests {
         _ = try JSONParser.parse(arrays)
         let objects = String(repeating: "{\"k\":", count: depth - 1) + "{}" + String(repeating: "}", count: depth - 1)
         _ = try JSONParser.parse(objects)
-        let mixed = String(repeating: "[{\"k\":", count: depth / 2 - 1) + "[{}]" + String(repeating: "}]", count: depth / 2 - 1)
+        let mixed =
+            String(repeating: "[{\"k\":", count: depth / 2 - 1) + "[{}]" + String(repeating: "}]", count: depth / 2 - 1)
         _ = try JSONParser.parse(mixed)
     }
 
@@ -340,13 +352,13 @@ struct JSONParserTests {
 
     @Test func serializationRoundTrips() throws {
         let text = """
-        {
-          "pluginName" : "ScriptRunner",
-          "preScriptParams" : ["", "a b", "\\u00e9\\uD83D\\uDE00", "\\b\\f\\/"],
-          "nested" : { "deeper" : [ 1 , 2.50 , -3e+2 , { } ] },
-          "flags" : [ true , false , null ]
-        }
-        """
+            {
+              "pluginName" : "ScriptRunner",
+              "preScriptParams" : ["", "a b", "\\u00e9\\uD83D\\uDE00", "\\b\\f\\/"],
+              "nested" : { "deeper" : [ 1 , 2.50 , -3e+2 , { } ] },
+              "flags" : [ true , false , null ]
+            }
+            """
         let value = try JSONParser.parse(text)
         let compact = value.serialized()
         #expect(!compact.contains("\n"))
@@ -365,7 +377,8 @@ struct JSONParserTests {
             (key: "key with \"quotes\"", value: .object([])),
         ])
         #expect(try JSONParser.parse(value.serialized()) == value)
-        #expect(value.serialized() == #"{"control":"\u0001\u001f\n\"\\","list":[null,true,1.5],"key with \"quotes\"":{}}"#)
+        #expect(
+            value.serialized() == #"{"control":"\u0001\u001f\n\"\\","list":[null,true,1.5],"key with \"quotes\"":{}}"#)
     }
 
     @Test func kindDescriptions() {

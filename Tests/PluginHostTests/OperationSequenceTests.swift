@@ -1,6 +1,7 @@
-import Testing
-@testable import PluginHost
 import PluginHostSupport
+import Testing
+
+@testable import PluginHost
 
 /// Steps that record every call and answer as scripted.
 private final class RecordingSteps: OperationSteps {
@@ -21,10 +22,22 @@ private final class RecordingSteps: OperationSteps {
     }
 
     func prepare() -> StepResult { call("prepare") }
-    func preScript() -> StepResult { nextStep = "flush"; return call("pre-script") }
-    func flush() -> StepResult { nextStep = "quiesce"; return call("flush") }
-    func quiesce() -> StepResult { nextStep = "freeze"; return call("quiesce") }
-    func freeze() -> StepResult { nextStep = "snapshot"; return call("freeze") }
+    func preScript() -> StepResult {
+        nextStep = "flush"
+        return call("pre-script")
+    }
+    func flush() -> StepResult {
+        nextStep = "quiesce"
+        return call("flush")
+    }
+    func quiesce() -> StepResult {
+        nextStep = "freeze"
+        return call("quiesce")
+    }
+    func freeze() -> StepResult {
+        nextStep = "snapshot"
+        return call("freeze")
+    }
     func snapshot(_ prospect: OperationOutcome, errors: [HostError]) -> StepResult { call("snapshot") }
     func thaw() -> StepResult { call("thaw") }
     func resume() -> StepResult { call("resume") }
@@ -69,76 +82,102 @@ struct SequenceCase: CustomTestStringConvertible, Sendable {
 @Suite("Operation sequence: order, undo and consistency")
 struct OperationSequenceTests {
     static let cases: [SequenceCase] = [
-        SequenceCase(name: "everything succeeds", expectedCalls: full, expectedTaken: true,
-                     expectedLevel: .application, expectedFailed: false),
-        SequenceCase(name: "no scripts, no plugins: the freeze alone is filesystem-consistent",
-                     results: ["pre-script": .skipped("no config"), "quiesce": .skipped("no plugins")],
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw"],
-                     expectedTaken: true, expectedLevel: .filesystem, expectedFailed: false),
-        SequenceCase(name: "pre-script fails, continue: snapshot taken, filesystem-consistent",
-                     results: ["pre-script": failure()], expectedCalls: full, expectedTaken: true,
-                     expectedLevel: .filesystem, expectedFailed: false),
-        SequenceCase(name: "pre-script fails, stop: only the post-script runs",
-                     results: ["pre-script": failure()], continueOnFailure: false,
-                     expectedCalls: ["prepare", "pre-script", "post-script"], expectedTaken: false,
-                     expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "pre-script not found, stop: nothing ran, so no post-script",
-                     results: ["pre-script": failure(.preScriptNotFound, attempted: false)], continueOnFailure: false,
-                     expectedCalls: ["prepare", "pre-script"], expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "pre-script not found, continue: no post-script, filesystem-consistent",
-                     results: ["pre-script": failure(.preScriptNotFound, attempted: false)],
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume"],
-                     expectedTaken: true, expectedLevel: .filesystem, expectedFailed: false),
-        SequenceCase(name: "quiesce fails, stop: resume and post-script undo it",
-                     results: ["quiesce": failure(.freezeFailed)], continueOnFailure: false,
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "resume", "post-script"],
-                     expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "quiesce fails, continue: filesystem-consistent",
-                     results: ["quiesce": failure(.freezeFailed)], expectedCalls: full, expectedTaken: true,
-                     expectedLevel: .filesystem, expectedFailed: false),
-        SequenceCase(name: "freeze fails, stop: no snapshot, no thaw, resume and post-script",
-                     results: ["freeze": failure(.freezeFailed, attempted: false)], continueOnFailure: false,
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "resume", "post-script"],
-                     expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "freeze fails, continue: crash-consistent snapshot",
-                     results: ["freeze": failure(.freezeFailed, attempted: false)],
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
-                     expectedTaken: true, expectedLevel: .crash, expectedFailed: false),
-        SequenceCase(name: "freeze off: application-consistent when the application steps succeed",
-                     results: ["freeze": .skipped("fsFreezeEnabled is false")],
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
-                     expectedTaken: true, expectedLevel: .application, expectedFailed: false),
-        SequenceCase(name: "freeze off and pre-script fails, continue: crash-consistent",
-                     results: ["freeze": .skipped("off"), "pre-script": failure()],
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script"],
-                     expectedTaken: true, expectedLevel: .crash, expectedFailed: false),
-        SequenceCase(name: "snapshot fails: thaw, resume, post-script; failed",
-                     results: ["snapshot": failure(.snapshotCommandFailed)], expectedCalls: full,
-                     expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "interrupted during the snapshot: everything undone",
-                     results: ["snapshot": .interrupted(HostError(.operationInterrupted, "SIGTERM"))],
-                     expectedCalls: full, expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "interrupted during the pre-script: only the post-script",
-                     results: ["pre-script": .interrupted(HostError(.operationInterrupted, "SIGINT"))],
-                     continueOnFailure: true, expectedCalls: ["prepare", "pre-script", "post-script"],
-                     expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "signal between quiesce and freeze: no freeze, resume and post-script",
-                     interruptBefore: "freeze",
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "resume", "post-script"],
-                     expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "signal before the snapshot: thawed at once",
-                     interruptBefore: "snapshot",
-                     expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "thaw", "resume", "post-script"],
-                     expectedTaken: false, expectedLevel: .none, expectedFailed: true),
-        SequenceCase(name: "thaw fails: the error is kept, the rest still runs",
-                     results: ["thaw": failure(.thawFailed)], expectedCalls: full, expectedTaken: true,
-                     expectedLevel: .application, expectedFailed: false),
-        SequenceCase(name: "post-script fails, continue: the operation stands",
-                     results: ["post-script": failure(.postScriptExecutionFailed)], expectedCalls: full,
-                     expectedTaken: true, expectedLevel: .application, expectedFailed: false),
-        SequenceCase(name: "post-script fails, stop: the operation fails after the snapshot",
-                     results: ["post-script": failure(.postScriptExecutionFailed)], continueOnFailure: false,
-                     expectedCalls: full, expectedTaken: true, expectedLevel: .application, expectedFailed: true),
+        SequenceCase(
+            name: "everything succeeds", expectedCalls: full, expectedTaken: true,
+            expectedLevel: .application, expectedFailed: false),
+        SequenceCase(
+            name: "no scripts, no plugins: the freeze alone is filesystem-consistent",
+            results: ["pre-script": .skipped("no config"), "quiesce": .skipped("no plugins")],
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw"],
+            expectedTaken: true, expectedLevel: .filesystem, expectedFailed: false),
+        SequenceCase(
+            name: "pre-script fails, continue: snapshot taken, filesystem-consistent",
+            results: ["pre-script": failure()], expectedCalls: full, expectedTaken: true,
+            expectedLevel: .filesystem, expectedFailed: false),
+        SequenceCase(
+            name: "pre-script fails, stop: only the post-script runs",
+            results: ["pre-script": failure()], continueOnFailure: false,
+            expectedCalls: ["prepare", "pre-script", "post-script"], expectedTaken: false,
+            expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "pre-script not found, stop: nothing ran, so no post-script",
+            results: ["pre-script": failure(.preScriptNotFound, attempted: false)], continueOnFailure: false,
+            expectedCalls: ["prepare", "pre-script"], expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "pre-script not found, continue: no post-script, filesystem-consistent",
+            results: ["pre-script": failure(.preScriptNotFound, attempted: false)],
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "thaw", "resume"],
+            expectedTaken: true, expectedLevel: .filesystem, expectedFailed: false),
+        SequenceCase(
+            name: "quiesce fails, stop: resume and post-script undo it",
+            results: ["quiesce": failure(.freezeFailed)], continueOnFailure: false,
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "resume", "post-script"],
+            expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "quiesce fails, continue: filesystem-consistent",
+            results: ["quiesce": failure(.freezeFailed)], expectedCalls: full, expectedTaken: true,
+            expectedLevel: .filesystem, expectedFailed: false),
+        SequenceCase(
+            name: "freeze fails, stop: no snapshot, no thaw, resume and post-script",
+            results: ["freeze": failure(.freezeFailed, attempted: false)], continueOnFailure: false,
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "resume", "post-script"],
+            expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "freeze fails, continue: crash-consistent snapshot",
+            results: ["freeze": failure(.freezeFailed, attempted: false)],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script",
+            ],
+            expectedTaken: true, expectedLevel: .crash, expectedFailed: false),
+        SequenceCase(
+            name: "freeze off: application-consistent when the application steps succeed",
+            results: ["freeze": .skipped("fsFreezeEnabled is false")],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script",
+            ],
+            expectedTaken: true, expectedLevel: .application, expectedFailed: false),
+        SequenceCase(
+            name: "freeze off and pre-script fails, continue: crash-consistent",
+            results: ["freeze": .skipped("off"), "pre-script": failure()],
+            expectedCalls: [
+                "prepare", "pre-script", "flush", "quiesce", "freeze", "snapshot", "resume", "post-script",
+            ],
+            expectedTaken: true, expectedLevel: .crash, expectedFailed: false),
+        SequenceCase(
+            name: "snapshot fails: thaw, resume, post-script; failed",
+            results: ["snapshot": failure(.snapshotCommandFailed)], expectedCalls: full,
+            expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "interrupted during the snapshot: everything undone",
+            results: ["snapshot": .interrupted(HostError(.operationInterrupted, "SIGTERM"))],
+            expectedCalls: full, expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "interrupted during the pre-script: only the post-script",
+            results: ["pre-script": .interrupted(HostError(.operationInterrupted, "SIGINT"))],
+            continueOnFailure: true, expectedCalls: ["prepare", "pre-script", "post-script"],
+            expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "signal between quiesce and freeze: no freeze, resume and post-script",
+            interruptBefore: "freeze",
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "resume", "post-script"],
+            expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "signal before the snapshot: thawed at once",
+            interruptBefore: "snapshot",
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "thaw", "resume", "post-script"],
+            expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
+            name: "thaw fails: the error is kept, the rest still runs",
+            results: ["thaw": failure(.thawFailed)], expectedCalls: full, expectedTaken: true,
+            expectedLevel: .application, expectedFailed: false),
+        SequenceCase(
+            name: "post-script fails, continue: the operation stands",
+            results: ["post-script": failure(.postScriptExecutionFailed)], expectedCalls: full,
+            expectedTaken: true, expectedLevel: .application, expectedFailed: false),
+        SequenceCase(
+            name: "post-script fails, stop: the operation fails after the snapshot",
+            results: ["post-script": failure(.postScriptExecutionFailed)], continueOnFailure: false,
+            expectedCalls: full, expectedTaken: true, expectedLevel: .application, expectedFailed: true),
     ]
 
     @Test(arguments: cases)
@@ -171,11 +210,16 @@ struct OperationSequenceTests {
     }
 
     @Test func errorsAreKeptInOrder() {
-        let steps = RecordingSteps(["pre-script": failure(), "snapshot": failure(.snapshotCommandFailed),
-                                    "post-script": failure(.postScriptExecutionFailed)])
+        let steps = RecordingSteps([
+            "pre-script": failure(), "snapshot": failure(.snapshotCommandFailed),
+            "post-script": failure(.postScriptExecutionFailed),
+        ])
         var sequence = OperationSequence(steps: steps, continueOnFailure: true)
         sequence.run()
-        #expect(sequence.errors.map(\.code) == [.preScriptExecutionFailed, .snapshotCommandFailed, .postScriptExecutionFailed])
+        #expect(
+            sequence.errors.map(\.code) == [
+                .preScriptExecutionFailed, .snapshotCommandFailed, .postScriptExecutionFailed,
+            ])
     }
 
     @Test func conclusionMapsToExitStatus() {

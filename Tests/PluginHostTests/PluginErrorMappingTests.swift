@@ -1,6 +1,7 @@
-@testable import PluginHost
 import PluginHostWire
 import Testing
+
+@testable import PluginHost
 
 /// Which documented code a plugin call's status becomes, and how the report names it.
 @Suite("Plugin error mapping")
@@ -26,7 +27,8 @@ struct PluginErrorMappingTests {
 
     @Test func statusesMapToTheDocumentedCodes() {
         for (function, status, expected) in Self.table {
-            #expect(PluginSet.code(for: function, status: status) == expected, "\(function) \(String(describing: status))")
+            #expect(
+                PluginSet.code(for: function, status: status) == expected, "\(function) \(String(describing: status))")
         }
     }
 

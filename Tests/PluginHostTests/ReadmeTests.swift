@@ -1,7 +1,8 @@
 import Glibc
-import Testing
-@testable import PluginHost
 import PluginHostSupport
+import Testing
+
+@testable import PluginHost
 
 /// README.md's reference tables are generated from the types (`pluginhost __docs`); these
 /// tests fail when one changes without the other.
@@ -10,7 +11,8 @@ struct ReadmeTests {
     static let readme: String = {
         let path = String(#filePath.split(separator: "/").dropLast(3).joined(separator: "/"))
         guard let file = try? FileDescriptor.open("/" + path + "/README.md", O_RDONLY),
-              let bytes = try? file.readAll(limit: 1 << 22) else { return "" }
+            let bytes = try? file.readAll(limit: 1 << 22)
+        else { return "" }
         return String(decoding: bytes, as: UTF8.self)
     }()
 

@@ -1,35 +1,49 @@
-import Testing
-@testable import PluginHost
 import PluginHostSupport
+import Testing
+
+@testable import PluginHost
 
 /// A report over the reader's limit made `status` say "No report yet" and
 /// `thaw --operation` "no operation recorded". Reports are cut to stay readable.
 @Suite("Report bounds")
 struct ReportBoundsTests {
     func hugeReport() -> OperationReport {
-        var report = OperationReport(operationID: "20260101T000000Z-abcdef", command: "run", startedAt: "2026-01-01T00:00:00Z")
+        var report = OperationReport(
+            operationID: "20260101T000000Z-abcdef", command: "run", startedAt: "2026-01-01T00:00:00Z")
         report.result = .degraded
         report.consistency = .filesystem
         report.snapshotTaken = true
         report.exitStatus = .degraded
-        report.errors = (0..<500).map { HostError(.incorrectPluginhostFile, "plugin p\($0) refused: " + String(repeating: "x", count: 300), step: "checks") }
+        report.errors = (0..<500).map {
+            HostError(
+                .incorrectPluginhostFile, "plugin p\($0) refused: " + String(repeating: "x", count: 300), step: "checks"
+            )
+        }
         report.warnings = (0..<20_000).map { "warning \($0): " + String(repeating: "w", count: 100) }
         let line = String(repeating: "l", count: 2048)
-        let details = Dictionary(uniqueKeysWithValues: (0..<200).map { ("key\($0)", String(repeating: "d", count: 70)) })
+        let details = Dictionary(
+            uniqueKeysWithValues: (0..<200).map { ("key\($0)", String(repeating: "d", count: 70)) })
         for index in 0..<64 {
-            var record = PluginRecord(name: "busy\(index)", manifest: "/etc/pluginhost/plugins.d/10-busy\(index).json", state: .ready)
+            var record = PluginRecord(
+                name: "busy\(index)", manifest: "/etc/pluginhost/plugins.d/10-busy\(index).json", state: .ready)
             record.logLines = Array(repeating: line, count: 100)
             record.calls = [PluginCallName.load, .create, .dataPaths, .quiesce, .resume].map {
-                PluginRecord.Call(function: $0, startMs: 1, durationMs: 1, outcome: .ok, message: String(repeating: "m", count: 4000), details: details)
+                PluginRecord.Call(
+                    function: $0, startMs: 1, durationMs: 1, outcome: .ok, message: String(repeating: "m", count: 4000),
+                    details: details)
             }
             report.plugins.append(record)
         }
         for index in 0..<10_000 {
-            report.plugins.append(PluginRecord(name: "idle\(index)", manifest: "/etc/pluginhost/plugins.d/90-idle\(index).json", state: .disabled))
+            report.plugins.append(
+                PluginRecord(
+                    name: "idle\(index)", manifest: "/etc/pluginhost/plugins.d/90-idle\(index).json", state: .disabled))
         }
         let tail = String(repeating: "t", count: 4096)
         let attempts = (1...11).map {
-            ScriptAttempt(number: $0, startMs: 0, durationMs: 1, termination: .exited(1), timedOut: false, spawnError: nil, stdoutTail: tail, stderrTail: tail)
+            ScriptAttempt(
+                number: $0, startMs: 0, durationMs: 1, termination: .exited(1), timedOut: false, spawnError: nil,
+                stdoutTail: tail, stderrTail: tail)
         }
         report.scripts = [ScriptRun(phase: .pre, path: "/pre", arguments: [], outcome: .failed, attempts: attempts)]
         return report
@@ -37,7 +51,9 @@ struct ReportBoundsTests {
 
     @Test func aHugeReportIsCutBelowTheLimitAndReadsBack() throws {
         let report = hugeReport()
-        #expect(ReportStore.encode(report).count > ReportStore.maximumReadBytes, "the fixture must be too large to read back uncut")
+        #expect(
+            ReportStore.encode(report).count > ReportStore.maximumReadBytes,
+            "the fixture must be too large to read back uncut")
         let bounded = report.bounded()
         let bytes = ReportStore.encode(bounded)
         #expect(bytes.count <= OperationReport.maximumBytes)

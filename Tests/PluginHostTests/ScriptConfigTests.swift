@@ -1,7 +1,7 @@
+import PluginHostSupport
 import Testing
+
 @testable import PluginHost
-import PluginHostSupport
-import PluginHostSupport
 
 /// README, "The config file": every row of the Azure config table, table-driven.
 @Suite("ScriptConfig")
@@ -23,8 +23,10 @@ struct ScriptConfigTests {
     ]
 
     /// The base document with `key` set to raw JSON `json` (appended when not a base key).
-    static func document(setting key: String? = nil, to json: String = "", removing removed: [String] = [],
-                         adding extra: [(String, String)] = []) -> String {
+    static func document(
+        setting key: String? = nil, to json: String = "", removing removed: [String] = [],
+        adding extra: [(String, String)] = []
+    ) -> String {
         var members = base.filter { !removed.contains($0.key) }
         if let key {
             if let index = members.firstIndex(where: { $0.key == key }) {
@@ -61,10 +63,13 @@ struct ScriptConfigTests {
         }
 
         /// `key` set to `json`: the message names the field, the expected form and what was found.
-        static func field(_ key: String, _ json: String, expected: String, found: String,
-                          label: String? = nil) -> Malformed {
-            Malformed("\(key) = \(label ?? json)", ScriptConfigTests.document(setting: key, to: json),
-                      ["\(key): ", "expected \(expected)", "found \(found)"])
+        static func field(
+            _ key: String, _ json: String, expected: String, found: String,
+            label: String? = nil
+        ) -> Malformed {
+            Malformed(
+                "\(key) = \(label ?? json)", ScriptConfigTests.document(setting: key, to: json),
+                ["\(key): ", "expected \(expected)", "found \(found)"])
         }
 
         /// A syntax error: the message says the file is not JSON, where, and what is wrong.
@@ -102,10 +107,12 @@ struct ScriptConfigTests {
             M.field("timeoutInSeconds", "0", expected: timeoutForm, found: "0, which is out of range"),
             M.field("timeoutInSeconds", "-0", expected: timeoutForm, found: "-0, which is out of range"),
             M.field("timeoutInSeconds", "-30", expected: timeoutForm, found: "-30, which is out of range"),
-            M.field("timeoutInSeconds", "99999999999999999999", expected: timeoutForm,
-                    found: "99999999999999999999, which is out of range"),
-            M.field("timeoutInSeconds", "-9223372036854775809", expected: timeoutForm,
-                    found: "-9223372036854775809, which is out of range"),
+            M.field(
+                "timeoutInSeconds", "99999999999999999999", expected: timeoutForm,
+                found: "99999999999999999999, which is out of range"),
+            M.field(
+                "timeoutInSeconds", "-9223372036854775809", expected: timeoutForm,
+                found: "-9223372036854775809, which is out of range"),
         ]
         // Retries
         for key in ["preScriptNoOfRetries", "postScriptNoOfRetries"] {
@@ -116,8 +123,9 @@ struct ScriptConfigTests {
                 M.field(key, "null", expected: retriesForm, found: "null"),
                 M.field(key, "false", expected: retriesForm, found: "boolean false"),
                 M.field(key, "-1", expected: retriesForm, found: "-1, which is out of range"),
-                M.field(key, "9223372036854775808", expected: retriesForm,
-                        found: "9223372036854775808, which is out of range"),
+                M.field(
+                    key, "9223372036854775808", expected: retriesForm,
+                    found: "9223372036854775808, which is out of range"),
             ]
         }
         // Booleans
@@ -151,16 +159,21 @@ struct ScriptConfigTests {
                 M.field(key, "true", expected: paramsForm, found: "boolean true"),
             ]
             cases += [
-                Malformed("\(key) = [null]", document(setting: key, to: "[null]"),
-                          ["\(key)[0]: ", "expected \(paramForm)", "found null"]),
-                Malformed("\(key) = [\"a\", true]", document(setting: key, to: #"["a", true]"#),
-                          ["\(key)[1]: ", "expected \(paramForm)", "found boolean true"]),
-                Malformed("\(key) = [\"a\", \"b\", {}]", document(setting: key, to: #"["a", "b", {}]"#),
-                          ["\(key)[2]: ", "expected \(paramForm)", "found an object"]),
-                Malformed("\(key) = [[\"a\"]]", document(setting: key, to: #"[["a"]]"#),
-                          ["\(key)[0]: ", "expected \(paramForm)", "found an array"]),
-                Malformed("\(key) = [\"a\\u0000b\"]", document(setting: key, to: #"["a\u0000b"]"#),
-                          ["\(key)[0]: ", "expected a string without NUL characters", "found string"]),
+                Malformed(
+                    "\(key) = [null]", document(setting: key, to: "[null]"),
+                    ["\(key)[0]: ", "expected \(paramForm)", "found null"]),
+                Malformed(
+                    "\(key) = [\"a\", true]", document(setting: key, to: #"["a", true]"#),
+                    ["\(key)[1]: ", "expected \(paramForm)", "found boolean true"]),
+                Malformed(
+                    "\(key) = [\"a\", \"b\", {}]", document(setting: key, to: #"["a", "b", {}]"#),
+                    ["\(key)[2]: ", "expected \(paramForm)", "found an object"]),
+                Malformed(
+                    "\(key) = [[\"a\"]]", document(setting: key, to: #"[["a"]]"#),
+                    ["\(key)[0]: ", "expected \(paramForm)", "found an array"]),
+                Malformed(
+                    "\(key) = [\"a\\u0000b\"]", document(setting: key, to: #"["a\u0000b"]"#),
+                    ["\(key)[0]: ", "expected a string without NUL characters", "found string"]),
             ]
         }
         // Locations
@@ -171,25 +184,38 @@ struct ScriptConfigTests {
                 M.field(key, "null", expected: pathForm, found: "null"),
                 M.field(key, "true", expected: pathForm, found: "boolean true"),
                 M.field(key, #"["/etc/azure/script.sh"]"#, expected: pathForm, found: "an array"),
-                M.field(key, #""/etc/azure/pre\u0000.sh""#, expected: "\(pathForm) without NUL characters",
-                        found: "string"),
+                M.field(
+                    key, #""/etc/azure/pre\u0000.sh""#, expected: "\(pathForm) without NUL characters",
+                    found: "string"),
             ]
         }
         let longPath = "/" + String(repeating: "a", count: 4095)
-        cases.append(Malformed("preScriptLocation 4096 bytes long",
-                               document(setting: "preScriptLocation", to: "\"\(longPath)\""),
-                               ["preScriptLocation: ", "longer than 4095 bytes"]))
+        cases.append(
+            Malformed(
+                "preScriptLocation 4096 bytes long",
+                document(setting: "preScriptLocation", to: "\"\(longPath)\""),
+                ["preScriptLocation: ", "longer than 4095 bytes"]))
         // Keys are case-sensitive: the wrong case is an unknown key, the real one is still missing.
-        cases.append(Malformed("PreScriptLocation (wrong case)",
-                               document(removing: ["preScriptLocation"],
-                                        adding: [("PreScriptLocation", #""/etc/azure/prescript.sh""#)]),
-                               ["preScriptLocation: required", "expected \(pathForm)",
-                                #"found "PreScriptLocation""#, #"did you mean "preScriptLocation"?"#]))
-        cases.append(Malformed("POSTSCRIPTLOCATION (wrong case)",
-                               document(removing: ["postScriptLocation"],
-                                        adding: [("POSTSCRIPTLOCATION", #""/etc/azure/postscript.sh""#)]),
-                               ["postScriptLocation: required", "expected \(pathForm)",
-                                #"did you mean "postScriptLocation"?"#]))
+        cases.append(
+            Malformed(
+                "PreScriptLocation (wrong case)",
+                document(
+                    removing: ["preScriptLocation"],
+                    adding: [("PreScriptLocation", #""/etc/azure/prescript.sh""#)]),
+                [
+                    "preScriptLocation: required", "expected \(pathForm)",
+                    #"found "PreScriptLocation""#, #"did you mean "preScriptLocation"?"#,
+                ]))
+        cases.append(
+            Malformed(
+                "POSTSCRIPTLOCATION (wrong case)",
+                document(
+                    removing: ["postScriptLocation"],
+                    adding: [("POSTSCRIPTLOCATION", #""/etc/azure/postscript.sh""#)]),
+                [
+                    "postScriptLocation: required", "expected \(pathForm)",
+                    #"did you mean "postScriptLocation"?"#,
+                ]))
         // pluginName is a label, but still a string.
         cases += [
             M.field("pluginName", "5", expected: "a string", found: "integer 5"),
@@ -200,11 +226,13 @@ struct ScriptConfigTests {
         // The top level.
         let topLevel = "the top level must be a JSON object, found "
         cases += [
-            Malformed("top level: array", #"[{"preScriptLocation": "/a", "postScriptLocation": "/b"}]"#,
-                      [topLevel + "an array"]),
+            Malformed(
+                "top level: array", #"[{"preScriptLocation": "/a", "postScriptLocation": "/b"}]"#,
+                [topLevel + "an array"]),
             Malformed("top level: empty array", "[]", [topLevel + "an array"]),
-            Malformed("top level: string", #""/etc/azure/prescript.sh""#,
-                      [topLevel + #"string "/etc/azure/prescript.sh""#]),
+            Malformed(
+                "top level: string", #""/etc/azure/prescript.sh""#,
+                [topLevel + #"string "/etc/azure/prescript.sh""#]),
             Malformed("top level: number", "42", [topLevel + "integer 42"]),
             Malformed("top level: float", "4.2", [topLevel + "number 4.2"]),
             Malformed("top level: null", "null", [topLevel + "null"]),
@@ -217,73 +245,108 @@ struct ScriptConfigTests {
             M.syntax("empty file", "", "the document is empty"),
             M.syntax("whitespace only", " \n\t\r\n  ", "the document is empty"),
             M.syntax("newline only", "\n", "the document is empty"),
-            M.syntax("byte-order mark", bytes: [0xEF, 0xBB, 0xBF] + Array(valid.utf8),
-                     "byte-order mark", "save it without one"),
-            M.syntax("invalid UTF-8 (Latin-1 é)",
-                     bytes: Array(#"{"pluginName": "Scr"#.utf8) + [0xE9] + Array(#"ipt", "#.utf8)
-                         + Array(valid.utf8.dropFirst()),
-                     "not valid UTF-8"),
-            M.syntax("invalid UTF-8 (truncated sequence at the end)", bytes: Array(valid.utf8) + [0xE2, 0x82],
-                     "not valid UTF-8"),
+            M.syntax(
+                "byte-order mark", bytes: [0xEF, 0xBB, 0xBF] + Array(valid.utf8),
+                "byte-order mark", "save it without one"),
+            M.syntax(
+                "invalid UTF-8 (Latin-1 é)",
+                bytes: Array(#"{"pluginName": "Scr"#.utf8) + [0xE9] + Array(#"ipt", "#.utf8)
+                    + Array(valid.utf8.dropFirst()),
+                "not valid UTF-8"),
+            M.syntax(
+                "invalid UTF-8 (truncated sequence at the end)", bytes: Array(valid.utf8) + [0xE2, 0x82],
+                "not valid UTF-8"),
             M.syntax("UTF-16", bytes: [0xFF, 0xFE] + Array(valid.utf8).flatMap { [$0, 0] }, "not valid UTF-8"),
-            M.syntax("duplicate key", document(adding: [("timeoutInSeconds", "60")]),
-                     "line 12, column 5", #"duplicate key "timeoutInSeconds""#),
-            M.syntax("duplicate location", document(adding: [("preScriptLocation", #""/tmp/evil.sh""#)]),
-                     #"duplicate key "preScriptLocation""#),
-            M.syntax("trailing comma in the object", valid.replacingFirst("true\n}", with: "true,\n}"),
-                     "trailing comma before }"),
-            M.syntax("trailing comma in params", document(setting: "preScriptParams", to: #"["a", "b",]"#),
-                     "trailing comma before ]"),
-            M.syntax("line comment", "// Azure backup config\n" + valid, "line 1, column 1", "unexpected character '/'"),
-            M.syntax("comment after a member",
-                     valid.replacingFirst(#""ScriptRunner","#, with: #""ScriptRunner", // label"#),
-                     "line 2", "expected a quoted key"),
+            M.syntax(
+                "duplicate key", document(adding: [("timeoutInSeconds", "60")]),
+                "line 12, column 5", #"duplicate key "timeoutInSeconds""#),
+            M.syntax(
+                "duplicate location", document(adding: [("preScriptLocation", #""/tmp/evil.sh""#)]),
+                #"duplicate key "preScriptLocation""#),
+            M.syntax(
+                "trailing comma in the object", valid.replacingFirst("true\n}", with: "true,\n}"),
+                "trailing comma before }"),
+            M.syntax(
+                "trailing comma in params", document(setting: "preScriptParams", to: #"["a", "b",]"#),
+                "trailing comma before ]"),
+            M.syntax(
+                "line comment", "// Azure backup config\n" + valid, "line 1, column 1", "unexpected character '/'"),
+            M.syntax(
+                "comment after a member",
+                valid.replacingFirst(#""ScriptRunner","#, with: #""ScriptRunner", // label"#),
+                "line 2", "expected a quoted key"),
             M.syntax("block comment", valid.replacingFirst("{", with: "{ /* config */"), "expected a quoted key"),
             M.syntax("hash comment", "# config\n" + valid, "unexpected character '#'"),
-            M.syntax("single-quoted value", document(setting: "pluginName", to: "'ScriptRunner'"),
-                     "unexpected character"),
-            M.syntax("single-quoted key", valid.replacingFirst(#""pluginName""#, with: "'pluginName'"),
-                     "expected a quoted key"),
-            M.syntax("unquoted key", valid.replacingFirst(#""pluginName""#, with: "pluginName"),
-                     "expected a quoted key"),
-            M.syntax("unterminated string", #"{"preScriptLocation": "/etc/azure/prescript.sh}"#,
-                     "unterminated string"),
-            M.syntax("unterminated string at a newline",
-                     valid.replacingFirst(#""/etc/azure/prescript.sh""#, with: #""/etc/azure/prescript.sh"#),
-                     "control character 0xa"),
+            M.syntax(
+                "single-quoted value", document(setting: "pluginName", to: "'ScriptRunner'"),
+                "unexpected character"),
+            M.syntax(
+                "single-quoted key", valid.replacingFirst(#""pluginName""#, with: "'pluginName'"),
+                "expected a quoted key"),
+            M.syntax(
+                "unquoted key", valid.replacingFirst(#""pluginName""#, with: "pluginName"),
+                "expected a quoted key"),
+            M.syntax(
+                "unterminated string", #"{"preScriptLocation": "/etc/azure/prescript.sh}"#,
+                "unterminated string"),
+            M.syntax(
+                "unterminated string at a newline",
+                valid.replacingFirst(#""/etc/azure/prescript.sh""#, with: #""/etc/azure/prescript.sh"#),
+                "control character 0xa"),
             M.syntax("missing closing brace", String(valid.dropLast(2)), "expected , or }"),
-            M.syntax("missing comma", valid.replacingFirst(#""ScriptRunner","#, with: #""ScriptRunner""#),
-                     #"expected , or } after the value of "pluginName""#),
-            M.syntax("missing colon", valid.replacingFirst(#""pluginName" :"#, with: #""pluginName""#),
-                     #"expected : after the key "pluginName""#),
-            M.syntax("leading zero in timeoutInSeconds", document(setting: "timeoutInSeconds", to: "030"),
-                     "leading zeros"),
-            M.syntax("leading zeros in retries", document(setting: "preScriptNoOfRetries", to: "00"),
-                     "leading zeros"),
+            M.syntax(
+                "missing comma", valid.replacingFirst(#""ScriptRunner","#, with: #""ScriptRunner""#),
+                #"expected , or } after the value of "pluginName""#),
+            M.syntax(
+                "missing colon", valid.replacingFirst(#""pluginName" :"#, with: #""pluginName""#),
+                #"expected : after the key "pluginName""#),
+            M.syntax(
+                "leading zero in timeoutInSeconds", document(setting: "timeoutInSeconds", to: "030"),
+                "leading zeros"),
+            M.syntax(
+                "leading zeros in retries", document(setting: "preScriptNoOfRetries", to: "00"),
+                "leading zeros"),
             M.syntax("plus sign", document(setting: "timeoutInSeconds", to: "+30"), "unexpected character '+'"),
-            M.syntax("hexadecimal", document(setting: "timeoutInSeconds", to: "0x1E"),
-                     #"expected , or } after the value of "timeoutInSeconds""#),
+            M.syntax(
+                "hexadecimal", document(setting: "timeoutInSeconds", to: "0x1E"),
+                #"expected , or } after the value of "timeoutInSeconds""#),
             M.syntax("NaN", document(setting: "timeoutInSeconds", to: "NaN"), "unexpected character 'N'"),
             M.syntax("Infinity", document(setting: "timeoutInSeconds", to: "Infinity"), "unexpected character 'I'"),
             M.syntax("Python True", document(setting: "fsFreezeEnabled", to: "True"), "unexpected character 'T'"),
-            M.syntax("deep nesting", document(adding: [("extra", String(repeating: "[", count: 200)
-                                                            + String(repeating: "]", count: 200))]),
-                     "nested deeper than 64 levels"),
+            M.syntax(
+                "deep nesting",
+                document(adding: [
+                    (
+                        "extra",
+                        String(repeating: "[", count: 200)
+                            + String(repeating: "]", count: 200)
+                    )
+                ]),
+                "nested deeper than 64 levels"),
             M.syntax("trailing garbage after the object", valid + "x", "unexpected text after the JSON value"),
             M.syntax("second object after the object", valid + valid, "unexpected text after the JSON value"),
             M.syntax("NUL after the object", bytes: Array(valid.utf8) + [0], "unexpected text after the JSON value"),
-            M.syntax("lone high surrogate", document(setting: "preScriptParams", to: #"["\uD83D"]"#),
-                     "lone high surrogate"),
-            M.syntax("high surrogate without a low one", document(setting: "pluginName", to: #""\uD83D\u0041""#),
-                     "invalid low surrogate"),
+            M.syntax(
+                "lone high surrogate", document(setting: "preScriptParams", to: #"["\uD83D"]"#),
+                "lone high surrogate"),
+            M.syntax(
+                "high surrogate without a low one", document(setting: "pluginName", to: #""\uD83D\u0041""#),
+                "invalid low surrogate"),
             M.syntax("lone low surrogate", document(setting: "pluginName", to: #""\uDE00""#), "lone low surrogate"),
-            M.syntax("raw tab in a string", document(setting: "pluginName", to: "\"Script\tRunner\""),
-                     "control character 0x9", "escape it"),
-            M.syntax("raw NUL in a path", bytes: Array(document(setting: "preScriptLocation",
-                                                                 to: "\"/etc/azure/pre\u{0}.sh\"").utf8),
-                     "control character 0x0"),
-            M.syntax("raw escape character in a param", document(setting: "postScriptParams", to: "[\"\u{1B}[0m\"]"),
-                     "control character 0x1b"),
+            M.syntax(
+                "raw tab in a string", document(setting: "pluginName", to: "\"Script\tRunner\""),
+                "control character 0x9", "escape it"),
+            M.syntax(
+                "raw NUL in a path",
+                bytes: Array(
+                    document(
+                        setting: "preScriptLocation",
+                        to: "\"/etc/azure/pre\u{0}.sh\""
+                    ).utf8),
+                "control character 0x0"),
+            M.syntax(
+                "raw escape character in a param", document(setting: "postScriptParams", to: "[\"\u{1B}[0m\"]"),
+                "control character 0x1b"),
             M.syntax("invalid escape", document(setting: "pluginName", to: #""Script\xRunner""#), "invalid escape"),
         ]
         return cases
@@ -315,7 +378,9 @@ struct ScriptConfigTests {
     /// a DB2 template's unexpanded `@BINDIR@/…`, an empty sample, a relative path. The config
     /// itself is valid — its continueBackupOnFailure holds — and the checks report the script
     /// as not found.
-    @Test(arguments: ["@BINDIR@/db2_pre.sh", "", "scripts/pre.sh", "./script.sh", "~/script.sh", " /etc/azure/script.sh"])
+    @Test(arguments: [
+        "@BINDIR@/db2_pre.sh", "", "scripts/pre.sh", "./script.sh", "~/script.sh", " /etc/azure/script.sh",
+    ])
     func aLocationThatIsNotAnAbsolutePathIsKeptForTheChecks(location: String) throws {
         let text = Self.document(setting: "preScriptLocation", to: "\"\(location)\"")
             .replacingFirst(#""continueBackupOnFailure" : true"#, with: #""continueBackupOnFailure" : false"#)
@@ -342,26 +407,28 @@ struct ScriptConfigTests {
         // Microsoft's sample VMSnapshotScriptPluginConfig.json with the two paths filled in,
         // formatted as in the documentation.
         let sample = """
-        {
-            "pluginName" : "ScriptRunner",
-            "preScriptLocation" : "/etc/azure/prescript.sh",
-            "postScriptLocation" : "/etc/azure/postscript.sh",
-            "preScriptParams" : ["", ""],
-            "postScriptParams" : ["", ""],
-            "preScriptNoOfRetries" : 0,
-            "postScriptNoOfRetries" : 0,
-            "timeoutInSeconds" : 30,
-            "continueBackupOnFailure" : true,
-            "fsFreezeEnabled" : true
-        }
-        """
+            {
+                "pluginName" : "ScriptRunner",
+                "preScriptLocation" : "/etc/azure/prescript.sh",
+                "postScriptLocation" : "/etc/azure/postscript.sh",
+                "preScriptParams" : ["", ""],
+                "postScriptParams" : ["", ""],
+                "preScriptNoOfRetries" : 0,
+                "postScriptNoOfRetries" : 0,
+                "timeoutInSeconds" : 30,
+                "continueBackupOnFailure" : true,
+                "fsFreezeEnabled" : true
+            }
+            """
         let (config, warnings) = try Self.parse(sample)
         #expect(warnings.isEmpty)
-        #expect(config == ScriptConfig(
-            pluginName: "ScriptRunner",
-            preScript: .init(location: "/etc/azure/prescript.sh", params: ["", ""], retries: 0),
-            postScript: .init(location: "/etc/azure/postscript.sh", params: ["", ""], retries: 0),
-            timeoutSeconds: 30, continueBackupOnFailure: true, fsFreezeEnabled: true, pollSeconds: 3))
+        #expect(
+            config
+                == ScriptConfig(
+                    pluginName: "ScriptRunner",
+                    preScript: .init(location: "/etc/azure/prescript.sh", params: ["", ""], retries: 0),
+                    postScript: .init(location: "/etc/azure/postscript.sh", params: ["", ""], retries: 0),
+                    timeoutSeconds: 30, continueBackupOnFailure: true, fsFreezeEnabled: true, pollSeconds: 3))
 
         // The same file saved on Windows (CRLF, tabs) and with the poll key some versions document.
         let windows = sample.split(separator: "\n").joined(separator: "\r\n")
@@ -389,16 +456,18 @@ struct ScriptConfigTests {
     }
 
     @Test func numbersInParamsAreKeptAsWritten() throws {
-        let (config, warnings) = try Self.parse(Self.document(
-            setting: "preScriptParams", to: #"[5, 1.5, "x", -2, 1e3, 0, 60.0, "a b", "--flag=1"]"#))
+        let (config, warnings) = try Self.parse(
+            Self.document(
+                setting: "preScriptParams", to: #"[5, 1.5, "x", -2, 1e3, 0, 60.0, "a b", "--flag=1"]"#))
         #expect(warnings.isEmpty)
         #expect(config.preScript.params == ["5", "1.5", "x", "-2", "1e3", "0", "60.0", "a b", "--flag=1"])
         #expect(config.postScript.params == ["", ""])
     }
 
     @Test func paramsKeepUnicodeAndEscapes() throws {
-        let (config, _) = try Self.parse(Self.document(
-            setting: "postScriptParams", to: #"["caf\u00e9", "😀", "tab\there", "quote\"d", "$(rm -rf /)", "*"]"#))
+        let (config, _) = try Self.parse(
+            Self.document(
+                setting: "postScriptParams", to: #"["caf\u00e9", "😀", "tab\there", "quote\"d", "$(rm -rf /)", "*"]"#))
         #expect(config.postScript.params == ["café", "😀", "tab\there", "quote\"d", "$(rm -rf /)", "*"])
     }
 
@@ -430,8 +499,9 @@ struct ScriptConfigTests {
 
     @Test(arguments: [0, 1, 3, 9])
     func retriesAreKept(retries: Int) throws {
-        let (config, warnings) = try Self.parse(Self.document(setting: "preScriptNoOfRetries", to: "\(retries)")
-            .replacingFirst(#""postScriptNoOfRetries" : 0"#, with: #""postScriptNoOfRetries" : \#(retries + 1)"#))
+        let (config, warnings) = try Self.parse(
+            Self.document(setting: "preScriptNoOfRetries", to: "\(retries)")
+                .replacingFirst(#""postScriptNoOfRetries" : 0"#, with: #""postScriptNoOfRetries" : \#(retries + 1)"#))
         #expect(config.preScript.retries == retries)
         #expect(config.postScript.retries == retries + 1)
         #expect(warnings.isEmpty)
@@ -441,8 +511,9 @@ struct ScriptConfigTests {
     /// report past what could be read back. More than 10 are capped, with a warning.
     @Test(arguments: [11, 1_000, 2_147_483_647])
     func retriesOverTheLimitAreCappedWithAWarning(written: Int) throws {
-        let (config, warnings) = try Self.parse(Self.document(setting: "preScriptNoOfRetries", to: "\(written)")
-            .replacingFirst(#""postScriptNoOfRetries" : 0"#, with: #""postScriptNoOfRetries" : \#(written)"#))
+        let (config, warnings) = try Self.parse(
+            Self.document(setting: "preScriptNoOfRetries", to: "\(written)")
+                .replacingFirst(#""postScriptNoOfRetries" : 0"#, with: #""postScriptNoOfRetries" : \#(written)"#))
         #expect(config.preScript.retries == ScriptConfig.maximumRetries && config.postScript.retries == 10)
         #expect(warnings.count == 2)
         #expect(warnings.allSatisfy { $0.contains("\(written)") && $0.contains("10 is used") })
@@ -450,7 +521,8 @@ struct ScriptConfigTests {
 
     @Test(arguments: 1...5)
     func pollSecondsFromOneToFiveAreAccepted(seconds: Int) throws {
-        let (config, warnings) = try Self.parse(Self.document(setting: "ScriptsExecutionPollTimeSeconds", to: "\(seconds)"))
+        let (config, warnings) = try Self.parse(
+            Self.document(setting: "ScriptsExecutionPollTimeSeconds", to: "\(seconds)"))
         #expect(config.pollSeconds == seconds)
         #expect(warnings.isEmpty)
     }
@@ -481,27 +553,31 @@ struct ScriptConfigTests {
     }
 
     @Test func unknownKeysBecomeWarnings() throws {
-        let (config, warnings) = try Self.parse(Self.document(adding: [
-            ("comment", #""taken by the backup team""#),
-            ("scriptsExecutionPollTimeSeconds", "3"),
-            ("extra", #"{"nested": [1, 2, null]}"#),
-        ]))
+        let (config, warnings) = try Self.parse(
+            Self.document(adding: [
+                ("comment", #""taken by the backup team""#),
+                ("scriptsExecutionPollTimeSeconds", "3"),
+                ("extra", #"{"nested": [1, 2, null]}"#),
+            ]))
         #expect(config.timeoutSeconds == 30)
         #expect(config.pollSeconds == 3)
         #expect(warnings.count == 3)
         #expect(warnings.contains(#"unknown key "comment" is ignored"#))
         #expect(warnings.contains(#"unknown key "extra" is ignored"#))
-        #expect(warnings.contains(
-            #"unknown key "scriptsExecutionPollTimeSeconds" is ignored (did you mean "ScriptsExecutionPollTimeSeconds"?)"#))
+        #expect(
+            warnings.contains(
+                #"unknown key "scriptsExecutionPollTimeSeconds" is ignored (did you mean "ScriptsExecutionPollTimeSeconds"?)"#
+            ))
     }
 
     @Test func wrongCaseKeyGetsADidYouMeanWarningAndIsNotUsed() throws {
         // The wrong-case key is not read: the value of the real key (or its default) counts.
-        let (config, warnings) = try Self.parse(Self.document(adding: [
-            ("PreScriptLocation", #""/somewhere/else.sh""#),
-            ("TimeoutInSeconds", "600"),
-            ("FSFreezeEnabled", "false"),
-        ]))
+        let (config, warnings) = try Self.parse(
+            Self.document(adding: [
+                ("PreScriptLocation", #""/somewhere/else.sh""#),
+                ("TimeoutInSeconds", "600"),
+                ("FSFreezeEnabled", "false"),
+            ]))
         #expect(config.preScript.location == "/etc/azure/prescript.sh")
         #expect(config.timeoutSeconds == 30)
         #expect(config.fsFreezeEnabled == true)
@@ -511,13 +587,16 @@ struct ScriptConfigTests {
     }
 
     @Test func wrongCaseRequiredKeyStillFailsAsMissing() {
-        let text = Self.document(removing: ["preScriptLocation"],
-                                 adding: [("PreScriptLocation", #""/etc/azure/prescript.sh""#)])
+        let text = Self.document(
+            removing: ["preScriptLocation"],
+            adding: [("PreScriptLocation", #""/etc/azure/prescript.sh""#)])
         let error = #expect(throws: HostError.self) {
             _ = try Self.parse(text)
         }
         #expect(error?.code == .incorrectJSONConfigFile)
-        #expect(error?.message.hasPrefix(ErrorCode.incorrectJSONConfigFile.azureMessage! + " preScriptLocation: required") == true)
+        #expect(
+            error?.message.hasPrefix(ErrorCode.incorrectJSONConfigFile.azureMessage! + " preScriptLocation: required")
+                == true)
         // The warning is lost with the failure, so the error itself points at the wrong case.
         #expect(error?.message.contains(#"did you mean "preScriptLocation"?"#) == true)
         #expect(error?.message.contains(#""PreScriptLocation""#) == true)
@@ -525,14 +604,17 @@ struct ScriptConfigTests {
 
     @Test func unknownKeyWarningsFollowTheFileOrder() throws {
         let (_, warnings) = try Self.parse(Self.document(adding: [("zeta", "1"), ("alpha", "2"), ("mid", "3")]))
-        #expect(warnings == [
-            #"unknown key "zeta" is ignored"#, #"unknown key "alpha" is ignored"#, #"unknown key "mid" is ignored"#,
-        ])
+        #expect(
+            warnings == [
+                #"unknown key "zeta" is ignored"#, #"unknown key "alpha" is ignored"#, #"unknown key "mid" is ignored"#,
+            ])
     }
 
     @Test func cappedTimeoutAndUnknownKeysWarnTogether() throws {
-        let (config, warnings) = try Self.parse(Self.document(setting: "timeoutInSeconds", to: "7200",
-                                                              adding: [("note", "null")]))
+        let (config, warnings) = try Self.parse(
+            Self.document(
+                setting: "timeoutInSeconds", to: "7200",
+                adding: [("note", "null")]))
         #expect(config.timeoutSeconds == 1800)
         #expect(warnings.count == 2)
         #expect(warnings.contains { $0.contains("7200") && $0.contains("1800") })
@@ -540,11 +622,12 @@ struct ScriptConfigTests {
     }
 
     @Test func knownKeysAreExactlyAzures() {
-        #expect(ScriptConfig.knownKeys == [
-            "pluginName", "preScriptLocation", "postScriptLocation", "preScriptParams", "postScriptParams",
-            "preScriptNoOfRetries", "postScriptNoOfRetries", "timeoutInSeconds", "continueBackupOnFailure",
-            "fsFreezeEnabled", "ScriptsExecutionPollTimeSeconds",
-        ])
+        #expect(
+            ScriptConfig.knownKeys == [
+                "pluginName", "preScriptLocation", "postScriptLocation", "preScriptParams", "postScriptParams",
+                "preScriptNoOfRetries", "postScriptNoOfRetries", "timeoutInSeconds", "continueBackupOnFailure",
+                "fsFreezeEnabled", "ScriptsExecutionPollTimeSeconds",
+            ])
         #expect(ScriptConfig.defaultPath == "/etc/azure/VMSnapshotScriptPluginConfig.json")
     }
 

@@ -1,7 +1,8 @@
 import Glibc
-import Testing
-@testable import PluginHost
 import PluginHostSupport
+import Testing
+
+@testable import PluginHost
 
 /// A temporary directory with executable scripts in it.
 final class ScriptDirectory {
@@ -29,7 +30,8 @@ final class ScriptDirectory {
 
     func read(_ name: String) -> String {
         guard let file = try? FileDescriptor.open("\(path)/\(name)", O_RDONLY),
-              let bytes = try? file.readAll(limit: 1 << 20) else { return "" }
+            let bytes = try? file.readAll(limit: 1 << 20)
+        else { return "" }
         return String(decoding: bytes, as: UTF8.self)
     }
 }
@@ -37,8 +39,12 @@ final class ScriptDirectory {
 /// Runs a command to completion (for test set-up).
 @discardableResult
 func run(_ argv: [String]) -> Int32 {
-    guard let child = try? ChildProcess(spawning: Command(executable: argv[0], arguments: Array(argv.dropFirst()),
-                                                          environment: ["PATH": ScriptRunner.searchPath])) else { return -1 }
+    guard
+        let child = try? ChildProcess(
+            spawning: Command(
+                executable: argv[0], arguments: Array(argv.dropFirst()),
+                environment: ["PATH": ScriptRunner.searchPath]))
+    else { return -1 }
     if case .exited(.exited(let status)) = child.wait() { return status }
     return -1
 }
@@ -46,7 +52,8 @@ func run(_ argv: [String]) -> Int32 {
 func processExists(_ pid: Int32) -> Bool {
     // A zombie is as good as gone; only a live process counts.
     guard let file = try? FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY),
-          let bytes = try? file.readAll(limit: 4096) else { return false }
+        let bytes = try? file.readAll(limit: 4096)
+    else { return false }
     let text = String(decoding: bytes, as: UTF8.self)
     guard let close = text.lastIndex(of: ")") else { return false }
     let state = text[text.index(close, offsetBy: 2)]
@@ -62,12 +69,16 @@ struct ScriptRunnerTests {
         return runner
     }()
 
-    func run(_ path: String, arguments: [String] = [], retries: Int = 0, timeout: Int = 20,
-             phase: ScriptPhase = .pre, interrupt: Int32? = nil) -> ScriptRun {
-        runner.run(phase: phase, path: path, arguments: arguments, retries: retries, timeoutSeconds: timeout,
-                   environment: ScriptRunner.environment(phase: phase, operationID: "op-1",
-                                                         result: phase == .post ? OperationOutcome(snapshotTaken: true, consistency: .filesystem) : nil),
-                   operationStart: Monotonic.now(), interrupt: interrupt)
+    func run(
+        _ path: String, arguments: [String] = [], retries: Int = 0, timeout: Int = 20,
+        phase: ScriptPhase = .pre, interrupt: Int32? = nil
+    ) -> ScriptRun {
+        runner.run(
+            phase: phase, path: path, arguments: arguments, retries: retries, timeoutSeconds: timeout,
+            environment: ScriptRunner.environment(
+                phase: phase, operationID: "op-1",
+                result: phase == .post ? OperationOutcome(snapshotTaken: true, consistency: .filesystem) : nil),
+            operationStart: Monotonic.now(), interrupt: interrupt)
     }
 
     @Test func argumentsAreSeparateAndEmptyOnesSurvive() {
@@ -80,14 +91,15 @@ struct ScriptRunnerTests {
     @Test func environmentIsMinimalAndCarriesThePhase() {
         let script = directory.script("env.sh", "#!/bin/sh\nenv | LC_ALL=C sort\n")
         let pre = run(script)
-        #expect(pre.attempts.first?.stdoutTail == """
-            LANG=C
-            PATH=\(ScriptRunner.searchPath)
-            PLUGINHOST_OPERATION_ID=op-1
-            PLUGINHOST_PHASE=pre
-            PWD=/
+        #expect(
+            pre.attempts.first?.stdoutTail == """
+                LANG=C
+                PATH=\(ScriptRunner.searchPath)
+                PLUGINHOST_OPERATION_ID=op-1
+                PLUGINHOST_PHASE=pre
+                PWD=/
 
-            """)
+                """)
         let post = run(script, phase: .post)
         let text = post.attempts.first?.stdoutTail ?? ""
         #expect(text.contains("PLUGINHOST_PHASE=post\n"))
@@ -96,7 +108,10 @@ struct ScriptRunnerTests {
     }
 
     @Test func shebangIsHonouredAndCwdIsRootAndStdinIsEmpty() {
-        let script = directory.script("shebang", "#!/usr/bin/env perl\nprint \"perl \", `pwd`; my $in = <STDIN>; print defined($in) ? \"input\" : \"eof\";\n")
+        let script = directory.script(
+            "shebang",
+            "#!/usr/bin/env perl\nprint \"perl \", `pwd`; my $in = <STDIN>; print defined($in) ? \"input\" : \"eof\";\n"
+        )
         let result = run(script)
         #expect(result.outcome == .succeeded)
         #expect(result.attempts.first?.stdoutTail == "perl /\neof")
@@ -118,8 +133,9 @@ struct ScriptRunnerTests {
     @Test func noRetryStartsPastTheOperationsTimeLimit() {
         let counter = "\(directory.path)/count"
         let script = directory.script("fail.sh", "#!/bin/sh\necho run >> \(counter)\nexit 1\n")
-        let result = runner.run(phase: .post, path: script, arguments: [], retries: 10, timeoutSeconds: 20,
-                                environment: [:], operationStart: Monotonic.now(), retryUntil: Monotonic.now())
+        let result = runner.run(
+            phase: .post, path: script, arguments: [], retries: 10, timeoutSeconds: 20,
+            environment: [:], operationStart: Monotonic.now(), retryUntil: Monotonic.now())
         #expect(result.attempts.count == 1, "the first attempt always runs (a post-script undoes the pre-script)")
         #expect(directory.read("count") == "run\n")
         #expect(result.timeLimitReached == true)
@@ -130,9 +146,10 @@ struct ScriptRunnerTests {
     /// …and an attempt still running when it comes is stopped, as a timeout.
     @Test func anAttemptRunningAtTheOperationsTimeLimitIsStopped() {
         let script = directory.script("slow.sh", "#!/bin/sh\nexec sleep 30\n")
-        let result = runner.run(phase: .pre, path: script, arguments: [], retries: 3, timeoutSeconds: 60,
-                                environment: [:], operationStart: Monotonic.now(),
-                                retryUntil: Monotonic.now() + 300_000_000, stopAt: Monotonic.now() + 300_000_000)
+        let result = runner.run(
+            phase: .pre, path: script, arguments: [], retries: 3, timeoutSeconds: 60,
+            environment: [:], operationStart: Monotonic.now(),
+            retryUntil: Monotonic.now() + 300_000_000, stopAt: Monotonic.now() + 300_000_000)
         #expect(result.outcome == .timedOut)
         #expect(result.attempts.count == 1 && result.attempts[0].timedOut)
         #expect(result.timeLimitReached == true)
@@ -142,7 +159,8 @@ struct ScriptRunnerTests {
 
     @Test func retriesStopAtTheFirstSuccess() {
         let marker = "\(directory.path)/marker"
-        let script = directory.script("flaky.sh", "#!/bin/sh\nif [ -e \(marker) ]; then exit 0; fi\ntouch \(marker)\nexit 1\n")
+        let script = directory.script(
+            "flaky.sh", "#!/bin/sh\nif [ -e \(marker) ]; then exit 0; fi\ntouch \(marker)\nexit 1\n")
         let result = run(script, retries: 5)
         #expect(result.outcome == .succeeded)
         #expect(result.attempts.map(\.termination) == [.exited(1), .exited(0)])
@@ -187,7 +205,8 @@ struct ScriptRunnerTests {
     /// them through sh; so does pluginhost, shebang or not.
     @Test(arguments: [0o600, 0o400] as [mode_t])
     func aScriptWithoutTheOwnerExecuteBitRunsThroughTheShell(mode: mode_t) {
-        let script = directory.script("mode\(String(mode, radix: 8)).sh", "#!/bin/bash\necho \"via ${BASH_VERSION:-sh} $1\"\n")
+        let script = directory.script(
+            "mode\(String(mode, radix: 8)).sh", "#!/bin/bash\necho \"via ${BASH_VERSION:-sh} $1\"\n")
         chmod(script, mode)
         let result = run(script, arguments: ["x"])
         #expect(result.outcome == .succeeded)
@@ -215,7 +234,9 @@ struct ScriptRunnerTests {
     @Test func timeoutKillsTheWholeGroupAndEveryAttemptGetsItsOwnTimeout() throws {
         let pids = "\(directory.path)/pids"
         // The script leaves a grandchild that ignores SIGTERM, then hangs itself.
-        let script = directory.script("hang.sh", """
+        let script = directory.script(
+            "hang.sh",
+            """
             #!/bin/sh
             sh -c 'trap "" TERM; while :; do sleep 1; done' &
             echo $! >> \(pids)
@@ -241,7 +262,8 @@ struct ScriptRunnerTests {
     }
 
     @Test func chattyOutputIsDrainedAndOnlyTheTailKept() {
-        let script = directory.script("chatty.sh", "#!/bin/sh\nyes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | head -c 8000000\necho\necho end-of-output\n")
+        let script = directory.script(
+            "chatty.sh", "#!/bin/sh\nyes xxxxxxxxxxxxxxxxxxxxxxxxxxxxxxx | head -c 8000000\necho\necho end-of-output\n")
         let result = run(script)
         #expect(result.outcome == .succeeded)
         let tail = result.attempts.first?.stdoutTail ?? ""

@@ -3,33 +3,40 @@ import Testing
 
 @Suite("Group wire")
 struct GroupWireTests {
-    static let state = GroupMemberState(member: "db-1", operationID: "20261201T101010Z-0a1b2c", host: "vm1.example",
-                                        consistency: "application", state: "quiesced")
-    static let other = GroupMemberState(member: "web_2", operationID: "20261201T101011Z-ffffff", host: "ünï \"host\"",
-                                        consistency: "filesystem", state: "frozen")
+    static let state = GroupMemberState(
+        member: "db-1", operationID: "20261201T101010Z-0a1b2c", host: "vm1.example",
+        consistency: "application", state: "quiesced")
+    static let other = GroupMemberState(
+        member: "web_2", operationID: "20261201T101011Z-ffffff", host: "ünï \"host\"",
+        consistency: "filesystem", state: "frozen")
 
-    static let requests: [GroupRequest] = [
-        .join(GroupJoin(group: "orders", member: "db-1", members: 3, proposedOperationID: "20261201T101010Z-0a1b2c", state: state)),
-        .join(GroupJoin(group: "g", member: "m", members: 1, proposedOperationID: "x", state: other)),
-        .abort(reason: "PluginQuiesceFailed: lock wait timeout\nsecond line"),
-        .abort(reason: ""),
-        .leave(state: other),
-    ] + GroupStage.allCases.map { .arrive(stage: $0, state: state) }
+    static let requests: [GroupRequest] =
+        [
+            .join(
+                GroupJoin(
+                    group: "orders", member: "db-1", members: 3, proposedOperationID: "20261201T101010Z-0a1b2c",
+                    state: state)),
+            .join(GroupJoin(group: "g", member: "m", members: 1, proposedOperationID: "x", state: other)),
+            .abort(reason: "PluginQuiesceFailed: lock wait timeout\nsecond line"),
+            .abort(reason: ""),
+            .leave(state: other),
+        ] + GroupStage.allCases.map { .arrive(stage: $0, state: state) }
 
     @Test(arguments: requests) func requestRoundTrip(_ request: GroupRequest) {
         #expect(GroupWire.decodeRequest(GroupWire.encode(request)) == request)
     }
 
-    static let events: [GroupEvent] = [
-        .joined(operationID: "20261201T101010Z-0a1b2c", members: [state]),
-        .joined(operationID: "x", members: []),
-        .broken(.memberLost, member: "web_2", message: "the lease of web_2 expired"),
-        .broken(.unreachable, member: nil, message: "no etcd endpoint answered"),
-        .left(groupEnded: true, members: [state, other]),
-        .left(groupEnded: false, members: []),
-    ] + GroupRefusal.allCases.map { .refused($0, message: "refused: \($0.rawValue)") }
-      + GroupStage.allCases.map { .passed(stage: $0, members: [state, other]) }
-      + GroupBreak.allCases.map { .broken($0, member: "m", message: "") }
+    static let events: [GroupEvent] =
+        [
+            .joined(operationID: "20261201T101010Z-0a1b2c", members: [state]),
+            .joined(operationID: "x", members: []),
+            .broken(.memberLost, member: "web_2", message: "the lease of web_2 expired"),
+            .broken(.unreachable, member: nil, message: "no etcd endpoint answered"),
+            .left(groupEnded: true, members: [state, other]),
+            .left(groupEnded: false, members: []),
+        ] + GroupRefusal.allCases.map { .refused($0, message: "refused: \($0.rawValue)") }
+        + GroupStage.allCases.map { .passed(stage: $0, members: [state, other]) }
+        + GroupBreak.allCases.map { .broken($0, member: "m", message: "") }
 
     @Test(arguments: events) func eventRoundTrip(_ event: GroupEvent) {
         #expect(GroupWire.decodeEvent(GroupWire.encode(event)) == event)
@@ -52,7 +59,8 @@ struct GroupWireTests {
         #"{"op":"arrive","stage":"frozen"}"#,
         #"{"op":"arrive","stage":"frozen","state":{"member":"m"}}"#,
         #"{"op":"arrive","stage":"frozen","state":{"member":"m","operationID":"o","host":"h","consistency":"none","state":1}}"#,
-        #"{"op":"abort"}"#, #"{"op":"abort","reason":null}"#, #"{"op":"leave"}"#, #"{"msg":"left","groupEnded":true,"members":[]}"#,
+        #"{"op":"abort"}"#, #"{"op":"abort","reason":null}"#, #"{"op":"leave"}"#,
+        #"{"msg":"left","groupEnded":true,"members":[]}"#,
     ])
     func malformedRequestsAreRefused(_ text: String) {
         #expect(GroupWire.decodeRequest(Array(text.utf8)) == nil)
@@ -63,7 +71,8 @@ struct GroupWireTests {
         #"{"msg":"joined","operationID":"o"}"#, #"{"msg":"joined","operationID":"o","members":[{}]}"#,
         #"{"msg":"refused","reason":"tired","text":""}"#, #"{"msg":"refused","reason":"busy"}"#,
         #"{"msg":"passed","stage":"frozen","members":{}}"#, #"{"msg":"passed","stage":"done","members":[]}"#,
-        #"{"msg":"broken","reason":"member-lost","text":"x"}"#, #"{"msg":"broken","reason":"member-lost","member":"a/b","text":"x"}"#,
+        #"{"msg":"broken","reason":"member-lost","text":"x"}"#,
+        #"{"msg":"broken","reason":"member-lost","member":"a/b","text":"x"}"#,
         #"{"msg":"broken","reason":"lost","member":null,"text":"x"}"#,
         #"{"msg":"left","groupEnded":"yes","members":[]}"#, #"{"op":"leave","state":\#(goodState)}"#,
     ])
@@ -75,7 +84,9 @@ struct GroupWireTests {
         for name in ["orders", "db-1", "a.b_c", String(repeating: "x", count: 64), "20261201T101010Z-0a1b2c"] {
             #expect(GroupWire.isValidName(name))
         }
-        for name in ["", ".", "..", "a/b", "a b", "é", "*", String(repeating: "x", count: 65)] { #expect(!GroupWire.isValidName(name)) }
+        for name in ["", ".", "..", "a/b", "a b", "é", "*", String(repeating: "x", count: 65)] {
+            #expect(!GroupWire.isValidName(name))
+        }
     }
 
     @Test func stagesAreOrdered() {
@@ -92,8 +103,10 @@ struct GroupWireTests {
         #expect(try EtcdEndpoint.parse(expected.description).get() == expected)
     }
 
-    @Test(arguments: ["", "127.0.0.1:2379", "unix:///run/etcd.sock", "http://", "http://h", "http://h:0", "http://h:65536",
-                      "http://h:2379/v3", "http://user@h:2379", "http://h:2379?x=1", "http://[fd00::1]", "http://h_x:1", "ftp://h:1"])
+    @Test(arguments: [
+        "", "127.0.0.1:2379", "unix:///run/etcd.sock", "http://", "http://h", "http://h:0", "http://h:65536",
+        "http://h:2379/v3", "http://user@h:2379", "http://h:2379?x=1", "http://[fd00::1]", "http://h_x:1", "ftp://h:1",
+    ])
     func badEndpointsAreRefused(_ text: String) {
         #expect((try? EtcdEndpoint.parse(text).get()) == nil)
     }

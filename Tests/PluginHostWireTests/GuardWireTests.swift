@@ -3,14 +3,15 @@ import Testing
 
 @Suite("Guard wire")
 struct GuardWireTests {
-    static let messages: [GuardMessage] = [
-        .ready,
-        .flushed,
-        .frozen,
-        .freezeFailed,
-        .setupFailed("cannot open /mnt/é: No such file or directory (errno 2)"),
-        .setupFailed(""),
-    ] + ThawReason.allCases.map { .thawed($0) }
+    static let messages: [GuardMessage] =
+        [
+            .ready,
+            .flushed,
+            .frozen,
+            .freezeFailed,
+            .setupFailed("cannot open /mnt/é: No such file or directory (errno 2)"),
+            .setupFailed(""),
+        ] + ThawReason.allCases.map { .thawed($0) }
 
     @Test(arguments: messages) func roundTrip(_ message: GuardMessage) {
         #expect(GuardMessage.decode(message.encoded) == message)
@@ -81,9 +82,10 @@ struct FreezeJournalFormatTests {
             operationID: "20261201T101010Z-0a1b2c", hostPID: 4242, deadlineMilliseconds: 60_000,
             createdAtNanoseconds: 1_764_583_810_123_456_789,
             mounts: states.enumerated().map { index, state in
-                var mount = FreezeJournalRecord.Mount(mountPoint: "/mnt/é \(index)", fsType: index == 1 ? "xfs" : "ext4",
-                                                      source: "/dev/loop\(index)", device: "7:\(index)", mountID: UInt64(100 + index),
-                                                      wave: index == 2 ? 1 : 0, state: state, errno: index == 1 ? 16 : 0)
+                var mount = FreezeJournalRecord.Mount(
+                    mountPoint: "/mnt/é \(index)", fsType: index == 1 ? "xfs" : "ext4",
+                    source: "/dev/loop\(index)", device: "7:\(index)", mountID: UInt64(100 + index),
+                    wave: index == 2 ? 1 : 0, state: state, errno: index == 1 ? 16 : 0)
                 mount.freezeStartNanoseconds = 1_000 + UInt64(index)
                 mount.freezeEndNanoseconds = 2_000 + UInt64(index)
                 mount.thawStartNanoseconds = index == 0 ? .max - 1 : 0
@@ -193,7 +195,9 @@ struct FreezeJournalFormatTests {
             let decoded = try FreezeJournalRecord.decode(Array(raw))
             #expect(decoded.mounts.map(\.state) == [.thawed, .alreadyFrozen])
             #expect(decoded.mounts[0].freezeStartNanoseconds == 7 && decoded.mounts[1].errno == 16)
-            #expect(decoded.guardPID == 99 && decoded.thawCause == .deadline && decoded.thawedAtNanoseconds == 1_764_583_811_000_000_000)
+            #expect(
+                decoded.guardPID == 99 && decoded.thawCause == .deadline
+                    && decoded.thawedAtNanoseconds == 1_764_583_811_000_000_000)
         }
     }
 }

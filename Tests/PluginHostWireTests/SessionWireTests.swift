@@ -20,8 +20,10 @@ struct SessionWireTests {
         #expect(SessionRequest.decode(line: "THAW") == .thaw(operationID: nil, snapshotTaken: true))
     }
 
-    @Test(arguments: ["", "status", "STATUS now", "THAW a b", "THAW ", "THAW  x", "THAW x\ty", "THAW \u{7F}",
-                      "THAW " + String(repeating: "x", count: 129), "FREEZE", "THAW-FAILED a b"])
+    @Test(arguments: [
+        "", "status", "STATUS now", "THAW a b", "THAW ", "THAW  x", "THAW x\ty", "THAW \u{7F}",
+        "THAW " + String(repeating: "x", count: 129), "FREEZE", "THAW-FAILED a b",
+    ])
     func malformedRequestsAreRefused(_ line: String) {
         #expect(SessionRequest.decode(line: line) == nil)
     }

@@ -1,13 +1,15 @@
 import Glibc
 import PluginHostSupport
 import PluginKit
-@testable import PostgreSQLQuiesce
 import Testing
 
+@testable import PostgreSQLQuiesce
+
 /// Against a second cluster with WAL archiving (see `ArchiveCluster`), one test at a time.
-@Suite("PostgreSQL plugin: backup mode and roles", .serialized,
-       .enabled(if: TestDatabase.isAvailable && getuid() == 0, "needs root and the test database scripts (PGHOST set)"),
-       .archiveCluster)
+@Suite(
+    "PostgreSQL plugin: backup mode and roles", .serialized,
+    .enabled(if: TestDatabase.isAvailable && getuid() == 0, "needs root and the test database scripts (PGHOST set)"),
+    .archiveCluster)
 struct BackupModeTests {
     let cluster: ArchiveCluster
     let labels: TemporaryDirectory
@@ -18,14 +20,16 @@ struct BackupModeTests {
     }
 
     func backupPlugin(operationID: String, conninfo: String? = nil) throws -> PostgreSQLPlugin {
-        try makePlugin(#"{"conninfo": "\#(conninfo ?? cluster.conninfo)", "mode": "backup", "labelDirectory": "\#(labels.path)", "label": "test"}"#,
-                       operationID: operationID)
+        try makePlugin(
+            #"{"conninfo": "\#(conninfo ?? cluster.conninfo)", "mode": "backup", "labelDirectory": "\#(labels.path)", "label": "test"}"#,
+            operationID: operationID)
     }
 
     @Test("check: archiving on, WAL directory behind a symlink, a tablespace on another filesystem")
     func check() throws {
-        let plugin = try makePlugin(#"{"conninfo": "\#(cluster.conninfo)", "mode": "backup", "labelDirectory": "\#(labels.path)"}"#,
-                                    freezeMounts: ["/"])
+        let plugin = try makePlugin(
+            #"{"conninfo": "\#(cluster.conninfo)", "mode": "backup", "labelDirectory": "\#(labels.path)"}"#,
+            freezeMounts: ["/"])
         var call = PluginCall.within(30)
         try plugin.check(&call)
         #expect(call.value(of: "archive_mode") == "on")
@@ -41,10 +45,13 @@ struct BackupModeTests {
         #expect(call.value(of: "warning.2") == nil)
 
         var paths = PluginCall.within(30)
-        #expect(try plugin.dataPaths(&paths) == [cluster.dataDirectory, cluster.walDirectory, cluster.tablespaceDirectory])
+        #expect(
+            try plugin.dataPaths(&paths) == [cluster.dataDirectory, cluster.walDirectory, cluster.tablespaceDirectory])
     }
 
-    @Test("quiesce starts the backup in a held session; writes go on; resume stops it in the same session and keeps the label")
+    @Test(
+        "quiesce starts the backup in a held session; writes go on; resume stops it in the same session and keeps the label"
+    )
     func startAndStop() throws {
         let plugin = try backupPlugin(operationID: "20260101T000000Z-abc123")
         let admin = try AdminConnection(cluster.conninfo)
@@ -59,7 +66,9 @@ struct BackupModeTests {
 
         // The session is held, idle, with the dead-man switch set.
         #expect(try admin.value("SELECT state FROM pg_stat_activity WHERE pid = \(pid)") == "idle")
-        #expect(try admin.value("SELECT application_name FROM pg_stat_activity WHERE pid = \(pid)") == "pluginhost-postgresql")
+        #expect(
+            try admin.value("SELECT application_name FROM pg_stat_activity WHERE pid = \(pid)")
+                == "pluginhost-postgresql")
         // Backup mode does not stop writes.
         try admin.query("INSERT INTO writes DEFAULT VALUES")
 
@@ -90,7 +99,9 @@ struct BackupModeTests {
         var again = PluginCall.within(30)
         try plugin.resume(&again)
         #expect(again.summary == "already resumed")
-        print("backup mode: start \(quiesce.value(of: "backup_start_ms") ?? "?") ms, stop \(resume.value(of: "backup_stop_ms") ?? "?") ms, \(startLSN) → \(stopLSN)")
+        print(
+            "backup mode: start \(quiesce.value(of: "backup_start_ms") ?? "?") ms, stop \(resume.value(of: "backup_stop_ms") ?? "?") ms, \(startLSN) → \(stopLSN)"
+        )
     }
 
     @Test("a session killed during the hold: backup mode ends, resume reports PH_CONSISTENCY_LOST (every time)")
@@ -136,7 +147,9 @@ struct BackupModeTests {
         let waited = try admin.waitForBackendToEnd(pid, seconds: 20)
         let ended = Monotonic.milliseconds(from: start, to: Monotonic.now())
         #expect(waited != nil, "the server ends the idle session")
-        print("dead-man switch: idle_session_timeout \(timeout) ms, session gone \(NumberText.fixed(ended, decimals: 3)) ms after quiesce began")
+        print(
+            "dead-man switch: idle_session_timeout \(timeout) ms, session gone \(NumberText.fixed(ended, decimals: 3)) ms after quiesce began"
+        )
 
         var resume = PluginCall.within(30)
         let error = try #require(throws: PluginError.self) { try plugin.resume(&resume) }
@@ -175,7 +188,8 @@ struct BackupModeTests {
         func plugin(_ passfile: String) throws -> PostgreSQLPlugin {
             try makePlugin(#"{"conninfo": "\#(conninfo)", "passfile": "\#(passfile)"}"#)
         }
-        let right = try files.file("right", "127.0.0.1:\(cluster.port):*:\(ArchiveCluster.passwordRole):\(ArchiveCluster.password)\n")
+        let right = try files.file(
+            "right", "127.0.0.1:\(cluster.port):*:\(ArchiveCluster.passwordRole):\(ArchiveCluster.password)\n")
         var ok = PluginCall.within(30)
         try plugin(right).check(&ok)
         #expect(ok.value(of: "role") == ArchiveCluster.passwordRole)
@@ -183,7 +197,8 @@ struct BackupModeTests {
         var quiesce = PluginCall.within(30)
         try plugin(right).quiesce(&quiesce)
 
-        let wrong = try files.file("wrong", "127.0.0.1:\(cluster.port):*:\(ArchiveCluster.passwordRole):wrong-password\n")
+        let wrong = try files.file(
+            "wrong", "127.0.0.1:\(cluster.port):*:\(ArchiveCluster.passwordRole):wrong-password\n")
         var refused = PluginCall.within(30)
         let error = try #require(throws: PluginError.self) { try plugin(wrong).check(&refused) }
         #expect(error.status == .notAuthorized)
@@ -235,7 +250,8 @@ struct BackupModeTests {
         let inside = cluster.dataDirectory + "/pluginhost-labels"
         #expect(mkdir(inside, 0o700) == 0)
         defer { rmdir(inside) }
-        let plugin = try makePlugin(#"{"conninfo": "\#(cluster.conninfo)", "mode": "backup", "labelDirectory": "\#(inside)"}"#)
+        let plugin = try makePlugin(
+            #"{"conninfo": "\#(cluster.conninfo)", "mode": "backup", "labelDirectory": "\#(inside)"}"#)
         var call = PluginCall.within(30)
         let error = try #require(throws: PluginError.self) { try plugin.check(&call) }
         #expect(error.status == .invalidConfig)
@@ -246,9 +262,13 @@ struct BackupModeTests {
     func underLoad() throws {
         let pgbench = (TestDatabase.environment("PGBIN") ?? "/usr/lib/postgresql/15/bin") + "/pgbench"
         let target = ["-h", cluster.socketDirectory, "-p", cluster.port, "-U", "postgres"]
-        let initialise = try ChildProcess(spawning: Command(executable: pgbench, arguments: ["-i", "-q", "-s", "4"] + target + ["postgres"]))
-        #expect(initialise.wait(until: Monotonic.now() + 120_000_000_000) == .exited(.exited(0)), "\(initialise.stderrTail.text)")
-        let load = try ChildProcess(spawning: Command(executable: pgbench, arguments: ["-n", "-c", "4", "-T", "8"] + target + ["postgres"]))
+        let initialise = try ChildProcess(
+            spawning: Command(executable: pgbench, arguments: ["-i", "-q", "-s", "4"] + target + ["postgres"]))
+        #expect(
+            initialise.wait(until: Monotonic.now() + 120_000_000_000) == .exited(.exited(0)),
+            "\(initialise.stderrTail.text)")
+        let load = try ChildProcess(
+            spawning: Command(executable: pgbench, arguments: ["-n", "-c", "4", "-T", "8"] + target + ["postgres"]))
         usleep(1_500_000)  // let the load build up
         let admin = try AdminConnection(cluster.conninfo)
 
@@ -270,7 +290,9 @@ struct BackupModeTests {
         try backup.resume(&resume)
         #expect(after > before, "writes go on in backup mode")
         #expect(load.wait(until: Monotonic.now() + 60_000_000_000) == .exited(.exited(0)), "\(load.stderrTail.text)")
-        print("under pgbench -c 4: CHECKPOINT ms \(checkpoints.joined(separator: ", ")); backup start \(quiesce.value(of: "backup_start_ms") ?? "?") ms, stop \(resume.value(of: "backup_stop_ms") ?? "?") ms; \(after - before) transactions committed during a 0.5 s hold")
+        print(
+            "under pgbench -c 4: CHECKPOINT ms \(checkpoints.joined(separator: ", ")); backup start \(quiesce.value(of: "backup_start_ms") ?? "?") ms, stop \(resume.value(of: "backup_stop_ms") ?? "?") ms; \(after - before) transactions committed during a 0.5 s hold"
+        )
     }
 
     private func read(_ path: String) throws -> String {

@@ -1,11 +1,13 @@
 import Glibc
 import PluginHostSupport
 import PluginKit
-@testable import PostgreSQLQuiesce
 import Testing
 
+@testable import PostgreSQLQuiesce
+
 /// Against the main test server (superuser postgres, trust auth, archive_mode off).
-@Suite("PostgreSQL plugin: checkpoint mode", .enabled(if: TestDatabase.isAvailable, "PGHOST is not set: no test server"))
+@Suite(
+    "PostgreSQL plugin: checkpoint mode", .enabled(if: TestDatabase.isAvailable, "PGHOST is not set: no test server"))
 struct CheckpointModeTests {
     let config = #"{"conninfo": "\#(TestDatabase.conninfo)"}"#
 
@@ -49,7 +51,9 @@ struct CheckpointModeTests {
             try plugin.resume(&again)
             #expect(again.summary?.contains("nothing to undo") == true)
         }
-        print("CHECKPOINT on the idle test server, ms: \(timings.map { NumberText.fixed($0, decimals: 3) }.joined(separator: ", "))")
+        print(
+            "CHECKPOINT on the idle test server, ms: \(timings.map { NumberText.fixed($0, decimals: 3) }.joined(separator: ", "))"
+        )
     }
 
     @Test("resume without quiesce has nothing to undo")
@@ -90,8 +94,9 @@ struct CheckpointModeTests {
     @Test("backup mode is refused without WAL archiving, and nothing is started")
     func backupRefusedWithoutArchiving() throws {
         let labels = try TemporaryDirectory()
-        let plugin = try makePlugin(#"{"conninfo": "\#(TestDatabase.conninfo)", "mode": "backup", "labelDirectory": "\#(labels.path)"}"#,
-                                    operationID: "refused-1")
+        let plugin = try makePlugin(
+            #"{"conninfo": "\#(TestDatabase.conninfo)", "mode": "backup", "labelDirectory": "\#(labels.path)"}"#,
+            operationID: "refused-1")
         var check = PluginCall.within(30)
         let checkError = try #require(throws: PluginError.self) { try plugin.check(&check) }
         #expect(checkError.status == .unsupported)

@@ -1,8 +1,9 @@
 import Glibc
 import PluginHostSupport
 import PluginKit
-@testable import PostgreSQLQuiesce
 import Testing
+
+@testable import PostgreSQLQuiesce
 
 /// Every config rule, one row each: the JSON, the status, and words the message must contain.
 @Suite("PostgreSQL plugin config")
@@ -18,31 +19,60 @@ struct ConfigValidationTests {
         Row(json: #"[]"#, status: .invalidConfig, mentions: ["JSON object"]),
         Row(json: #"{"conection": "host=x"}"#, status: .invalidConfig, mentions: ["\"conection\"", "known keys"]),
         Row(json: #"{"conninfo": 5}"#, status: .invalidConfig, mentions: ["\"conninfo\"", "string", "integer 5"]),
-        Row(json: #"{"conninfo": "host=/run password=hunter2xyz"}"#, status: .invalidConfig, mentions: ["\"conninfo\"", "password", "passfile"]),
-        Row(json: #"{"conninfo": "postgresql://app:hunter2xyz@localhost/db"}"#, status: .invalidConfig, mentions: ["\"conninfo\"", "password"]),
+        Row(
+            json: #"{"conninfo": "host=/run password=hunter2xyz"}"#, status: .invalidConfig,
+            mentions: ["\"conninfo\"", "password", "passfile"]),
+        Row(
+            json: #"{"conninfo": "postgresql://app:hunter2xyz@localhost/db"}"#, status: .invalidConfig,
+            mentions: ["\"conninfo\"", "password"]),
         Row(json: #"{"conninfo": "sslpassword=hunter2xyz"}"#, status: .invalidConfig, mentions: ["sslpassword"]),
         Row(json: #"{"conninfo": "passfile=/root/.pgpass"}"#, status: .invalidConfig, mentions: ["\"passfile\" key"]),
         Row(json: #"{"conninfo": "host"}"#, status: .invalidConfig, mentions: ["\"conninfo\""]),
         Row(json: #"{"conninfo": "bogus=1"}"#, status: .invalidConfig, mentions: ["\"conninfo\"", "bogus"]),
-        Row(json: #"{"conninfo": "service=a", "service": "b"}"#, status: .invalidConfig, mentions: ["\"service\"", "one place"]),
+        Row(
+            json: #"{"conninfo": "service=a", "service": "b"}"#, status: .invalidConfig,
+            mentions: ["\"service\"", "one place"]),
         Row(json: #"{"service": ""}"#, status: .invalidConfig, mentions: ["\"service\"", "empty"]),
         Row(json: #"{"service": true}"#, status: .invalidConfig, mentions: ["\"service\"", "boolean true"]),
         Row(json: #"{"passfile": "relative/pgpass"}"#, status: .invalidConfig, mentions: ["\"passfile\"", "absolute"]),
-        Row(json: #"{"passfile": "/nonexistent/pgpass"}"#, status: .invalidConfig, mentions: ["\"passfile\"", "/nonexistent/pgpass", "does not exist"]),
-        Row(json: #"{"mode": "Backup"}"#, status: .invalidConfig, mentions: ["\"mode\"", "\"checkpoint\" or \"backup\""]),
+        Row(
+            json: #"{"passfile": "/nonexistent/pgpass"}"#, status: .invalidConfig,
+            mentions: ["\"passfile\"", "/nonexistent/pgpass", "does not exist"]),
+        Row(
+            json: #"{"mode": "Backup"}"#, status: .invalidConfig,
+            mentions: ["\"mode\"", "\"checkpoint\" or \"backup\""]),
         Row(json: #"{"mode": null}"#, status: .invalidConfig, mentions: ["\"mode\"", "null"]),
         Row(json: #"{"mode": "backup"}"#, status: .invalidConfig, mentions: ["\"labelDirectory\"", "required"]),
-        Row(json: #"{"mode": "backup", "labelDirectory": "labels"}"#, status: .invalidConfig, mentions: ["\"labelDirectory\"", "absolute"]),
-        Row(json: #"{"mode": "backup", "labelDirectory": "/l", "label": "a b"}"#, status: .invalidConfig, mentions: ["\"label\""]),
-        Row(json: #"{"mode": "backup", "labelDirectory": "/l", "label": "x\n"}"#, status: .invalidConfig, mentions: ["\"label\"", "control"]),
-        Row(json: #"{"label": "nightly"}"#, status: .invalidConfig, mentions: ["\"label\"", "only to mode \"backup\""]),
-        Row(json: #"{"labelDirectory": "/var/lib/x"}"#, status: .invalidConfig, mentions: ["\"labelDirectory\"", "only to mode"]),
-        Row(json: #"{"connectTimeoutSeconds": "10"}"#, status: .invalidConfig, mentions: ["\"connectTimeoutSeconds\"", "integer from 1 to 300", "string"]),
-        Row(json: #"{"connectTimeoutSeconds": 10.0}"#, status: .invalidConfig, mentions: ["\"connectTimeoutSeconds\"", "number 10.0"]),
+        Row(
+            json: #"{"mode": "backup", "labelDirectory": "labels"}"#, status: .invalidConfig,
+            mentions: ["\"labelDirectory\"", "absolute"]),
+        Row(
+            json: #"{"mode": "backup", "labelDirectory": "/l", "label": "a b"}"#, status: .invalidConfig,
+            mentions: ["\"label\""]),
+        Row(
+            json: #"{"mode": "backup", "labelDirectory": "/l", "label": "x\n"}"#, status: .invalidConfig,
+            mentions: ["\"label\"", "control"]),
+        Row(
+            json: #"{"label": "nightly"}"#, status: .invalidConfig, mentions: ["\"label\"", "only to mode \"backup\""]),
+        Row(
+            json: #"{"labelDirectory": "/var/lib/x"}"#, status: .invalidConfig,
+            mentions: ["\"labelDirectory\"", "only to mode"]),
+        Row(
+            json: #"{"connectTimeoutSeconds": "10"}"#, status: .invalidConfig,
+            mentions: ["\"connectTimeoutSeconds\"", "integer from 1 to 300", "string"]),
+        Row(
+            json: #"{"connectTimeoutSeconds": 10.0}"#, status: .invalidConfig,
+            mentions: ["\"connectTimeoutSeconds\"", "number 10.0"]),
         Row(json: #"{"connectTimeoutSeconds": 0}"#, status: .invalidConfig, mentions: ["\"connectTimeoutSeconds\""]),
-        Row(json: #"{"checkpointTimeoutSeconds": 3601}"#, status: .invalidConfig, mentions: ["\"checkpointTimeoutSeconds\"", "1 to 3600"]),
-        Row(json: #"{"checkpointTimeoutSeconds": false}"#, status: .invalidConfig, mentions: ["\"checkpointTimeoutSeconds\""]),
-        Row(json: #"{"mode": "backup", "labelDirectory": "/l", "backupStopTimeoutSeconds": -1}"#, status: .invalidConfig, mentions: ["\"backupStopTimeoutSeconds\""]),
+        Row(
+            json: #"{"checkpointTimeoutSeconds": 3601}"#, status: .invalidConfig,
+            mentions: ["\"checkpointTimeoutSeconds\"", "1 to 3600"]),
+        Row(
+            json: #"{"checkpointTimeoutSeconds": false}"#, status: .invalidConfig,
+            mentions: ["\"checkpointTimeoutSeconds\""]),
+        Row(
+            json: #"{"mode": "backup", "labelDirectory": "/l", "backupStopTimeoutSeconds": -1}"#,
+            status: .invalidConfig, mentions: ["\"backupStopTimeoutSeconds\""]),
     ]
 
     @Test("refused configs name the key", arguments: invalid)
@@ -69,7 +99,9 @@ struct ConfigValidationTests {
 
     @Test("conninfo and service become libpq keywords; URIs are split too")
     func connectionKeywords() throws {
-        let plugin = try makePlugin(#"{"conninfo": "host=/run/postgresql port=5433 user=backup dbname=postgres application_name=snap", "connectTimeoutSeconds": 3}"#)
+        let plugin = try makePlugin(
+            #"{"conninfo": "host=/run/postgresql port=5433 user=backup dbname=postgres application_name=snap", "connectTimeoutSeconds": 3}"#
+        )
         let parameters = Dictionary(uniqueKeysWithValues: plugin.connectionParameters.map { ($0.keyword, $0.value) })
         #expect(parameters["host"] == "/run/postgresql")
         #expect(parameters["port"] == "5433")
@@ -89,7 +121,9 @@ struct ConfigValidationTests {
 
     @Test("backup mode with its keys")
     func backupMode() throws {
-        let plugin = try makePlugin(#"{"mode": "backup", "labelDirectory": "/var/lib/pluginhost/postgresql", "label": "nightly", "backupStopTimeoutSeconds": 120}"#)
+        let plugin = try makePlugin(
+            #"{"mode": "backup", "labelDirectory": "/var/lib/pluginhost/postgresql", "label": "nightly", "backupStopTimeoutSeconds": 120}"#
+        )
         #expect(plugin.config.mode == .backup)
         #expect(plugin.config.label == "nightly")
         #expect(plugin.config.labelDirectory == "/var/lib/pluginhost/postgresql")
@@ -120,12 +154,13 @@ struct ConfigValidationTests {
 
     @Test("mountinfo: longest mount point wins, escapes decoded, device names the filesystem")
     func mountInfo() {
-        let table = MountInfo(parsing: """
-            27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
-            42 27 7:0 / /srv/pg rw,relatime shared:5 - xfs /dev/loop0 rw
-            43 27 7:1 / /srv/pg\\040wal rw - ext4 /dev/loop1 rw
-            44 27 7:0 /sub /mnt/bind rw - xfs /dev/loop0 rw
-            """)
+        let table = MountInfo(
+            parsing: """
+                27 1 254:0 / / rw,relatime - ext4 /dev/vda rw
+                42 27 7:0 / /srv/pg rw,relatime shared:5 - xfs /dev/loop0 rw
+                43 27 7:1 / /srv/pg\\040wal rw - ext4 /dev/loop1 rw
+                44 27 7:0 /sub /mnt/bind rw - xfs /dev/loop0 rw
+                """)
         #expect(table.entry(containing: "/srv/pg/data")?.device == "7:0")
         #expect(table.entry(containing: "/srv/pgdata")?.device == "254:0")
         #expect(table.entry(containing: "/srv/pg wal/x")?.mountPoint == "/srv/pg wal")
@@ -149,5 +184,6 @@ struct ConfigValidationTests {
 }
 
 func makePlugin(_ json: String, operationID: String = "test", freezeMounts: [String] = []) throws -> PostgreSQLPlugin {
-    try PostgreSQLPlugin(config: JSONParser.parse(json), host: PluginHostServices(operationID: operationID, freezeMounts: freezeMounts))
+    try PostgreSQLPlugin(
+        config: JSONParser.parse(json), host: PluginHostServices(operationID: operationID, freezeMounts: freezeMounts))
 }

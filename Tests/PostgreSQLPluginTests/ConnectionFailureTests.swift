@@ -1,8 +1,9 @@
 import Glibc
 import PluginHostSupport
 import PluginKit
-@testable import PostgreSQLQuiesce
 import Testing
+
+@testable import PostgreSQLQuiesce
 
 /// Servers that are not there, servers that do not answer, sessions that are refused, and
 /// statements that overrun their deadline. Bounds on time are generous: they tell "bounded"
@@ -36,7 +37,8 @@ struct ConnectionFailureTests {
     @Test("a server that never answers: PH_UNREACHABLE after connectTimeoutSeconds")
     func silentServerConnectTimeout() throws {
         let listener = try SilentListener()
-        let plugin = try makePlugin(#"{"conninfo": "host=127.0.0.1 port=\#(listener.port) user=postgres", "connectTimeoutSeconds": 1}"#)
+        let plugin = try makePlugin(
+            #"{"conninfo": "host=127.0.0.1 port=\#(listener.port) user=postgres", "connectTimeoutSeconds": 1}"#)
         let start = Monotonic.now()
         var call = PluginCall.within(30)
         let error = try #require(throws: PluginError.self) { try plugin.check(&call) }
@@ -61,8 +63,9 @@ struct ConnectionFailureTests {
         print("silent server: timeout after \(NumberText.fixed(elapsed, decimals: 3)) ms (call deadline 500 ms)")
     }
 
-    @Test("an unknown role is refused by the server: PH_NOT_AUTHORIZED with the server's reason",
-          .enabled(if: TestDatabase.isAvailable))
+    @Test(
+        "an unknown role is refused by the server: PH_NOT_AUTHORIZED with the server's reason",
+        .enabled(if: TestDatabase.isAvailable))
     func unknownRole() throws {
         let plugin = try makePlugin(#"{"conninfo": "\#(TestDatabase.conninfo) user=pluginhost_no_such_role"}"#)
         var call = PluginCall.within(30)
@@ -71,8 +74,9 @@ struct ConnectionFailureTests {
         #expect(error.message.contains("role \"pluginhost_no_such_role\" does not exist"))
     }
 
-    @Test("an unknown database is refused by the server: PH_NOT_AUTHORIZED with the server's reason",
-          .enabled(if: TestDatabase.isAvailable))
+    @Test(
+        "an unknown database is refused by the server: PH_NOT_AUTHORIZED with the server's reason",
+        .enabled(if: TestDatabase.isAvailable))
     func unknownDatabase() throws {
         let plugin = try makePlugin(#"{"conninfo": "\#(TestDatabase.conninfo) dbname=pluginhost_no_such_db"}"#)
         var call = PluginCall.within(30)
@@ -88,8 +92,9 @@ struct ConnectionFailureTests {
         let listener = try SilentListener()
         let parameters = [("host", "127.0.0.1"), ("port", String(listener.port)), ("password", "hunter2xyz")]
         let error = try #require(throws: SessionError.self) {
-            try PostgresSession.connect(parameters.map { (keyword: $0.0, value: $0.1) }, until: Monotonic.now() + 5_000_000_000,
-                                        timeoutIsCallDeadline: false, timeoutDescription: "5 s", notices: { _ in })
+            try PostgresSession.connect(
+                parameters.map { (keyword: $0.0, value: $0.1) }, until: Monotonic.now() + 5_000_000_000,
+                timeoutIsCallDeadline: false, timeoutDescription: "5 s", notices: { _ in })
         }
         guard case .insecureCredentials(let message) = error else {
             Issue.record("expected insecureCredentials, got \(error)")
@@ -98,12 +103,14 @@ struct ConnectionFailureTests {
         #expect(message.contains("PGPASSWORD") && !message.contains("hunter2xyz"))
     }
 
-    @Test("a statement past the client deadline is cancelled and its session closed",
-          .enabled(if: TestDatabase.isAvailable))
+    @Test(
+        "a statement past the client deadline is cancelled and its session closed",
+        .enabled(if: TestDatabase.isAvailable))
     func clientDeadlineCancels() throws {
-        let session = try PostgresSession.connect(try PostgreSQLConfig.parseConninfo(TestDatabase.conninfo),
-                                                  until: Monotonic.now() + 10_000_000_000, timeoutIsCallDeadline: false,
-                                                  timeoutDescription: "10 s", notices: { _ in })
+        let session = try PostgresSession.connect(
+            try PostgreSQLConfig.parseConninfo(TestDatabase.conninfo),
+            until: Monotonic.now() + 10_000_000_000, timeoutIsCallDeadline: false,
+            timeoutDescription: "10 s", notices: { _ in })
         let pid = String(session.backendPID)
         let start = Monotonic.now()
         #expect(throws: SessionError.deadlinePassed("the statement was cancelled and the session closed")) {
@@ -115,18 +122,24 @@ struct ConnectionFailureTests {
         let admin = try AdminConnection(TestDatabase.conninfo)
         let gone = try admin.waitForBackendToEnd(pid, seconds: 10)
         #expect(gone != nil, "the backend of a cancelled and closed session ends")
-        print("client deadline 500 ms: gave up after \(NumberText.fixed(elapsed, decimals: 3)) ms; backend gone \(gone.map { NumberText.fixed($0, decimals: 3) } ?? "never") ms later")
+        print(
+            "client deadline 500 ms: gave up after \(NumberText.fixed(elapsed, decimals: 3)) ms; backend gone \(gone.map { NumberText.fixed($0, decimals: 3) } ?? "never") ms later"
+        )
     }
 
-    @Test("statement_timeout ends a statement on the server: SQLSTATE 57014, the session stays usable",
-          .enabled(if: TestDatabase.isAvailable))
+    @Test(
+        "statement_timeout ends a statement on the server: SQLSTATE 57014, the session stays usable",
+        .enabled(if: TestDatabase.isAvailable))
     func serverStatementTimeout() throws {
-        let session = try PostgresSession.connect(try PostgreSQLConfig.parseConninfo(TestDatabase.conninfo),
-                                                  until: Monotonic.now() + 10_000_000_000, timeoutIsCallDeadline: false,
-                                                  timeoutDescription: "10 s", notices: { _ in })
+        let session = try PostgresSession.connect(
+            try PostgreSQLConfig.parseConninfo(TestDatabase.conninfo),
+            until: Monotonic.now() + 10_000_000_000, timeoutIsCallDeadline: false,
+            timeoutDescription: "10 s", notices: { _ in })
         let deadline = Monotonic.now() + 30_000_000_000
         try session.set("statement_timeout", "300", until: deadline)
-        let error = try #require(throws: SessionError.self) { try session.execute("SELECT pg_sleep(60)", until: deadline) }
+        let error = try #require(throws: SessionError.self) {
+            try session.execute("SELECT pg_sleep(60)", until: deadline)
+        }
         guard case .statement(let sqlState, _) = error else {
             Issue.record("expected a statement error, got \(error)")
             return

@@ -1,15 +1,18 @@
 import Glibc
 import PluginHostSupport
-@testable import PostgreSQLQuiesce
 import Testing
+
+@testable import PostgreSQLQuiesce
 
 /// The built libpluginhost-postgresql.so, driven through the C ABI alone by a small C program
 /// compiled here (in its own process: every plugin exports the same symbol). Not the host's
 /// loader — that is tested with the host — but proof that the library's descriptor, config
 /// parsing and result buffers work from C.
-@Suite("PostgreSQL plugin: the shared library through the C ABI",
-       .enabled(if: TestDatabase.isAvailable && LoadedLibrary.path != nil && LoadedLibrary.compiler != nil,
-                "needs PGHOST, cc, and libpluginhost-postgresql.so next to the test bundle"))
+@Suite(
+    "PostgreSQL plugin: the shared library through the C ABI",
+    .enabled(
+        if: TestDatabase.isAvailable && LoadedLibrary.path != nil && LoadedLibrary.compiler != nil,
+        "needs PGHOST, cc, and libpluginhost-postgresql.so next to the test bundle"))
 struct LoadedLibraryTests {
     @Test("create, check, quiesce, resume and destroy from C")
     func lifecycle() throws {
@@ -17,7 +20,8 @@ struct LoadedLibraryTests {
         let source = try directory.file("harness.c", LoadedLibrary.harness)
         let binary = directory.path + "/harness"
         let include = LoadedLibrary.packageDirectory + "/Sources/PluginABI/include"
-        let compile = try run(LoadedLibrary.compiler!, ["-Wall", "-Werror", "-I", include, "-o", binary, source, "-ldl"])
+        let compile = try run(
+            LoadedLibrary.compiler!, ["-Wall", "-Werror", "-I", include, "-o", binary, source, "-ldl"])
         #expect(compile.status == .exited(0), "\(compile.output)")
 
         let config = #"{"conninfo": "\#(TestDatabase.conninfo)", "checkpointTimeoutSeconds": 30}"#
@@ -39,8 +43,10 @@ struct LoadedLibraryTests {
     }
 
     private func run(_ executable: String, _ arguments: [String]) throws -> (status: Termination, output: String) {
-        let child = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
-                                                       environment: ["PATH": "/usr/bin:/bin"]), outputCapacity: 1 << 16)
+        let child = try ChildProcess(
+            spawning: Command(
+                executable: executable, arguments: arguments,
+                environment: ["PATH": "/usr/bin:/bin"]), outputCapacity: 1 << 16)
         guard case .exited(let status) = child.wait(until: Monotonic.now() + 120_000_000_000) else {
             child.terminateGroup()
             throw TestFailure("\(executable) did not finish within 120 s")

@@ -1,8 +1,9 @@
 import Glibc
 import PluginHostSupport
 import PluginKit
-@testable import PostgreSQLQuiesce
 import Testing
+
+@testable import PostgreSQLQuiesce
 
 /// The password file: a regular file owned by root with no group/other bits, checked on the
 /// real file after resolving symlinks, in directories only root can change.
@@ -30,7 +31,9 @@ struct PassfileTests {
     }
 
     static let refused: [Row] = [
-        Row(name: "mode 0644", mode: 0o644, owner: 0, mentions: ["mode 0644", "nothing for group or others", "chmod 600"]),
+        Row(
+            name: "mode 0644", mode: 0o644, owner: 0,
+            mentions: ["mode 0644", "nothing for group or others", "chmod 600"]),
         Row(name: "mode 0640", mode: 0o640, owner: 0, mentions: ["mode 0640"]),
         Row(name: "mode 0604", mode: 0o604, owner: 0, mentions: ["mode 0604"]),
         Row(name: "owner 65534", mode: 0o600, owner: 65534, mentions: ["owned by uid 65534", "must be owned by root"]),

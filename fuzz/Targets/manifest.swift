@@ -9,7 +9,9 @@ public func fuzzManifest(_ data: UnsafePointer<UInt8>?, _ size: Int) -> Int32 {
     let path = "/etc/pluginhost/plugins.d/10-fuzz.json"
     guard let manifest = try? PluginManifest.parse(bytes, path: path) else { return 0 }
     precondition(manifest.config.utf8.count <= PluginManifest.maximumConfigBytes)
-    precondition(PluginManifest.orderRange.contains(manifest.order) && PluginManifest.timeoutRange.contains(manifest.timeoutSeconds))
+    precondition(
+        PluginManifest.orderRange.contains(manifest.order)
+            && PluginManifest.timeoutRange.contains(manifest.timeoutSeconds))
     precondition(PluginManifest.isValidName(manifest.name) && manifest.library.hasPrefix("/"))
     let written = try? PluginManifest.parse(Array(manifest.serialized().utf8), path: path)
     precondition(written == manifest, "serialized() does not read back as the same manifest")

@@ -189,8 +189,9 @@ public struct Preflight: Sendable {
         guard location.hasPrefix("/") else {
             // Azure finds no file there either (a template's unexpanded @BINDIR@/…, an empty sample).
             let what = location.isEmpty ? "is empty" : "\"\(location)\" is not an absolute path"
-            scriptProblems[phase] = HostError(phase.notFoundCode, "\(phase.stepName): \(key) \(what), so no script is found there",
-                                              step: "checks")
+            scriptProblems[phase] = HostError(
+                phase.notFoundCode, "\(phase.stepName): \(key) \(what), so no script is found there",
+                step: "checks")
             return
         }
         switch FileTrust.verify(location, rule: .script) {
@@ -222,25 +223,38 @@ public struct Preflight: Sendable {
         let named = table.filter(\.mountPointIsValidUTF8)
         if only.isEmpty {
             let reachable = Set(named.filter { FreezePlan.ineligibility(of: $0) == nil }.map(\.device))
-            for entry in table where !entry.mountPointIsValidUTF8 && FreezePlan.ineligibility(of: entry) == nil && !reachable.contains(entry.device) {
-                setupProblems.append(HostError(.freezeFailed, "the mount point \(entry.mountPoint) (\(entry.fsType) on \(entry.source)) is not valid UTF-8, so it cannot be frozen by name: rename it, or name the filesystems to freeze with --mount (or mounts in the host config)",
-                                               step: "checks"))
+            for entry in table
+            where !entry.mountPointIsValidUTF8 && FreezePlan.ineligibility(of: entry) == nil
+                && !reachable.contains(entry.device)
+            {
+                setupProblems.append(
+                    HostError(
+                        .freezeFailed,
+                        "the mount point \(entry.mountPoint) (\(entry.fsType) on \(entry.source)) is not valid UTF-8, so it cannot be frozen by name: rename it, or name the filesystems to freeze with --mount (or mounts in the host config)",
+                        step: "checks"))
             }
         }
         do {
-            let selection = try FreezePlan.select(from: named, only: only.map(Self.resolved),
-                                                  skip: skip.map(Self.resolved))
+            let selection = try FreezePlan.select(
+                from: named, only: only.map(Self.resolved),
+                skip: skip.map(Self.resolved))
             freezeSelection = selection
             if selection.targets.isEmpty {
-                setupProblems.append(HostError(.freezeFailed, "no filesystem left to freeze; check --mount and --skip, or set fsFreezeEnabled to false",
-                                               step: "checks"))
+                setupProblems.append(
+                    HostError(
+                        .freezeFailed,
+                        "no filesystem left to freeze; check --mount and --skip, or set fsFreezeEnabled to false",
+                        step: "checks"))
             }
             // The journal and the lock are written while frozen: their directory must stay writable.
             if let device = Self.filesystemDevice(ofNearest: request.paths.runDirectory),
-               let frozen = selection.targets.first(where: { $0.device == device }) {
-                setupProblems.append(HostError(.freezeFailed,
-                                               "the runtime directory \(request.paths.runDirectory) is on \(frozen.mountPoint), which would be frozen; the freeze journal is written while frozen: put it on a filesystem that is not frozen (tmpfs /run, or PLUGINHOST_RUN_DIR) or skip \(frozen.mountPoint)",
-                                               step: "checks"))
+                let frozen = selection.targets.first(where: { $0.device == device })
+            {
+                setupProblems.append(
+                    HostError(
+                        .freezeFailed,
+                        "the runtime directory \(request.paths.runDirectory) is on \(frozen.mountPoint), which would be frozen; the freeze journal is written while frozen: put it on a filesystem that is not frozen (tmpfs /run, or PLUGINHOST_RUN_DIR) or skip \(frozen.mountPoint)",
+                        step: "checks"))
             }
         } catch {
             setupProblems.append(HostError(.freezeFailed, error.description, step: "checks"))

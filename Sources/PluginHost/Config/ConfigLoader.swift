@@ -18,7 +18,9 @@ public enum ConfigLoader {
     /// `load`, and for a trusted file (root's, safe mode) that fails to parse, its own
     /// continueBackupOnFailure when that key is a boolean: a bad field must not turn a file
     /// that says `false` into a backup that goes on. An untrusted file says nothing.
-    public static func loadKeepingPolicy(explicitPath: String?) -> (result: Result<Outcome, HostError>, continueBackupOnFailure: Bool?) {
+    public static func loadKeepingPolicy(explicitPath: String?) -> (
+        result: Result<Outcome, HostError>, continueBackupOnFailure: Bool?
+    ) {
         var declared: Bool?
         let result = load(explicitPath: explicitPath, declared: &declared)
         return (result, declared)
@@ -46,7 +48,8 @@ public enum ConfigLoader {
             return .success(.loaded(config, path: real, warnings: warnings))
         } catch let error as SystemError {
             if error.errno == EFBIG {
-                return .failure(ScriptConfig.invalid("config file \(real) is larger than \(ScriptConfig.maximumFileSize) bytes"))
+                return .failure(
+                    ScriptConfig.invalid("config file \(real) is larger than \(ScriptConfig.maximumFileSize) bytes"))
             }
             return .failure(ScriptConfig.invalid("config file \(real) cannot be read (\(error))"))
         } catch let error as HostError {

@@ -37,9 +37,11 @@ public struct HostConfig: Sendable, Equatable {
     /// The range `keepReports` accepts.
     public static let keepReportsRange = 1...10_000
 
-    public init(mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil,
-                hookHoldLimitSeconds: Double? = nil, keepReports: Int = ReportStore.defaultKeep,
-                maxOperationSeconds: Int? = nil) {
+    public init(
+        mounts: [String] = [], skipMounts: [String] = [], maxFrozenSeconds: Double? = nil,
+        hookHoldLimitSeconds: Double? = nil, keepReports: Int = ReportStore.defaultKeep,
+        maxOperationSeconds: Int? = nil
+    ) {
         self.mounts = mounts
         self.skipMounts = skipMounts
         self.maxFrozenSeconds = maxFrozenSeconds
@@ -95,7 +97,9 @@ public struct HostConfig: Sendable, Equatable {
                 var paths: [String] = []
                 for item in items {
                     guard case .string(let path) = item, path.hasPrefix("/") else {
-                        return .failure(problem("\(real): \(key) must be an array of absolute paths, found \(item.kindDescription)"))
+                        return .failure(
+                            problem("\(real): \(key) must be an array of absolute paths, found \(item.kindDescription)")
+                        )
                     }
                     paths.append(path)
                 }
@@ -112,17 +116,22 @@ public struct HostConfig: Sendable, Equatable {
                 }
             case ("hookHoldLimitSeconds", .number(let number)):
                 guard let seconds = number.doubleValue, hookHoldLimitRange.contains(seconds) else {
-                    return .failure(problem("\(real): hookHoldLimitSeconds must be from 1 to 600, found \(number.text)"))
+                    return .failure(
+                        problem("\(real): hookHoldLimitSeconds must be from 1 to 600, found \(number.text)"))
                 }
                 config.hookHoldLimitSeconds = seconds
             case ("keepReports", .number(let number)):
                 guard let count = number.integerValue, keepReportsRange.contains(count) else {
-                    return .failure(problem("\(real): keepReports must be an integer from 1 to 10000, found \(number.text)"))
+                    return .failure(
+                        problem("\(real): keepReports must be an integer from 1 to 10000, found \(number.text)"))
                 }
                 config.keepReports = count
             case ("maxOperationSeconds", .number(let number)):
                 guard let seconds = number.integerValue, operationSecondsRange.contains(seconds) else {
-                    return .failure(problem("\(real): maxOperationSeconds must be an integer from \(operationSecondsRange.lowerBound) to \(operationSecondsRange.upperBound), found \(number.text)"))
+                    return .failure(
+                        problem(
+                            "\(real): maxOperationSeconds must be an integer from \(operationSecondsRange.lowerBound) to \(operationSecondsRange.upperBound), found \(number.text)"
+                        ))
                 }
                 config.maxOperationSeconds = seconds
             default:

@@ -1,4 +1,5 @@
 import PluginHostSupport
+
 /// Azure's `/etc/azure/VMSnapshotScriptPluginConfig.json`, read with the rules of README, "The config file".
 /// A file that works with Azure's extension works here unchanged; what Azure silently misreads
 /// (strings for numbers, floats, nulls, out-of-range values) is refused with the field named.
@@ -56,10 +57,12 @@ public struct ScriptConfig: Sendable, Equatable {
         let postLocation = try fields.location("postScriptLocation")
         let preParams = try fields.params("preScriptParams")
         let postParams = try fields.params("postScriptParams")
-        var preRetries = try fields.integer("preScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
-                                            expected: "an integer of 0 or more")
-        var postRetries = try fields.integer("postScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
-                                             expected: "an integer of 0 or more")
+        var preRetries = try fields.integer(
+            "preScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
+            expected: "an integer of 0 or more")
+        var postRetries = try fields.integer(
+            "postScriptNoOfRetries", in: 0...Int(Int32.max), default: 0,
+            expected: "an integer of 0 or more")
         func capped(_ key: String, _ retries: inout Int) {
             guard retries > maximumRetries else { return }
             warnings.append("\(key) \(retries) is over the limit; \(maximumRetries) is used")
@@ -67,16 +70,18 @@ public struct ScriptConfig: Sendable, Equatable {
         }
         capped("preScriptNoOfRetries", &preRetries)
         capped("postScriptNoOfRetries", &postRetries)
-        var timeout = try fields.integer("timeoutInSeconds", in: 1...Int(Int32.max), default: defaultTimeoutSeconds,
-                                         expected: "an integer of 1 or more (seconds per script attempt)")
+        var timeout = try fields.integer(
+            "timeoutInSeconds", in: 1...Int(Int32.max), default: defaultTimeoutSeconds,
+            expected: "an integer of 1 or more (seconds per script attempt)")
         if timeout > maximumTimeoutSeconds {
             warnings.append("timeoutInSeconds \(timeout) is over the limit; \(maximumTimeoutSeconds) is used")
             timeout = maximumTimeoutSeconds
         }
         let continueOnFailure = try fields.boolean("continueBackupOnFailure", default: true)
         let freezeEnabled = try fields.boolean("fsFreezeEnabled", default: true)
-        let poll = try fields.integer("ScriptsExecutionPollTimeSeconds", in: pollSecondsRange, default: 3,
-                                      expected: "an integer from 1 to 5")
+        let poll = try fields.integer(
+            "ScriptsExecutionPollTimeSeconds", in: pollSecondsRange, default: 3,
+            expected: "an integer from 1 to 5")
 
         for key in fields.unreadKeys {
             if let known = knownKeys.first(where: { $0.lowercased() == key.lowercased() }) {
@@ -103,7 +108,8 @@ public struct ScriptConfig: Sendable, Equatable {
     /// failure should fail the backup.
     public static func declaredContinueBackupOnFailure(_ bytes: [UInt8]) -> Bool? {
         guard let document = try? JSONParser.parse(bytes), case .object(let members) = document,
-              case .bool(let flag)? = members.first(where: { $0.key == "continueBackupOnFailure" })?.value else { return nil }
+            case .bool(let flag)? = members.first(where: { $0.key == "continueBackupOnFailure" })?.value
+        else { return nil }
         return flag
     }
 
@@ -178,8 +184,10 @@ private struct FieldReader {
         return params
     }
 
-    mutating func integer(_ key: String, in range: ClosedRange<Int>, default fallback: Int,
-                          expected: String) throws(HostError) -> Int {
+    mutating func integer(
+        _ key: String, in range: ClosedRange<Int>, default fallback: Int,
+        expected: String
+    ) throws(HostError) -> Int {
         guard let found = value(key) else { return fallback }
         guard case .number(let number) = found, number.isInteger else { throw wrong(key, expected, found) }
         guard let integer = number.integerValue, range.contains(integer) else {

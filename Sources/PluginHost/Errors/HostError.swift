@@ -1,4 +1,5 @@
 import PluginHostSupport
+
 /// An error as the report carries it: a code, a message that names what went wrong and what
 /// was expected, and where it happened.
 public struct HostError: Error, Sendable, Codable, Equatable, CustomStringConvertible {

@@ -58,23 +58,27 @@ public final class FreezeGuard {
 
     /// What the freeze did so far, from the journal.
     public var record: FreezeRecord {
-        var current = FreezeRecord(journal.record ?? FreezeJournal.record(operationID: "", targets: targets, deadlineSeconds: deadlineSeconds),
-                                   origin: origin)
+        var current = FreezeRecord(
+            journal.record ?? FreezeJournal.record(operationID: "", targets: targets, deadlineSeconds: deadlineSeconds),
+            origin: origin)
         current.guardPID = process.pid
         return current
     }
 
     /// Writes the journal for `targets` and spawns `executable __guard --journal PATH`.
     /// `operationStart` (CLOCK_MONOTONIC ns) is the origin of the record's times.
-    public init(executable: String, targets: [FreezeTarget], deadlineSeconds: Double, operationID: String,
-                journalPath: String, lock: OperationLock?, operationStart: UInt64) throws(HostError) {
+    public init(
+        executable: String, targets: [FreezeTarget], deadlineSeconds: Double, operationID: String,
+        journalPath: String, lock: OperationLock?, operationStart: UInt64
+    ) throws(HostError) {
         self.targets = targets
         self.deadlineSeconds = deadlineSeconds
         self.journalPath = journalPath
         origin = operationStart
         do {
-            try FreezeJournal.write(FreezeJournal.record(operationID: operationID, targets: targets, deadlineSeconds: deadlineSeconds),
-                                    at: journalPath)
+            try FreezeJournal.write(
+                FreezeJournal.record(operationID: operationID, targets: targets, deadlineSeconds: deadlineSeconds),
+                at: journalPath)
             journal = try JournalMap(path: journalPath)
         } catch {
             unlink(journalPath)
@@ -84,17 +88,20 @@ public final class FreezeGuard {
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
             unlink(journalPath)
-            throw HostError(.freezeFailed, "cannot create the guard's socket: \(SystemError("socketpair"))", step: "freeze")
+            throw HostError(
+                .freezeFailed, "cannot create the guard's socket: \(SystemError("socketpair"))", step: "freeze")
         }
         socket = FileDescriptor(owning: pair[0])
         let guardEnd = FileDescriptor(owning: pair[1])
         var extra = [guardEnd.rawValue]
         if let lock { extra.append(lock.descriptor.rawValue) }
         do {
-            process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__guard", "--journal", journalPath],
-                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]
-                                                             .merging(KernelFeature.inheritedEnvironment) { $1 }),
-                                       extraDescriptors: extra, outlivesHost: true)
+            process = try ChildProcess(
+                spawning: Command(
+                    executable: executable, arguments: ["__guard", "--journal", journalPath],
+                    environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]
+                        .merging(KernelFeature.inheritedEnvironment) { $1 }),
+                extraDescriptors: extra, outlivesHost: true)
         } catch {
             unlink(journalPath)
             throw HostError(.freezeFailed, "cannot start the freeze guard: \(error)", step: "freeze")
@@ -131,7 +138,8 @@ public final class FreezeGuard {
         default:
             finished = true
             process.terminateGroup(graceNanoseconds: 0)
-            return .failed(HostError(.freezeFailed, "the freeze guard did not start (\(guardExitDescription()))", step: "freeze"))
+            return .failed(
+                HostError(.freezeFailed, "the freeze guard did not start (\(guardExitDescription()))", step: "freeze"))
         }
     }
 
@@ -155,7 +163,8 @@ public final class FreezeGuard {
         let limit = Monotonic.now() + UInt64(seconds * 1e9)
         guard sendCommand(.flush) else {
             finished = true
-            return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "flush"))
+            return .failed(
+                HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "flush"))
         }
         while true {
             switch receive(until: limit, interrupt: interrupt) {
@@ -164,7 +173,10 @@ public final class FreezeGuard {
             case .interrupted: return .interrupted
             case .closed:
                 finished = true
-                return .failed(HostError(.freezeFailed, "the freeze guard died before the freeze (\(guardExitDescription()))", step: "flush"))
+                return .failed(
+                    HostError(
+                        .freezeFailed, "the freeze guard died before the freeze (\(guardExitDescription()))",
+                        step: "flush"))
             case .timedOut:
                 // Nothing is frozen: a guard that did not answer (stopped, or a syncfs stuck in
                 // it) is let go of for good.
@@ -172,12 +184,18 @@ public final class FreezeGuard {
                 let stopped = guardState == UInt8(ascii: "T")
                 process.signalGroup(SIGKILL)
                 if stopped {
-                    return .failed(HostError(.freezeFailed, "the freeze guard was stopped and did not answer; it was killed. Nothing was frozen", step: "flush"))
+                    return .failed(
+                        HostError(
+                            .freezeFailed,
+                            "the freeze guard was stopped and did not answer; it was killed. Nothing was frozen",
+                            step: "flush"))
                 }
                 let names = targets.map(\.mountPoint).joined(separator: ", ")
-                return .failed(HostError(.freezeFailed,
-                                         "syncfs of \(names) did not finish within \(formatSeconds(deadlineSeconds)) s: is a filesystem that holds their storage frozen? Nothing was frozen",
-                                         step: "flush"))
+                return .failed(
+                    HostError(
+                        .freezeFailed,
+                        "syncfs of \(names) did not finish within \(formatSeconds(deadlineSeconds)) s: is a filesystem that holds their storage frozen? Nothing was frozen",
+                        step: "flush"))
             }
         }
     }
@@ -201,7 +219,8 @@ public final class FreezeGuard {
         }
         guard sendCommand(.freeze) else {
             finished = true
-            return .failed(HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze"))
+            return .failed(
+                HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze"))
         }
         freezeSent = Monotonic.now()
         let limit = hostDeadline!
@@ -220,30 +239,45 @@ public final class FreezeGuard {
             case .message:
                 continue
             case .interrupted:
-                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.now() + Self.thawAnswerNanoseconds) != nil) { takeOver() }
+                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.now() + Self.thawAnswerNanoseconds) != nil) {
+                    takeOver()
+                }
                 finished = true
                 return .interrupted
             case .closed:
                 takeOver()
-                return .failed(HostError(.freezeFailed, "the freeze guard died during the freeze (\(guardExitDescription())); the host thawed what it had frozen",
-                                         step: "freeze"))
+                return .failed(
+                    HostError(
+                        .freezeFailed,
+                        "the freeze guard died during the freeze (\(guardExitDescription())); the host thawed what it had frozen",
+                        step: "freeze"))
             case .timedOut:
                 takeOver()
-                return .failed(HostError(.freezeDeadlineExpired, "the freeze did not finish within \(formatSeconds(deadlineSeconds)) s and the guard did not thaw; the host killed it and thawed what it had frozen",
-                                         step: "freeze"))
+                return .failed(
+                    HostError(
+                        .freezeDeadlineExpired,
+                        "the freeze did not finish within \(formatSeconds(deadlineSeconds)) s and the guard did not thaw; the host killed it and thawed what it had frozen",
+                        step: "freeze"))
             }
         }
     }
 
     private func abandonedFreezeError(_ reason: ThawReason) -> HostError {
         let stuck = record.mounts.filter { $0.freeze == .stuck }.map(\.mountPoint)
-        let why = stuck.isEmpty ? "" : "; FIFREEZE of \(stuck.joined(separator: ", ")) never returned (is its storage on a frozen filesystem?), it is thawed as soon as it does"
+        let why =
+            stuck.isEmpty
+            ? ""
+            : "; FIFREEZE of \(stuck.joined(separator: ", ")) never returned (is its storage on a frozen filesystem?), it is thawed as soon as it does"
         switch reason {
         case .deadline:
-            return HostError(.freezeDeadlineExpired, "the freeze did not finish within \(formatSeconds(deadlineSeconds)) s; the guard thawed what it had frozen\(why)",
-                             step: "freeze")
+            return HostError(
+                .freezeDeadlineExpired,
+                "the freeze did not finish within \(formatSeconds(deadlineSeconds)) s; the guard thawed what it had frozen\(why)",
+                step: "freeze")
         default:
-            return HostError(.freezeFailed, "the freeze was abandoned (\(reason.name)); the guard thawed what it had frozen\(why)", step: "freeze")
+            return HostError(
+                .freezeFailed, "the freeze was abandoned (\(reason.name)); the guard thawed what it had frozen\(why)",
+                step: "freeze")
         }
     }
 
@@ -314,7 +348,11 @@ public final class FreezeGuard {
         isFrozen = false
         process.signalGroup(SIGKILL)
         let exited: Bool
-        if case .exited = process.wait(until: Monotonic.now() + Self.exitWaitNanoseconds) { exited = true } else { exited = false }
+        if case .exited = process.wait(until: Monotonic.now() + Self.exitWaitNanoseconds) {
+            exited = true
+        } else {
+            exited = false
+        }
         let mapping = journal.mapping
         thawDirectly(mapping, states: exited ? [.freezing, .frozen, .thawing, .thawFailed] : [.frozen, .thawFailed])
         if !exited, case .exited = process.wait(until: Monotonic.now() + Self.exitWaitNanoseconds) {
@@ -338,7 +376,8 @@ public final class FreezeGuard {
     // MARK: - Socket
 
     private func sendCommand(_ command: GuardRequest) -> Bool {
-        command.encoded.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } == command.encoded.count
+        command.encoded.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+            == command.encoded.count
     }
 
     private enum Received { case message(GuardMessage), closed, timedOut, interrupted }
@@ -375,7 +414,9 @@ public final class FreezeGuard {
     /// runs (neither stopped nor gone).
     private var thawUnderWay: Bool {
         let mapping = journal.mapping
-        guard (0..<mapping.mountCount).contains(where: { mapping.state($0) == .thawing }), let state = guardState else { return false }
+        guard (0..<mapping.mountCount).contains(where: { mapping.state($0) == .thawing }), let state = guardState else {
+            return false
+        }
         return !"TtZX".utf8.contains(state)
     }
 
@@ -418,8 +459,9 @@ public final class FreezeGuard {
     /// The guard's state letter in /proc (R, S, D, T, Z, …), nil once it is gone.
     private var guardState: UInt8? {
         guard let file = try? FileDescriptor.open("/proc/\(process.pid)/stat", O_RDONLY),
-              let bytes = try? file.readAll(limit: 4096),
-              let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count else { return nil }
+            let bytes = try? file.readAll(limit: 4096),
+            let close = bytes.lastIndex(of: UInt8(ascii: ")")), close + 2 < bytes.count
+        else { return nil }
         return bytes[close + 2]
     }
 
@@ -450,7 +492,8 @@ enum DirectThaw {
         let fd = open(target.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
         guard fd >= 0 else {
             let error = SystemError("open \(target.mountPoint)")
-            let outcome: Outcome = error.errno == ENOENT || error.errno == ENOTDIR ? .notMounted("\(error)") : .failed(error)
+            let outcome: Outcome =
+                error.errno == ENOENT || error.errno == ENOTDIR ? .notMounted("\(error)") : .failed(error)
             return (outcome, start, Monotonic.now())
         }
         defer { close(fd) }
@@ -460,8 +503,12 @@ enum DirectThaw {
             return (.failed(SystemError("statx \(target.mountPoint)")), start, Monotonic.now())
         }
         guard mountID == UInt64(target.mountID) else {
-            return (.notMounted("another filesystem is mounted at \(target.mountPoint) now (mount id \(mountID), was \(target.mountID))"),
-                    start, Monotonic.now())
+            return (
+                .notMounted(
+                    "another filesystem is mounted at \(target.mountPoint) now (mount id \(mountID), was \(target.mountID))"
+                ),
+                start, Monotonic.now()
+            )
         }
         let result = ph_fithaw(fd) == 0 ? 0 : errno
         let end = Monotonic.now()

@@ -38,15 +38,18 @@ public enum FreezeJournal {
     }
 
     /// The record for an operation about to freeze `targets`.
-    public static func record(operationID: String, targets: [FreezeTarget], deadlineSeconds: Double) -> FreezeJournalRecord {
+    public static func record(operationID: String, targets: [FreezeTarget], deadlineSeconds: Double)
+        -> FreezeJournalRecord
+    {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         return FreezeJournalRecord(
             operationID: operationID, hostPID: getpid(), deadlineMilliseconds: UInt64(deadlineSeconds * 1000),
             createdAtNanoseconds: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec),
             mounts: targets.map {
-                FreezeJournalRecord.Mount(mountPoint: $0.mountPoint, fsType: $0.fsType, source: $0.source, device: $0.device,
-                                          mountID: UInt64($0.mountID), wave: $0.wave)
+                FreezeJournalRecord.Mount(
+                    mountPoint: $0.mountPoint, fsType: $0.fsType, source: $0.source, device: $0.device,
+                    mountID: UInt64($0.mountID), wave: $0.wave)
             })
     }
 
@@ -67,9 +70,13 @@ public enum FreezeJournal {
         guard let handle = opendir(paths.runDirectory) else { return [] }
         defer { closedir(handle) }
         var found: [String] = []
-        let prefixes = [paths.journalFile, paths.legacyJournalFile].map { String($0.split(separator: "/").last ?? "") + ".unreadable-" }
+        let prefixes = [paths.journalFile, paths.legacyJournalFile].map {
+            String($0.split(separator: "/").last ?? "") + ".unreadable-"
+        }
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if prefixes.contains(where: { name.hasPrefix($0) }) { found.append(paths.runDirectory + "/" + name) }
         }
         return found.sorted()
@@ -90,7 +97,8 @@ final class JournalMap {
             throw SystemError("decode \(path)", errno: EINVAL)
         }
         let count = record.mounts.count
-        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, file.rawValue, 0), base != MAP_FAILED else {
+        guard let base = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, file.rawValue, 0), base != MAP_FAILED
+        else {
             throw SystemError("mmap \(path)")
         }
         mapping = FreezeJournalMapping(base: base, mountCount: count)

@@ -1,4 +1,5 @@
 public import PluginHostSupport
+
 /// A filesystem the operation freezes, named by one of its mount points.
 public struct FreezeTarget: Sendable, Equatable, Codable {
     public var mountPoint: String
@@ -67,8 +68,10 @@ public enum FreezePlan {
     /// Selects from `entries`: every eligible filesystem, or only those mounted at `only`
     /// (paths already resolved), minus those at `skip`; one target per superblock; in
     /// dependency waves read from `storage`.
-    public static func select(from entries: [MountEntry], only: [String] = [],
-                              skip: [String] = [], storage: StorageStack = .live) throws(SelectionError) -> Selection {
+    public static func select(
+        from entries: [MountEntry], only: [String] = [],
+        skip: [String] = [], storage: StorageStack = .live
+    ) throws(SelectionError) -> Selection {
         // The last entry for a mount point is the visible one (later mounts stack on top).
         var visible: [String: MountEntry] = [:]
         for entry in entries { visible[entry.mountPoint] = entry }
@@ -125,11 +128,15 @@ public enum FreezePlan {
                 // Deeper mount points first; among equals, later mounts first.
                 return depthA != depthB ? depthA > depthB : a.position > b.position
             }
-            .map { FreezeTarget(mountPoint: $0.entry.mountPoint, fsType: $0.entry.fsType,
-                                source: $0.entry.source, device: $0.entry.device, mountID: $0.entry.id) }
+            .map {
+                FreezeTarget(
+                    mountPoint: $0.entry.mountPoint, fsType: $0.entry.fsType,
+                    source: $0.entry.source, device: $0.entry.device, mountID: $0.entry.id)
+            }
         for (index, wave) in storage.waves(for: targets).enumerated() { targets[index].wave = wave }
         // By wave, keeping the path order within each (a stable sort).
-        targets = targets.enumerated().sorted { ($0.element.wave, $0.offset) < ($1.element.wave, $1.offset) }.map(\.element)
+        targets = targets.enumerated().sorted { ($0.element.wave, $0.offset) < ($1.element.wave, $1.offset) }.map(
+            \.element)
         return Selection(targets: targets, skipped: skipped)
     }
 

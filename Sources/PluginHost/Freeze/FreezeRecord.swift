@@ -62,7 +62,8 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
             if entry.freezeStartNanoseconds != 0 {
                 freezeStartMs = Monotonic.milliseconds(from: origin, to: entry.freezeStartNanoseconds)
                 if entry.freezeEndNanoseconds != 0 {
-                    freezeMs = Monotonic.milliseconds(from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
+                    freezeMs = Monotonic.milliseconds(
+                        from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
                 }
             }
             if entry.thawStartNanoseconds != 0 {
@@ -140,7 +141,8 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
             if entry.freezeStartNanoseconds != 0 {
                 firstFreezeNanoseconds = min(firstFreezeNanoseconds ?? .max, entry.freezeStartNanoseconds)
                 if entry.freezeEndNanoseconds >= entry.freezeStartNanoseconds {
-                    ioctlMs += Monotonic.milliseconds(from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
+                    ioctlMs += Monotonic.milliseconds(
+                        from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
                 }
             }
             if entry.thawStartNanoseconds != 0 {
@@ -165,8 +167,10 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
     /// The first failed FIFREEZE as an error.
     func freezeError() -> HostError? {
         guard let failed = mounts.first(where: { $0.freeze == .failed }) else { return nil }
-        return HostError(.freezeFailed, "\(failed.mountPoint) (\(failed.fsType)): \(failed.error ?? "failed"); everything frozen before it was thawed",
-                         step: "freeze")
+        return HostError(
+            .freezeFailed,
+            "\(failed.mountPoint) (\(failed.fsType)): \(failed.error ?? "failed"); everything frozen before it was thawed",
+            step: "freeze")
     }
 
     /// Every filesystem we froze and could not thaw, as an error.

@@ -56,18 +56,21 @@ public enum Recovery {
         /// One line for people and for the report's warnings.
         public var summary: String {
             guard let journal else {
-                return "a freeze journal that cannot be read (\(unreadable ?? "?")) was kept at \(journalPath); check the filesystems it may name, thaw any left frozen with `fsfreeze -u`, then delete it"
+                return
+                    "a freeze journal that cannot be read (\(unreadable ?? "?")) was kept at \(journalPath); check the filesystems it may name, thaw any left frozen with `fsfreeze -u`, then delete it"
             }
             let states = mounts.map { "\($0.mountPoint) \($0.result)" }.joined(separator: ", ")
             let what: String
             if journal.mayBeFrozenByUs {
                 what = "ended while frozen"
             } else if journal.thawCause != nil {
-                what = "ended while frozen; its \(journal.thawCause == .guardLost ? "host" : "guard") thawed at \(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))"
+                what =
+                    "ended while frozen; its \(journal.thawCause == .guardLost ? "host" : "guard") thawed at \(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))"
             } else {
                 what = "ended without leaving anything frozen"
             }
-            return "operation \(journal.operationID) (host pid \(journal.hostPID)) \(what): \(states.isEmpty ? "no mounts" : states)"
+            return
+                "operation \(journal.operationID) (host pid \(journal.hostPID)) \(what): \(states.isEmpty ? "no mounts" : states)"
         }
     }
 
@@ -81,8 +84,9 @@ public enum Recovery {
                 continue
             case .unreadable(let why):
                 let reason = path == paths.legacyJournalFile ? "written by an older pluginhost (JSON)" : why
-                return Outcome(journalPath: FreezeJournal.keepAside(path) ?? path, journal: nil, unreadable: reason,
-                               mounts: [], complete: false)
+                return Outcome(
+                    journalPath: FreezeJournal.keepAside(path) ?? path, journal: nil, unreadable: reason,
+                    mounts: [], complete: false)
             case .record(let journal):
                 return recover(journal, at: path, paths: paths)
             }
@@ -103,8 +107,9 @@ public enum Recovery {
             case .thawed: results[index] = .thawedBefore(by: journal.thawCause.map(FreezeRecord.ThawCause.init))
             case .wasNotFrozen: results[index] = .wasNotFrozen
             case .freezing, .frozen, .thawing, .thawFailed:
-                let target = FreezeTarget(mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source,
-                                          device: mount.device, mountID: Int(mount.mountID), wave: mount.wave)
+                let target = FreezeTarget(
+                    mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source,
+                    device: mount.device, mountID: Int(mount.mountID), wave: mount.wave)
                 let (outcome, start, end) = DirectThaw.thaw(target)
                 updated.mounts[index].thawStartNanoseconds = start
                 updated.mounts[index].thawEndNanoseconds = end
@@ -125,9 +130,10 @@ public enum Recovery {
                 }
             }
         }
-        var outcome = Outcome(journalPath: path, journal: journal, unreadable: nil,
-                              mounts: zip(journal.mounts, results).map { Outcome.Mount(mountPoint: $0.mountPoint, result: $1!) },
-                              complete: true)
+        var outcome = Outcome(
+            journalPath: path, journal: journal, unreadable: nil,
+            mounts: zip(journal.mounts, results).map { Outcome.Mount(mountPoint: $0.mountPoint, result: $1!) },
+            complete: true)
         outcome.complete = !outcome.mounts.contains { if case .failed = $0.result { true } else { false } }
         if outcome.complete {
             recordInterruptedOperation(outcome, journal: journal, paths: paths)
@@ -142,14 +148,19 @@ public enum Recovery {
 
     /// The operation never wrote its report; write one saying what happened, so that `status`
     /// shows it.
-    private static func recordInterruptedOperation(_ outcome: Outcome, journal: FreezeJournalRecord, paths: StatePaths) {
+    private static func recordInterruptedOperation(_ outcome: Outcome, journal: FreezeJournalRecord, paths: StatePaths)
+    {
         let store = ReportStore(paths: paths)
         if store.report(operationID: journal.operationID) != nil { return }
-        var report = OperationReport(operationID: journal.operationID, command: "run",
-                                     startedAt: isoTimestamp(epochNanoseconds: journal.createdAtNanoseconds))
+        var report = OperationReport(
+            operationID: journal.operationID, command: "run",
+            startedAt: isoTimestamp(epochNanoseconds: journal.createdAtNanoseconds))
         let attempted = journal.mounts.contains { $0.state != .pending }
-        report.errors = [HostError(.operationInterrupted, "the host exited during the operation; \(outcome.summary)",
-                                   step: attempted ? "freeze" : "prepare")]
+        report.errors = [
+            HostError(
+                .operationInterrupted, "the host exited during the operation; \(outcome.summary)",
+                step: attempted ? "freeze" : "prepare")
+        ]
         report.warnings = ["recovered at \(isoTimestamp())"]
         report.conclude(failed: true)
         // Pruning is left to the next operation, which knows the host config's keepReports.

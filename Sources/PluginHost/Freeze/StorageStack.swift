@@ -14,8 +14,10 @@ public struct StorageStack: Sendable {
     /// The device number ("major:minor") of `path` if it is a block device node.
     public var blockDeviceNode: @Sendable (String) -> String?
 
-    public init(sysfs: String, filesystemDevice: @escaping @Sendable (String) -> String?,
-                blockDeviceNode: @escaping @Sendable (String) -> String?) {
+    public init(
+        sysfs: String, filesystemDevice: @escaping @Sendable (String) -> String?,
+        blockDeviceNode: @escaping @Sendable (String) -> String?
+    ) {
         self.sysfs = sysfs
         self.filesystemDevice = filesystemDevice
         self.blockDeviceNode = blockDeviceNode
@@ -73,9 +75,12 @@ public struct StorageStack: Sendable {
     }
 
     private func readLine(_ path: String) -> String? {
-        guard let file = try? FileDescriptor.open(path, O_RDONLY), let bytes = try? file.readAll(limit: 1 << 16) else { return nil }
+        guard let file = try? FileDescriptor.open(path, O_RDONLY), let bytes = try? file.readAll(limit: 1 << 16) else {
+            return nil
+        }
         let text = String(decoding: bytes, as: UTF8.self)
-        let line = text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
+        let line =
+            text.split(separator: "\n", maxSplits: 1, omittingEmptySubsequences: false).first.map(String.init) ?? ""
         return line.isEmpty ? nil : line
     }
 
@@ -84,7 +89,9 @@ public struct StorageStack: Sendable {
         defer { closedir(handle) }
         var names: [String] = []
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name != "." && name != ".." { names.append(name) }
         }
         return names.sorted()
@@ -93,7 +100,8 @@ public struct StorageStack: Sendable {
     /// Dependency waves for `targets`: a filesystem is in a wave before every target its data
     /// lies on; independent filesystems share a wave. Returns each target's wave, in order.
     public func waves(for targets: [FreezeTarget]) -> [Int] {
-        let index = Dictionary(targets.enumerated().map { ($0.element.device, $0.offset) }, uniquingKeysWith: { first, _ in first })
+        let index = Dictionary(
+            targets.enumerated().map { ($0.element.device, $0.offset) }, uniquingKeysWith: { first, _ in first })
         // dependsOn[i]: the targets that hold target i's data (i must freeze before them).
         let dependsOn = targets.map { target in backingFilesystems(of: target).compactMap { index[$0] } }
         var wave = [Int](repeating: 0, count: targets.count)

@@ -30,8 +30,10 @@ public final class GroupMember {
     /// Readable when the group process has something to say on its own (the group broke), or died.
     public var eventDescriptor: Int32 { socket.rawValue }
 
-    private init(settings: GroupSettings, process: ChildProcess, socket: FileDescriptor, operationID: String,
-                 operationStart: UInt64, maxFrozenSeconds: Double, statusFile: String) {
+    private init(
+        settings: GroupSettings, process: ChildProcess, socket: FileDescriptor, operationID: String,
+        operationStart: UInt64, maxFrozenSeconds: Double, statusFile: String
+    ) {
         self.settings = settings
         self.process = process
         self.socket = socket
@@ -40,9 +42,10 @@ public final class GroupMember {
         self.maxFrozenSeconds = maxFrozenSeconds
         self.statusFile = statusFile
         hostName = Self.hostName()
-        record = GroupRecord(name: settings.name, member: settings.member, members: settings.members, operationID: nil,
-                             etcd: settings.endpoints.map(\.description), ttlSeconds: settings.ttlSeconds, outcome: "joining",
-                             originMonotonicNs: operationStart)
+        record = GroupRecord(
+            name: settings.name, member: settings.member, members: settings.members, operationID: nil,
+            etcd: settings.endpoints.map(\.description), ttlSeconds: settings.ttlSeconds, outcome: "joining",
+            originMonotonicNs: operationStart)
     }
 
     deinit {
@@ -53,32 +56,49 @@ public final class GroupMember {
     /// Starts the group process and joins the group's operation (or starts it). Fails with
     /// `OperationBusy` when another operation of the group runs, `GroupCoordinatorUnreachable`
     /// when etcd does not answer; the record says which in both cases.
-    public static func join(settings: GroupSettings, executable: String, operationID: String, operationStart: UInt64,
-                            maxFrozenSeconds: Double, paths: StatePaths) -> (member: GroupMember?, record: GroupRecord, error: HostError?) {
-        var failed = GroupRecord(name: settings.name, member: settings.member, members: settings.members, operationID: nil,
-                                 etcd: settings.endpoints.map(\.description), ttlSeconds: settings.ttlSeconds, outcome: "unreachable",
-                                 originMonotonicNs: operationStart)
+    public static func join(
+        settings: GroupSettings, executable: String, operationID: String, operationStart: UInt64,
+        maxFrozenSeconds: Double, paths: StatePaths
+    ) -> (member: GroupMember?, record: GroupRecord, error: HostError?) {
+        var failed = GroupRecord(
+            name: settings.name, member: settings.member, members: settings.members, operationID: nil,
+            etcd: settings.endpoints.map(\.description), ttlSeconds: settings.ttlSeconds, outcome: "unreachable",
+            originMonotonicNs: operationStart)
         var pair: [Int32] = [-1, -1]
         guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            return (nil, failed, HostError(.groupCoordinatorUnreachable, "cannot create the group process's socket: \(SystemError("socketpair"))", step: "group"))
+            return (
+                nil, failed,
+                HostError(
+                    .groupCoordinatorUnreachable,
+                    "cannot create the group process's socket: \(SystemError("socketpair"))", step: "group")
+            )
         }
         let socket = FileDescriptor(owning: pair[0])
         let childEnd = FileDescriptor(owning: pair[1])
         let process: ChildProcess
         do {
             // It outlives a host that is killed just long enough to tell the others and leave.
-            process = try ChildProcess(spawning: Command(executable: executable, arguments: settings.processArguments,
-                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]),
-                                       extraDescriptors: [childEnd.rawValue], outlivesHost: true)
+            process = try ChildProcess(
+                spawning: Command(
+                    executable: executable, arguments: settings.processArguments,
+                    environment: ["PATH": ScriptRunner.searchPath, "LANG": "C", "SWIFT_BACKTRACE": "enable=no"]),
+                extraDescriptors: [childEnd.rawValue], outlivesHost: true)
         } catch {
-            return (nil, failed, HostError(.groupCoordinatorUnreachable, "cannot start the group process: \(error)", step: "group"))
+            return (
+                nil, failed,
+                HostError(.groupCoordinatorUnreachable, "cannot start the group process: \(error)", step: "group")
+            )
         }
         childEnd.close()
-        let member = GroupMember(settings: settings, process: process, socket: socket, operationID: operationID,
-                                 operationStart: operationStart, maxFrozenSeconds: maxFrozenSeconds,
-                                 statusFile: paths.runDirectory + "/group.json")
-        member.send(.join(GroupJoin(group: settings.name, member: settings.member, members: settings.members,
-                                    proposedOperationID: operationID, state: member.state("joined", consistency: .none))))
+        let member = GroupMember(
+            settings: settings, process: process, socket: socket, operationID: operationID,
+            operationStart: operationStart, maxFrozenSeconds: maxFrozenSeconds,
+            statusFile: paths.runDirectory + "/group.json")
+        member.send(
+            .join(
+                GroupJoin(
+                    group: settings.name, member: settings.member, members: settings.members,
+                    proposedOperationID: operationID, state: member.state("joined", consistency: .none))))
         // Joining takes a few round trips; bounded by the requests' own timeouts, with room.
         switch member.receive(until: Monotonic.now() + UInt64(settings.ttlSeconds * 4 + 20) * 1_000_000_000) {
         case .event(.joined(let groupOperationID, let states))?:
@@ -89,25 +109,34 @@ public final class GroupMember {
             return (member, member.record, nil)
         case .event(.refused(let reason, let message))?:
             failed.outcome = reason.rawValue
-            let code: ErrorCode = switch reason {
-            case .busy: .operationBusy
-            case .unreachable: .groupCoordinatorUnreachable
-            case .failed: .groupMemberFailed
-            }
+            let code: ErrorCode =
+                switch reason {
+                case .busy: .operationBusy
+                case .unreachable: .groupCoordinatorUnreachable
+                case .failed: .groupMemberFailed
+                }
             return (nil, failed, HostError(code, message, step: "group"))
         default:
             process.terminateGroup(graceNanoseconds: 0)
-            return (nil, failed, HostError(.groupCoordinatorUnreachable,
-                                           "the group process did not join (\(process.stderrTail.text.trimmingCharacters(in: " \n")))", step: "group"))
+            return (
+                nil, failed,
+                HostError(
+                    .groupCoordinatorUnreachable,
+                    "the group process did not join (\(process.stderrTail.text.trimmingCharacters(in: " \n")))",
+                    step: "group")
+            )
         }
     }
 
     /// A member whose checks failed still tells the group at once (joining to say so), so that
     /// the others roll back now rather than at their barrier's timeout.
-    public static func announceFailedChecks(settings: GroupSettings, executable: String, operationID: String, operationStart: UInt64,
-                                            paths: StatePaths, reason: String) -> GroupRecord {
-        let joined = join(settings: settings, executable: executable, operationID: operationID, operationStart: operationStart,
-                          maxFrozenSeconds: FreezeGuard.defaultDeadlineSeconds, paths: paths)
+    public static func announceFailedChecks(
+        settings: GroupSettings, executable: String, operationID: String, operationStart: UInt64,
+        paths: StatePaths, reason: String
+    ) -> GroupRecord {
+        let joined = join(
+            settings: settings, executable: executable, operationID: operationID, operationStart: operationStart,
+            maxFrozenSeconds: FreezeGuard.defaultDeadlineSeconds, paths: paths)
         guard let member = joined.member else { return joined.record }
         member.announceFailure(reason)
         member.record.outcome = "broken"
@@ -129,8 +158,9 @@ public final class GroupMember {
     /// member (or a break, a signal on one of `watching`, or the barrier's limit).
     public func barrier(_ stage: GroupStage, consistency: ConsistencyLevel, watching: [Int32]) -> BarrierResult {
         let begin = Monotonic.now()
-        var entry = GroupRecord.Barrier(stage: stage.rawValue, startMs: Monotonic.milliseconds(from: operationStart, to: begin),
-                                        waitMs: 0, outcome: .broken)
+        var entry = GroupRecord.Barrier(
+            stage: stage.rawValue, startMs: Monotonic.milliseconds(from: operationStart, to: begin),
+            waitMs: 0, outcome: .broken)
         defer {
             entry.waitMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
             record.barriers.append(entry)
@@ -153,12 +183,16 @@ public final class GroupMember {
                 entry.outcome = .interrupted
                 return .interrupted
             case .closed?:
-                return .failed(noteBreak(.unreachable, member: nil, "the group process exited (\(process.stderrTail.text.trimmingCharacters(in: " \n")))"))
+                return .failed(
+                    noteBreak(
+                        .unreachable, member: nil,
+                        "the group process exited (\(process.stderrTail.text.trimmingCharacters(in: " \n")))"))
             case nil:
                 entry.outcome = .timedOut
-                let error = HostError(.groupMemberFailed,
-                                      "not every member of group \(settings.name) reached \"\(stage.rawValue)\" within \(formatSeconds(Monotonic.milliseconds(from: begin, to: limit) / 1000)) s (waiting for \(missing(at: stage)))",
-                                      step: "group: all \(stage.rawValue)")
+                let error = HostError(
+                    .groupMemberFailed,
+                    "not every member of group \(settings.name) reached \"\(stage.rawValue)\" within \(formatSeconds(Monotonic.milliseconds(from: begin, to: limit) / 1000)) s (waiting for \(missing(at: stage)))",
+                    step: "group: all \(stage.rawValue)")
                 broken = error
                 record.outcome = "broken"
                 record.brokenBy = error.message
@@ -179,7 +213,8 @@ public final class GroupMember {
     }
 
     private func missing(at stage: GroupStage) -> String {
-        let arrived = Set(record.memberStates.filter { GroupStage(rawValue: $0.state).map { $0 >= stage } ?? false }.map(\.member))
+        let arrived = Set(
+            record.memberStates.filter { GroupStage(rawValue: $0.state).map { $0 >= stage } ?? false }.map(\.member))
         let known = record.memberStates.map(\.member).filter { !arrived.contains($0) && $0 != settings.member }
         let unknown = settings.members - record.memberStates.count
         var parts = known
@@ -204,9 +239,12 @@ public final class GroupMember {
         let error: HostError
         switch kind {
         case .memberAborted, .memberLost:
-            error = HostError(.groupMemberFailed, "group \(settings.name): \(message); every member rolls back", step: "group")
+            error = HostError(
+                .groupMemberFailed, "group \(settings.name): \(message); every member rolls back", step: "group")
         case .unreachable:
-            error = HostError(.groupCoordinatorUnreachable, "group \(settings.name): \(message); this member rolls back", step: "group")
+            error = HostError(
+                .groupCoordinatorUnreachable, "group \(settings.name): \(message); this member rolls back",
+                step: "group")
         }
         if broken == nil {
             broken = error
@@ -228,7 +266,8 @@ public final class GroupMember {
 
     /// The group's consistency once every member reached `stage`: the lowest of the members'.
     private func settleConsistency() {
-        record.consistency = GroupRecord.lowest(record.memberStates.map { ConsistencyLevel(rawValue: $0.consistency) ?? .none })
+        record.consistency = GroupRecord.lowest(
+            record.memberStates.map { ConsistencyLevel(rawValue: $0.consistency) ?? .none })
     }
 
     /// Leaves the group with this member's final outcome; the group process removes the group's
@@ -247,7 +286,10 @@ public final class GroupMember {
         }
         // Every member's latest state, this one's final one included: the lowest is the group's.
         if broken == nil && record.outcome == "completed" { settleConsistency() }
-        if case .exited = process.wait(until: Monotonic.now() + 2_000_000_000) {} else { process.terminateGroup(graceNanoseconds: 0) }
+        if case .exited = process.wait(until: Monotonic.now() + 2_000_000_000) {
+        } else {
+            process.terminateGroup(graceNanoseconds: 0)
+        }
         unlink(statusFile)
         return record
     }
@@ -262,13 +304,16 @@ public final class GroupMember {
     // MARK: - State
 
     private func state(_ name: String, consistency: ConsistencyLevel) -> GroupMemberState {
-        GroupMemberState(member: settings.member, operationID: operationID, host: hostName, consistency: consistency.rawValue, state: name)
+        GroupMemberState(
+            member: settings.member, operationID: operationID, host: hostName, consistency: consistency.rawValue,
+            state: name)
     }
 
     private func merge(_ states: [GroupMemberState]) {
         for state in states {
-            let member = GroupRecord.Member(member: state.member, host: state.host, operationID: state.operationID,
-                                            state: state.state, consistency: state.consistency)
+            let member = GroupRecord.Member(
+                member: state.member, host: state.host, operationID: state.operationID,
+                state: state.state, consistency: state.consistency)
             if let index = record.memberStates.firstIndex(where: { $0.member == state.member }) {
                 record.memberStates[index] = member
             } else {
@@ -281,7 +326,8 @@ public final class GroupMember {
     /// `/run/pluginhost/group.json`, for `pluginhost status` (written before anything is frozen).
     private func writeStatusFile() {
         let document = JSONValue.object([
-            ("group", .string(settings.name)), ("member", .string(settings.member)), ("members", .number(JSONNumber(settings.members))),
+            ("group", .string(settings.name)), ("member", .string(settings.member)),
+            ("members", .number(JSONNumber(settings.members))),
             ("operationID", .string(record.operationID ?? "")), ("localOperationID", .string(operationID)),
             ("arguments", .array(settings.processArguments.map(JSONValue.string))),
         ])
@@ -306,7 +352,9 @@ public final class GroupMember {
     /// The next event, a readable descriptor of `watching`, the socket's end — or nil at `deadline`.
     private func receive(until deadline: UInt64, watching: [Int32] = []) -> Received? {
         while true {
-            var fds = [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)] + watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
+            var fds =
+                [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)]
+                + watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
             let ready = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: deadline))
             if ready < 0 && errno == EINTR { continue }
             if ready == 0 { return nil }

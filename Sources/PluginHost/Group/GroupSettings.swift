@@ -41,7 +41,9 @@ public struct GroupFields: Sendable, Equatable {
     /// The host config's `group` object: keys `name`, `member`, `members`, `etcd` (an array of
     /// URLs), `cacert`, `cert`, `key`, `ttlSeconds`, `timeoutSeconds`.
     public static func parse(_ value: JSONValue) -> Result<GroupFields, Problem> {
-        guard case .object(let members) = value else { return .failure("group must be an object, found \(value.kindDescription)") }
+        guard case .object(let members) = value else {
+            return .failure("group must be an object, found \(value.kindDescription)")
+        }
         var fields = GroupFields()
         for (key, item) in members {
             switch (key, item) {
@@ -53,13 +55,16 @@ public struct GroupFields: Sendable, Equatable {
                 fields.member = text
             case ("members", .number(let number)):
                 guard let count = number.integerValue, (1...GroupWire.maximumMembers).contains(count) else {
-                    return .failure("group.members must be an integer from 1 to \(GroupWire.maximumMembers), found \(number.text)")
+                    return .failure(
+                        "group.members must be an integer from 1 to \(GroupWire.maximumMembers), found \(number.text)")
                 }
                 fields.members = count
             case ("etcd", .array(let items)):
                 var endpoints: [EtcdEndpoint] = []
                 for entry in items {
-                    guard case .string(let text) = entry else { return .failure("group.etcd must be an array of URLs, found \(entry.kindDescription)") }
+                    guard case .string(let text) = entry else {
+                        return .failure("group.etcd must be an array of URLs, found \(entry.kindDescription)")
+                    }
                     switch EtcdEndpoint.parse(text) {
                     case .success(let endpoint): endpoints.append(endpoint)
                     case .failure(let error): return .failure("group.etcd: \(error)")
@@ -69,10 +74,18 @@ public struct GroupFields: Sendable, Equatable {
                 fields.endpoints = endpoints
             case ("cacert", .string(let path)), ("cert", .string(let path)), ("key", .string(let path)):
                 guard path.hasPrefix("/") else { return .failure("group.\(key) must be an absolute path") }
-                if key == "cacert" { fields.caFile = path } else if key == "cert" { fields.certFile = path } else { fields.keyFile = path }
+                if key == "cacert" {
+                    fields.caFile = path
+                } else if key == "cert" {
+                    fields.certFile = path
+                } else {
+                    fields.keyFile = path
+                }
             case ("ttlSeconds", .number(let number)):
                 guard let ttl = number.integerValue, ttlRange.contains(ttl) else {
-                    return .failure("group.ttlSeconds must be an integer from \(ttlRange.lowerBound) to \(ttlRange.upperBound), found \(number.text)")
+                    return .failure(
+                        "group.ttlSeconds must be an integer from \(ttlRange.lowerBound) to \(ttlRange.upperBound), found \(number.text)"
+                    )
                 }
                 fields.ttlSeconds = ttl
             case ("timeoutSeconds", .number(let number)):
@@ -125,35 +138,54 @@ public struct GroupSettings: Sendable, Equatable {
             return (nil, [])
         }
         var problems: [HostError] = []
-        if fields.member == nil { problems.append(problem("group \(name): no member id: give --member (or group.member)")) }
-        if fields.members == nil { problems.append(problem("group \(name): no member count: give --members (or group.members)")) }
+        if fields.member == nil {
+            problems.append(problem("group \(name): no member id: give --member (or group.member)"))
+        }
+        if fields.members == nil {
+            problems.append(problem("group \(name): no member count: give --members (or group.members)"))
+        }
         let endpoints = fields.endpoints ?? []
-        if endpoints.isEmpty { problems.append(problem("group \(name): no etcd endpoint: give --etcd URL[,URL…] (or group.etcd)")) }
+        if endpoints.isEmpty {
+            problems.append(problem("group \(name): no etcd endpoint: give --etcd URL[,URL…] (or group.etcd)"))
+        }
         if let members = fields.members, !(1...GroupWire.maximumMembers).contains(members) {
             problems.append(problem("group \(name): --members must be from 1 to \(GroupWire.maximumMembers)"))
         }
         if endpoints.contains(where: \.secure) && fields.caFile == nil {
-            problems.append(problem("group \(name): an https etcd endpoint needs the CA certificate (--etcd-cacert, or group.cacert)"))
+            problems.append(
+                problem(
+                    "group \(name): an https etcd endpoint needs the CA certificate (--etcd-cacert, or group.cacert)"))
         }
         if (fields.certFile == nil) != (fields.keyFile == nil) {
-            problems.append(problem("group \(name): give both the client certificate and its key (--etcd-cert and --etcd-key), or neither"))
+            problems.append(
+                problem(
+                    "group \(name): give both the client certificate and its key (--etcd-cert and --etcd-key), or neither"
+                ))
         }
         if fields.caFile != nil && !endpoints.isEmpty && !endpoints.allSatisfy(\.secure) {
-            problems.append(problem("group \(name): TLS files are given but an etcd endpoint is http://; use https:// for every endpoint"))
+            problems.append(
+                problem(
+                    "group \(name): TLS files are given but an etcd endpoint is http://; use https:// for every endpoint"
+                ))
         }
-        for (path, rule, what) in [(fields.caFile, FileTrust.Rule.readOnlyForOthers, "etcd CA certificate"),
-                                   (fields.certFile, .readOnlyForOthers, "etcd client certificate"),
-                                   (fields.keyFile, .secret, "etcd client key")] {
+        for (path, rule, what) in [
+            (fields.caFile, FileTrust.Rule.readOnlyForOthers, "etcd CA certificate"),
+            (fields.certFile, .readOnlyForOthers, "etcd client certificate"),
+            (fields.keyFile, .secret, "etcd client key"),
+        ] {
             guard let path else { continue }
             if case .failure(let failure) = FileTrust.verify(path, rule: rule) {
                 problems.append(problem("\(what) \(failure)" + (failure.remedy.map { " (\($0))" } ?? "")))
             }
         }
         guard problems.isEmpty, let member = fields.member, let members = fields.members else { return (nil, problems) }
-        return (GroupSettings(name: name, member: member, members: members, endpoints: endpoints, caFile: fields.caFile,
-                              certFile: fields.certFile, keyFile: fields.keyFile,
-                              ttlSeconds: fields.ttlSeconds ?? defaultTTLSeconds,
-                              timeoutSeconds: fields.timeoutSeconds ?? defaultTimeoutSeconds), [])
+        return (
+            GroupSettings(
+                name: name, member: member, members: members, endpoints: endpoints, caFile: fields.caFile,
+                certFile: fields.certFile, keyFile: fields.keyFile,
+                ttlSeconds: fields.ttlSeconds ?? defaultTTLSeconds,
+                timeoutSeconds: fields.timeoutSeconds ?? defaultTimeoutSeconds), []
+        )
     }
 
     static func problem(_ message: String) -> HostError {

@@ -19,7 +19,9 @@ extension LiveSteps {
     func groupBarrier(_ stage: GroupStage, prospect: OperationOutcome) -> StepResult {
         guard let group else { return .succeeded }
         let lastStage: GroupStage = waitsForGroup(at: .snapshotted) ? .snapshotted : .frozen
-        switch group.barrier(stage, consistency: prospect.consistency, watching: interrupt.map { [$0.descriptor] } ?? []) {
+        switch group.barrier(
+            stage, consistency: prospect.consistency, watching: interrupt.map { [$0.descriptor] } ?? [])
+        {
         case .passed:
             if stage == lastStage { group.complete() }
             return .succeeded
@@ -34,13 +36,16 @@ extension LiveSteps {
 
     func groupAbort(_ errors: [HostError]) {
         guard let group, !group.isBroken else { return }
-        group.announceFailure(errors.first.map { "\($0.code.rawValue): \($0.message)" } ?? "member \(group.settings.member) failed")
+        group.announceFailure(
+            errors.first.map { "\($0.code.rawValue): \($0.message)" } ?? "member \(group.settings.member) failed")
     }
 
     /// For the snapshot command: which group and operation the snapshot belongs to.
     var groupEnvironment: [String: String] {
         guard let group else { return [:] }
-        return ["PLUGINHOST_GROUP": group.settings.name, "PLUGINHOST_GROUP_MEMBER": group.settings.member,
-                "PLUGINHOST_GROUP_OPERATION_ID": group.record.operationID ?? ""]
+        return [
+            "PLUGINHOST_GROUP": group.settings.name, "PLUGINHOST_GROUP_MEMBER": group.settings.member,
+            "PLUGINHOST_GROUP_OPERATION_ID": group.record.operationID ?? "",
+        ]
     }
 }

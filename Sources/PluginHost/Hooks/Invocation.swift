@@ -26,7 +26,8 @@ public enum Invocation: Equatable, Sendable {
             return .commandLine(arguments)
         }
         guard let hook = HookName(invokedAs: argv0) else {
-            return .refused("""
+            return .refused(
+                """
                 pluginhost: called as "\(name)" (\(argv0)), a name it does not answer to; nothing was run. \
                 Call it as pluginhost, or install it under a hook name: fsfreeze-hook or a file in \
                 fsfreeze-hook.d (QEMU guest agent), a file in backupScripts.d, pre-freeze-script or \
@@ -34,11 +35,15 @@ public enum Invocation: Equatable, Sendable {
                 """)
         }
         guard let action = arguments.first else {
-            return .refused("pluginhost: called as \(hook.description) (\(argv0)) without an action; it takes \(hook.actionList). Nothing was run.")
+            return .refused(
+                "pluginhost: called as \(hook.description) (\(argv0)) without an action; it takes \(hook.actionList). Nothing was run."
+            )
         }
         if action == "--help" || action == "-h" { return .hook(hook, arguments: ["hook", hook.agent, "--help"]) }
         guard let canonical = hook.actions.first(where: { $0.lowercased() == action.lowercased() }) else {
-            return .refused("pluginhost: called as \(hook.description) (\(argv0)) with \"\(action)\"; it takes \(hook.actionList). Nothing was run.")
+            return .refused(
+                "pluginhost: called as \(hook.description) (\(argv0)) with \"\(action)\"; it takes \(hook.actionList). Nothing was run."
+            )
         }
         var rest = Array(arguments.dropFirst())
         var scriptArgument: [String] = []
@@ -102,7 +107,9 @@ public enum HookName: String, Equatable, Sendable, CaseIterable, CustomStringCon
         }
     }
 
-    var actionList: String { actions.count == 1 ? actions[0] : actions.dropLast().joined(separator: ", ") + " or " + actions.last! }
+    var actionList: String {
+        actions.count == 1 ? actions[0] : actions.dropLast().joined(separator: ", ") + " or " + actions.last!
+    }
 
     public var description: String {
         switch self {

@@ -1,7 +1,7 @@
-public import Logging
 import Glibc
-import Synchronization
+public import Logging
 import PluginHostSupport
+import Synchronization
 
 /// Log output that can be held: while filesystems are frozen nothing may be written to a file
 /// that could live on one of them (stderr may be redirected to one), so lines are kept in
@@ -58,7 +58,9 @@ public final class HeldLogOutput: Sendable {
     /// What was lost since the start, for the report's warnings: nil when every line was written.
     public var failure: String? {
         state.withLock { state in
-            state.failure.map { "log output failed (\(SystemError("write", errno: $0.errno))): \($0.lost) log line(s) were dropped; the operation went on" }
+            state.failure.map {
+                "log output failed (\(SystemError("write", errno: $0.errno))): \($0.lost) log line(s) were dropped; the operation went on"
+            }
         }
     }
 }

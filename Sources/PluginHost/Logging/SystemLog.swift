@@ -50,11 +50,12 @@ public enum SystemLog {
     @discardableResult
     public static func record(_ report: OperationReport) -> Bool {
         if report.freeze?.mayStillBeFrozen == true { return false }
-        let severity: Severity = switch report.result {
-        case .succeeded: .info
-        case .degraded: .warning
-        case .failed: .error
-        }
+        let severity: Severity =
+            switch report.result {
+            case .succeeded: .info
+            case .degraded: .warning
+            case .failed: .error
+            }
         return send(summary(of: report), severity: severity)
     }
 
@@ -77,8 +78,9 @@ public enum SystemLog {
         let sent = bytes.withUnsafeBytes { buffer in
             withUnsafePointer(to: &address) { pointer in
                 pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL), $0,
-                           socklen_t(MemoryLayout<sockaddr_un>.size))
+                    sendto(
+                        fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL), $0,
+                        socklen_t(MemoryLayout<sockaddr_un>.size))
                 }
             }
         }

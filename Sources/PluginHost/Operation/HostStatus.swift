@@ -49,7 +49,9 @@ public struct HostStatus: Encodable, Sendable {
         case .unreadable(let why): unreadable = why
         case .absent: break
         }
-        if case .unreadable = FreezeJournal.read(at: paths.legacyJournalFile) { unreadable = "written by an older pluginhost" }
+        if case .unreadable = FreezeJournal.read(at: paths.legacyJournalFile) {
+            unreadable = "written by an older pluginhost"
+        }
         unreadableJournals = FreezeJournal.keptAside(in: paths)
         operationID = holder?.operationID ?? journal?.operationID
         pid = holder?.pid
@@ -75,7 +77,9 @@ public struct HostStatus: Encodable, Sendable {
         case (nil, .some) where mayBeFrozen: state = .needsRecovery
         case (nil, .some(let journal)):
             state = .interrupted
-            let thawed = journal.thawCause.map { " ended while frozen; its \($0 == .guardLost ? "host" : "guard") thawed at \(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))" }
+            let thawed = journal.thawCause.map {
+                " ended while frozen; its \($0 == .guardLost ? "host" : "guard") thawed at \(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))"
+            }
             interruption = "operation \(journal.operationID) (pid \(journal.hostPID))\(thawed ?? " ended")"
         case (nil, nil) where unreadable != nil:
             state = .needsRecovery

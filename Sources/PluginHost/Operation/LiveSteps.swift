@@ -34,8 +34,10 @@ final class LiveSteps: OperationSteps {
     var group: GroupMember?
     private(set) var pluginRecords: [PluginRecord] = []
 
-    init(request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
-         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?, containment: ProcessContainment? = nil) {
+    init(
+        request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
+        logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?, containment: ProcessContainment? = nil
+    ) {
         self.request = request
         self.preflight = preflight
         self.operationID = operationID
@@ -45,24 +47,29 @@ final class LiveSteps: OperationSteps {
         self.interrupt = interrupt
         self.logOutput = logOutput
         self.containment = containment
-        plugins = PluginSet(catalog: preflight.plugins, operationID: operationID,
-                            freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [], start: start)
+        plugins = PluginSet(
+            catalog: preflight.plugins, operationID: operationID,
+            freezeTargets: preflight.fsFreezeEnabled ? preflight.freezeSelection?.targets ?? [] : [], start: start)
     }
 
     /// Starts the guard (it opens and verifies the mount points on its own) and the plugin
     /// workers (load, create): none of that is inside the freeze window or the application's stall.
     func prepare() -> StepResult {
         lock.setPhase("prepare")
-        if preflight.fsFreezeEnabled, !request.mode.agentFreezes, let targets = preflight.freezeSelection?.targets, !targets.isEmpty {
+        if preflight.fsFreezeEnabled, !request.mode.agentFreezes, let targets = preflight.freezeSelection?.targets,
+            !targets.isEmpty
+        {
             do {
-                freezeGuard = try FreezeGuard(executable: request.executable, targets: targets,
-                                              deadlineSeconds: preflight.maxFrozenSeconds, operationID: operationID,
-                                              journalPath: request.paths.journalFile, lock: lock, operationStart: start)
+                freezeGuard = try FreezeGuard(
+                    executable: request.executable, targets: targets,
+                    deadlineSeconds: preflight.maxFrozenSeconds, operationID: operationID,
+                    journalPath: request.paths.journalFile, lock: lock, operationStart: start)
             } catch {
                 guardStartError = error
             }
         }
-        plugins.prepare(executable: request.executable, logger: logger, containment: containment, interrupt: interrupt?.descriptor)
+        plugins.prepare(
+            executable: request.executable, logger: logger, containment: containment, interrupt: interrupt?.descriptor)
         warnings += plugins.warnings
         return .succeeded
     }
@@ -115,12 +122,13 @@ final class LiveSteps: OperationSteps {
         guard let path = preflight.scripts[phase] else { return .skipped("no script") }
         let script = phase == .pre ? config.preScript : config.postScript
         logger.info("running script", metadata: ["phase": "\(phase.rawValue)", "path": "\(path)"])
-        let run = runner.run(phase: phase, path: path, arguments: script.params, retries: script.retries,
-                             timeoutSeconds: config.timeoutSeconds,
-                             environment: ScriptRunner.environment(phase: phase, operationID: operationID, result: outcome),
-                             operationStart: start,
-                             interrupt: phase == .pre ? interrupt?.descriptor : nil, containment: containment,
-                             retryUntil: operationDeadline, stopAt: phase == .pre ? operationDeadline : nil)
+        let run = runner.run(
+            phase: phase, path: path, arguments: script.params, retries: script.retries,
+            timeoutSeconds: config.timeoutSeconds,
+            environment: ScriptRunner.environment(phase: phase, operationID: operationID, result: outcome),
+            operationStart: start,
+            interrupt: phase == .pre ? interrupt?.descriptor : nil, containment: containment,
+            retryUntil: operationDeadline, stopAt: phase == .pre ? operationDeadline : nil)
         scripts.append(run)
         guard let error = run.error else { return .succeeded }
         if run.outcome == .interrupted { return .interrupted(interruptError(during: phase.stepName)) }
@@ -159,13 +167,17 @@ final class LiveSteps: OperationSteps {
 
     func quiesce() -> StepResult {
         lock.setPhase("quiesce")
-        let result = plugins.quiesce(continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds,
-                                     notAfter: operationDeadline)
+        let result = plugins.quiesce(
+            continueOnFailure: preflight.continueBackupOnFailure, maxFrozenSeconds: preflight.maxFrozenSeconds,
+            notAfter: operationDeadline)
         if case .interrupted = result {
             // Acted on at once, not when the call returns: the busy workers are already dead.
             let signal = interrupt?.consume().map(signalName) ?? "a signal"
-            return .interrupted(HostError(.operationInterrupted, "\(signal) received during the quiesce: the busy plugin workers were killed at once, and with them their sessions and locks; everything done so far was undone",
-                                          step: "quiesce"))
+            return .interrupted(
+                HostError(
+                    .operationInterrupted,
+                    "\(signal) received during the quiesce: the busy plugin workers were killed at once, and with them their sessions and locks; everything done so far was undone",
+                    step: "quiesce"))
         }
         return result
     }
@@ -188,7 +200,9 @@ final class LiveSteps: OperationSteps {
         guard let freezeGuard else { return .skipped("nothing to freeze") }
         // A flush that did not return means a FIFREEZE would not either: do not start one.
         if flushError != nil {
-            return .failed(HostError(.freezeFailed, "not attempted: the flush before it did not finish", step: "freeze"), attempted: false)
+            return .failed(
+                HostError(.freezeFailed, "not attempted: the flush before it did not finish", step: "freeze"),
+                attempted: false)
         }
         freezeAttempted = true
         lock.setPhase("frozen")  // the last write before the freeze (the journal is a mapping)
@@ -220,7 +234,9 @@ final class LiveSteps: OperationSteps {
             warnings.append("the filesystems were thawed by \(cause.rawValue), not on command")
         }
         for mount in record.mounts where mount.thaw == .wasNotFrozen {
-            warnings.append("\(mount.mountPoint) was no longer frozen at the thaw: something else thawed it while the snapshot was taken")
+            warnings.append(
+                "\(mount.mountPoint) was no longer frozen at the thaw: something else thawed it while the snapshot was taken"
+            )
         }
         logger.info("thawed", metadata: ["windowMs": "\(record.windowMs ?? 0)"])
         return .succeeded
@@ -237,11 +253,13 @@ final class LiveSteps: OperationSteps {
 
     /// Two-phase and hooks: tell the caller it may take its snapshot now, then wait for its
     /// thaw — or the guard's deadline, or a signal.
-    private func awaitThaw(_ channel: any SessionLink, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult {
+    private func awaitThaw(_ channel: any SessionLink, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult
+    {
         let begin = Monotonic.now()
         let agentFreezes = request.mode.agentFreezes
         let who = agentFreezes ? "the agent" : "the caller of pluginhost freeze"
-        var record = SnapshotRecord(command: ["(taken by \(who))"], termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
+        var record = SnapshotRecord(
+            command: ["(taken by \(who))"], termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
         defer {
             record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
             snapshotRecord = record
@@ -253,13 +271,16 @@ final class LiveSteps: OperationSteps {
         // A hook's agent may never thaw (qemu-ga calls no thaw hook when it froze nothing): its
         // quiesce is held only as long as the hook hold limit.
         let waitSeconds = agentFreezes ? preflight.hookHoldLimitSeconds : preflight.maxFrozenSeconds
-        channel.notify(.notice(FreezeNotice(
-            state: frozenBy == nil ? "quiesced" : "frozen",
-            operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
-            deadlineSeconds: waitSeconds, errors: errors, warnings: warnings,
-            thawCommand: agentFreezes ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
-                                      : "pluginhost thaw --operation \(operationID)",
-            group: group?.record)))
+        channel.notify(
+            .notice(
+                FreezeNotice(
+                    state: frozenBy == nil ? "quiesced" : "frozen",
+                    operationID: operationID, mounts: mounts, consistency: prospect.consistency, at: since,
+                    deadlineSeconds: waitSeconds, errors: errors, warnings: warnings,
+                    thawCommand: agentFreezes
+                        ? "pluginhost hook \(request.mode.agent?.rawValue ?? "") thaw"
+                        : "pluginhost thaw --operation \(operationID)",
+                    group: group?.record)))
         // The guard thaws at its deadline; the host enforces it too, a little later.
         let limit = frozenBy?.hostDeadline ?? begin + UInt64(waitSeconds * 1e9)
         while true {
@@ -268,7 +289,9 @@ final class LiveSteps: OperationSteps {
             if let frozenBy { fds.append(pollfd(fd: frozenBy.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
             if let group { fds.append(pollfd(fd: group.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
             _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: limit))
-            if let group, fds.contains(where: { $0.fd == group.eventDescriptor && $0.revents != 0 }), let error = group.collectBreak() {
+            if let group, fds.contains(where: { $0.fd == group.eventDescriptor && $0.revents != 0 }),
+                let error = group.collectBreak()
+            {
                 return .failed(error, attempted: true)
             }
             if let interrupt, fds.contains(where: { $0.fd == interrupt.descriptor && $0.revents != 0 }) {
@@ -276,90 +299,126 @@ final class LiveSteps: OperationSteps {
                 return .interrupted(interruptError(during: "wait for the thaw"))
             }
             if let frozenBy, fds.contains(where: { $0.fd == frozenBy.eventDescriptor && $0.revents != 0 }),
-               let cause = frozenBy.collectUnpromptedThaw() {
+                let cause = frozenBy.collectUnpromptedThaw()
+            {
                 let error = unpromptedThawError(cause, during: "the wait for the thaw")
                 record.outcome = error.message
                 return .failed(error, attempted: true)
             }
-            if fds[0].revents != 0, let thaw = channel.accept(operationID: operationID, status: {
-                sessionStatus(phase: frozenBy == nil ? "quiesced" : "frozen", since: since, mounts: mounts, deadlineSeconds: waitSeconds)
-            }) {
+            if fds[0].revents != 0,
+                let thaw = channel.accept(
+                    operationID: operationID,
+                    status: {
+                        sessionStatus(
+                            phase: frozenBy == nil ? "quiesced" : "frozen", since: since, mounts: mounts,
+                            deadlineSeconds: waitSeconds)
+                    })
+            {
                 // The caller's snapshot counts only if no filesystem was thawed before it said so.
                 if let frozenBy, let thawed = frozenBy.firstThawStart, thawed <= Monotonic.now() {
-                    let error = unpromptedThawError(frozenBy.collectUnpromptedThaw() ?? .deadline, during: "the wait for the thaw")
+                    let error = unpromptedThawError(
+                        frozenBy.collectUnpromptedThaw() ?? .deadline, during: "the wait for the thaw")
                     record.outcome = error.message
                     return .failed(error, attempted: true)
                 }
-                record.outcome = thaw.snapshotTaken ? "\(who) called thaw: snapshot taken" : "\(who) reported that its snapshot failed"
-                return thaw.snapshotTaken ? .succeeded
-                    : .failed(HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"), attempted: true)
+                record.outcome =
+                    thaw.snapshotTaken
+                    ? "\(who) called thaw: snapshot taken" : "\(who) reported that its snapshot failed"
+                return thaw.snapshotTaken
+                    ? .succeeded
+                    : .failed(
+                        HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"),
+                        attempted: true)
             }
             guard Monotonic.now() >= limit else { continue }
             if let frozenBy {
-                let error = unpromptedThawError(frozenBy.enforceDeadline(), during: "the wait for the thaw", missedDeadline: true)
+                let error = unpromptedThawError(
+                    frozenBy.enforceDeadline(), during: "the wait for the thaw", missedDeadline: true)
                 record.outcome = error.message
                 return .failed(error, attempted: true)
             }
             if agentFreezes {
                 record.outcome = "no thaw from \(who) within the hook hold limit (\(formatSeconds(waitSeconds)) s)"
-                return .failed(HostError(.hookHoldLimitExpired,
-                                         "\(who) sent no thaw within the hook hold limit of \(formatSeconds(waitSeconds)) s; the quiesce was released: the plugins were resumed and the post-script ran; a snapshot taken after that is not application-consistent",
-                                         step: "snapshot"), attempted: true)
+                return .failed(
+                    HostError(
+                        .hookHoldLimitExpired,
+                        "\(who) sent no thaw within the hook hold limit of \(formatSeconds(waitSeconds)) s; the quiesce was released: the plugins were resumed and the post-script ran; a snapshot taken after that is not application-consistent",
+                        step: "snapshot"), attempted: true)
             }
             record.outcome = "no thaw came within \(formatSeconds(waitSeconds)) s"
-            return .failed(HostError(.freezeDeadlineExpired,
-                                     "no thaw came within \(formatSeconds(waitSeconds)) s; the plugins were resumed and the post-script ran",
-                                     step: "snapshot"), attempted: true)
+            return .failed(
+                HostError(
+                    .freezeDeadlineExpired,
+                    "no thaw came within \(formatSeconds(waitSeconds)) s; the plugins were resumed and the post-script ran",
+                    step: "snapshot"), attempted: true)
         }
     }
 
     /// The filesystems were thawed before the snapshot was done: by the guard at its deadline,
     /// or by the host because the guard died or missed its deadline. The snapshot is not usable.
-    private func unpromptedThawError(_ cause: FreezeRecord.ThawCause, during what: String, missedDeadline: Bool = false) -> HostError {
+    private func unpromptedThawError(_ cause: FreezeRecord.ThawCause, during what: String, missedDeadline: Bool = false)
+        -> HostError
+    {
         let deadline = formatSeconds(preflight.maxFrozenSeconds)
         switch cause {
         case .deadline, .command, .recovery:
-            return HostError(.freezeDeadlineExpired,
-                             "the freeze guard thawed at its deadline (\(deadline) s) during \(what); a snapshot not taken wholly inside the freeze is not consistent",
-                             step: "snapshot")
+            return HostError(
+                .freezeDeadlineExpired,
+                "the freeze guard thawed at its deadline (\(deadline) s) during \(what); a snapshot not taken wholly inside the freeze is not consistent",
+                step: "snapshot")
         case .guardLost where missedDeadline:
-            return HostError(.freezeDeadlineExpired,
-                             "the freeze guard did not thaw at its \(deadline) s deadline (stopped?) during \(what); the host killed it and thawed; the snapshot is not consistent",
-                             step: "snapshot")
+            return HostError(
+                .freezeDeadlineExpired,
+                "the freeze guard did not thaw at its \(deadline) s deadline (stopped?) during \(what); the host killed it and thawed; the snapshot is not consistent",
+                step: "snapshot")
         case .guardLost:
-            return HostError(.freezeFailed, "the freeze guard died during \(what); the host thawed; the snapshot is not consistent",
-                             step: "snapshot")
+            return HostError(
+                .freezeFailed, "the freeze guard died during \(what); the host thawed; the snapshot is not consistent",
+                step: "snapshot")
         case .hostExited:
-            return HostError(.freezeFailed, "the freeze guard thawed during \(what) because it lost its host; the snapshot is not consistent",
-                             step: "snapshot")
+            return HostError(
+                .freezeFailed,
+                "the freeze guard thawed during \(what) because it lost its host; the snapshot is not consistent",
+                step: "snapshot")
         }
     }
 
-    private func sessionStatus(phase: String, since: String, mounts: [String], deadlineSeconds: Double) -> SessionStatus {
-        SessionStatus(operationID: operationID, command: request.mode.name, phase: phase, since: since, mounts: mounts,
-                      deadlineSeconds: deadlineSeconds,
-                      plugins: plugins.records.map { record in
-                          let last = record.calls.last
-                          return SessionStatus.Plugin(name: record.name, state: record.refusal != nil ? PluginState.refused.rawValue
-                                                          : last.map { "\($0.function.rawValue) \($0.outcome.rawValue)" } ?? record.state.rawValue)
-                      })
+    private func sessionStatus(phase: String, since: String, mounts: [String], deadlineSeconds: Double) -> SessionStatus
+    {
+        SessionStatus(
+            operationID: operationID, command: request.mode.name, phase: phase, since: since, mounts: mounts,
+            deadlineSeconds: deadlineSeconds,
+            plugins: plugins.records.map { record in
+                let last = record.calls.last
+                return SessionStatus.Plugin(
+                    name: record.name,
+                    state: record.refusal != nil
+                        ? PluginState.refused.rawValue
+                        : last.map { "\($0.function.rawValue) \($0.outcome.rawValue)" } ?? record.state.rawValue)
+            })
     }
 
     private func runSnapshotCommand() -> StepResult {
         guard let executable = request.snapshotCommand.first else {
-            return .failed(HostError(.snapshotCommandFailed, "no snapshot command given", step: "snapshot"), attempted: false)
+            return .failed(
+                HostError(.snapshotCommandFailed, "no snapshot command given", step: "snapshot"), attempted: false)
         }
         let begin = Monotonic.now()
-        var record = SnapshotRecord(command: request.snapshotCommand, termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
+        var record = SnapshotRecord(
+            command: request.snapshotCommand, termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
         defer { snapshotRecord = record }
         let child: ChildProcess
         do {
-            child = try ChildProcess(spawning: Command(executable: executable, arguments: Array(request.snapshotCommand.dropFirst()),
-                                                       environment: snapshotEnvironment()),
-                                     cell: containment?.cell("snapshot command"))
+            child = try ChildProcess(
+                spawning: Command(
+                    executable: executable, arguments: Array(request.snapshotCommand.dropFirst()),
+                    environment: snapshotEnvironment()),
+                cell: containment?.cell("snapshot command"))
         } catch {
             record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
-            return .failed(HostError(.snapshotCommandFailed, "cannot start \(executable): \(error)", step: "snapshot"), attempted: false)
+            return .failed(
+                HostError(.snapshotCommandFailed, "cannot start \(executable): \(error)", step: "snapshot"),
+                attempted: false)
         }
         // Only a guard that holds the freeze counts: a failed freeze leaves nothing to watch.
         let frozenBy = freezeGuard?.isFrozen == true ? freezeGuard : nil
@@ -383,19 +442,26 @@ final class LiveSteps: OperationSteps {
                     result = .failed(unpromptedThawError(cause, during: "\(executable)"), attempted: true)
                     break waiting
                 }
-                result = termination == .exited(0)
+                result =
+                    termination == .exited(0)
                     ? .succeeded
-                    : .failed(HostError(.snapshotCommandFailed, "\(executable) \(termination)", step: "snapshot"), attempted: true)
+                    : .failed(
+                        HostError(.snapshotCommandFailed, "\(executable) \(termination)", step: "snapshot"),
+                        attempted: true)
                 break waiting
             case .deadlineReached:
                 record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "timed out")
                 if let frozenBy {
                     // The guard missed its deadline (stopped?): the host killed it and thawed.
-                    result = .failed(unpromptedThawError(frozenBy.enforceDeadline(), during: "\(executable)", missedDeadline: true), attempted: true)
+                    result = .failed(
+                        unpromptedThawError(frozenBy.enforceDeadline(), during: "\(executable)", missedDeadline: true),
+                        attempted: true)
                     break waiting
                 }
-                result = .failed(HostError(.snapshotCommandFailed, "\(executable) did not finish within \(preflight.maxFrozenSeconds) s",
-                                           step: "snapshot"), attempted: true)
+                result = .failed(
+                    HostError(
+                        .snapshotCommandFailed, "\(executable) did not finish within \(preflight.maxFrozenSeconds) s",
+                        step: "snapshot"), attempted: true)
                 break waiting
             case .readable(let fd) where fd == interrupt?.descriptor:
                 record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "interrupted")
@@ -410,7 +476,8 @@ final class LiveSteps: OperationSteps {
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
                 guard let cause = frozenBy?.collectUnpromptedThaw() else { continue waiting }
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "the freeze ended under it")
+                record.termination = child.terminateGroup(
+                    graceNanoseconds: 500_000_000, reason: "the freeze ended under it")
                 result = .failed(unpromptedThawError(cause, during: "\(executable)"), attempted: true)
                 break waiting
             }
@@ -436,12 +503,15 @@ final class LiveSteps: OperationSteps {
 
     func pendingInterrupt() -> HostError? {
         guard let signal = interrupt?.consume() else { return nil }
-        return HostError(.operationInterrupted, "\(signalName(signal)) received; everything done so far was undone", step: nil)
+        return HostError(
+            .operationInterrupted, "\(signalName(signal)) received; everything done so far was undone", step: nil)
     }
 
     private func interruptError(during step: String) -> HostError {
         let signal = interrupt?.consume().map(signalName) ?? "a signal"
-        return HostError(.operationInterrupted, "\(signal) received during the \(step); everything done so far was undone", step: step)
+        return HostError(
+            .operationInterrupted, "\(signal) received during the \(step); everything done so far was undone",
+            step: step)
     }
 }
 

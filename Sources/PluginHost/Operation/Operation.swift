@@ -1,5 +1,5 @@
-public import Logging
 import Glibc
+public import Logging
 import PluginHostSupport
 
 /// One application-consistent snapshot (README, "What an operation does"): lock, recover leftovers, checks, then the
@@ -12,8 +12,10 @@ public final class Operation {
     private let interrupt: InterruptSignal?
     private let logOutput: HeldLogOutput?
 
-    public init(request: OperationRequest, logger: Logger, interrupt: InterruptSignal? = nil,
-                logOutput: HeldLogOutput? = nil) {
+    public init(
+        request: OperationRequest, logger: Logger, interrupt: InterruptSignal? = nil,
+        logOutput: HeldLogOutput? = nil
+    ) {
         self.request = request
         self.operationID = Self.makeID()
         self.logger = logger
@@ -67,8 +69,10 @@ public final class Operation {
             logger.warning("recovered a previous operation", metadata: ["summary": "\(recovered.summary)"])
             report.warnings.append("recovered: \(recovered.summary)")
             if !recovered.complete {
-                let what = recovered.journal == nil ? "a previous operation's freeze journal cannot be read, so what it froze is unknown"
-                                                    : "a previous operation left filesystems frozen that cannot be thawed"
+                let what =
+                    recovered.journal == nil
+                    ? "a previous operation's freeze journal cannot be read, so what it froze is unknown"
+                    : "a previous operation left filesystems frozen that cannot be thawed"
                 report.errors.append(HostError(.thawFailed, "\(what): \(recovered.summary)", step: "checks"))
                 return finish(.mayBeFrozen)
             }
@@ -77,10 +81,12 @@ public final class Operation {
         TestStop.at("checks")
         let checksStart = Monotonic.now()
         let preflight = Preflight.run(request)
-        report.steps.append(StepRecord(name: "checks", startMs: Monotonic.milliseconds(from: start, to: checksStart),
-                                       durationMs: Monotonic.milliseconds(from: checksStart, to: Monotonic.now()),
-                                       outcome: preflight.setupProblems.isEmpty ? .succeeded : .failed,
-                                       detail: preflight.setupProblems.first?.message))
+        report.steps.append(
+            StepRecord(
+                name: "checks", startMs: Monotonic.milliseconds(from: start, to: checksStart),
+                durationMs: Monotonic.milliseconds(from: checksStart, to: Monotonic.now()),
+                outcome: preflight.setupProblems.isEmpty ? .succeeded : .failed,
+                detail: preflight.setupProblems.first?.message))
         report.warnings += preflight.warnings
         report.continueBackupOnFailure = preflight.continueBackupOnFailure
         report.fsFreezeEnabled = preflight.fsFreezeEnabled
@@ -89,7 +95,8 @@ public final class Operation {
             report.errors += preflight.setupProblems
             if let settings = preflight.group, !request.mode.agentFreezes {
                 report.group = GroupMember.announceFailedChecks(
-                    settings: settings, executable: request.executable, operationID: operationID, operationStart: start, paths: request.paths,
+                    settings: settings, executable: request.executable, operationID: operationID, operationStart: start,
+                    paths: request.paths,
                     reason: "its checks failed: " + preflight.setupProblems.map(\.description).joined(separator: "; "))
             }
             return finish(.invalid)
@@ -101,8 +108,9 @@ public final class Operation {
             if request.mode.agentFreezes {
                 report.warnings.append("consistency group \(settings.name) ignored: hooks take part in no group")
             } else {
-                let joined = GroupMember.join(settings: settings, executable: request.executable, operationID: operationID,
-                                              operationStart: start, maxFrozenSeconds: preflight.maxFrozenSeconds, paths: request.paths)
+                let joined = GroupMember.join(
+                    settings: settings, executable: request.executable, operationID: operationID,
+                    operationStart: start, maxFrozenSeconds: preflight.maxFrozenSeconds, paths: request.paths)
                 report.group = joined.record
                 if let error = joined.error {
                     report.errors.append(error)
@@ -114,10 +122,12 @@ public final class Operation {
 
         // Everything the steps start lives in the operation's cgroup and dies with its owner.
         let containment = ProcessContainment(name: operationID, cgroups: request.cgroups)
-        let steps = LiveSteps(request: request, preflight: preflight, operationID: operationID, start: start,
-                              lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput, containment: containment)
+        let steps = LiveSteps(
+            request: request, preflight: preflight, operationID: operationID, start: start,
+            lock: lock, logger: logger, interrupt: interrupt, logOutput: logOutput, containment: containment)
         steps.group = group
-        var sequence = OperationSequence(steps: steps, continueOnFailure: preflight.continueBackupOnFailure, start: start)
+        var sequence = OperationSequence(
+            steps: steps, continueOnFailure: preflight.continueBackupOnFailure, start: start)
         sequence.run()
         steps.finish()
         containment.finish()
@@ -132,12 +142,16 @@ public final class Operation {
         report.snapshotTaken = sequence.outcome.snapshotTaken
         report.consistency = sequence.outcome.consistency
         if let group {
-            let result = sequence.failed ? "failed" : (sequence.outcome.consistency == .application && sequence.errors.isEmpty ? "succeeded" : "degraded")
+            let result =
+                sequence.failed
+                ? "failed"
+                : (sequence.outcome.consistency == .application && sequence.errors.isEmpty ? "succeeded" : "degraded")
             report.group = group.leave(result: result, consistency: sequence.outcome.consistency)
             if let record = report.group, record.outcome == "completed", record.consistency != .application {
                 let weaker = record.memberStates.filter { $0.consistency != ConsistencyLevel.application.rawValue }
-                report.warnings.append("group \(record.name) is \(record.consistency?.rawValue ?? "not")-consistent: "
-                                       + weaker.map { "\($0.member) \($0.consistency)" }.joined(separator: ", "))
+                report.warnings.append(
+                    "group \(record.name) is \(record.consistency?.rawValue ?? "not")-consistent: "
+                        + weaker.map { "\($0.member) \($0.consistency)" }.joined(separator: ", "))
             }
         }
         if let channel = request.mode.channel { report.warnings += channel.refusals }

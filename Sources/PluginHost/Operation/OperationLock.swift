@@ -42,7 +42,8 @@ public final class OperationLock {
             throw HostError(.incorrectPluginhostFile, "cannot open the lock file: \(error)", step: "checks")
         }
         if flock(file.rawValue, LOCK_EX | LOCK_NB) != 0 {
-            let holder = readHolder(file).map { " (operation \($0.operationID), pid \($0.pid), started \($0.startedAt))" } ?? ""
+            let holder =
+                readHolder(file).map { " (operation \($0.operationID), pid \($0.pid), started \($0.startedAt))" } ?? ""
             throw HostError(.operationBusy, "another operation holds \(paths.lockFile)\(holder)", step: "checks")
         }
         let lock = OperationLock(descriptor: file, operationID: operationID, startedAt: isoTimestamp())
@@ -66,7 +67,8 @@ public final class OperationLock {
         guard count > 0 else { return nil }
         let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(whereSeparator: \.isWhitespace)
         guard fields.count >= 3, let pid = Int32(fields[0]) else { return nil }
-        return Holder(pid: pid, operationID: String(fields[1]), startedAt: String(fields[2]),
-                      phase: fields.count > 3 ? String(fields[3]) : "unknown")
+        return Holder(
+            pid: pid, operationID: String(fields[1]), startedAt: String(fields[2]),
+            phase: fields.count > 3 ? String(fields[3]) : "unknown")
     }
 }

@@ -1,5 +1,6 @@
 public import PluginHostSupport
 public import PluginHostWire
+
 /// What one step reports to the sequence.
 public enum StepResult: Sendable, Equatable {
     case succeeded
@@ -114,31 +115,43 @@ public struct OperationSequence {
 
     public mutating func run() {
         perform("prepare") { $0.prepare() }
-        within("pre-script", application: true, act: { $0.preScript() },
-               undo: "post-script", { steps, outcome in steps.postScript(outcome) }) { sequence in
+        within(
+            "pre-script", application: true, act: { $0.preScript() },
+            undo: "post-script", { steps, outcome in steps.postScript(outcome) }
+        ) { sequence in
             sequence.perform("flush") { $0.flush() }
-            sequence.within("quiesce", application: true, act: { $0.quiesce() },
-                            undo: "resume", { steps, _ in steps.resume() }) { sequence in
+            sequence.within(
+                "quiesce", application: true, act: { $0.quiesce() },
+                undo: "resume", { steps, _ in steps.resume() }
+            ) { sequence in
                 guard sequence.barrier(.quiesced) else { return }
-                sequence.within("freeze", application: false, act: { $0.freeze() },
-                                undo: "thaw", { steps, _ in steps.thaw() }) { sequence in
+                sequence.within(
+                    "freeze", application: false, act: { $0.freeze() },
+                    undo: "thaw", { steps, _ in steps.thaw() }
+                ) { sequence in
                     guard sequence.barrier(.frozen) else { return }
                     let prospect = sequence.prospect
                     let errors = sequence.errors
                     let result = sequence.perform("snapshot") { $0.snapshot(prospect, errors: errors) }
                     sequence.snapshotTaken = result == .succeeded
-                    if !sequence.snapshotTaken { sequence.failed = true }
+                    if !sequence.snapshotTaken {
+                        sequence.failed = true
+                    }
                     // A snapshot outside the group's complete cut is worth nothing.
-                    else if !sequence.barrier(.snapshotted) { sequence.snapshotTaken = false }
+                    else if !sequence.barrier(.snapshotted) {
+                        sequence.snapshotTaken = false
+                    }
                 }
             }
         }
     }
 
     /// Runs `act`; runs `body` if the sequence should go on; then runs `undo` if `act` ran something.
-    private mutating func within(_ name: String, application: Bool, act: (any OperationSteps) -> StepResult,
-                                 undo undoName: String, _ undo: (any OperationSteps, OperationOutcome) -> StepResult,
-                                 body: (inout OperationSequence) -> Void) {
+    private mutating func within(
+        _ name: String, application: Bool, act: (any OperationSteps) -> StepResult,
+        undo undoName: String, _ undo: (any OperationSteps, OperationOutcome) -> StepResult,
+        body: (inout OperationSequence) -> Void
+    ) {
         // A signal that arrived before this step prevents it: nothing ran, nothing to undo.
         guard let result = perform(name, act) else { return }
         switch result {
@@ -180,7 +193,8 @@ public struct OperationSequence {
         var assumed = self
         if stage == .quiesced { assumed.freezeSucceeded = true }
         let prospect = assumed.prospect
-        guard let result = perform("group: all \(stage.rawValue)", { $0.groupBarrier(stage, prospect: prospect) }) else { return false }
+        guard let result = perform("group: all \(stage.rawValue)", { $0.groupBarrier(stage, prospect: prospect) })
+        else { return false }
         if result == .succeeded { return true }
         failed = true
         steps.groupAbort(errors)
@@ -195,8 +209,10 @@ public struct OperationSequence {
             interrupted = true
             failed = true
             errors.append(signal)
-            records.append(StepRecord(name: name, startMs: milliseconds(Monotonic.now()), durationMs: 0,
-                                      outcome: .interrupted, detail: signal.message))
+            records.append(
+                StepRecord(
+                    name: name, startMs: milliseconds(Monotonic.now()), durationMs: 0,
+                    outcome: .interrupted, detail: signal.message))
             return nil
         }
         let result = record(name, act)
@@ -210,8 +226,9 @@ public struct OperationSequence {
         let begin = Monotonic.now()
         let result = act(steps)
         let end = Monotonic.now()
-        var entry = StepRecord(name: name, startMs: milliseconds(begin), durationMs: Monotonic.milliseconds(from: begin, to: end),
-                               outcome: .succeeded, detail: nil)
+        var entry = StepRecord(
+            name: name, startMs: milliseconds(begin), durationMs: Monotonic.milliseconds(from: begin, to: end),
+            outcome: .succeeded, detail: nil)
         switch result {
         case .succeeded:
             break

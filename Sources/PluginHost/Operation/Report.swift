@@ -1,4 +1,5 @@
 public import PluginHostSupport
+
 /// How consistent the snapshot is (README, "What an operation does").
 public enum ConsistencyLevel: String, Sendable, Codable, CaseIterable {
     /// Every application step (pre-script, plugin quiesce) succeeded, and the freeze succeeded
@@ -123,7 +124,8 @@ public struct OperationReport: Sendable, Codable, Equatable {
         } else if failed || !snapshotTaken {
             result = .failed
             exitStatus = errors.contains { $0.code == .operationBusy } ? .busy : .failed
-        } else if consistency == .application && errors.isEmpty && (group == nil || group?.consistency == .application) {
+        } else if consistency == .application && errors.isEmpty && (group == nil || group?.consistency == .application)
+        {
             result = .succeeded
             exitStatus = .success
         } else {

@@ -44,7 +44,11 @@ public struct ReportStore: Sendable {
         var unreadable: [String] = []
         for name in reportNamesOldestFirst().reversed() {
             guard reports.count < limit else { break }
-            if let report = read("\(paths.reportsDirectory)/\(name)") { reports.append(report) } else { unreadable.append(name) }
+            if let report = read("\(paths.reportsDirectory)/\(name)") {
+                reports.append(report)
+            } else {
+                unreadable.append(name)
+            }
         }
         return (reports, unreadable)
     }
@@ -60,7 +64,8 @@ public struct ReportStore: Sendable {
 
     private func read(_ path: String) -> OperationReport? {
         guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NOFOLLOW),
-              let bytes = try? file.readAll(limit: Self.maximumReadBytes) else { return nil }
+            let bytes = try? file.readAll(limit: Self.maximumReadBytes)
+        else { return nil }
         return Self.decode(bytes)
     }
 
@@ -76,7 +81,9 @@ public struct ReportStore: Sendable {
         guard let directory = opendir(paths.reportsDirectory) else { return [] }
         var entries: [(name: String, written: Int64)] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             guard name.hasSuffix(".json") && !name.hasPrefix(".") else { continue }
             var info = stat()
             guard fstatat(dirfd(directory), name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }

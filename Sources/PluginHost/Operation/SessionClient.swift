@@ -9,13 +9,17 @@ public enum SessionClient {
     /// Starts `executable __session ARGUMENTS` in a session of its own (no terminal; it
     /// outlives this process) and returns what it says first: frozen (a notice), or the final
     /// report when the operation ended before that. Its stderr is copied to ours meanwhile.
-    public static func start(executable: String, arguments: [String], environment: [String: String],
-                             forwardingStderrTo stderr: Int32 = 2) -> SessionEnvelope {
+    public static func start(
+        executable: String, arguments: [String], environment: [String: String],
+        forwardingStderrTo stderr: Int32 = 2
+    ) -> SessionEnvelope {
         let session: ChildProcess
         do {
-            session = try ChildProcess(spawning: Command(executable: executable, arguments: ["__session"] + arguments,
-                                                         environment: environment),
-                                       outlivesHost: true, newSession: true, outputCapacity: 16 << 20)
+            session = try ChildProcess(
+                spawning: Command(
+                    executable: executable, arguments: ["__session"] + arguments,
+                    environment: environment),
+                outlivesHost: true, newSession: true, outputCapacity: 16 << 20)
         } catch {
             return .report(failure(.freezeFailed, "cannot start the session process: \(error)"))
         }
@@ -34,7 +38,8 @@ public enum SessionClient {
         let text = session.stdoutTail.text
         session.detach()
         guard let line = text.split(separator: "\n").first,
-              let envelope = try? JSONDecoder().decode(SessionEnvelope.self, from: Data(line.utf8)) else {
+            let envelope = try? JSONDecoder().decode(SessionEnvelope.self, from: Data(line.utf8))
+        else {
             return .report(failure(.freezeFailed, "the session process ended without a word (\(text.prefix(200)))"))
         }
         return envelope
@@ -51,8 +56,11 @@ public enum SessionClient {
 
     /// Sends `THAW [ID]` (or `THAW-FAILED`) and waits for the final report.
     public static func thaw(paths: StatePaths, operationID: String?, snapshotTaken: Bool = true) -> Reply {
-        guard let bytes = request(paths: paths, .thaw(operationID: operationID, snapshotTaken: snapshotTaken),
-                                  timeoutMilliseconds: 3_600_000) else { return .noSession }
+        guard
+            let bytes = request(
+                paths: paths, .thaw(operationID: operationID, snapshotTaken: snapshotTaken),
+                timeoutMilliseconds: 3_600_000)
+        else { return .noSession }
         if let report = ReportStore.decode(bytes) { return .report(report) }
         let text = String(decoding: bytes, as: UTF8.self)
         if let refusal = SessionRefusal.decode(text) { return .refused(refusal.message) }

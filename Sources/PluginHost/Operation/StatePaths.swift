@@ -10,8 +10,10 @@ public struct StatePaths: Sendable, Equatable {
     public var runDirectory: String
     public var stateDirectory: String
 
-    public init(runDirectory: String = StatePaths.defaultRunDirectory,
-                stateDirectory: String = StatePaths.defaultStateDirectory) {
+    public init(
+        runDirectory: String = StatePaths.defaultRunDirectory,
+        stateDirectory: String = StatePaths.defaultStateDirectory
+    ) {
         self.runDirectory = runDirectory
         self.stateDirectory = stateDirectory
     }
@@ -51,9 +53,10 @@ public struct StatePaths: Sendable, Equatable {
             throw HostError(.incorrectPluginhostFile, "\(path) is not a directory", step: "checks")
         }
         if info.st_uid != 0 || info.st_mode & 0o022 != 0 {
-            throw HostError(.incorrectPluginhostFile,
-                            "\(path) is owned by uid \(info.st_uid) with mode \(octal(info.st_mode & 0o7777)); it must be root's and not writable by others",
-                            step: "checks")
+            throw HostError(
+                .incorrectPluginhostFile,
+                "\(path) is owned by uid \(info.st_uid) with mode \(octal(info.st_mode & 0o7777)); it must be root's and not writable by others",
+                step: "checks")
         }
         if let failure = FileTrust.checkDirectories(above: path) {
             throw HostError(.incorrectPluginhostFile, "\(failure)", step: "checks")

@@ -30,27 +30,39 @@ public struct Timeline: Sendable, Equatable {
     }
 
     public init(_ report: OperationReport) {
-        title = "operation \(report.operationID) (\(report.command)): \(report.result.rawValue), consistency \(report.consistency.rawValue)"
+        title =
+            "operation \(report.operationID) (\(report.command)): \(report.result.rawValue), consistency \(report.consistency.rawValue)"
         var bars: [Bar] = []
         for step in report.steps where step.outcome != .skipped {
-            bars.append(Bar(label: step.name, startMs: step.startMs, durationMs: step.durationMs, kind: .step,
-                            outcome: step.outcome.rawValue, failed: step.outcome == .failed || step.outcome == .interrupted))
+            bars.append(
+                Bar(
+                    label: step.name, startMs: step.startMs, durationMs: step.durationMs, kind: .step,
+                    outcome: step.outcome.rawValue, failed: step.outcome == .failed || step.outcome == .interrupted))
             switch step.name {
             case "pre-script", "post-script":
                 let phase: ScriptPhase = step.name == "pre-script" ? .pre : .post
                 for script in report.scripts where script.phase == phase && script.attempts.count > 1 {
                     for attempt in script.attempts {
-                        bars.append(Bar(label: "  attempt \(attempt.number)", startMs: attempt.startMs, durationMs: attempt.durationMs,
-                                        kind: .script, outcome: attempt.timedOut ? "timed out" : attempt.termination?.description ?? "?",
-                                        failed: attempt.timedOut || attempt.termination != .exited(0)))
+                        bars.append(
+                            Bar(
+                                label: "  attempt \(attempt.number)", startMs: attempt.startMs,
+                                durationMs: attempt.durationMs,
+                                kind: .script,
+                                outcome: attempt.timedOut ? "timed out" : attempt.termination?.description ?? "?",
+                                failed: attempt.timedOut || attempt.termination != .exited(0)))
                     }
                 }
             case "quiesce", "resume", "prepare":
-                let functions: [PluginCallName] = step.name == "prepare" ? [.load, .create] : PluginCallName(rawValue: step.name).map { [$0] } ?? []
+                let functions: [PluginCallName] =
+                    step.name == "prepare" ? [.load, .create] : PluginCallName(rawValue: step.name).map { [$0] } ?? []
                 for plugin in report.plugins {
                     for call in plugin.calls where functions.contains(call.function) {
-                        bars.append(Bar(label: "  \(plugin.name) \(call.function.rawValue)", startMs: call.startMs, durationMs: call.durationMs,
-                                        kind: .plugin, outcome: call.outcome.rawValue, failed: call.outcome != .ok && call.outcome != .skipped))
+                        bars.append(
+                            Bar(
+                                label: "  \(plugin.name) \(call.function.rawValue)", startMs: call.startMs,
+                                durationMs: call.durationMs,
+                                kind: .plugin, outcome: call.outcome.rawValue,
+                                failed: call.outcome != .ok && call.outcome != .skipped))
                     }
                 }
             case "freeze", "thaw":
@@ -59,9 +71,13 @@ public struct Timeline: Sendable, Equatable {
                     let duration = step.name == "freeze" ? mount.freezeMs : mount.thawMs
                     if let start, let duration {
                         let outcome = step.name == "freeze" ? mount.freeze.rawValue : mount.thaw.rawValue
-                        let failed = step.name == "freeze" ? mount.freeze == .failed || mount.freeze == .stuck : mount.thaw == .failed
-                        bars.append(Bar(label: "  \(mount.mountPoint)", startMs: start, durationMs: duration, kind: .mount,
-                                        outcome: outcome, failed: failed))
+                        let failed =
+                            step.name == "freeze"
+                            ? mount.freeze == .failed || mount.freeze == .stuck : mount.thaw == .failed
+                        bars.append(
+                            Bar(
+                                label: "  \(mount.mountPoint)", startMs: start, durationMs: duration, kind: .mount,
+                                outcome: outcome, failed: failed))
                     }
                 }
             default:
@@ -84,11 +100,13 @@ public struct Timeline: Sendable, Equatable {
         func column(_ ms: Double) -> Int { min(width - 1, max(0, Int(ms * scale))) }
         var out = "Timeline of \(title)\n"
         if let window {
-            out += "frozen for \(Self.ms(window.durationMs)) (▓), from \(Self.ms(window.startMs)) to \(Self.ms(window.startMs + window.durationMs))\n"
+            out +=
+                "frozen for \(Self.ms(window.durationMs)) (▓), from \(Self.ms(window.startMs)) to \(Self.ms(window.startMs + window.durationMs))\n"
         }
         let axis = "0 ms"
         let end = Self.ms(totalMs)
-        out += String(repeating: " ", count: labelWidth + 2) + axis
+        out +=
+            String(repeating: " ", count: labelWidth + 2) + axis
             + String(repeating: " ", count: max(1, width - axis.count - end.count)) + end + "\n"
         var windowColumns: ClosedRange<Int>?
         if let window { windowColumns = column(window.startMs)...column(window.startMs + window.durationMs) }
@@ -101,7 +119,8 @@ public struct Timeline: Sendable, Equatable {
                 cells[index] = windowColumns?.contains(index) == true ? "▓" : "█"
             }
             let label = bar.label.count > labelWidth ? String(bar.label.prefix(labelWidth - 1)) + "…" : bar.label
-            out += label + String(repeating: " ", count: labelWidth - label.count) + "  " + String(cells)
+            out +=
+                label + String(repeating: " ", count: labelWidth - label.count) + "  " + String(cells)
                 + "  " + Self.ms(bar.durationMs) + (bar.failed ? "  \(bar.outcome)" : "") + "\n"
         }
         return out
@@ -128,16 +147,21 @@ public struct Timeline: Sendable, Equatable {
         if let window {
             let left = x(window.startMs)
             let right = max(x(window.startMs + window.durationMs), left + 1)
-            svg += "<rect x=\"\(Self.f(left))\" y=\"\(Self.f(top - 8))\" width=\"\(Self.f(right - left))\" height=\"\(Self.f(Double(bars.count) * rowHeight + 8))\" fill=\"#cc4125\" fill-opacity=\"0.15\"/>\n"
-            svg += "<text x=\"\(Self.f(left))\" y=\"\(Self.f(top - 12))\" fill=\"#cc4125\">\(Self.escape("frozen " + Self.ms(window.durationMs)))</text>\n"
+            svg +=
+                "<rect x=\"\(Self.f(left))\" y=\"\(Self.f(top - 8))\" width=\"\(Self.f(right - left))\" height=\"\(Self.f(Double(bars.count) * rowHeight + 8))\" fill=\"#cc4125\" fill-opacity=\"0.15\"/>\n"
+            svg +=
+                "<text x=\"\(Self.f(left))\" y=\"\(Self.f(top - 12))\" fill=\"#cc4125\">\(Self.escape("frozen " + Self.ms(window.durationMs)))</text>\n"
         }
         // Axis with five ticks.
         let axisY = top + Double(bars.count) * rowHeight + 8
-        svg += "<line x1=\"\(Self.f(labelWidth))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(labelWidth + chartWidth))\" y2=\"\(Self.f(axisY))\" stroke=\"#888\"/>\n"
+        svg +=
+            "<line x1=\"\(Self.f(labelWidth))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(labelWidth + chartWidth))\" y2=\"\(Self.f(axisY))\" stroke=\"#888\"/>\n"
         for tick in 0...4 {
             let ms = totalMs * Double(tick) / 4
-            svg += "<line x1=\"\(Self.f(x(ms)))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(x(ms)))\" y2=\"\(Self.f(axisY + 5))\" stroke=\"#888\"/>"
-            svg += "<text x=\"\(Self.f(x(ms)))\" y=\"\(Self.f(axisY + 18))\" text-anchor=\"middle\" fill=\"#555\">\(Self.escape(Self.ms(ms)))</text>\n"
+            svg +=
+                "<line x1=\"\(Self.f(x(ms)))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(x(ms)))\" y2=\"\(Self.f(axisY + 5))\" stroke=\"#888\"/>"
+            svg +=
+                "<text x=\"\(Self.f(x(ms)))\" y=\"\(Self.f(axisY + 18))\" text-anchor=\"middle\" fill=\"#555\">\(Self.escape(Self.ms(ms)))</text>\n"
         }
         for (row, bar) in bars.enumerated() {
             let y = top + Double(row) * rowHeight
@@ -145,10 +169,14 @@ public struct Timeline: Sendable, Equatable {
             let barWidth = max(bar.durationMs * scale, 1.5)
             let stroke = bar.failed ? " stroke=\"#cc0000\" stroke-width=\"2\"" : ""
             let indent = bar.label.prefix { $0 == " " }.count
-            svg += "<text x=\"\(10 + indent * 8)\" y=\"\(Self.f(y + 15))\" fill=\"\(indent > 0 ? "#555" : "#000")\">\(Self.escape(bar.label.trimmingCharacters(in: " ")))</text>"
-            svg += "<rect x=\"\(Self.f(left))\" y=\"\(Self.f(y + 4))\" width=\"\(Self.f(barWidth))\" height=\"14\" fill=\"\(colors[bar.kind]!)\"\(stroke)>"
-            svg += "<title>\(Self.escape("\(bar.label.trimmingCharacters(in: " ")): \(Self.ms(bar.durationMs)) from \(Self.ms(bar.startMs)), \(bar.outcome)"))</title></rect>"
-            svg += "<text x=\"\(Self.f(left + barWidth + 4))\" y=\"\(Self.f(y + 15))\" fill=\"#333\">\(Self.escape(Self.ms(bar.durationMs) + (bar.failed ? " " + bar.outcome : "")))</text>\n"
+            svg +=
+                "<text x=\"\(10 + indent * 8)\" y=\"\(Self.f(y + 15))\" fill=\"\(indent > 0 ? "#555" : "#000")\">\(Self.escape(bar.label.trimmingCharacters(in: " ")))</text>"
+            svg +=
+                "<rect x=\"\(Self.f(left))\" y=\"\(Self.f(y + 4))\" width=\"\(Self.f(barWidth))\" height=\"14\" fill=\"\(colors[bar.kind]!)\"\(stroke)>"
+            svg +=
+                "<title>\(Self.escape("\(bar.label.trimmingCharacters(in: " ")): \(Self.ms(bar.durationMs)) from \(Self.ms(bar.startMs)), \(bar.outcome)"))</title></rect>"
+            svg +=
+                "<text x=\"\(Self.f(left + barWidth + 4))\" y=\"\(Self.f(y + 15))\" fill=\"#333\">\(Self.escape(Self.ms(bar.durationMs) + (bar.failed ? " " + bar.outcome : "")))</text>\n"
         }
         return svg + "</svg>\n"
     }

@@ -38,8 +38,10 @@ public struct PluginCatalog: Sendable {
     public var refusals: [HostError] {
         entries.compactMap { entry in
             guard case .refused(let refusal) = entry.state else { return nil }
-            return HostError(.incorrectPluginhostFile, "plugin \(entry.name) (\(entry.manifestPath)) refused by the \(refusal.check.rawValue) check: \(refusal.message)",
-                             step: "checks")
+            return HostError(
+                .incorrectPluginhostFile,
+                "plugin \(entry.name) (\(entry.manifestPath)) refused by the \(refusal.check.rawValue) check: \(refusal.message)",
+                step: "checks")
         }
     }
 
@@ -56,7 +58,9 @@ public struct PluginCatalog: Sendable {
         }
         var names: [String] = []
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             if name == "." || name == ".." { continue }
             if PluginManifest.isManifestName(name) {
                 names.append(name)
@@ -78,13 +82,22 @@ public struct PluginCatalog: Sendable {
             }
             defer { seen[manifest.name] = path }
             if let earlier = seen[manifest.name] {
-                catalog.entries.append(Entry(manifestPath: path, manifest: manifest, library: nil,
-                                             state: .refused(PluginRefusal(.manifest, "the name \(manifest.name) is already used by \(earlier)"))))
+                catalog.entries.append(
+                    Entry(
+                        manifestPath: path, manifest: manifest, library: nil,
+                        state: .refused(
+                            PluginRefusal(.manifest, "the name \(manifest.name) is already used by \(earlier)"))))
             } else if !manifest.enabled {
                 catalog.entries.append(Entry(manifestPath: path, manifest: manifest, library: nil, state: .disabled))
             } else if enabled >= maximumEnabled {
-                catalog.entries.append(Entry(manifestPath: path, manifest: manifest, library: nil, state: .refused(PluginRefusal(.manifest,
-                    "more than \(maximumEnabled) plugins are enabled in \(directory), the most one operation runs (each in a worker process): disable some (\"enabled\": false)"))))
+                catalog.entries.append(
+                    Entry(
+                        manifestPath: path, manifest: manifest, library: nil,
+                        state: .refused(
+                            PluginRefusal(
+                                .manifest,
+                                "more than \(maximumEnabled) plugins are enabled in \(directory), the most one operation runs (each in a worker process): disable some (\"enabled\": false)"
+                            ))))
             } else {
                 enabled += 1
                 catalog.entries.append(verifyLibrary(of: manifest, manifestPath: path))
@@ -109,7 +122,9 @@ public struct PluginCatalog: Sendable {
     public static func verifyLibrary(of manifest: PluginManifest, manifestPath: String) -> Entry {
         switch PluginVerifier.verifyLibrary(manifest.library, expectedSHA256: manifest.sha256) {
         case .success(let library):
-            return Entry(manifestPath: manifestPath, manifest: manifest, library: library, state: manifest.enabled ? .ready : .disabled)
+            return Entry(
+                manifestPath: manifestPath, manifest: manifest, library: library,
+                state: manifest.enabled ? .ready : .disabled)
         case .failure(let refusal):
             return Entry(manifestPath: manifestPath, manifest: manifest, library: nil, state: .refused(refusal))
         }

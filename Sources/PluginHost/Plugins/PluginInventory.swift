@@ -16,11 +16,15 @@ public enum PluginInventory {
         while index < catalog.entries.endIndex {
             let end = min(index + inspectionBatch, catalog.entries.endIndex)
             let batch = catalog.entries[index..<end].map { entry in
-                guard entry.state == .disabled, entry.library == nil, let manifest = entry.manifest else { return entry }
+                guard entry.state == .disabled, entry.library == nil, let manifest = entry.manifest else {
+                    return entry
+                }
                 return PluginCatalog.verifyLibrary(of: manifest, manifestPath: entry.manifestPath)
             }
             let part = PluginCatalog(directory: catalog.directory, entries: batch, warnings: [])
-            let set = PluginSet(catalog: part, operationID: "list", freezeTargets: [], start: Monotonic.now(), includeDisabled: true, setupStep: "checks")
+            let set = PluginSet(
+                catalog: part, operationID: "list", freezeTargets: [], start: Monotonic.now(), includeDisabled: true,
+                setupStep: "checks")
             set.inspect(executable: executable, logger: logger)
             set.shutDown()
             records += set.records
@@ -31,8 +35,11 @@ public enum PluginInventory {
 
     /// Loads and creates one plugin with its config, as an operation's prepare step would, and
     /// destroys it: `plugin add` refuses what the plugin itself refuses. Never checks or quiesces.
-    static func trial(_ catalog: PluginCatalog, executable: String, logger: Logger) -> (record: PluginRecord, problems: [HostError]) {
-        let set = PluginSet(catalog: catalog, operationID: "plugin-add", freezeTargets: [], start: Monotonic.now(), setupStep: "checks")
+    static func trial(_ catalog: PluginCatalog, executable: String, logger: Logger) -> (
+        record: PluginRecord, problems: [HostError]
+    ) {
+        let set = PluginSet(
+            catalog: catalog, operationID: "plugin-add", freezeTargets: [], start: Monotonic.now(), setupStep: "checks")
         set.prepare(executable: executable, logger: logger)
         let problems = set.problems
         set.shutDown()
@@ -46,9 +53,13 @@ public enum PluginInventory {
     }
 
     /// Creates every enabled plugin and calls its check: config, connection, privileges, paths.
-    public static func check(_ catalog: PluginCatalog, freezeTargets: [FreezeTarget], executable: String,
-                             logger: Logger) -> CheckResult {
-        let set = PluginSet(catalog: catalog, operationID: "check", freezeTargets: freezeTargets, start: Monotonic.now(), setupStep: "checks")
+    public static func check(
+        _ catalog: PluginCatalog, freezeTargets: [FreezeTarget], executable: String,
+        logger: Logger
+    ) -> CheckResult {
+        let set = PluginSet(
+            catalog: catalog, operationID: "check", freezeTargets: freezeTargets, start: Monotonic.now(),
+            setupStep: "checks")
         set.prepare(executable: executable, logger: logger)
         let problems = set.check()
         set.shutDown()

@@ -47,7 +47,9 @@ public struct PluginManifest: Sendable, Equatable {
     /// A manifest's file name: two digits, a dash, a name, `.json`.
     public static func isManifestName(_ file: String) -> Bool {
         let utf8 = Array(file.utf8)
-        guard utf8.count > 8, file.hasSuffix(".json"), utf8[0].isASCIIDigit, utf8[1].isASCIIDigit, utf8[2] == UInt8(ascii: "-") else {
+        guard utf8.count > 8, file.hasSuffix(".json"), utf8[0].isASCIIDigit, utf8[1].isASCIIDigit,
+            utf8[2] == UInt8(ascii: "-")
+        else {
             return false
         }
         return isValidName(String(decoding: utf8[3..<(utf8.count - 5)], as: UTF8.self))
@@ -67,8 +69,11 @@ public struct PluginManifest: Sendable, Equatable {
         guard case .object(let members) = document else {
             throw ManifestError("the top level must be an object, found \(document.kindDescription)")
         }
-        let known: Set<String> = ["name", "kind", "library", "sha256", "enabled", "order", "timeoutSeconds", "config", "ffi"]
-        if let unknown = members.first(where: { member in !known.contains { $0.utf8.elementsEqual(member.key.utf8) } }) {
+        let known: Set<String> = [
+            "name", "kind", "library", "sha256", "enabled", "order", "timeoutSeconds", "config", "ffi",
+        ]
+        if let unknown = members.first(where: { member in !known.contains { $0.utf8.elementsEqual(member.key.utf8) } })
+        {
             throw ManifestError("unknown key \"\(unknown.key)\" (expected \(known.sorted().joined(separator: ", ")))")
         }
         func value(_ key: String) -> JSONValue? { document[key] }
@@ -82,25 +87,39 @@ public struct PluginManifest: Sendable, Equatable {
         func integer(_ key: String, _ range: ClosedRange<Int>, default fallback: Int) throws(ManifestError) -> Int {
             guard let found = value(key) else { return fallback }
             guard case .number(let number) = found, let integer = number.integerValue, range.contains(integer) else {
-                throw ManifestError("\(key): expected an integer from \(range.lowerBound) to \(range.upperBound), found \(found.kindDescription)")
+                throw ManifestError(
+                    "\(key): expected an integer from \(range.lowerBound) to \(range.upperBound), found \(found.kindDescription)"
+                )
             }
             return integer
         }
 
         guard let name = try string("name") else { throw ManifestError("name: required") }
-        guard isValidName(name) else { throw ManifestError("name: use letters, digits, '.', '_' and '-' (at most 64), found \"\(name)\"") }
+        guard isValidName(name) else {
+            throw ManifestError("name: use letters, digits, '.', '_' and '-' (at most 64), found \"\(name)\"")
+        }
         let kindText = try string("kind") ?? "plugin"
-        guard let kind = Kind(rawValue: kindText) else { throw ManifestError("kind: expected \"plugin\" or \"ffi\", found \"\(kindText)\"") }
-        guard var library = try string("library") else { throw ManifestError("library: required (a path to the shared library)") }
+        guard let kind = Kind(rawValue: kindText) else {
+            throw ManifestError("kind: expected \"plugin\" or \"ffi\", found \"\(kindText)\"")
+        }
+        guard var library = try string("library") else {
+            throw ManifestError("library: required (a path to the shared library)")
+        }
         if !library.hasPrefix("/") { library = FileTrust.parent(of: path) + "/" + library }
-        guard let digest = try string("sha256") else { throw ManifestError("sha256: required (write manifests with `pluginhost plugin add`)") }
+        guard let digest = try string("sha256") else {
+            throw ManifestError("sha256: required (write manifests with `pluginhost plugin add`)")
+        }
         let sha256 = digest.lowercased()
-        guard sha256.utf8.count == 64, sha256.utf8.allSatisfy({ $0.isASCIIDigit || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) }) else {
+        guard sha256.utf8.count == 64,
+            sha256.utf8.allSatisfy({ $0.isASCIIDigit || (UInt8(ascii: "a")...UInt8(ascii: "f")).contains($0) })
+        else {
             throw ManifestError("sha256: expected 64 hexadecimal digits, found \"\(digest)\"")
         }
         var enabled = true
         if let found = value("enabled") {
-            guard case .bool(let flag) = found else { throw ManifestError("enabled: expected true or false, found \(found.kindDescription)") }
+            guard case .bool(let flag) = found else {
+                throw ManifestError("enabled: expected true or false, found \(found.kindDescription)")
+            }
             enabled = flag
         }
         let fileName = path.split(separator: "/").last.map(String.init) ?? ""
@@ -109,10 +128,14 @@ public struct PluginManifest: Sendable, Equatable {
         let timeout = try integer("timeoutSeconds", timeoutRange, default: defaultTimeoutSeconds)
         var config = "{}"
         if let found = value("config") {
-            guard case .object = found else { throw ManifestError("config: expected an object, found \(found.kindDescription)") }
+            guard case .object = found else {
+                throw ManifestError("config: expected an object, found \(found.kindDescription)")
+            }
             config = found.serialized()
             if config.utf8.count > maximumConfigBytes {
-                throw ManifestError("config: \(config.utf8.count) bytes as compact JSON; at most \(maximumConfigBytes) (\(maximumConfigBytes >> 10) KiB) are allowed: keep bulky data in a file the plugin reads")
+                throw ManifestError(
+                    "config: \(config.utf8.count) bytes as compact JSON; at most \(maximumConfigBytes) (\(maximumConfigBytes >> 10) KiB) are allowed: keep bulky data in a file the plugin reads"
+                )
             }
         }
         var ffi: FFIBinding?
@@ -120,7 +143,9 @@ public struct PluginManifest: Sendable, Equatable {
         case (.ffi, .some(let spec)):
             let size = spec.serialized().utf8.count
             if size > maximumConfigBytes {
-                throw ManifestError("ffi: \(size) bytes as compact JSON; at most \(maximumConfigBytes) (\(maximumConfigBytes >> 10) KiB) are allowed")
+                throw ManifestError(
+                    "ffi: \(size) bytes as compact JSON; at most \(maximumConfigBytes) (\(maximumConfigBytes >> 10) KiB) are allowed"
+                )
             }
             ffi = try FFIBinding.parse(spec)
         case (.ffi, nil):
@@ -130,14 +155,15 @@ public struct PluginManifest: Sendable, Equatable {
         case (.plugin, nil):
             break
         }
-        return PluginManifest(path: path, name: name, kind: kind, library: library, sha256: sha256, enabled: enabled,
-                              order: order, timeoutSeconds: timeout, config: config, ffi: ffi)
+        return PluginManifest(
+            path: path, name: name, kind: kind, library: library, sha256: sha256, enabled: enabled,
+            order: order, timeoutSeconds: timeout, config: config, ffi: ffi)
     }
 
     /// The manifest as JSON text, as `pluginhost plugin add` writes it.
     public func serialized(pretty: Bool = false) -> String {
         var members: [(key: String, value: JSONValue)] = [
-            ("name", .string(name)),
+            ("name", .string(name))
         ]
         if kind != .plugin { members.append(("kind", .string(kind.rawValue))) }
         members += [
@@ -152,4 +178,3 @@ public struct PluginManifest: Sendable, Equatable {
         return pretty ? JSONValue.object(members).prettySerialized() : JSONValue.object(members).serialized()
     }
 }
-

@@ -49,17 +49,20 @@ final class PluginSet {
     }
 
     /// `includeDisabled` loads disabled plugins too (for `list`; an operation never does).
-    init(catalog: PluginCatalog, operationID: String, freezeTargets: [FreezeTarget], start: UInt64,
-         includeDisabled: Bool = false, setupStep: String = "prepare") {
+    init(
+        catalog: PluginCatalog, operationID: String, freezeTargets: [FreezeTarget], start: UInt64,
+        includeDisabled: Bool = false, setupStep: String = "prepare"
+    ) {
         self.operationID = operationID
         self.setupStep = setupStep
         self.freezeTargets = freezeTargets
         self.start = start
         refusals = catalog.refusals
         for entry in catalog.entries {
-            var record = PluginRecord(name: entry.name, manifest: entry.manifestPath, library: entry.manifest?.library,
-                                      sha256: entry.library?.sha256, order: entry.manifest?.order,
-                                      timeoutSeconds: entry.manifest?.timeoutSeconds, state: .ready)
+            var record = PluginRecord(
+                name: entry.name, manifest: entry.manifestPath, library: entry.manifest?.library,
+                sha256: entry.library?.sha256, order: entry.manifest?.order,
+                timeoutSeconds: entry.manifest?.timeoutSeconds, state: .ready)
             switch entry.state {
             case .ready:
                 members.append(Member(entry.manifest!, entry.library!, record: record))
@@ -105,15 +108,18 @@ final class PluginSet {
     private func createInstances() {
         let mounts = freezeTargets.map(\.mountPoint)
         perform(.create, on: usable, interruptible: true) { member in
-            .create(config: member.manifest.kind == .ffi ? "{}" : member.manifest.config, operationID: operationID,
-                    freezeMounts: mounts, deadline: deadline(member))
+            .create(
+                config: member.manifest.kind == .ffi ? "{}" : member.manifest.config, operationID: operationID,
+                freezeMounts: mounts, deadline: deadline(member))
         } failure: { member, error in
             member.unusable = error
         }
         perform(.dataPaths, on: usable, interruptible: true) { member in
             .call(function: .dataPaths, deadline: deadline(member), holdUntil: 0)
         } success: { member, message in
-            member.record.dataPaths = message.split(whereSeparator: \.isNewline).map(String.init).filter { $0.hasPrefix("/") }
+            member.record.dataPaths = message.split(whereSeparator: \.isNewline).map(String.init).filter {
+                $0.hasPrefix("/")
+            }
         } failure: { member, error in
             member.unusable = error
         }
@@ -128,11 +134,14 @@ final class PluginSet {
         var begins: [UInt64] = []
         for member in members where member.unusable == nil {
             do {
-                member.worker = try PluginWorker(manifest: member.manifest, library: member.library,
-                                                 executable: executable, logger: logger,
-                                                 cell: containment?.cell("plugin \(member.manifest.name)", diesWithItsProcess: true))
+                member.worker = try PluginWorker(
+                    manifest: member.manifest, library: member.library,
+                    executable: executable, logger: logger,
+                    cell: containment?.cell("plugin \(member.manifest.name)", diesWithItsProcess: true))
             } catch {
-                member.unusable = HostError(.pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: setupStep)
+                member.unusable = HostError(
+                    .pluginCrashed, "plugin \(member.manifest.name): cannot start its worker: \(error)", step: setupStep
+                )
                 continue
             }
             let spec = member.manifest.ffi.map { $0.json.serialized() }
@@ -142,14 +151,19 @@ final class PluginSet {
                 deadlines.append(deadline(member))
                 begins.append(begin)
             } else {
-                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name): its worker did not start (\(member.worker!.exitDescription()))", step: setupStep)
+                member.unusable = HostError(
+                    .incorrectPluginhostFile,
+                    "plugin \(member.manifest.name): its worker did not start (\(member.worker!.exitDescription()))",
+                    step: setupStep)
             }
         }
         let outcomes = PluginWorker.await(sent.map { $0.worker! }, deadlines: deadlines, interrupt: interrupt)
         for (index, member) in sent.enumerated() {
             let (outcome, end) = outcomes[index]
-            var call = PluginRecord.Call(function: .load, startMs: ms(begins[index]), durationMs: Monotonic.milliseconds(from: begins[index], to: end),
-                                         outcome: .ok)
+            var call = PluginRecord.Call(
+                function: .load, startMs: ms(begins[index]),
+                durationMs: Monotonic.milliseconds(from: begins[index], to: end),
+                outcome: .ok)
             switch outcome {
             case .reply(.loaded(let identity)):
                 member.record.reportedName = identity.name.isEmpty ? nil : identity.name
@@ -160,8 +174,10 @@ final class PluginSet {
                 call.message = "\(check.rawValue): \(message)"
                 member.record.state = .refused
                 member.record.refusal = call.message
-                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) refused by the \(check.rawValue) check: \(message)",
-                                            step: setupStep)
+                member.unusable = HostError(
+                    .incorrectPluginhostFile,
+                    "plugin \(member.manifest.name) (\(member.manifest.path)) refused by the \(check.rawValue) check: \(message)",
+                    step: setupStep)
                 member.worker?.kill()
             case .timedOut, .lost, .reply, .interrupted:
                 let how = describe(outcome, member)
@@ -169,8 +185,10 @@ final class PluginSet {
                 call.message = how
                 member.record.state = .refused
                 member.record.refusal = "load: \(how)"
-                member.unusable = HostError(.incorrectPluginhostFile, "plugin \(member.manifest.name) (\(member.manifest.path)) could not be loaded: \(how)",
-                                            step: setupStep)
+                member.unusable = HostError(
+                    .incorrectPluginhostFile,
+                    "plugin \(member.manifest.name) (\(member.manifest.path)) could not be loaded: \(how)",
+                    step: setupStep)
                 member.worker?.kill()
             }
             member.record.calls.append(call)
@@ -187,7 +205,9 @@ final class PluginSet {
                     continue
                 }
                 if scope.freezeMount(holding: path) == nil {
-                    warnings.append("plugin \(member.manifest.name) keeps data in \(path) (on \(filesystem.mountPoint), device \(filesystem.device)), which this operation does not freeze: the snapshot would not be consistent for it")
+                    warnings.append(
+                        "plugin \(member.manifest.name) keeps data in \(path) (on \(filesystem.mountPoint), device \(filesystem.device)), which this operation does not freeze: the snapshot would not be consistent for it"
+                    )
                 }
             }
         }
@@ -207,8 +227,11 @@ final class PluginSet {
             if !errors.isEmpty && !continueOnFailure || interrupted { break }
             if Monotonic.now() >= notAfter {
                 let names = groups[position...].flatMap(\.value).map(\.manifest.name)
-                errors.append(HostError(.pluginQuiesceTimeout, "plugins \(names.joined(separator: ", ")) were not quiesced: the operation reached its time limit (maxOperationSeconds)",
-                                        step: "quiesce"))
+                errors.append(
+                    HostError(
+                        .pluginQuiesceTimeout,
+                        "plugins \(names.joined(separator: ", ")) were not quiesced: the operation reached its time limit (maxOperationSeconds)",
+                        step: "quiesce"))
                 break
             }
             // The hold lasts until resume: the later groups' quiesce, the freeze, resume's start.
@@ -223,8 +246,11 @@ final class PluginSet {
             }
         }
         if interrupted {
-            return .interrupted(HostError(.operationInterrupted, "a signal came during the quiesce: the busy workers were killed, and with them their sessions and locks",
-                                          step: "quiesce"))
+            return .interrupted(
+                HostError(
+                    .operationInterrupted,
+                    "a signal came during the quiesce: the busy workers were killed, and with them their sessions and locks",
+                    step: "quiesce"))
         }
         guard let first = errors.first else { return .succeeded }
         return .failed(first, attempted: attempted, more: Array(errors.dropFirst()))
@@ -238,9 +264,10 @@ final class PluginSet {
         for (_, group) in groups {
             let reachable = group.filter { $0.worker?.alive == true }
             for member in group where member.worker?.alive != true {
-                member.record.calls.append(PluginRecord.Call(
-                    function: .resume, startMs: ms(Monotonic.now()), durationMs: 0, outcome: .skipped,
-                    message: "its worker was killed during quiesce; its sessions and locks ended with it"))
+                member.record.calls.append(
+                    PluginRecord.Call(
+                        function: .resume, startMs: ms(Monotonic.now()), durationMs: 0, outcome: .skipped,
+                        message: "its worker was killed during quiesce; its sessions and locks ended with it"))
             }
             perform(.resume, on: reachable) { member in
                 .call(function: .resume, deadline: deadline(member), holdUntil: 0)
@@ -281,9 +308,11 @@ final class PluginSet {
     }
 
     /// Sends one request to each member at once, waits for all, records each call.
-    private func perform(_ function: PluginCallName, on group: [Member], interruptible: Bool = false, request: (Member) -> WorkerRequest,
-                         success: (Member, String) -> Void = { _, _ in },
-                         failure: (Member, HostError) -> Void) {
+    private func perform(
+        _ function: PluginCallName, on group: [Member], interruptible: Bool = false, request: (Member) -> WorkerRequest,
+        success: (Member, String) -> Void = { _, _ in },
+        failure: (Member, HostError) -> Void
+    ) {
         var sent: [Member] = []
         var deadlines: [UInt64] = []
         var begins: [UInt64] = []
@@ -293,25 +322,34 @@ final class PluginSet {
             if member.worker?.send(message) == true {
                 sent.append(member)
                 begins.append(begin)
-                if case .call(_, let deadline, _) = message { deadlines.append(deadline) }
-                else if case .create(_, _, _, let deadline) = message { deadlines.append(deadline) }
-                else { deadlines.append(deadline(member)) }
+                if case .call(_, let deadline, _) = message {
+                    deadlines.append(deadline)
+                } else if case .create(_, _, _, let deadline) = message {
+                    deadlines.append(deadline)
+                } else {
+                    deadlines.append(deadline(member))
+                }
             } else {
                 // The worker is gone (it died while nobody was waiting on it): the call is still
                 // listed, so the record shows that it was attempted and why it failed.
                 let why = member.worker?.exitDescription() ?? "no worker"
                 member.worker?.kill()
-                member.record.calls.append(PluginRecord.Call(function: function, startMs: ms(begin), durationMs: Monotonic.milliseconds(from: begin, to: Monotonic.now()),
-                                                             outcome: .crashed, message: "its worker was gone before the call: \(why)"))
+                member.record.calls.append(
+                    PluginRecord.Call(
+                        function: function, startMs: ms(begin),
+                        durationMs: Monotonic.milliseconds(from: begin, to: Monotonic.now()),
+                        outcome: .crashed, message: "its worker was gone before the call: \(why)"))
                 failure(member, error(function, .lost(why), member))
             }
         }
-        let outcomes = PluginWorker.await(sent.compactMap(\.worker), deadlines: deadlines,
-                                          interrupt: interruptible ? interrupt : nil)
+        let outcomes = PluginWorker.await(
+            sent.compactMap(\.worker), deadlines: deadlines,
+            interrupt: interruptible ? interrupt : nil)
         for (index, member) in sent.enumerated() {
             let (outcome, end) = outcomes[index]
-            var call = PluginRecord.Call(function: function, startMs: ms(begins[index]),
-                                         durationMs: Monotonic.milliseconds(from: begins[index], to: end), outcome: .ok)
+            var call = PluginRecord.Call(
+                function: function, startMs: ms(begins[index]),
+                durationMs: Monotonic.milliseconds(from: begins[index], to: end), outcome: .ok)
             switch outcome {
             case .reply(.result(let status, let message, let details)):
                 call.outcome = PluginCallOutcome(status: status)
@@ -354,22 +392,29 @@ final class PluginSet {
         let step = step(of: function)
         switch outcome {
         case .timedOut:
-            let code: ErrorCode = switch function {
-            case .resume: .pluginResumeTimeout
-            case .quiesce: .pluginQuiesceTimeout
-            case .load, .create, .check, .dataPaths: .pluginCheckFailed
-            }
-            return HostError(code, "plugin \(name): \(function.rawValue) did not answer within \(member.manifest.timeoutSeconds) s; its worker was killed, and with it its sessions and locks",
-                             step: step)
+            let code: ErrorCode =
+                switch function {
+                case .resume: .pluginResumeTimeout
+                case .quiesce: .pluginQuiesceTimeout
+                case .load, .create, .check, .dataPaths: .pluginCheckFailed
+                }
+            return HostError(
+                code,
+                "plugin \(name): \(function.rawValue) did not answer within \(member.manifest.timeoutSeconds) s; its worker was killed, and with it its sessions and locks",
+                step: step)
         case .lost(let why):
-            return HostError(.pluginCrashed, "plugin \(name): its worker was lost during \(function.rawValue): \(why)", step: step)
+            return HostError(
+                .pluginCrashed, "plugin \(name): its worker was lost during \(function.rawValue): \(why)", step: step)
         case .interrupted:
-            return HostError(.operationInterrupted, "plugin \(name): a signal came during \(function.rawValue); its worker was killed, and with it its sessions and locks",
-                             step: step)
+            return HostError(
+                .operationInterrupted,
+                "plugin \(name): a signal came during \(function.rawValue); its worker was killed, and with it its sessions and locks",
+                step: step)
         case .reply(.result(let status, let message, _)):
             let text = message.isEmpty ? "no message" : message
-            return HostError(Self.code(for: function, status: PluginStatus(rawValue: status)),
-                             "plugin \(name): \(function.rawValue) failed (\(statusName(status))): \(text)", step: step)
+            return HostError(
+                Self.code(for: function, status: PluginStatus(rawValue: status)),
+                "plugin \(name): \(function.rawValue) failed (\(statusName(status))): \(text)", step: step)
         case .reply:
             return HostError(.pluginCrashed, "plugin \(name): unexpected answer to \(function.rawValue)", step: step)
         }

@@ -51,13 +51,15 @@ public enum PluginVerifier {
         } catch let error as ManifestError {
             return .failure(PluginRefusal(.manifest, "\(real): \(error.message)"))
         } catch let error as SystemError where error.errno == EFBIG {
-            return .failure(PluginRefusal(.manifest, "\(real) is larger than \(PluginManifest.maximumFileBytes >> 10) KiB"))
+            return .failure(
+                PluginRefusal(.manifest, "\(real) is larger than \(PluginManifest.maximumFileBytes >> 10) KiB"))
         } catch {
             return .failure(PluginRefusal(.manifest, "\(real) cannot be read (\(error))"))
         }
     }
 
-    public static func verifyLibrary(_ path: String, expectedSHA256: String?) -> Result<VerifiedLibrary, PluginRefusal> {
+    public static func verifyLibrary(_ path: String, expectedSHA256: String?) -> Result<VerifiedLibrary, PluginRefusal>
+    {
         let real: String
         switch FileTrust.verify(path, rule: .readOnlyForOthers) {
         case .success(let resolved): real = resolved
@@ -79,20 +81,29 @@ public enum PluginVerifier {
             return .failure(PluginRefusal(.library, "\(real) cannot be measured (\(error))"))
         }
         if size > maximumLibraryBytes {
-            return .failure(PluginRefusal(.library, "\(real) has \(size) bytes; a plugin library may have at most \(maximumLibraryBytes >> 20) MiB"))
+            return .failure(
+                PluginRefusal(
+                    .library,
+                    "\(real) has \(size) bytes; a plugin library may have at most \(maximumLibraryBytes >> 20) MiB"))
         }
         // One read of the file, into memory that can never change again; the hash is of that copy.
         var hasher = SHA256()
         let sealed: FileDescriptor
         do {
-            sealed = try SealedFile.copy(of: file, size: size, name: "pluginhost-library") { hasher.update(bufferPointer: $0) }
+            sealed = try SealedFile.copy(of: file, size: size, name: "pluginhost-library") {
+                hasher.update(bufferPointer: $0)
+            }
         } catch {
             return .failure(PluginRefusal(.library, "\(real) cannot be read (\(error))"))
         }
         file.close()
         let digest = hex(hasher.finalize())
         if let expectedSHA256, digest != expectedSHA256 {
-            return .failure(PluginRefusal(.checksum, "\(real) has SHA-256 \(digest), the manifest says \(expectedSHA256): the library changed after the manifest was written (reinstall it, or write the manifest again with `pluginhost plugin add`)"))
+            return .failure(
+                PluginRefusal(
+                    .checksum,
+                    "\(real) has SHA-256 \(digest), the manifest says \(expectedSHA256): the library changed after the manifest was written (reinstall it, or write the manifest again with `pluginhost plugin add`)"
+                ))
         }
         if let problem = elfProblem(sealed) {
             return .failure(PluginRefusal(.elf, "\(real) \(problem)"))

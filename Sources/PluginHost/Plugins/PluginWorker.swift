@@ -35,8 +35,10 @@ final class PluginWorker {
     /// the host has more threads (or no entry is registered), `executable __worker`. Call from the main thread: the worker
     /// is tied to the starting thread's life (PR_SET_PDEATHSIG). In a `cell`, the worker and
     /// everything it starts (a held command and its children) die with it, whoever kills it.
-    init(manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger,
-         cell: ProcessContainment.Cell? = nil) throws(SystemError) {
+    init(
+        manifest: PluginManifest, library: VerifiedLibrary, executable: String, logger: Logger,
+        cell: ProcessContainment.Cell? = nil
+    ) throws(SystemError) {
         self.manifest = manifest
         self.library = library
         var pair: [Int32] = [-1, -1]
@@ -51,7 +53,7 @@ final class PluginWorker {
         if let entry = WorkerLauncher.forkedEntry {
             do {
                 forked = try ChildProcess(forking: entry, extraDescriptors: descriptors, cell: cell)
-            } catch where error.errno == EAGAIN {
+            } catch  where error.errno == EAGAIN {
                 forked = nil  // more than one thread: forking is not safe
             }
         }
@@ -59,11 +61,15 @@ final class PluginWorker {
             process = forked
         } else {
             // No Swift backtracer in the worker either: a crash must end it by the signal.
-            process = try ChildProcess(spawning: Command(executable: executable, arguments: ["__worker"],
-                                                         environment: ["PATH": ScriptRunner.searchPath, "LANG": "C",
-                                                                       "SWIFT_BACKTRACE": "enable=no"]
-                                                             .merging(KernelFeature.inheritedEnvironment) { $1 }),
-                                       extraDescriptors: descriptors, cell: cell)
+            process = try ChildProcess(
+                spawning: Command(
+                    executable: executable, arguments: ["__worker"],
+                    environment: [
+                        "PATH": ScriptRunner.searchPath, "LANG": "C",
+                        "SWIFT_BACKTRACE": "enable=no",
+                    ]
+                    .merging(KernelFeature.inheritedEnvironment) { $1 }),
+                extraDescriptors: descriptors, cell: cell)
         }
         workerEnd.close()
         // The worker holds the sealed copy now (descriptor 3): the host's descriptors stay few.
@@ -92,10 +98,14 @@ final class PluginWorker {
     /// Each outcome comes with the CLOCK_MONOTONIC time it arrived. When `interrupt` (the
     /// signal pipe, left unread) becomes readable, every worker still busy is killed at once:
     /// a signal never waits for a plugin call to return.
-    static func await(_ workers: [PluginWorker], deadlines: [UInt64], interrupt: Int32? = nil) -> [(outcome: Outcome, at: UInt64)] {
+    static func await(_ workers: [PluginWorker], deadlines: [UInt64], interrupt: Int32? = nil) -> [(
+        outcome: Outcome, at: UInt64
+    )] {
         var outcomes = [(outcome: Outcome, at: UInt64)?](repeating: nil, count: workers.count)
         var pending = Set(workers.indices.filter { workers[$0].alive })
-        for index in workers.indices where !workers[index].alive { outcomes[index] = (.lost("the worker is gone"), Monotonic.now()) }
+        for index in workers.indices where !workers[index].alive {
+            outcomes[index] = (.lost("the worker is gone"), Monotonic.now())
+        }
         while !pending.isEmpty {
             var fds: [pollfd] = []
             for index in pending {
@@ -159,12 +169,13 @@ final class PluginWorker {
             return
         }
         logLines.append(line)
-        let mapped: Logger.Level = switch level {
-        case 0: .debug
-        case 1: .info
-        case 2: .warning
-        default: .error
-        }
+        let mapped: Logger.Level =
+            switch level {
+            case 0: .debug
+            case 1: .info
+            case 2: .warning
+            default: .error
+            }
         logger.log(level: mapped, "\(line)")
     }
 
@@ -203,7 +214,6 @@ final class PluginWorker {
         kill()
     }
 }
-
 
 /// Where a forked worker starts: the worker runtime's entry point, registered by the
 /// executable at launch, before any thread exists. The engine itself never loads a plugin.

@@ -69,7 +69,9 @@ public struct ScriptRunner: Sendable {
         var info = stat()
         guard stat(path, &info) == 0 else { return "unknown (\(SystemError("stat")))" }
         if info.st_mode & S_IXUSR == 0 { return "\(shell) (no owner execute bit)" }
-        guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NONBLOCK) else { return "unknown (cannot read it)" }
+        guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NONBLOCK) else {
+            return "unknown (cannot read it)"
+        }
         var buffer = [UInt8](repeating: 0, count: 256)
         let count = read(file.rawValue, &buffer, buffer.count)
         let head = buffer.prefix(max(count, 0))
@@ -86,8 +88,10 @@ public struct ScriptRunner: Sendable {
     public init() {}
 
     /// The environment a script sees: nothing inherited from the caller.
-    public static func environment(phase: ScriptPhase, operationID: String,
-                                   result: OperationOutcome?) -> [String: String] {
+    public static func environment(
+        phase: ScriptPhase, operationID: String,
+        result: OperationOutcome?
+    ) -> [String: String] {
         var environment = [
             "PATH": searchPath,
             "LANG": "C",
@@ -107,10 +111,12 @@ public struct ScriptRunner: Sendable {
     /// a cell of its own, killed whole when the attempt is stopped. The operation's time limit:
     /// no retry starts at or after `retryUntil`, and an attempt still running at `stopAt` is
     /// stopped as timed out (CLOCK_MONOTONIC ns; nil: no limit).
-    public func run(phase: ScriptPhase, path: String, arguments: [String], retries: Int,
-                    timeoutSeconds: Int, environment: [String: String],
-                    operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil,
-                    retryUntil: UInt64? = nil, stopAt: UInt64? = nil) -> ScriptRun {
+    public func run(
+        phase: ScriptPhase, path: String, arguments: [String], retries: Int,
+        timeoutSeconds: Int, environment: [String: String],
+        operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil,
+        retryUntil: UInt64? = nil, stopAt: UInt64? = nil
+    ) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
         var command = Command(executable: path, arguments: arguments, environment: environment)
         var info = stat()
@@ -123,9 +129,10 @@ public struct ScriptRunner: Sendable {
                 run.timeLimitReached = true
                 break
             }
-            let (attempt, outcome) = runOnce(&command, run: &run, number: number, timeoutSeconds: timeoutSeconds,
-                                             operationStart: operationStart, interrupt: interrupt, stopAt: stopAt,
-                                             cell: containment?.cell("\(phase.stepName) attempt \(number)"))
+            let (attempt, outcome) = runOnce(
+                &command, run: &run, number: number, timeoutSeconds: timeoutSeconds,
+                operationStart: operationStart, interrupt: interrupt, stopAt: stopAt,
+                cell: containment?.cell("\(phase.stepName) attempt \(number)"))
             run.attempts.append(attempt)
             run.outcome = outcome
             if let stopAt, attempt.timedOut, Monotonic.now() >= stopAt { run.timeLimitReached = true }
@@ -134,20 +141,24 @@ public struct ScriptRunner: Sendable {
         return run
     }
 
-    private func runOnce(_ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: UInt64,
-                         interrupt: Int32?, stopAt: UInt64?, cell: ProcessContainment.Cell?) -> (ScriptAttempt, ScriptRun.Outcome) {
+    private func runOnce(
+        _ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: UInt64,
+        interrupt: Int32?, stopAt: UInt64?, cell: ProcessContainment.Cell?
+    ) -> (ScriptAttempt, ScriptRun.Outcome) {
         let start = Monotonic.now()
-        var attempt = ScriptAttempt(number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
-                                    durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
-                                    stdoutTail: "", stderrTail: "")
+        var attempt = ScriptAttempt(
+            number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
+            durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
+            stdoutTail: "", stderrTail: "")
         let child: ChildProcess
         do {
             do {
                 child = try ChildProcess(spawning: command, cell: cell)
             } catch let error as SystemError where error.errno == ENOEXEC && command.executable != Self.shell {
                 // No #! line: what execvp(3) and Azure do — the shell reads it.
-                command = Command(executable: Self.shell, arguments: [command.executable] + command.arguments,
-                                  environment: command.environment)
+                command = Command(
+                    executable: Self.shell, arguments: [command.executable] + command.arguments,
+                    environment: command.environment)
                 run.shell = "\(Self.shell): the kernel cannot execute the script (no #! line)"
                 child = try ChildProcess(spawning: command, cell: cell)
             }
@@ -182,18 +193,22 @@ public struct ScriptRunner: Sendable {
 extension ScriptRun {
     /// The error this run reports, if it failed: `…ExecutionFailed` or `…Timeout` per the last attempt.
     public var error: HostError? {
-        let attemptsText = (attempts.count == 1 ? "1 attempt" : "\(attempts.count) attempts")
+        let attemptsText =
+            (attempts.count == 1 ? "1 attempt" : "\(attempts.count) attempts")
             + (timeLimitReached == true ? ", stopped at the operation's time limit, maxOperationSeconds" : "")
         switch outcome {
         case .succeeded, .succeededWithWarning:
             return nil
         case .timedOut:
             let seconds = attempts.last.map { Int(($0.durationMs / 1000).rounded()) } ?? 0
-            return HostError(phase.timeoutCode, "\(path) did not finish in time (\(attemptsText), the last stopped after \(seconds) s)",
-                             step: phase.stepName)
+            return HostError(
+                phase.timeoutCode,
+                "\(path) did not finish in time (\(attemptsText), the last stopped after \(seconds) s)",
+                step: phase.stepName)
         case .interrupted:
-            return HostError(.operationInterrupted, "\(path) was stopped because the operation was interrupted",
-                             step: phase.stepName)
+            return HostError(
+                .operationInterrupted, "\(path) was stopped because the operation was interrupted",
+                step: phase.stepName)
         case .failed:
             let how = attempts.last.map { $0.spawnError ?? $0.termination?.description ?? "failed" } ?? "failed"
             return HostError(phase.failedCode, "\(path) failed: \(how) (\(attemptsText))", step: phase.stepName)

@@ -9,8 +9,10 @@ public struct Command: Sendable, Equatable {
     public var environment: [String: String]
     public var workingDirectory: String?
 
-    public init(executable: String, arguments: [String] = [], environment: [String: String] = [:],
-                workingDirectory: String? = "/") {
+    public init(
+        executable: String, arguments: [String] = [], environment: [String: String] = [:],
+        workingDirectory: String? = "/"
+    ) {
         self.executable = executable
         self.arguments = arguments
         self.environment = environment
@@ -79,19 +81,26 @@ public final class ChildProcess {
     /// `outlivesHost`, the child is killed if the host dies (a snapshot command must not go on
     /// after the freeze is gone). `outputCapacity` bytes of each stream's end are kept. In a
     /// `cell`, the child and all it starts live in that cell's cgroup.
-    public convenience init(spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                            outlivesHost: Bool = false, newSession: Bool = false,
-                            outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil) throws(SystemError) {
+    public convenience init(
+        spawning command: Command, stdin: Int32 = -1, extraDescriptors: [Int32] = [],
+        outlivesHost: Bool = false, newSession: Bool = false,
+        outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil
+    ) throws(SystemError) {
         let argv = [command.executable] + command.arguments
         let envp = command.environment.sorted { $0.key < $1.key }.map { "\($0.key)=\($0.value)" }
-        let flags = (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP) | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
+        let flags =
+            (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP)
+            | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
         var joinError: Int32 = 0
-        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell,
-                      what: "spawn \(command.executable)") { map, count, pid in
+        try self.init(
+            stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell,
+            what: "spawn \(command.executable)"
+        ) { map, count, pid in
             withCStrings(argv) { argvPointer in
                 withCStrings(envp) { envpPointer in
-                    ph_spawn_in(command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
-                                cell?.procsDescriptor ?? -1, &joinError, &pid)
+                    ph_spawn_in(
+                        command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
+                        cell?.procsDescriptor ?? -1, &joinError, &pid)
                 }
             }
         }
@@ -102,20 +111,28 @@ public final class ChildProcess {
     /// for children that run code of this binary (plugin workers). Same descriptors, process
     /// group, signals and death-with-the-host as `spawning`. Throws EAGAIN when this process
     /// has more than one thread: forking then is not safe, and the caller should spawn instead.
-    public convenience init(forking entry: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Int32,
-                            stdin: Int32 = -1, extraDescriptors: [Int32] = [],
-                            outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil) throws(SystemError) {
+    public convenience init(
+        forking entry: @escaping @convention(c) (UnsafeMutableRawPointer?) -> Int32,
+        stdin: Int32 = -1, extraDescriptors: [Int32] = [],
+        outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil
+    ) throws(SystemError) {
         guard ph_thread_count() == 1 else { throw SystemError("fork (more than one thread)", errno: EAGAIN) }
-        try self.init(stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork") { map, count, pid in
-            ph_fork_call_in(map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.procsDescriptor ?? -1, entry, nil, &pid)
+        try self.init(
+            stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork"
+        ) { map, count, pid in
+            ph_fork_call_in(
+                map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.procsDescriptor ?? -1, entry,
+                nil, &pid)
         }
         cell?.joined(pid)
     }
 
     /// Sets up the output pipes, starts the child with `launch` (which returns 0 or an errno),
     /// and takes its pidfd.
-    private init(stdin: Int32, extraDescriptors: [Int32], outputCapacity: Int, cell: ProcessContainment.Cell?, what: String,
-                 launch: (UnsafePointer<Int32>, Int32, inout pid_t) -> Int32) throws(SystemError) {
+    private init(
+        stdin: Int32, extraDescriptors: [Int32], outputCapacity: Int, cell: ProcessContainment.Cell?, what: String,
+        launch: (UnsafePointer<Int32>, Int32, inout pid_t) -> Int32
+    ) throws(SystemError) {
         self.cell = cell
         stdoutTail = OutputTail(capacity: outputCapacity)
         stderrTail = OutputTail(capacity: outputCapacity)
@@ -164,7 +181,11 @@ public final class ChildProcess {
             // uninterruptibly (a writer on a frozen filesystem) dies only later: wait a little,
             // not forever.
             // Not reaped yet, so the pid is still this child's: kill(2) is as safe as the pidfd.
-            if let exitDescriptor { _ = ph_pidfd_send_signal(exitDescriptor.rawValue, SIGKILL) } else { kill(pid, SIGKILL) }
+            if let exitDescriptor {
+                _ = ph_pidfd_send_signal(exitDescriptor.rawValue, SIGKILL)
+            } else {
+                kill(pid, SIGKILL)
+            }
             cell?.kill(reason: "its owner was dropped")
             if case .exitPending = poll(until: Monotonic.now() + 5_000_000_000, watching: []) {
                 var status: Int32 = 0

@@ -56,8 +56,10 @@ public final class ProcessContainment {
         private(set) var procs: FileDescriptor?
         unowned let containment: ProcessContainment
 
-        init(label: String, name: String, directory: String?, procs: FileDescriptor?, diesWithItsProcess: Bool,
-             containment: ProcessContainment) {
+        init(
+            label: String, name: String, directory: String?, procs: FileDescriptor?, diesWithItsProcess: Bool,
+            containment: ProcessContainment
+        ) {
             self.label = label
             self.name = name
             self.directory = directory
@@ -74,7 +76,9 @@ public final class ProcessContainment {
         public func joined(_ pid: Int32, error: Int32 = 0) {
             procs = nil
             if error != 0 {
-                containment.warnings.append("\(label) (pid \(pid)) could not join its cgroup (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it")
+                containment.warnings.append(
+                    "\(label) (pid \(pid)) could not join its cgroup (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it"
+                )
             }
             containment.watch(self, pid: pid)
         }
@@ -99,9 +103,12 @@ public final class ProcessContainment {
         public func kill(reason: String, alsoNaming earlier: [(pid: Int32, command: String)] = []) {
             guard let directory else { return }
             let members = self.members
-            let named = earlier + members.filter { pid in !earlier.contains { $0.pid == pid } }
+            let named =
+                earlier
+                + members.filter { pid in !earlier.contains { $0.pid == pid } }
                 .map { (pid: $0, command: ProcessContainment.commandLine($0)) }
-            containment.record(named.map { KilledProcess(pid: $0.pid, command: $0.command, owner: label, reason: reason) })
+            containment.record(
+                named.map { KilledProcess(pid: $0.pid, command: $0.command, owner: label, reason: reason) })
             guard !members.isEmpty else { return }
             if !ProcessContainment.writeOne(directory + "/cgroup.kill") {
                 for pid in members { _ = Glibc.kill(pid, SIGKILL) }
@@ -131,13 +138,21 @@ public final class ProcessContainment {
     /// The cgroup v2 hierarchy's mount point and this process's cgroup in it, or why not.
     public static func ownCgroup() -> Result<String, SystemError> {
         guard let file = try? FileDescriptor.open("/proc/self/cgroup", O_RDONLY),
-              let bytes = try? file.readAll(limit: 1 << 16) else { return .failure(SystemError("read /proc/self/cgroup")) }
-        guard let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first(where: { $0.hasPrefix("0::") }) else {
+            let bytes = try? file.readAll(limit: 1 << 16)
+        else { return .failure(SystemError("read /proc/self/cgroup")) }
+        guard
+            let line = String(decoding: bytes, as: UTF8.self).split(separator: "\n").first(where: {
+                $0.hasPrefix("0::")
+            })
+        else {
             return .failure(SystemError("no cgroup v2 membership", errno: ENOENT))
         }
         let own = String(line.dropFirst(3))
         guard let mounts = try? MountTable.current(),
-              let mount = mounts.last(where: { $0.fsType == "cgroup2" && (own == $0.root || own.hasPrefix($0.root == "/" ? "/" : $0.root + "/")) }) else {
+            let mount = mounts.last(where: {
+                $0.fsType == "cgroup2" && (own == $0.root || own.hasPrefix($0.root == "/" ? "/" : $0.root + "/"))
+            })
+        else {
             return .failure(SystemError("no cgroup2 mount", errno: ENOENT))
         }
         let relative = mount.root == "/" ? own : String(own.dropFirst(mount.root.count))
@@ -176,7 +191,9 @@ public final class ProcessContainment {
         if rc == 0 {
             warden = (pid, FileDescriptor(owning: orders), FileDescriptor(owning: notes))
         } else {
-            warnings.append("cannot start the warden (\(SystemError("fork", errno: rc))): what this operation starts may outlive the host if it is killed")
+            warnings.append(
+                "cannot start the warden (\(SystemError("fork", errno: rc))): what this operation starts may outlive the host if it is killed"
+            )
         }
         self.mechanism = mechanism
     }
@@ -192,15 +209,20 @@ public final class ProcessContainment {
         var procs: FileDescriptor?
         if case .cgroup(let path) = mechanism {
             let candidate = "\(path)/\(name)"
-            if mkdir(candidate, 0o755) == 0 || errno == EEXIST, let file = try? FileDescriptor.open(candidate + "/cgroup.procs", O_WRONLY) {
+            if mkdir(candidate, 0o755) == 0 || errno == EEXIST,
+                let file = try? FileDescriptor.open(candidate + "/cgroup.procs", O_WRONLY)
+            {
                 directory = candidate
                 procs = file
             } else {
-                warnings.append("cannot create the cgroup of the \(label) (\(SystemError("mkdir"))): only its process group is killed with it")
+                warnings.append(
+                    "cannot create the cgroup of the \(label) (\(SystemError("mkdir"))): only its process group is killed with it"
+                )
             }
         }
-        let cell = Cell(label: label, name: name, directory: directory, procs: procs, diesWithItsProcess: diesWithItsProcess,
-                        containment: self)
+        let cell = Cell(
+            label: label, name: name, directory: directory, procs: procs, diesWithItsProcess: diesWithItsProcess,
+            containment: self)
         cells.append(cell)
         return cell
     }
@@ -254,7 +276,9 @@ public final class ProcessContainment {
                     }
                 }
                 if !released.isEmpty {
-                    warnings.append("the \(cell.label) left \(released.joined(separator: ", ")) running; let go at the end of the operation")
+                    warnings.append(
+                        "the \(cell.label) left \(released.joined(separator: ", ")) running; let go at the end of the operation"
+                    )
                 }
                 cell.kill(reason: "could not be let go at the end of the operation")
             }
@@ -284,10 +308,15 @@ public final class ProcessContainment {
     private func collectNotes() {
         guard let warden else { return }
         var note = ph_warden_note()
-        while withUnsafeMutableBytes(of: &note, { read(warden.notes.rawValue, $0.baseAddress, $0.count) }) == MemoryLayout<ph_warden_note>.size {
+        while withUnsafeMutableBytes(of: &note, { read(warden.notes.rawValue, $0.baseAddress, $0.count) })
+            == MemoryLayout<ph_warden_note>.size
+        {
             let cellName = Self.string(of: note.cell)
             let label = cells.first { $0.name == cellName }?.label ?? cellName
-            record([KilledProcess(pid: note.pid, command: Self.string(of: note.comm), owner: label, reason: "its worker ended")])
+            record([
+                KilledProcess(
+                    pid: note.pid, command: Self.string(of: note.comm), owner: label, reason: "its worker ended")
+            ])
         }
     }
 
@@ -299,19 +328,25 @@ public final class ProcessContainment {
         guard let directory = opendir(own) else { return [] }
         var names: [String] = []
         while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
             if entry.pointee.d_type == DT_DIR && name.hasPrefix("pluginhost.") { names.append(name) }
         }
         closedir(directory)
         var warnings: [String] = []
         for name in names {
             let parts = name.split(separator: ".", maxSplits: 2)
-            guard parts.count == 3, let pid = Int32(parts[1]), pid != getpid(), Glibc.kill(pid, 0) != 0 && errno == ESRCH else { continue }
+            guard parts.count == 3, let pid = Int32(parts[1]), pid != getpid(),
+                Glibc.kill(pid, 0) != 0 && errno == ESRCH
+            else { continue }
             let path = "\(own)/\(name)"
             let left = pids(in: path, recursive: true).map { "pid \($0) (\(commandLine($0)))" }
             if !left.isEmpty {
                 _ = writeOne(path + "/cgroup.kill")
-                warnings.append("killed \(left.joined(separator: ", ")) left by operation \(parts[2]) of a host (pid \(pid)) that is gone")
+                warnings.append(
+                    "killed \(left.joined(separator: ", ")) left by operation \(parts[2]) of a host (pid \(pid)) that is gone"
+                )
                 waitEmpty(path, milliseconds: 2000)
             }
             removeTree(path)
@@ -321,7 +356,9 @@ public final class ProcessContainment {
 
     static func pids(in directory: String, recursive: Bool = false) -> [Int32] {
         var result: [Int32] = []
-        if let file = try? FileDescriptor.open(directory + "/cgroup.procs", O_RDONLY), let bytes = try? file.readAll(limit: 1 << 20) {
+        if let file = try? FileDescriptor.open(directory + "/cgroup.procs", O_RDONLY),
+            let bytes = try? file.readAll(limit: 1 << 20)
+        {
             result = String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { Int32($0) }
         }
         if recursive {
@@ -335,7 +372,9 @@ public final class ProcessContainment {
         defer { closedir(handle) }
         var names: [String] = []
         while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix(while: { $0 != 0 }), as: UTF8.self)
+            }
             if entry.pointee.d_type == DT_DIR && name != "." && name != ".." { names.append(name) }
         }
         return names
@@ -350,7 +389,8 @@ public final class ProcessContainment {
     static func waitEmpty(_ directory: String, milliseconds: Int) {
         for _ in 0..<(milliseconds / 5) {
             guard let file = try? FileDescriptor.open(directory + "/cgroup.events", O_RDONLY),
-                  let bytes = try? file.readAll(limit: 4096) else { return }
+                let bytes = try? file.readAll(limit: 4096)
+            else { return }
             if String(decoding: bytes, as: UTF8.self).contains("populated 0") { return }
             usleep(5000)
         }
@@ -365,11 +405,14 @@ public final class ProcessContainment {
 
     /// /proc/PID/cmdline with spaces, or its name; at most 200 bytes.
     static func commandLine(_ pid: Int32) -> String {
-        if let file = try? FileDescriptor.open("/proc/\(pid)/cmdline", O_RDONLY), let bytes = try? file.readAll(limit: 1 << 16), !bytes.isEmpty {
+        if let file = try? FileDescriptor.open("/proc/\(pid)/cmdline", O_RDONLY),
+            let bytes = try? file.readAll(limit: 1 << 16), !bytes.isEmpty
+        {
             let text = String(decoding: bytes.prefix(200).map { $0 == 0 ? 0x20 : $0 }, as: UTF8.self)
             return text.trimmingTrailingSpaces
         }
-        if let file = try? FileDescriptor.open("/proc/\(pid)/comm", O_RDONLY), let bytes = try? file.readAll(limit: 64) {
+        if let file = try? FileDescriptor.open("/proc/\(pid)/comm", O_RDONLY), let bytes = try? file.readAll(limit: 64)
+        {
             return String(decoding: bytes, as: UTF8.self).trimmingTrailingSpaces
         }
         return "?"

@@ -32,7 +32,8 @@ public func isoTimestamp() -> String {
 
 /// A CLOCK_REALTIME reading in nanoseconds as `isoTimestamp()` writes it.
 public func isoTimestamp(epochNanoseconds: UInt64) -> String {
-    isoTimestamp(timespec(tv_sec: Int(epochNanoseconds / 1_000_000_000), tv_nsec: Int(epochNanoseconds % 1_000_000_000)))
+    isoTimestamp(
+        timespec(tv_sec: Int(epochNanoseconds / 1_000_000_000), tv_nsec: Int(epochNanoseconds % 1_000_000_000)))
 }
 
 /// The wall-clock time when a CLOCK_MONOTONIC reading was taken, in ns since the epoch.

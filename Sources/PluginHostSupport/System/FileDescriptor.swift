@@ -109,7 +109,8 @@ public final class FileDescriptor: @unchecked Sendable {
 }
 
 /// pipe2(2) with O_CLOEXEC; the read end is non-blocking when asked.
-public func makePipe(nonBlockingRead: Bool = false) throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor) {
+public func makePipe(nonBlockingRead: Bool = false) throws(SystemError) -> (read: FileDescriptor, write: FileDescriptor)
+{
     var fds: [Int32] = [-1, -1]
     try retryingInterrupts("pipe2") { ph_pipe_cloexec(&fds) }
     let read = FileDescriptor(owning: fds[0])

@@ -18,13 +18,16 @@ public enum FileTrust {
         public static let configFile = Rule(forbiddenBits: 0o177, requiredBits: 0, expected: "0600 or 0400")
         /// A script: no group or other bits, exactly what Azure's ScriptRunner accepts (it runs
         /// every script through sh, so 600 and 400 work there and here).
-        public static let script = Rule(forbiddenBits: 0o077, requiredBits: 0,
-                                        expected: "0700, 0500, 0600 or 0400 (nothing for group or other)")
+        public static let script = Rule(
+            forbiddenBits: 0o077, requiredBits: 0,
+            expected: "0700, 0500, 0600 or 0400 (nothing for group or other)")
         /// A file others may read but not change (manifests, libraries, host config).
-        public static let readOnlyForOthers = Rule(forbiddenBits: 0o022, requiredBits: 0,
-                                                   expected: "no group or other write bit, e.g. 0644")
+        public static let readOnlyForOthers = Rule(
+            forbiddenBits: 0o022, requiredBits: 0,
+            expected: "no group or other write bit, e.g. 0644")
         /// A file holding a secret (a password file): 600 or 400.
-        public static let secret = Rule(forbiddenBits: 0o077, requiredBits: 0, expected: "0600 or 0400 (nothing for group or others)")
+        public static let secret = Rule(
+            forbiddenBits: 0o077, requiredBits: 0, expected: "0600 or 0400 (nothing for group or others)")
 
         public init(forbiddenBits: mode_t, requiredBits: mode_t, expected: String) {
             self.forbiddenBits = forbiddenBits
@@ -96,7 +99,8 @@ public enum FileTrust {
             guard info.st_mode & S_IFMT == S_IFDIR else { return .notDirectory(path: real) }
             guard info.st_uid == 0 else { return .wrongOwner(path: real, uid: info.st_uid) }
             guard info.st_mode & 0o022 == 0 else {
-                return .unsafeMode(path: real, mode: info.st_mode & 0o7777, expected: "no group or other write bit, e.g. 0700")
+                return .unsafeMode(
+                    path: real, mode: info.st_mode & 0o7777, expected: "no group or other write bit, e.g. 0700")
             }
             return nil
         }
@@ -105,7 +109,9 @@ public enum FileTrust {
     /// Resolves, checks the real entry with `checkEntry`, then every directory above it — on
     /// the real path and on the path as written: a symlink in a directory others can write
     /// could be pointed at another root-owned file between this check and its use.
-    private static func verifyResolved(_ path: String, _ checkEntry: (stat, String) -> Failure?) -> Result<String, Failure> {
+    private static func verifyResolved(_ path: String, _ checkEntry: (stat, String) -> Failure?) -> Result<
+        String, Failure
+    > {
         let real: String
         switch resolve(path) {
         case .success(let resolved): real = resolved

@@ -21,10 +21,14 @@ public struct KernelFeature: Sendable, Codable, Equatable {
         let forced = fallbacksForced
         func feature(_ name: String, _ since: String, _ bit: Int32, _ fallback: String) -> KernelFeature {
             let available = present & bit != 0
-            return KernelFeature(name: name, since: since, available: available, used: available && !forced, fallback: fallback)
+            return KernelFeature(
+                name: name, since: since, available: available, used: available && !forced, fallback: fallback)
         }
         return [
-            feature("pidfd_open", "5.3", PH_FEATURE_PIDFD, "SIGCHLD self-pipe and waitid(WNOWAIT) on its own children; the guard sees the host exit as its socket closing"),
+            feature(
+                "pidfd_open", "5.3", PH_FEATURE_PIDFD,
+                "SIGCHLD self-pipe and waitid(WNOWAIT) on its own children; the guard sees the host exit as its socket closing"
+            ),
             feature("statx STATX_MNT_ID", "5.8", PH_FEATURE_STATX_MNT_ID, "mnt_id from /proc/self/fdinfo"),
             feature("close_range", "5.9", PH_FEATURE_CLOSE_RANGE, "closing the descriptors listed in /proc/self/fd"),
         ]

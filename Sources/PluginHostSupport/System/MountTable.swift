@@ -17,8 +17,10 @@ public struct MountEntry: Sendable, Equatable {
 
     public var isReadOnly: Bool { mountOptions.contains("ro") || superOptions.contains("ro") }
 
-    public init(id: Int, parentID: Int, device: String, root: String, mountPoint: String, mountOptions: [String],
-                fsType: String, source: String, superOptions: [String]) {
+    public init(
+        id: Int, parentID: Int, device: String, root: String, mountPoint: String, mountOptions: [String],
+        fsType: String, source: String, superOptions: [String]
+    ) {
         self.id = id
         self.parentID = parentID
         self.device = device
@@ -47,9 +49,11 @@ public enum MountTable {
     static func parseLine(_ line: ArraySlice<UInt8>) -> MountEntry? {
         let fields = line.split(separator: UInt8(ascii: " "), omittingEmptySubsequences: true)
         func text(_ field: ArraySlice<UInt8>) -> String { String(decoding: field, as: UTF8.self) }
-        guard fields.count >= 10, let separator = fields.firstIndex(where: { $0.elementsEqual([UInt8(ascii: "-")]) }), separator >= 6,
-              separator + 3 < fields.count,
-              let id = Int(text(fields[0])), let parentID = Int(text(fields[1])) else { return nil }
+        guard fields.count >= 10, let separator = fields.firstIndex(where: { $0.elementsEqual([UInt8(ascii: "-")]) }),
+            separator >= 6,
+            separator + 3 < fields.count,
+            let id = Int(text(fields[0])), let parentID = Int(text(fields[1]))
+        else { return nil }
         let mountPoint = unescape(fields[4])
         var entry = MountEntry(
             id: id,
@@ -74,7 +78,8 @@ public enum MountTable {
         var index = 0
         while index < utf8.count {
             if utf8[index] == UInt8(ascii: "\\"), index + 3 < utf8.count,
-               let value = UInt8(String(decoding: utf8[index + 1...index + 3], as: UTF8.self), radix: 8) {
+                let value = UInt8(String(decoding: utf8[index + 1...index + 3], as: UTF8.self), radix: 8)
+            {
                 bytes.append(value)
                 index += 4
             } else {
@@ -111,7 +116,8 @@ extension Array where Element == MountEntry {
     /// a prefix of it, the last one listed when mounts are stacked.
     public func entry(containing realPath: String) -> MountEntry? {
         var best: MountEntry?
-        for entry in self where entry.mountPoint == "/" || realPath == entry.mountPoint || realPath.hasPrefix(entry.mountPoint + "/") {
+        for entry in self
+        where entry.mountPoint == "/" || realPath == entry.mountPoint || realPath.hasPrefix(entry.mountPoint + "/") {
             if best == nil || entry.mountPoint.utf8.count >= best!.mountPoint.utf8.count { best = entry }
         }
         return best

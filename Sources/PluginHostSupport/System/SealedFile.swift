@@ -17,8 +17,10 @@ public enum SealedFile {
     /// `consume` hashes is exactly what the memfd holds, and, once sealed, will ever hold
     /// (nothing else can reach the memfd before the seal). One read of the file, one write of
     /// the copy, each chunk hashed while it is still in the cache.
-    public static func copy(of source: FileDescriptor, size: Int, name: String,
-                            consume: (UnsafeRawBufferPointer) -> Void) throws(SystemError) -> FileDescriptor {
+    public static func copy(
+        of source: FileDescriptor, size: Int, name: String,
+        consume: (UnsafeRawBufferPointer) -> Void
+    ) throws(SystemError) -> FileDescriptor {
         let fd = ph_memfd_create_sealable(name)
         guard fd >= 0 else { throw SystemError("memfd_create") }
         let memory = FileDescriptor(owning: fd)

@@ -48,7 +48,9 @@ final class Scratch {
 
     func read(_ name: String) -> String {
         let file = name.hasPrefix("/") ? name : "\(path)/\(name)"
-        guard let fd = try? FileDescriptor.open(file, O_RDONLY), let bytes = try? fd.readAll(limit: 64 << 20) else { return "" }
+        guard let fd = try? FileDescriptor.open(file, O_RDONLY), let bytes = try? fd.readAll(limit: 64 << 20) else {
+            return ""
+        }
         return String(decoding: bytes, as: UTF8.self)
     }
 
@@ -68,14 +70,19 @@ final class LoopFilesystem {
     let mountPoint: String
     let type: String
 
-    init(in scratch: Scratch, name: String = "fs", type: String = "ext4", sizeMB: Int = 64, imageDirectory: String? = nil,
-         mountPoint: String? = nil) throws {
+    init(
+        in scratch: Scratch, name: String = "fs", type: String = "ext4", sizeMB: Int = 64,
+        imageDirectory: String? = nil,
+        mountPoint: String? = nil
+    ) throws {
         self.type = type
         image = "\(imageDirectory ?? scratch.path)/\(name).img"
         self.mountPoint = mountPoint ?? scratch.mkdir(name)
         Glibc.mkdir(self.mountPoint, 0o755)
         let mkfs = type == "xfs" ? "mkfs.xfs -q -f" : "mkfs.ext4 -q -F"
-        let status = sh("truncate -s \(max(sizeMB, type == "xfs" ? 300 : 16))M '\(image)' && \(mkfs) '\(image)' && mount -o loop '\(image)' '\(self.mountPoint)'")
+        let status = sh(
+            "truncate -s \(max(sizeMB, type == "xfs" ? 300 : 16))M '\(image)' && \(mkfs) '\(image)' && mount -o loop '\(image)' '\(self.mountPoint)'"
+        )
         guard status == 0 else { throw FixtureError("cannot make a loop \(type) filesystem at \(self.mountPoint)") }
     }
 
@@ -100,8 +107,12 @@ struct FixtureError: Error, CustomStringConvertible {
 /// Runs a shell command line (for set-up and probes only) and returns its exit status.
 @discardableResult
 func sh(_ line: String) -> Int32 {
-    guard let child = try? ChildProcess(spawning: Command(executable: "/bin/sh", arguments: ["-c", line],
-                                                          environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"])) else { return -1 }
+    guard
+        let child = try? ChildProcess(
+            spawning: Command(
+                executable: "/bin/sh", arguments: ["-c", line],
+                environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]))
+    else { return -1 }
     if case .exited(.exited(let status)) = child.wait() { return status }
     return -1
 }
@@ -128,7 +139,10 @@ final class HostSandbox {
     }
 
     var environment: [String: String] {
-        ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PLUGINHOST_RUN_DIR": runDirectory, "PLUGINHOST_STATE_DIR": stateDirectory]
+        [
+            "PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "PLUGINHOST_RUN_DIR": runDirectory,
+            "PLUGINHOST_STATE_DIR": stateDirectory,
+        ]
     }
 
     /// Writes a script (mode 0700) and returns its path.
@@ -143,7 +157,8 @@ final class HostSandbox {
 
     /// A config with the given pre/post scripts and extra fields.
     func config(pre: String, post: String, extra: String = "") -> String {
-        config("""
+        config(
+            """
             {"pluginName": "ScriptRunner", "preScriptLocation": "\(pre)", "postScriptLocation": "\(post)",
              "preScriptParams": [], "postScriptParams": [], "timeoutInSeconds": 20\(extra.isEmpty ? "" : ", " + extra)}
             """)
@@ -151,19 +166,26 @@ final class HostSandbox {
 
     /// Runs `pluginhost ARGS` to completion — or the binary under another path (a hook name),
     /// from another working directory, with more environment.
-    func invoke(_ arguments: [String], as path: String = pluginhostBinary, in workingDirectory: String = "/",
-                environment extra: [String: String] = [:]) -> Invocation {
+    func invoke(
+        _ arguments: [String], as path: String = pluginhostBinary, in workingDirectory: String = "/",
+        environment extra: [String: String] = [:]
+    ) -> Invocation {
         let process = start(arguments, as: path, in: workingDirectory, environment: extra)
         return process.finish()
     }
 
     /// Starts `pluginhost ARGS` in the background.
-    func start(_ arguments: [String], as path: String = pluginhostBinary, in workingDirectory: String = "/",
-               environment extra: [String: String] = [:]) -> RunningHost {
-        RunningHost(try! ChildProcess(spawning: Command(executable: path, arguments: arguments,
-                                                        environment: environment.merging(extra) { $1 },
-                                                        workingDirectory: workingDirectory),
-                                      outputCapacity: 16 << 20))
+    func start(
+        _ arguments: [String], as path: String = pluginhostBinary, in workingDirectory: String = "/",
+        environment extra: [String: String] = [:]
+    ) -> RunningHost {
+        RunningHost(
+            try! ChildProcess(
+                spawning: Command(
+                    executable: path, arguments: arguments,
+                    environment: environment.merging(extra) { $1 },
+                    workingDirectory: workingDirectory),
+                outputCapacity: 16 << 20))
     }
 
     var paths: StatePaths { StatePaths(runDirectory: runDirectory, stateDirectory: stateDirectory) }
@@ -185,7 +207,8 @@ final class HostSandbox {
     }
 
     /// Polls the journal (as `status` would) until `condition` holds; nil after `timeoutSeconds`.
-    func waitForJournal(timeoutSeconds: Double = 30, _ condition: (FreezeJournalRecord) -> Bool) -> FreezeJournalRecord? {
+    func waitForJournal(timeoutSeconds: Double = 30, _ condition: (FreezeJournalRecord) -> Bool) -> FreezeJournalRecord?
+    {
         let limit = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
         while Monotonic.now() < limit {
             if let journal, condition(journal) { return journal }
@@ -220,7 +243,8 @@ final class RunningHost {
         let event = process.wait(until: Monotonic.now() + UInt64(timeoutSeconds * 1e9))
         guard case .exited(let termination) = event else {
             process.terminateGroup()
-            return Invocation(status: -1, stdout: process.stdoutTail.text, stderr: "timed out: " + process.stderrTail.text)
+            return Invocation(
+                status: -1, stdout: process.stdoutTail.text, stderr: "timed out: " + process.stderrTail.text)
         }
         let status: Int32
         switch termination {
@@ -246,12 +270,18 @@ final class StackedFilesystems {
         _ = scratch.mkdir("deep/er")
         lower = try LoopFilesystem(in: scratch, name: "lower", sizeMB: 400, mountPoint: deep + "/er/lower")
         guard sh("mkdir -p '\(lower.mountPoint)/images'") == 0 else { throw FixtureError("mkdir in lower") }
-        upper = try LoopFilesystem(in: scratch, name: "upper", sizeMB: 200, imageDirectory: lower.mountPoint + "/images",
-                                   mountPoint: scratch.path + "/upper")
-        watchdog = try? ChildProcess(spawning: Command(executable: "/bin/sh",
-                                                       arguments: ["-c", "sleep \(watchdogSeconds); fsfreeze -u '\(upper.mountPoint)'; fsfreeze -u '\(lower.mountPoint)'"],
-                                                       environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]),
-                                     outlivesHost: true)
+        upper = try LoopFilesystem(
+            in: scratch, name: "upper", sizeMB: 200, imageDirectory: lower.mountPoint + "/images",
+            mountPoint: scratch.path + "/upper")
+        watchdog = try? ChildProcess(
+            spawning: Command(
+                executable: "/bin/sh",
+                arguments: [
+                    "-c",
+                    "sleep \(watchdogSeconds); fsfreeze -u '\(upper.mountPoint)'; fsfreeze -u '\(lower.mountPoint)'",
+                ],
+                environment: ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin"]),
+            outlivesHost: true)
     }
 
     /// Dirty data on `upper` (written, not synced): its FIFREEZE must write it into `lower`.
@@ -275,9 +305,11 @@ final class Writer {
 
     init(file: String) throws {
         self.file = file
-        process = try ChildProcess(spawning: Command(executable: "/bin/sh",
-                                                     arguments: ["-c", "echo written > '\(file)' && sync '\(file)'"],
-                                                     environment: ["PATH": "/usr/bin:/bin"]))
+        process = try ChildProcess(
+            spawning: Command(
+                executable: "/bin/sh",
+                arguments: ["-c", "echo written > '\(file)' && sync '\(file)'"],
+                environment: ["PATH": "/usr/bin:/bin"]))
     }
 
     deinit {
@@ -298,7 +330,8 @@ final class Writer {
 /// True while `pid` is a live process (a zombie counts as gone).
 func processExists(_ pid: Int32) -> Bool {
     guard pid > 0, let file = try? FileDescriptor.open("/proc/\(pid)/stat", O_RDONLY),
-          let bytes = try? file.readAll(limit: 4096) else { return false }
+        let bytes = try? file.readAll(limit: 4096)
+    else { return false }
     let text = String(decoding: bytes, as: UTF8.self)
     guard let close = text.lastIndex(of: ")") else { return false }
     let state = text[text.index(close, offsetBy: 2)]
@@ -323,14 +356,18 @@ struct CommandOutput {
 
 /// Runs `executable` directly (no shell) to completion, capturing its output; killed with its
 /// process group after `timeoutSeconds`.
-func capture(_ executable: String, _ arguments: [String], environment: [String: String] = [:],
-             timeoutSeconds: Double = 180) -> CommandOutput {
+func capture(
+    _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+    timeoutSeconds: Double = 180
+) -> CommandOutput {
     let base = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"]
     let child: ChildProcess
     do {
-        child = try ChildProcess(spawning: Command(executable: executable, arguments: arguments,
-                                                   environment: base.merging(environment) { $1 }),
-                                 outputCapacity: 64 << 20)
+        child = try ChildProcess(
+            spawning: Command(
+                executable: executable, arguments: arguments,
+                environment: base.merging(environment) { $1 }),
+            outputCapacity: 64 << 20)
     } catch {
         return CommandOutput(termination: nil, stdout: "", stderr: "cannot start \(executable): \(error)")
     }
@@ -341,8 +378,9 @@ func capture(_ executable: String, _ arguments: [String], environment: [String: 
         case .exited(let end): termination = end
         case .deadlineReached:
             child.terminateGroup()
-            return CommandOutput(termination: nil, stdout: child.stdoutTail.text,
-                                 stderr: "timed out after \(timeoutSeconds) s: " + child.stderrTail.text)
+            return CommandOutput(
+                termination: nil, stdout: child.stdoutTail.text,
+                stderr: "timed out after \(timeoutSeconds) s: " + child.stderrTail.text)
         case .readable: continue
         }
     }

@@ -5,7 +5,9 @@ import PluginHostSupport
 /// Debian's etcd (`etcd-server`, `etcd-client`): the consistency group tests need both.
 let etcdBinary = [String](arrayLiteral: "/usr/bin/etcd", "/usr/local/bin/etcd").first { access($0, X_OK) == 0 }
 let etcdctlBinary = [String](arrayLiteral: "/usr/bin/etcdctl", "/usr/local/bin/etcdctl").first { access($0, X_OK) == 0 }
-let ipBinary = [String](arrayLiteral: "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip").first { access($0, X_OK) == 0 }
+let ipBinary = [String](arrayLiteral: "/usr/sbin/ip", "/sbin/ip", "/usr/bin/ip", "/bin/ip").first {
+    access($0, X_OK) == 0
+}
 
 /// A single-node etcd started by the test: its own data directory, client and peer ports
 /// below the kernel's ephemeral range, listening on loopback and on the given addresses (the
@@ -34,14 +36,19 @@ final class EtcdServer {
             "--name", "test", "--data-dir", scratch.path + "/data",
             "--listen-client-urls", self.addresses.map { "\(scheme)://\($0):\(clientPort)" }.joined(separator: ","),
             "--advertise-client-urls", "\(scheme)://127.0.0.1:\(clientPort)",
-            "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls", "http://127.0.0.1:\(peerPort)",
+            "--listen-peer-urls", "http://127.0.0.1:\(peerPort)", "--initial-advertise-peer-urls",
+            "http://127.0.0.1:\(peerPort)",
             "--initial-cluster", "test=http://127.0.0.1:\(peerPort)", "--initial-cluster-state", "new",
         ]
         if let tls {
-            arguments += ["--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--client-cert-auth", "--trusted-ca-file", tls.caCert]
+            arguments += [
+                "--cert-file", tls.serverCert, "--key-file", tls.serverKey, "--client-cert-auth", "--trusted-ca-file",
+                tls.caCert,
+            ]
         }
-        process = try ChildProcess(spawning: Command(executable: etcdBinary, arguments: arguments, environment: ["PATH": "/usr/bin:/bin"]),
-                                   outputCapacity: 1 << 20)
+        process = try ChildProcess(
+            spawning: Command(executable: etcdBinary, arguments: arguments, environment: ["PATH": "/usr/bin:/bin"]),
+            outputCapacity: 1 << 20)
         let limit = Monotonic.now() + 30_000_000_000
         while Monotonic.now() < limit {
             if case .exited(let termination) = process!.wait(until: Monotonic.now()) {
@@ -56,7 +63,9 @@ final class EtcdServer {
     deinit { kill() }
 
     /// The client URL as seen from `address` (one of the listening ones).
-    func url(_ address: String = "127.0.0.1") -> String { "\(tls == nil ? "http" : "https")://\(address):\(clientPort)" }
+    func url(_ address: String = "127.0.0.1") -> String {
+        "\(tls == nil ? "http" : "https")://\(address):\(clientPort)"
+    }
 
     /// SIGKILL: etcd is gone at once (its clients' connections are reset).
     func kill() {
@@ -69,12 +78,16 @@ final class EtcdServer {
     func etcdctl(_ arguments: [String]) -> CommandOutput {
         var options = ["--endpoints", url(), "--dial-timeout", "2s", "--command-timeout", "5s"]
         if let tls { options += ["--cacert", tls.caCert, "--cert", tls.clientCert, "--key", tls.clientKey] }
-        return capture(etcdctlBinary ?? "/usr/bin/etcdctl", options + arguments, environment: ["ETCDCTL_API": "3"], timeoutSeconds: 30)
+        return capture(
+            etcdctlBinary ?? "/usr/bin/etcdctl", options + arguments, environment: ["ETCDCTL_API": "3"],
+            timeoutSeconds: 30)
     }
 
     /// Every key under `prefix`.
     func keys(under prefix: String) -> [String] {
-        etcdctl(["get", "--prefix", "--keys-only", prefix]).stdout.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
+        etcdctl(["get", "--prefix", "--keys-only", prefix]).stdout.split(separator: "\n").map(String.init).filter {
+            !$0.isEmpty
+        }
     }
 }
 
@@ -153,7 +166,9 @@ final class NetworkNamespace {
     }
 
     deinit {
-        if let ipBinary { sh("\(ipBinary) netns del \(name) 2>/dev/null; \(ipBinary) link del \(hostSide) 2>/dev/null") }
+        if let ipBinary {
+            sh("\(ipBinary) netns del \(name) 2>/dev/null; \(ipBinary) link del \(hostSide) 2>/dev/null")
+        }
     }
 
     /// Cuts the link (both ends down): what crosses it now is lost, like a dead machine's.
@@ -183,13 +198,16 @@ final class GroupMachine {
     func config(preExtra: String = "") -> String {
         let log = host.scratch.path + "/phases.log"
         let pre = host.script("pre.sh", "#!/bin/sh\necho pre >> \(log)\n\(preExtra)\n")
-        let post = host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
+        let post = host.script(
+            "post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT $PLUGINHOST_CONSISTENCY\" >> \(log)\n")
         return host.config(pre: pre, post: post)
     }
 
     /// A snapshot command that records the group's environment, then runs `then` (shell).
     func snapshotCommand(_ then: String = "") -> String {
-        host.script("snapshot.sh", """
+        host.script(
+            "snapshot.sh",
+            """
             #!/bin/sh
             echo "$PLUGINHOST_GROUP $PLUGINHOST_GROUP_MEMBER $PLUGINHOST_GROUP_OPERATION_ID" > '\(host.scratch.path)/snapshot.env'
             touch '\(host.scratch.path)/frozen.marker'
@@ -197,18 +215,24 @@ final class GroupMachine {
             """)
     }
 
-    func groupArguments(group: String, members: Int, ttl: Int = 3, timeout: Int = 60, extra: [String] = []) -> [String] {
-        ["--group", group, "--member", id, "--members", String(members), "--etcd", etcdURL,
-         "--group-ttl", String(ttl), "--group-timeout", String(timeout)] + extra
+    func groupArguments(group: String, members: Int, ttl: Int = 3, timeout: Int = 60, extra: [String] = []) -> [String]
+    {
+        [
+            "--group", group, "--member", id, "--members", String(members), "--etcd", etcdURL,
+            "--group-ttl", String(ttl), "--group-timeout", String(timeout),
+        ] + extra
     }
 
     /// Starts `pluginhost ARGS` on this machine (inside its namespace).
     func start(_ arguments: [String]) -> RunningHost {
         var command = [pluginhostBinary] + arguments
         if let namespace, let ipBinary { command = [ipBinary, "netns", "exec", namespace.name] + command }
-        return RunningHost(try! ChildProcess(spawning: Command(executable: command[0], arguments: Array(command.dropFirst()),
-                                                               environment: host.environment),
-                                             outputCapacity: 16 << 20))
+        return RunningHost(
+            try! ChildProcess(
+                spawning: Command(
+                    executable: command[0], arguments: Array(command.dropFirst()),
+                    environment: host.environment),
+                outputCapacity: 16 << 20))
     }
 
     func invoke(_ arguments: [String]) -> Invocation { start(arguments).finish() }
@@ -233,13 +257,16 @@ final class GroupMachine {
 /// The pids of `pid`'s children.
 func childPIDs(of pid: Int32) -> [Int32] {
     guard let file = try? FileDescriptor.open("/proc/\(pid)/task/\(pid)/children", O_RDONLY),
-          let bytes = try? file.readAll(limit: 65536) else { return [] }
+        let bytes = try? file.readAll(limit: 65536)
+    else { return [] }
     return String(decoding: bytes, as: UTF8.self).split(separator: " ").compactMap { Int32(String($0).trimmed()) }
 }
 
 /// A process's command line, arguments joined by spaces.
 func commandLine(of pid: Int32) -> String {
-    guard let file = try? FileDescriptor.open("/proc/\(pid)/cmdline", O_RDONLY), let bytes = try? file.readAll(limit: 65536) else { return "" }
+    guard let file = try? FileDescriptor.open("/proc/\(pid)/cmdline", O_RDONLY),
+        let bytes = try? file.readAll(limit: 65536)
+    else { return "" }
     return String(decoding: bytes.map { $0 == 0 ? 32 : $0 }, as: UTF8.self)
 }
 

@@ -15,9 +15,15 @@ let mariadbScripts: String? = {
 /// A fresh ext4 image mounted at `directory/data`, ready to be a MariaDB data directory: the
 /// mount point is mysql's, searchable by all, and has no lost+found (which the server would list
 /// as a database). The directories above it must be searchable by mysql (Scratch makes 0755).
-func mariadbFilesystem(in scratch: Scratch, directory: String, name: String = "mariadb", sizeMB: Int = 512) throws -> LoopFilesystem {
+func mariadbFilesystem(in scratch: Scratch, directory: String, name: String = "mariadb", sizeMB: Int = 512) throws
+    -> LoopFilesystem
+{
     let fs = try LoopFilesystem(in: scratch, name: name, sizeMB: sizeMB, mountPoint: directory + "/data")
-    guard sh("rmdir '\(fs.mountPoint)/lost+found' && chown mysql:mysql '\(fs.mountPoint)' && chmod 755 '\(fs.mountPoint)'") == 0 else {
+    guard
+        sh(
+            "rmdir '\(fs.mountPoint)/lost+found' && chown mysql:mysql '\(fs.mountPoint)' && chmod 755 '\(fs.mountPoint)'"
+        ) == 0
+    else {
         throw FixtureError("cannot prepare \(fs.mountPoint) for MariaDB")
     }
     return fs
@@ -52,7 +58,9 @@ final class MariaDBInstance {
             self.port = ""
             pid = 0
             running = false
-            throw FixtureError("start-mariadb.sh in \(directory) failed (\(started.termination.map { "\($0)" } ?? "not run")): \(started.stderr)")
+            throw FixtureError(
+                "start-mariadb.sh in \(directory) failed (\(started.termination.map { "\($0)" } ?? "not run")): \(started.stderr)"
+            )
         }
         self.socket = socket
         self.port = port
@@ -78,19 +86,26 @@ final class MariaDBInstance {
     /// Runs SQL as the server's root (unix_socket authentication through the socket) and returns
     /// the rows, tab-separated columns, no header.
     func query(_ sql: String, timeoutSeconds: Double = 300) throws -> [[String]] {
-        let result = capture("/usr/bin/mariadb", ["--no-defaults", "-S", socket, "-uroot", "-N", "-B", "-e", sql],
-                             timeoutSeconds: timeoutSeconds)
-        guard result.succeeded else { throw FixtureError("mariadb on \(socket) failed: \(sql.prefix(200)): \(result.stderr)") }
-        return result.stdout.split(separator: "\n").map { $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init) }
+        let result = capture(
+            "/usr/bin/mariadb", ["--no-defaults", "-S", socket, "-uroot", "-N", "-B", "-e", sql],
+            timeoutSeconds: timeoutSeconds)
+        guard result.succeeded else {
+            throw FixtureError("mariadb on \(socket) failed: \(sql.prefix(200)): \(result.stderr)")
+        }
+        return result.stdout.split(separator: "\n").map {
+            $0.split(separator: "\t", omittingEmptySubsequences: false).map(String.init)
+        }
     }
 
     /// Every base table outside the server's virtual schemas, as `` `schema`.`table` ``.
     func allTables() throws -> [String] {
-        try query("""
+        try query(
+            """
             SELECT CONCAT('`', table_schema, '`.`', table_name, '`') FROM information_schema.tables
             WHERE table_type = 'BASE TABLE' AND table_schema NOT IN ('information_schema', 'performance_schema', 'sys')
             ORDER BY 1
-            """).compactMap(\.first)
+            """
+        ).compactMap(\.first)
     }
 
     /// CHECK TABLE on every table: each answer that is not `status OK` (a warning such as "1
@@ -116,7 +131,9 @@ final class MariaDBInstance {
 /// Builds Tests/Fixtures/mariadb_ack_writer.c against libmariadb into `directory`.
 func buildAckWriter(into directory: String) throws -> String {
     let output = directory + "/mariadb_ack_writer"
-    let status = sh("cc -O1 $(pkg-config --cflags libmariadb) -o '\(output)' '\(repositoryRoot)/Tests/Fixtures/mariadb_ack_writer.c' $(pkg-config --libs libmariadb)")
+    let status = sh(
+        "cc -O1 $(pkg-config --cflags libmariadb) -o '\(output)' '\(repositoryRoot)/Tests/Fixtures/mariadb_ack_writer.c' $(pkg-config --libs libmariadb)"
+    )
     guard status == 0 else { throw FixtureError("cannot build mariadb_ack_writer (needs cc and libmariadb-dev)") }
     return output
 }
@@ -139,14 +156,18 @@ final class AckWriter {
     let ackFile: String
     let process: ChildProcess
 
-    init(binary: String, socket: String, user: String = "root", password: String = "", table: String,
-         firstID: Int64, ackFile: String) throws {
+    init(
+        binary: String, socket: String, user: String = "root", password: String = "", table: String,
+        firstID: Int64, ackFile: String
+    ) throws {
         self.table = table
         self.firstID = firstID
         self.ackFile = ackFile
-        process = try ChildProcess(spawning: Command(executable: binary,
-                                                     arguments: [socket, user, password, table, String(firstID), ackFile],
-                                                     environment: ["PATH": "/usr/bin:/bin"]))
+        process = try ChildProcess(
+            spawning: Command(
+                executable: binary,
+                arguments: [socket, user, password, table, String(firstID), ackFile],
+                environment: ["PATH": "/usr/bin:/bin"]))
     }
 
     deinit { stop() }
@@ -164,17 +185,21 @@ final class AckWriter {
 
     /// How many commits it has acknowledged so far (lines in the file).
     var acknowledgedCount: Int {
-        guard let file = try? FileDescriptor.open(ackFile, O_RDONLY), let bytes = try? file.readAll(limit: 256 << 20) else { return 0 }
+        guard let file = try? FileDescriptor.open(ackFile, O_RDONLY), let bytes = try? file.readAll(limit: 256 << 20)
+        else { return 0 }
         return bytes.reduce(0) { $0 + ($1 == 10 ? 1 : 0) }
     }
 
     /// Every acknowledged commit, in order.
     func acknowledgements() -> [Acknowledgement] {
-        guard let file = try? FileDescriptor.open(ackFile, O_RDONLY), let bytes = try? file.readAll(limit: 256 << 20) else { return [] }
+        guard let file = try? FileDescriptor.open(ackFile, O_RDONLY), let bytes = try? file.readAll(limit: 256 << 20)
+        else { return [] }
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            guard fields.count == 4, let id = Int64(fields[0]), let sent = Int64(fields[1]), let acked = Int64(fields[2]),
-                  let retries = Int(fields[3]) else { return nil }
+            guard fields.count == 4, let id = Int64(fields[0]), let sent = Int64(fields[1]),
+                let acked = Int64(fields[2]),
+                let retries = Int(fields[3])
+            else { return nil }
             return Acknowledgement(id: id, sentMicroseconds: sent, ackedMicroseconds: acked, retries: retries)
         }
     }

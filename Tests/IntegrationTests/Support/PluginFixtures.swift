@@ -12,17 +12,21 @@ let repositoryRoot: String = {
 @discardableResult
 func compilePlugin(_ source: String, to output: String, defines: [String] = []) throws -> String {
     let flags = defines.map { "-D\($0)" }.joined(separator: " ")
-    let status = sh("cc -shared -fPIC -O1 \(flags) -I '\(repositoryRoot)/Sources/PluginABI/include' -o '\(output)' '\(source)'")
+    let status = sh(
+        "cc -shared -fPIC -O1 \(flags) -I '\(repositoryRoot)/Sources/PluginABI/include' -o '\(output)' '\(source)'")
     guard status == 0 else { throw FixtureError("cc failed for \(source) \(flags)") }
     chmod(output, 0o755)
     return output
 }
 
 /// A test fixture plugin with a chosen misbehaviour (Tests/Fixtures/fixture_plugin.c).
-func fixturePlugin(_ behaviour: String, in directory: String, name: String = "fixture", extra: [String] = []) throws -> String {
-    try compilePlugin("\(repositoryRoot)/Tests/Fixtures/fixture_plugin.c",
-                      to: "\(directory)/lib\(name)-\(behaviour.lowercased()).so",
-                      defines: ["BEHAVIOUR_\(behaviour)", "PLUGIN_NAME=\\\"\(name)\\\""] + extra)
+func fixturePlugin(_ behaviour: String, in directory: String, name: String = "fixture", extra: [String] = []) throws
+    -> String
+{
+    try compilePlugin(
+        "\(repositoryRoot)/Tests/Fixtures/fixture_plugin.c",
+        to: "\(directory)/lib\(name)-\(behaviour.lowercased()).so",
+        defines: ["BEHAVIOUR_\(behaviour)", "PLUGIN_NAME=\\\"\(name)\\\""] + extra)
 }
 
 extension HostSandbox {
@@ -42,10 +46,14 @@ extension HostSandbox {
 
     /// `pluginhost plugin add LIBRARY …` into this sandbox's plugins directory.
     @discardableResult
-    func addPlugin(_ library: String, name: String? = nil, order: Int = 50, timeout: Int = 10, config: String = "{}",
-                   extra: [String] = []) -> Invocation {
-        var arguments = ["plugin", "add", library, "--plugins-dir", pluginsDirectory, "--order", String(order),
-                         "--timeout", String(timeout), "--config", config]
+    func addPlugin(
+        _ library: String, name: String? = nil, order: Int = 50, timeout: Int = 10, config: String = "{}",
+        extra: [String] = []
+    ) -> Invocation {
+        var arguments = [
+            "plugin", "add", library, "--plugins-dir", pluginsDirectory, "--order", String(order),
+            "--timeout", String(timeout), "--config", config,
+        ]
         if let name { arguments += ["--name", name] }
         return invoke(arguments + extra)
     }

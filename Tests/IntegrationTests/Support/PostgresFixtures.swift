@@ -29,7 +29,9 @@ func wallClockMicroseconds() -> Int64 {
 /// A PostgreSQL log sequence number "X/Y" as a byte position.
 func parseLSN(_ text: String) -> UInt64? {
     let parts = text.trimmed().split(separator: "/")
-    guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else { return nil }
+    guard parts.count == 2, let high = UInt64(parts[0], radix: 16), let low = UInt64(parts[1], radix: 16) else {
+        return nil
+    }
     return high << 32 | low
 }
 
@@ -49,17 +51,20 @@ final class PostgresServer {
         self.directory = directory
         var failure = ""
         for _ in 0..<5 {
-            let started = capture("/bin/bash", [scripts + "/start-postgres.sh"], environment: ["POSTGRES_DIR": directory])
-            let values = Dictionary(started.stdout.split(separator: "\n").compactMap { line -> (String, String)? in
-                guard let equals = line.firstIndex(of: "=") else { return nil }
-                return (String(line[..<equals]), String(line[line.index(after: equals)...]))
-            }, uniquingKeysWith: { $1 })
+            let started = capture(
+                "/bin/bash", [scripts + "/start-postgres.sh"], environment: ["POSTGRES_DIR": directory])
+            let values = Dictionary(
+                started.stdout.split(separator: "\n").compactMap { line -> (String, String)? in
+                    guard let equals = line.firstIndex(of: "=") else { return nil }
+                    return (String(line[..<equals]), String(line[line.index(after: equals)...]))
+                }, uniquingKeysWith: { $1 })
             if started.succeeded, let port = values["PGPORT"] {
                 self.port = port
                 return
             }
             // A server that came up but printed nothing usable is stopped all the same.
-            _ = capture("/bin/bash", [scripts + "/stop-postgres.sh", "--keep"], environment: ["POSTGRES_DIR": directory])
+            _ = capture(
+                "/bin/bash", [scripts + "/stop-postgres.sh", "--keep"], environment: ["POSTGRES_DIR": directory])
             failure = "(\(started.termination.map { "\($0)" } ?? "not run")): \(started.stderr)"
             guard started.stderr.contains("Address already in use") else { break }
         }
@@ -88,8 +93,9 @@ final class PostgresServer {
 
     /// One SQL command through psql; unaligned, tuples only, `|` between columns.
     func psql(_ sql: String) throws -> String {
-        let result = capture(postgresBin + "/psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
-                             environment: clientEnvironment, timeoutSeconds: 300)
+        let result = capture(
+            postgresBin + "/psql", ["-X", "-q", "-At", "-v", "ON_ERROR_STOP=1", "-c", sql],
+            environment: clientEnvironment, timeoutSeconds: 300)
         guard result.succeeded else { throw FixtureError("psql failed on port \(port): \(sql): \(result.stderr)") }
         return result.stdout.trimmed("\n")
     }
@@ -107,14 +113,18 @@ final class LoadProcess {
     let process: ChildProcess
     let outputFile: String
 
-    init(_ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:],
-         outputFile: String) throws {
+    init(
+        _ name: String, _ executable: String, _ arguments: [String], environment: [String: String] = [:],
+        outputFile: String
+    ) throws {
         self.name = name
         self.outputFile = outputFile
         let quoted = ([executable] + arguments).map(shellQuoted)
-        process = try ChildProcess(spawning: Command(executable: "/bin/sh",
-                                                     arguments: ["-c", "exec " + quoted.joined(separator: " ") + " >'\(outputFile)' 2>&1"],
-                                                     environment: ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }))
+        process = try ChildProcess(
+            spawning: Command(
+                executable: "/bin/sh",
+                arguments: ["-c", "exec " + quoted.joined(separator: " ") + " >'\(outputFile)' 2>&1"],
+                environment: ["PATH": "/usr/bin:/bin"].merging(environment) { $1 }))
     }
 
     deinit { stop() }
@@ -149,7 +159,8 @@ struct PgbenchTransaction {
         return text.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
             guard fields.count >= 6, let latency = Int64(fields[2]), let seconds = Int64(fields[4]),
-                  let micros = Int64(fields[5]) else { return nil }
+                let micros = Int64(fields[5])
+            else { return nil }
             return PgbenchTransaction(endMicroseconds: seconds * 1_000_000 + micros, latencyMicroseconds: latency)
         }
     }

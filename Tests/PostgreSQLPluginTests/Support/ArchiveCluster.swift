@@ -26,14 +26,17 @@ struct ArchiveCluster: Sendable {
     var conninfo: String { "host=\(socketDirectory) port=\(port) user=postgres dbname=postgres" }
 
     /// Over TCP as `role` (scram-sha-256 for the password role, trust otherwise).
-    func tcpConninfo(user role: String) -> String { "host=127.0.0.1 port=\(port) user=\(role) dbname=postgres sslmode=disable" }
+    func tcpConninfo(user role: String) -> String {
+        "host=127.0.0.1 port=\(port) user=\(role) dbname=postgres sslmode=disable"
+    }
 
     static func start() throws -> ArchiveCluster {
         let environment = ["POSTGRES_DIR": directory]
         try TestDatabase.runScript("stop-postgres.sh", environment: environment)  // what a crashed run left
         var values = try TestDatabase.runScript("start-postgres.sh", environment: environment)
         guard let data = values["POSTGRES_DATA"], let socket = values["PGHOST"], let port = values["PGPORT"],
-              let postgres = getpwnam("postgres")?.pointee else {
+            let postgres = getpwnam("postgres")?.pointee
+        else {
             throw TestFailure("start-postgres.sh printed no POSTGRES_DATA/PGHOST/PGPORT, or there is no user postgres")
         }
         let walArchive = directory + "/wal-archive"
@@ -53,14 +56,16 @@ struct ArchiveCluster: Sendable {
             try admin.query("GRANT pg_checkpoint TO \(passwordRole)")
             try admin.query("CREATE ROLE \(plainRole) LOGIN")
             try admin.query("CREATE TABLESPACE shm_space LOCATION '\(tablespace)'")
-            try admin.query("CREATE TABLE writes (id serial PRIMARY KEY, at timestamptz DEFAULT now()) TABLESPACE shm_space")
+            try admin.query(
+                "CREATE TABLE writes (id serial PRIMARY KEY, at timestamptz DEFAULT now()) TABLESPACE shm_space")
         }
         // The password role must really authenticate: scram-sha-256 over TCP, before the trust lines.
         let hba = data + "/pg_hba.conf"
         let old = try FileDescriptor.open(hba, O_RDONLY).readAll(limit: 1 << 20)
         try FileDescriptor.open(hba, O_WRONLY | O_TRUNC)
-            .writeAll("host all \(passwordRole) 127.0.0.1/32 scram-sha-256\nlocal all \(passwordRole) scram-sha-256\n"
-                + String(decoding: old, as: UTF8.self))
+            .writeAll(
+                "host all \(passwordRole) 127.0.0.1/32 scram-sha-256\nlocal all \(passwordRole) scram-sha-256\n"
+                    + String(decoding: old, as: UTF8.self))
 
         // archive_mode needs a restart; move pg_wal behind a symlink meanwhile, as on servers
         // that keep WAL on a volume of its own.
@@ -72,8 +77,9 @@ struct ArchiveCluster: Sendable {
         guard let restartedSocket = values["PGHOST"], let restartedPort = values["PGPORT"] else {
             throw TestFailure("start-postgres.sh printed no PGHOST/PGPORT after the restart")
         }
-        return ArchiveCluster(socketDirectory: restartedSocket, port: restartedPort, dataDirectory: data,
-                              walDirectory: walMoved, walArchive: walArchive, tablespaceDirectory: tablespace)
+        return ArchiveCluster(
+            socketDirectory: restartedSocket, port: restartedPort, dataDirectory: data,
+            walDirectory: walMoved, walArchive: walArchive, tablespaceDirectory: tablespace)
     }
 
     func stop() {
@@ -90,7 +96,9 @@ struct ArchiveCluster: Sendable {
 struct ArchiveClusterTrait: SuiteTrait, TestScoping {
     var isRecursive: Bool { false }
 
-    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void) async throws {
+    func provideScope(for test: Test, testCase: Test.Case?, performing function: @Sendable () async throws -> Void)
+        async throws
+    {
         let cluster = try ArchiveCluster.start()
         defer { cluster.stop() }
         try await ArchiveCluster.$current.withValue(cluster) { try await function() }

@@ -31,13 +31,19 @@ enum TestDatabase {
 
     /// Runs one of the scripts; returns its KEY=value lines.
     @discardableResult
-    static func runScript(_ name: String, _ arguments: [String] = [], environment extra: [String: String]) throws -> [String: String] {
+    static func runScript(_ name: String, _ arguments: [String] = [], environment extra: [String: String]) throws
+        -> [String: String]
+    {
         let environment = ["PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "LANG": "C"].merging(extra) { $1 }
-        let child = try ChildProcess(spawning: Command(executable: "/bin/bash", arguments: [scriptDirectory + "/" + name] + arguments,
-                                                       environment: environment), outputCapacity: 1 << 16)
+        let child = try ChildProcess(
+            spawning: Command(
+                executable: "/bin/bash", arguments: [scriptDirectory + "/" + name] + arguments,
+                environment: environment), outputCapacity: 1 << 16)
         var termination: Termination?
         while termination == nil {
-            if case .exited(let end) = child.wait(until: Monotonic.now() + 180_000_000_000) { termination = end } else {
+            if case .exited(let end) = child.wait(until: Monotonic.now() + 180_000_000_000) {
+                termination = end
+            } else {
                 child.terminateGroup()
                 throw TestFailure("\(name) did not finish within 180 s")
             }
@@ -140,7 +146,9 @@ func removeTree(_ path: String) {
         if let directory = opendir(path) {
             var names: [String] = []
             while let entry = readdir(directory) {
-                let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+                let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                    String(cString: $0.bindMemory(to: CChar.self).baseAddress!)
+                }
                 if name != "." && name != ".." { names.append(name) }
             }
             closedir(directory)

@@ -37,7 +37,9 @@ struct DataDirectories: Sendable, Equatable {
         if values.keys.contains("innodb_data_home_dir"), let path = underDatadir(values["innodb_data_home_dir"]) {
             entries.append(Entry(key: "innodb_data_dir", path: path))
         }
-        if values.keys.contains("innodb_log_group_home_dir"), let path = underDatadir(values["innodb_log_group_home_dir"]) {
+        if values.keys.contains("innodb_log_group_home_dir"),
+            let path = underDatadir(values["innodb_log_group_home_dir"])
+        {
             entries.append(Entry(key: "innodb_log_dir", path: path))
         }
         if values.keys.contains("innodb_undo_directory"), let path = underDatadir(values["innodb_undo_directory"]) {
@@ -48,7 +50,8 @@ struct DataDirectories: Sendable, Equatable {
         }
         let binlogEnabled = ["ON", "1"].contains(values["log_bin"]?.uppercased() ?? "")
         if binlogEnabled, let base = values["log_bin_basename"], !base.isEmpty, let file = underDatadir(base),
-           let slash = file.lastIndex(of: "/") {
+            let slash = file.lastIndex(of: "/")
+        {
             let directory = String(file[..<slash])
             entries.append(Entry(key: "binlog_dir", path: directory.isEmpty ? "/" : directory))
         }

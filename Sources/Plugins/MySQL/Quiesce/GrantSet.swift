@@ -16,7 +16,11 @@ struct GrantSet: Sendable, Equatable {
             let list = line[line.index(line.startIndex, offsetBy: 6)..<on.lowerBound]
             for item in list.split(separator: ",") {
                 let name = item.split(whereSeparator: \.isWhitespace).joined(separator: " ").uppercased()
-                if name == "ALL PRIVILEGES" || name == "ALL" { all = true } else if !name.isEmpty { privileges.insert(name) }
+                if name == "ALL PRIVILEGES" || name == "ALL" {
+                    all = true
+                } else if !name.isEmpty {
+                    privileges.insert(name)
+                }
             }
         }
         return GrantSet(all: all, privileges: privileges)

@@ -48,9 +48,9 @@ struct LockPlan: Sendable, Equatable {
 
     static let backupStageMinimum = ServerVersion(10, 4, 1)
     static let instanceLockMinimum = ServerVersion(8, 0, 0)
-    static let binaryLogStatusMinimum = ServerVersion(8, 2, 0)   // MySQL: SHOW MASTER STATUS is gone in 8.4
-    static let binlogMonitorMinimum = ServerVersion(10, 5, 2)    // MariaDB's BINLOG MONITOR privilege
-    static let statementTimeoutMinimum = ServerVersion(10, 1, 2) // MariaDB's SET STATEMENT … FOR
+    static let binaryLogStatusMinimum = ServerVersion(8, 2, 0)  // MySQL: SHOW MASTER STATUS is gone in 8.4
+    static let binlogMonitorMinimum = ServerVersion(10, 5, 2)  // MariaDB's BINLOG MONITOR privilege
+    static let statementTimeoutMinimum = ServerVersion(10, 1, 2)  // MariaDB's SET STATEMENT … FOR
 
     /// The mode `auto` means for this server.
     static func resolve(_ mode: LockMode, for server: ServerIdentity) throws(PluginError) -> LockMode {
@@ -60,13 +60,25 @@ struct LockPlan: Sendable, Equatable {
         case (.auto, .mysql):
             return server.version >= instanceLockMinimum ? .instanceLock : .flushTables
         case (.backupStage, .mysql):
-            throw PluginError(.unsupported, "mode backup-stage needs MariaDB 10.4.1 or later; this server is \(server.summary) (use instance-lock, flush-tables or auto)")
+            throw PluginError(
+                .unsupported,
+                "mode backup-stage needs MariaDB 10.4.1 or later; this server is \(server.summary) (use instance-lock, flush-tables or auto)"
+            )
         case (.backupStage, .mariadb) where server.version < backupStageMinimum:
-            throw PluginError(.unsupported, "mode backup-stage needs MariaDB 10.4.1 or later; this server is \(server.summary) (use flush-tables or auto)")
+            throw PluginError(
+                .unsupported,
+                "mode backup-stage needs MariaDB 10.4.1 or later; this server is \(server.summary) (use flush-tables or auto)"
+            )
         case (.instanceLock, .mariadb):
-            throw PluginError(.unsupported, "mode instance-lock needs MySQL 8.0 or later; this server is \(server.summary) (use backup-stage, flush-tables or auto)")
+            throw PluginError(
+                .unsupported,
+                "mode instance-lock needs MySQL 8.0 or later; this server is \(server.summary) (use backup-stage, flush-tables or auto)"
+            )
         case (.instanceLock, .mysql) where server.version < instanceLockMinimum:
-            throw PluginError(.unsupported, "mode instance-lock needs MySQL 8.0 or later; this server is \(server.summary) (use flush-tables or auto)")
+            throw PluginError(
+                .unsupported,
+                "mode instance-lock needs MySQL 8.0 or later; this server is \(server.summary) (use flush-tables or auto)"
+            )
         default:
             return mode
         }
@@ -76,8 +88,10 @@ struct LockPlan: Sendable, Equatable {
     ///   - recordBinlog: the config asks for the binary log position.
     ///   - binlogEnabled: the server's `log_bin`.
     ///   - longQueryCheck: the config's threshold is above zero (the check reads PROCESSLIST).
-    static func make(server: ServerIdentity, mode configured: LockMode, recordBinlog: Bool, binlogEnabled: Bool,
-                     longQueryCheck: Bool) throws(PluginError) -> LockPlan {
+    static func make(
+        server: ServerIdentity, mode configured: LockMode, recordBinlog: Bool, binlogEnabled: Bool,
+        longQueryCheck: Bool
+    ) throws(PluginError) -> LockPlan {
         let mode = try resolve(configured, for: server)
         var privileges: [PrivilegeRequirement] = []
         let steps: [LockStep]
@@ -85,37 +99,49 @@ struct LockPlan: Sendable, Equatable {
         switch mode {
         case .backupStage:
             steps = [
-                LockStep(sql: "BACKUP STAGE START", blocksCommits: false,
-                         waitsFor: "another session is running a backup (only one BACKUP STAGE at a time, e.g. mariadb-backup) or a DDL statement is running"),
-                LockStep(sql: "BACKUP STAGE FLUSH", blocksCommits: false,
-                         waitsFor: "a non-transactional (MyISAM/Aria) table is being written"),
-                LockStep(sql: "BACKUP STAGE BLOCK_DDL", blocksCommits: false,
-                         waitsFor: "a statement writing to a non-transactional (MyISAM/Aria) table or a DDL statement is still running"),
-                LockStep(sql: "BACKUP STAGE BLOCK_COMMIT", blocksCommits: true,
-                         waitsFor: "a commit or a binary log write is still in progress"),
+                LockStep(
+                    sql: "BACKUP STAGE START", blocksCommits: false,
+                    waitsFor:
+                        "another session is running a backup (only one BACKUP STAGE at a time, e.g. mariadb-backup) or a DDL statement is running"
+                ),
+                LockStep(
+                    sql: "BACKUP STAGE FLUSH", blocksCommits: false,
+                    waitsFor: "a non-transactional (MyISAM/Aria) table is being written"),
+                LockStep(
+                    sql: "BACKUP STAGE BLOCK_DDL", blocksCommits: false,
+                    waitsFor:
+                        "a statement writing to a non-transactional (MyISAM/Aria) table or a DDL statement is still running"
+                ),
+                LockStep(
+                    sql: "BACKUP STAGE BLOCK_COMMIT", blocksCommits: true,
+                    waitsFor: "a commit or a binary log write is still in progress"),
             ]
             unlock = ["BACKUP STAGE END"]
             privileges.append(PrivilegeRequirement(anyOf: ["RELOAD"], reason: "BACKUP STAGE"))
         case .instanceLock:
             steps = [
-                LockStep(sql: "LOCK INSTANCE FOR BACKUP", blocksCommits: false,
-                         waitsFor: "a DDL or file operation is running"),
-                LockStep(sql: "FLUSH TABLES WITH READ LOCK", blocksCommits: true,
-                         waitsFor: "a long-running statement (a write, or a read still using a table) holds table locks"),
+                LockStep(
+                    sql: "LOCK INSTANCE FOR BACKUP", blocksCommits: false,
+                    waitsFor: "a DDL or file operation is running"),
+                LockStep(
+                    sql: "FLUSH TABLES WITH READ LOCK", blocksCommits: true,
+                    waitsFor: "a long-running statement (a write, or a read still using a table) holds table locks"),
             ]
             unlock = ["UNLOCK TABLES", "UNLOCK INSTANCE"]
             privileges.append(PrivilegeRequirement(anyOf: ["BACKUP_ADMIN"], reason: "LOCK INSTANCE FOR BACKUP"))
             privileges.append(PrivilegeRequirement(anyOf: ["RELOAD"], reason: "FLUSH TABLES WITH READ LOCK"))
         case .flushTables, .auto:
             steps = [
-                LockStep(sql: "FLUSH TABLES WITH READ LOCK", blocksCommits: true,
-                         waitsFor: "a long-running statement (a write, or a read still using a table) holds table locks"),
+                LockStep(
+                    sql: "FLUSH TABLES WITH READ LOCK", blocksCommits: true,
+                    waitsFor: "a long-running statement (a write, or a read still using a table) holds table locks")
             ]
             unlock = ["UNLOCK TABLES"]
             privileges.append(PrivilegeRequirement(anyOf: ["RELOAD"], reason: "FLUSH TABLES WITH READ LOCK"))
         }
         if longQueryCheck {
-            privileges.append(PrivilegeRequirement(anyOf: ["PROCESS"], reason: "seeing other sessions' statements in PROCESSLIST"))
+            privileges.append(
+                PrivilegeRequirement(anyOf: ["PROCESS"], reason: "seeing other sessions' statements in PROCESSLIST"))
         }
 
         var statusStatement: String?
@@ -125,19 +151,23 @@ struct LockPlan: Sendable, Equatable {
             case .mariadb:
                 statusStatement = "SHOW MASTER STATUS"
                 if server.version >= ServerVersion(10, 0, 2) { gtidStatement = "SELECT @@GLOBAL.gtid_binlog_pos" }
-                privileges.append(server.version >= binlogMonitorMinimum
-                    ? PrivilegeRequirement(anyOf: ["BINLOG MONITOR", "REPLICATION CLIENT", "SUPER"], reason: "SHOW MASTER STATUS")
-                    : PrivilegeRequirement(anyOf: ["REPLICATION CLIENT", "SUPER"], reason: "SHOW MASTER STATUS"))
+                privileges.append(
+                    server.version >= binlogMonitorMinimum
+                        ? PrivilegeRequirement(
+                            anyOf: ["BINLOG MONITOR", "REPLICATION CLIENT", "SUPER"], reason: "SHOW MASTER STATUS")
+                        : PrivilegeRequirement(anyOf: ["REPLICATION CLIENT", "SUPER"], reason: "SHOW MASTER STATUS"))
             case .mysql:
                 let newName = server.version >= binaryLogStatusMinimum
                 statusStatement = newName ? "SHOW BINARY LOG STATUS" : "SHOW MASTER STATUS"
-                privileges.append(PrivilegeRequirement(anyOf: ["REPLICATION CLIENT", "SUPER"], reason: statusStatement!))
+                privileges.append(
+                    PrivilegeRequirement(anyOf: ["REPLICATION CLIENT", "SUPER"], reason: statusStatement!))
             }
         }
-        return LockPlan(mode: mode, lockSteps: steps, unlockStatements: unlock, binlogStatusStatement: statusStatement,
-                        gtidStatement: gtidStatement,
-                        hasStatementTimeout: server.flavor == .mariadb && server.version >= statementTimeoutMinimum,
-                        requiredPrivileges: privileges)
+        return LockPlan(
+            mode: mode, lockSteps: steps, unlockStatements: unlock, binlogStatusStatement: statusStatement,
+            gtidStatement: gtidStatement,
+            hasStatementTimeout: server.flavor == .mariadb && server.version >= statementTimeoutMinimum,
+            requiredPrivileges: privileges)
     }
 
     /// The text sent for `step` when at most `seconds` remain of the lock wait budget: bounded

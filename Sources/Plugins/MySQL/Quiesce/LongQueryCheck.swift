@@ -23,7 +23,8 @@ enum LongQueryCheck {
     /// Sessions busy for at least `threshold` seconds, longest first, excluding this session,
     /// idle ones, server threads and replication.
     static func query(flavor: ServerFlavor, threshold: Double) -> String {
-        let age = flavor == .mariadb
+        let age =
+            flavor == .mariadb
             ? "TIME_MS >= \(Int((threshold * 1000).rounded(.up)))"
             : "TIME >= \(Int(threshold.rounded(.up)))"
         let seconds = flavor == .mariadb ? "TIME_MS / 1000" : "TIME"
@@ -41,8 +42,9 @@ enum LongQueryCheck {
     static func rows(_ result: ResultSet) -> [RunningStatement] {
         result.rows.map { row in
             func cell(_ index: Int) -> String { index < row.count ? row[index] ?? "" : "" }
-            return RunningStatement(id: cell(0), user: cell(1), database: cell(2), command: cell(3),
-                                    seconds: Double(cell(4)) ?? 0, state: cell(5), keyword: firstKeyword(cell(6)))
+            return RunningStatement(
+                id: cell(0), user: cell(1), database: cell(2), command: cell(3),
+                seconds: Double(cell(4)) ?? 0, state: cell(5), keyword: firstKeyword(cell(6)))
         }
     }
 
@@ -52,7 +54,9 @@ enum LongQueryCheck {
         return statements.filter { !readOnlyKeywords.contains($0.keyword) }
     }
 
-    static let readOnlyKeywords: Set<String> = ["SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "HELP", "WITH", "VALUES", "TABLE"]
+    static let readOnlyKeywords: Set<String> = [
+        "SELECT", "SHOW", "DESCRIBE", "DESC", "EXPLAIN", "HELP", "WITH", "VALUES", "TABLE",
+    ]
 
     /// The first SQL keyword, upper-cased, after leading blanks, comments and parentheses.
     static func firstKeyword(_ text: String) -> String {

@@ -21,8 +21,10 @@ struct MySQLConfig: Sendable, Equatable {
     var recordBinlogPosition = true
     var connectTimeoutSeconds: Double = 5
 
-    static let keys = ["socket", "host", "port", "optionFile", "mode", "lockWaitTimeoutSeconds",
-                       "longQueryThresholdSeconds", "recordBinlogPosition", "connectTimeoutSeconds"]
+    static let keys = [
+        "socket", "host", "port", "optionFile", "mode", "lockWaitTimeoutSeconds",
+        "longQueryThresholdSeconds", "recordBinlogPosition", "connectTimeoutSeconds",
+    ]
 
     static func parse(_ json: JSONValue) throws(PluginError) -> MySQLConfig {
         guard case .object(let members) = json else {
@@ -34,12 +36,15 @@ struct MySQLConfig: Sendable, Equatable {
             case "socket":
                 config.socket = try absolutePath(key, value)
                 if config.socket!.utf8.count > 107 {
-                    throw invalid("config key \"socket\": the path is longer than a unix socket path can be (107 bytes)")
+                    throw invalid(
+                        "config key \"socket\": the path is longer than a unix socket path can be (107 bytes)")
                 }
             case "host":
                 let host = try string(key, value)
-                guard !host.isEmpty, host.utf8.count <= 255, !host.contains(where: { $0.isWhitespace || $0.isNewline }) else {
-                    throw invalid("config key \"host\": expected a host name or IP address, got \(value.kindDescription)")
+                guard !host.isEmpty, host.utf8.count <= 255, !host.contains(where: { $0.isWhitespace || $0.isNewline })
+                else {
+                    throw invalid(
+                        "config key \"host\": expected a host name or IP address, got \(value.kindDescription)")
                 }
                 config.host = host
             case "port":
@@ -49,7 +54,9 @@ struct MySQLConfig: Sendable, Equatable {
             case "mode":
                 let text = try string(key, value)
                 guard let mode = LockMode(rawValue: text) else {
-                    throw invalid("config key \"mode\": expected one of \(LockMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \(value.kindDescription)")
+                    throw invalid(
+                        "config key \"mode\": expected one of \(LockMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \(value.kindDescription)"
+                    )
                 }
                 config.mode = mode
             case "lockWaitTimeoutSeconds":
@@ -58,13 +65,16 @@ struct MySQLConfig: Sendable, Equatable {
                 config.longQueryThresholdSeconds = try seconds(key, value, minimum: 0, exclusive: false, maximum: 86400)
             case "recordBinlogPosition":
                 guard case .bool(let flag) = value else {
-                    throw invalid("config key \"recordBinlogPosition\": expected true or false, got \(value.kindDescription)")
+                    throw invalid(
+                        "config key \"recordBinlogPosition\": expected true or false, got \(value.kindDescription)")
                 }
                 config.recordBinlogPosition = flag
             case "connectTimeoutSeconds":
                 config.connectTimeoutSeconds = try seconds(key, value, minimum: 0, exclusive: true, maximum: 300)
             default:
-                throw invalid("unknown config key \"\(key)\" (known keys: \(keys.joined(separator: ", "))); credentials belong in the option file named by optionFile, never in the manifest")
+                throw invalid(
+                    "unknown config key \"\(key)\" (known keys: \(keys.joined(separator: ", "))); credentials belong in the option file named by optionFile, never in the manifest"
+                )
             }
         }
         if config.socket != nil && config.host != nil {
@@ -95,19 +105,28 @@ struct MySQLConfig: Sendable, Equatable {
         return path
     }
 
-    private static func integer(_ key: String, _ value: JSONValue, in range: ClosedRange<Int>) throws(PluginError) -> Int {
+    private static func integer(_ key: String, _ value: JSONValue, in range: ClosedRange<Int>) throws(PluginError)
+        -> Int
+    {
         guard case .number(let number) = value, let integer = number.integerValue else {
-            throw invalid("config key \"\(key)\": expected an integer from \(range.lowerBound) to \(range.upperBound), got \(value.kindDescription)")
+            throw invalid(
+                "config key \"\(key)\": expected an integer from \(range.lowerBound) to \(range.upperBound), got \(value.kindDescription)"
+            )
         }
         guard range.contains(integer) else {
-            throw invalid("config key \"\(key)\": \(integer) is out of range (\(range.lowerBound) to \(range.upperBound))")
+            throw invalid(
+                "config key \"\(key)\": \(integer) is out of range (\(range.lowerBound) to \(range.upperBound))")
         }
         return integer
     }
 
-    private static func seconds(_ key: String, _ value: JSONValue, minimum: Double, exclusive: Bool,
-                                maximum: Double) throws(PluginError) -> Double {
-        let range = exclusive ? "greater than \(Int(minimum)) and at most \(Int(maximum))" : "from \(Int(minimum)) to \(Int(maximum))"
+    private static func seconds(
+        _ key: String, _ value: JSONValue, minimum: Double, exclusive: Bool,
+        maximum: Double
+    ) throws(PluginError) -> Double {
+        let range =
+            exclusive
+            ? "greater than \(Int(minimum)) and at most \(Int(maximum))" : "from \(Int(minimum)) to \(Int(maximum))"
         guard case .number(let number) = value, let seconds = number.doubleValue, seconds.isFinite else {
             throw invalid("config key \"\(key)\": expected a number of seconds \(range), got \(value.kindDescription)")
         }

@@ -69,8 +69,9 @@ public final class MySQLPlugin: QuiescePlugin {
     }
 
     var target: ConnectionTarget {
-        ConnectionTarget(socket: config.socket, host: config.host, port: config.port,
-                         optionFilePath: optionFile?.libraryPath, optionFileHasPassword: optionFile?.hasPassword ?? false)
+        ConnectionTarget(
+            socket: config.socket, host: config.host, port: config.port,
+            optionFilePath: optionFile?.libraryPath, optionFileHasPassword: optionFile?.hasPassword ?? false)
     }
 
     // MARK: - check
@@ -87,16 +88,22 @@ public final class MySQLPlugin: QuiescePlugin {
         let account = try run(connection, "SELECT CURRENT_USER()", budget, "reading the account").firstValue ?? "?"
         call.detail("account", account)
         let grants = try readGrants(connection, server, budget)
-        let directories = DataDirectories.from(variables: try run(connection, DataDirectories.query, budget,
-                                                                  "reading the server's directories")).resolved()
-        let plan = try LockPlan.make(server: server, mode: config.mode, recordBinlog: config.recordBinlogPosition,
-                                     binlogEnabled: directories.binlogEnabled,
-                                     longQueryCheck: config.longQueryThresholdSeconds > 0)
+        let directories = DataDirectories.from(
+            variables: try run(
+                connection, DataDirectories.query, budget,
+                "reading the server's directories")
+        ).resolved()
+        let plan = try LockPlan.make(
+            server: server, mode: config.mode, recordBinlog: config.recordBinlogPosition,
+            binlogEnabled: directories.binlogEnabled,
+            longQueryCheck: config.longQueryThresholdSeconds > 0)
         call.detail("mode", plan.mode.rawValue)
         call.detail("privileges_required", plan.requiredPrivileges.map(\.name).joined(separator: ","))
         call.detail("binlog", directories.binlogEnabled ? "enabled" : "disabled")
         call.detail("lock_wait_timeout_s", secondsText(config.lockWaitTimeoutSeconds))
-        call.detail("long_query_threshold_s", config.longQueryThresholdSeconds > 0 ? secondsText(config.longQueryThresholdSeconds) : "off")
+        call.detail(
+            "long_query_threshold_s",
+            config.longQueryThresholdSeconds > 0 ? secondsText(config.longQueryThresholdSeconds) : "off")
 
         let warnings = pathWarnings(directories, &call)
         if config.recordBinlogPosition && !directories.binlogEnabled {
@@ -105,10 +112,15 @@ public final class MySQLPlugin: QuiescePlugin {
         let missing = grants.missing(plan.requiredPrivileges)
         if !missing.isEmpty {
             call.detail("privileges_missing", missing.map(\.name).joined(separator: ","))
-            let list = missing.map { "\($0.anyOf.joined(separator: " or ")) (for \($0.reason))" }.joined(separator: ", ")
-            throw PluginError(.notAuthorized, "the account \(account) lacks \(list); grant it with: \(GrantSet.grantStatement(for: missing, account: Self.quoted(account)))")
+            let list = missing.map { "\($0.anyOf.joined(separator: " or ")) (for \($0.reason))" }.joined(
+                separator: ", ")
+            throw PluginError(
+                .notAuthorized,
+                "the account \(account) lacks \(list); grant it with: \(GrantSet.grantStatement(for: missing, account: Self.quoted(account)))"
+            )
         }
-        call.summary = "\(server.summary) via \(connection.hostInfo): mode \(plan.mode.rawValue), privileges OK"
+        call.summary =
+            "\(server.summary) via \(connection.hostInfo): mode \(plan.mode.rawValue), privileges OK"
             + warnings.map { "; warning: \($0)" }.joined()
     }
 
@@ -142,12 +154,16 @@ public final class MySQLPlugin: QuiescePlugin {
             "\($0.path) (\($0.keys.joined(separator: ", "))) is not on a filesystem this operation freezes: the snapshot of it would not be consistent"
         }
         if !missing.isEmpty {
-            warnings.append("\(missing.joined(separator: ", ")) not found on this machine (is the server remote or in a container?)")
+            warnings.append(
+                "\(missing.joined(separator: ", ")) not found on this machine (is the server remote or in a container?)"
+            )
         }
         return warnings
     }
 
-    private func readGrants(_ connection: ServerConnection, _ server: ServerIdentity, _ budget: CallBudget) throws(PluginError) -> GrantSet {
+    private func readGrants(_ connection: ServerConnection, _ server: ServerIdentity, _ budget: CallBudget)
+        throws(PluginError) -> GrantSet
+    {
         var statement = "SHOW GRANTS"
         if server.flavor == .mysql && server.version >= ServerVersion(8, 0, 0) {
             // MySQL 8 does not expand roles in SHOW GRANTS unless asked to with USING.
@@ -203,27 +219,35 @@ public final class MySQLPlugin: QuiescePlugin {
         }
     }
 
-    private func takeLock(_ connection: ServerConnection, _ server: ServerIdentity, _ budget: CallBudget,
-                          _ call: inout PluginCall) throws(PluginError) -> Hold {
+    private func takeLock(
+        _ connection: ServerConnection, _ server: ServerIdentity, _ budget: CallBudget,
+        _ call: inout PluginCall
+    ) throws(PluginError) -> Hold {
         // The session: its id (for KILL), whether there is a binary log, and the bounds of every
         // wait in it. wait_timeout is the dead-man switch for the idle hold that follows.
         let session = try run(connection, "SELECT CONNECTION_ID(), @@GLOBAL.log_bin", budget, "reading the session")
         if let id = session.firstValue, let value = UInt64(id) { connection.connectionID = value }
         let binlogEnabled = ["1", "ON"].contains((session.rows.first?.last ?? nil)?.uppercased() ?? "")
-        var plan = try LockPlan.make(server: server, mode: config.mode, recordBinlog: config.recordBinlogPosition,
-                                     binlogEnabled: binlogEnabled, longQueryCheck: config.longQueryThresholdSeconds > 0)
+        var plan = try LockPlan.make(
+            server: server, mode: config.mode, recordBinlog: config.recordBinlogPosition,
+            binlogEnabled: binlogEnabled, longQueryCheck: config.longQueryThresholdSeconds > 0)
         plan.hasStatementTimeout = plan.hasStatementTimeout && serverSideStatementTimeout
         let holdSeconds = Self.holdTimeout(holdUntil: call.holdUntil, now: Monotonic.now())
         let lockWaitWhole = max(1, Int(config.lockWaitTimeoutSeconds.rounded(.up)))
-        try run(connection, "SET SESSION lock_wait_timeout = \(lockWaitWhole), wait_timeout = \(holdSeconds)", budget,
-                "setting the session's time limits")
+        try run(
+            connection, "SET SESSION lock_wait_timeout = \(lockWaitWhole), wait_timeout = \(holdSeconds)", budget,
+            "setting the session's time limits")
 
         if config.longQueryThresholdSeconds > 0 {
-            let result = try run(connection, LongQueryCheck.query(flavor: server.flavor, threshold: config.longQueryThresholdSeconds),
-                                 budget, "looking for long-running statements")
+            let result = try run(
+                connection, LongQueryCheck.query(flavor: server.flavor, threshold: config.longQueryThresholdSeconds),
+                budget, "looking for long-running statements")
             let blocking = LongQueryCheck.blocking(LongQueryCheck.rows(result), mode: plan.mode)
             if !blocking.isEmpty {
-                throw PluginError(.busy, "not quiescing: \(LongQueryCheck.describe(blocking)) (longQueryThresholdSeconds=\(secondsText(config.longQueryThresholdSeconds))); \(plan.lockSteps.last!.sql) would wait for it while other writers stall. Try again when it has finished, or raise longQueryThresholdSeconds")
+                throw PluginError(
+                    .busy,
+                    "not quiescing: \(LongQueryCheck.describe(blocking)) (longQueryThresholdSeconds=\(secondsText(config.longQueryThresholdSeconds))); \(plan.lockSteps.last!.sql) would wait for it while other writers stall. Try again when it has finished, or raise longQueryThresholdSeconds"
+                )
             }
         }
 
@@ -274,16 +298,20 @@ public final class MySQLPlugin: QuiescePlugin {
             throw PluginError(.failed, "cannot watch the held session: \(error)")
         }
         let idleSince = Monotonic.now()
-        call.summary = "commits blocked by \(plan.summary) on \(server.summary) (lock taken in \(milliseconds(takenAt - lockStart)) ms)\(binlogNote)"
+        call.summary =
+            "commits blocked by \(plan.summary) on \(server.summary) (lock taken in \(milliseconds(takenAt - lockStart)) ms)\(binlogNote)"
         host.log(.info, "mysql: \(call.summary!)")
-        return Hold(connection: connection, watcher: watcher, plan: plan, server: server, lockTakenAt: takenAt,
-                    lockTakenWallClock: takenWallClock, idleSince: idleSince, holdTimeoutSeconds: holdSeconds)
+        return Hold(
+            connection: connection, watcher: watcher, plan: plan, server: server, lockTakenAt: takenAt,
+            lockTakenWallClock: takenWallClock, idleSince: idleSince, holdTimeoutSeconds: holdSeconds)
     }
 
     /// Reads the binary log position (and GTID) under the lock. A failure here does not undo
     /// the quiesce (the data is consistent all the same); it is reported instead.
-    private func readBinlogPosition(_ connection: ServerConnection, _ plan: LockPlan, _ statement: String,
-                                    _ budget: CallBudget, _ call: inout PluginCall) throws(PluginError) -> String {
+    private func readBinlogPosition(
+        _ connection: ServerConnection, _ plan: LockPlan, _ statement: String,
+        _ budget: CallBudget, _ call: inout PluginCall
+    ) throws(PluginError) -> String {
         do {
             let status = try connection.query(statement, deadline: budget.work)
             guard let file = status.value("File"), let position = status.value("Position") else {
@@ -304,7 +332,7 @@ public final class MySQLPlugin: QuiescePlugin {
                 if !gtid.isEmpty { note += ", GTID \(gtid)" }
             }
             return note
-        } catch where error.isDeadline {
+        } catch  where error.isDeadline {
             throw PluginError(.timeout, "the deadline passed while reading the binary log position under the lock")
         } catch {
             call.detail("binlog_error", error.message)
@@ -315,13 +343,20 @@ public final class MySQLPlugin: QuiescePlugin {
 
     /// PH_BUSY when the lock could not be had within lockWaitTimeoutSeconds, PH_TIMEOUT when the
     /// host's deadline was what ran out.
-    private func lockFailure(_ error: ServerError, step: LockStep, waitedFrom start: UInt64, limitedByCall: Bool) -> PluginError {
+    private func lockFailure(_ error: ServerError, step: LockStep, waitedFrom start: UInt64, limitedByCall: Bool)
+        -> PluginError
+    {
         let waited = milliseconds(Monotonic.now() - start)
         if error.isDeadline || error.isLockWaitTimeout {
             if limitedByCall {
-                return PluginError(.timeout, "the deadline passed while \(step.sql) was waiting for the lock (\(waited) ms): \(step.waitsFor)")
+                return PluginError(
+                    .timeout,
+                    "the deadline passed while \(step.sql) was waiting for the lock (\(waited) ms): \(step.waitsFor)")
             }
-            return PluginError(.busy, "\(step.sql) did not get the lock within lockWaitTimeoutSeconds=\(secondsText(config.lockWaitTimeoutSeconds)) (waited \(waited) ms): \(step.waitsFor). Nothing was left locked; try again later")
+            return PluginError(
+                .busy,
+                "\(step.sql) did not get the lock within lockWaitTimeoutSeconds=\(secondsText(config.lockWaitTimeoutSeconds)) (waited \(waited) ms): \(step.waitsFor). Nothing was left locked; try again later"
+            )
         }
         if error.isAccessDenied || error.code == ServerErrorCode.specificAccessDenied {
             return PluginError(.notAuthorized, "\(step.sql) was refused: \(error.message)")
@@ -365,17 +400,20 @@ public final class MySQLPlugin: QuiescePlugin {
         for statement in hold.plan.unlockStatements {
             do {
                 try hold.connection.execute(statement, deadline: budget.work)
-            } catch where error.isConnectionLost {
+            } catch  where error.isConnectionLost {
                 let watched = hold.watcher.stop()
                 hold.connection.close()
-                throw lost(hold, at: watched ?? SessionWatcher.Loss(monotonic: Monotonic.now(), wallClock: isoTimestamp()), &call)
+                throw lost(
+                    hold, at: watched ?? SessionWatcher.Loss(monotonic: Monotonic.now(), wallClock: isoTimestamp()),
+                    &call)
             } catch {
                 // The session was alive, so the lock held until now; ending the session releases it.
                 _ = hold.watcher.stop()
                 let note = abort(hold.connection, budget) ?? ""
                 let released = Monotonic.now()
                 call.detail("commits_blocked_ms", milliseconds(released - hold.lockTakenAt))
-                call.summary = "\(statement) failed (\(error)); the session was closed instead, which released the lock \(note)"
+                call.summary =
+                    "\(statement) failed (\(error)); the session was closed instead, which released the lock \(note)"
                 host.log(.warning, "mysql: \(call.summary!)")
                 return
             }
@@ -385,19 +423,22 @@ public final class MySQLPlugin: QuiescePlugin {
         hold.connection.close()
         call.detail("commits_blocked_ms", milliseconds(released - hold.lockTakenAt))
         call.detail("unlock_ms", milliseconds(released - start))
-        call.summary = "commits were blocked for \(milliseconds(released - hold.lockTakenAt)) ms; \(hold.plan.unlockStatements.joined(separator: ", ")) done"
+        call.summary =
+            "commits were blocked for \(milliseconds(released - hold.lockTakenAt)) ms; \(hold.plan.unlockStatements.joined(separator: ", ")) done"
         host.log(.info, "mysql: \(call.summary!)")
     }
 
     private func lost(_ hold: Hold, at loss: SessionWatcher.Loss, _ call: inout PluginCall) -> PluginError {
         let held = loss.monotonic > hold.lockTakenAt ? loss.monotonic - hold.lockTakenAt : 0
         let idle = loss.monotonic > hold.idleSince ? loss.monotonic - hold.idleSince : 0
-        let cause = idle + 500_000_000 >= UInt64(hold.holdTimeoutSeconds) * 1_000_000_000
+        let cause =
+            idle + 500_000_000 >= UInt64(hold.holdTimeoutSeconds) * 1_000_000_000
             ? "the server ended the idle session after wait_timeout=\(hold.holdTimeoutSeconds) s (the dead-man switch): resume came later than the host's hold limit"
             : "the server closed the session (KILL, a server restart or a broken connection)"
         call.detail("lock_lost_at", loss.wallClock)
         call.detail("lock_held_ms", milliseconds(held))
-        let message = "the lock was lost at \(loss.wallClock), \(milliseconds(held)) ms after it was taken at \(hold.lockTakenWallClock): \(cause); the snapshot is not application-consistent for this database"
+        let message =
+            "the lock was lost at \(loss.wallClock), \(milliseconds(held)) ms after it was taken at \(hold.lockTakenWallClock): \(cause); the snapshot is not application-consistent for this database"
         host.log(.error, "mysql: \(message)")
         return PluginError(.consistencyLost, message)
     }
@@ -414,7 +455,10 @@ public final class MySQLPlugin: QuiescePlugin {
         }
         guard let server = ServerIdentity.parse(connection.serverInfo) else {
             connection.close()
-            throw PluginError(.unsupported, "the server at \(target.displayName) sent a version this plugin cannot read: \"\(connection.serverInfo)\"")
+            throw PluginError(
+                .unsupported,
+                "the server at \(target.displayName) sent a version this plugin cannot read: \"\(connection.serverInfo)\""
+            )
         }
         return (connection, server)
     }
@@ -424,12 +468,19 @@ public final class MySQLPlugin: QuiescePlugin {
         if error.isDeadline {
             return limitedByCall
                 ? PluginError(.timeout, "the deadline passed while connecting to \(place)")
-                : PluginError(.unreachable, "no answer from the server at \(place) within connectTimeoutSeconds=\(secondsText(config.connectTimeoutSeconds))")
+                : PluginError(
+                    .unreachable,
+                    "no answer from the server at \(place) within connectTimeoutSeconds=\(secondsText(config.connectTimeoutSeconds))"
+                )
         }
         if error.isAccessDenied {
-            let credentials = optionFile.map { "the user and password in the [client] group of \($0.configuredPath)" }
+            let credentials =
+                optionFile.map { "the user and password in the [client] group of \($0.configuredPath)" }
                 ?? "the login: without optionFile, libmariadb logs in as the OS user (root) with no password, which needs unix_socket authentication"
-            return PluginError(.notAuthorized, "the server at \(place) refused the login: \(error.message). Check \(credentials), and the account's host part")
+            return PluginError(
+                .notAuthorized,
+                "the server at \(place) refused the login: \(error.message). Check \(credentials), and the account's host part"
+            )
         }
         if error.code == ServerErrorCode.tooManyConnections || error.code == ServerErrorCode.userTooManyConnections {
             return PluginError(.busy, "the server at \(place) refused the connection: \(error.message)")
@@ -439,7 +490,9 @@ public final class MySQLPlugin: QuiescePlugin {
 
     /// Runs a statement outside the lock steps, mapping its failure to a plugin status.
     @discardableResult
-    private func run(_ connection: ServerConnection, _ sql: String, _ budget: CallBudget, _ what: String) throws(PluginError) -> ResultSet {
+    private func run(_ connection: ServerConnection, _ sql: String, _ budget: CallBudget, _ what: String)
+        throws(PluginError) -> ResultSet
+    {
         do {
             return try connection.query(sql, deadline: budget.work)
         } catch {
@@ -467,12 +520,13 @@ public final class MySQLPlugin: QuiescePlugin {
                 defer { killer.close() }
                 do {
                     try killer.execute("KILL CONNECTION \(connection.connectionID)", deadline: deadline)
-                } catch where error.code == 1094 {
+                } catch  where error.code == 1094 {
                     // ER_NO_SUCH_THREAD: it has ended already.
                 }
                 note = "(the waiting session \(connection.connectionID) was killed: nothing stays locked)"
             } catch {
-                note = "(the waiting session \(connection.connectionID) could not be killed: \(error); the server ends its wait within lockWaitTimeoutSeconds)"
+                note =
+                    "(the waiting session \(connection.connectionID) could not be killed: \(error); the server ends its wait within lockWaitTimeoutSeconds)"
             }
         }
         connection.close()

@@ -43,7 +43,8 @@ final class OptionFile {
         // above it (as resolved and as written).
         let info: stat
         do { info = try file.status() } catch { throw refuse("cannot be examined\(shown): \(error)") }
-        var failure = FileTrust.check(info, of: resolvedPath, rule: .secret) ?? FileTrust.checkDirectories(above: resolvedPath)
+        var failure =
+            FileTrust.check(info, of: resolvedPath, rule: .secret) ?? FileTrust.checkDirectories(above: resolvedPath)
         if failure == nil, path != resolvedPath { failure = FileTrust.checkDirectories(above: path) }
         if let failure {
             throw refuse("\(failure)\(shown); it holds a password" + (failure.remedy.map { " (\($0))" } ?? ""))
@@ -51,11 +52,16 @@ final class OptionFile {
 
         let bytes: [UInt8]
         do { bytes = try file.readAll(limit: Self.sizeLimit) } catch {
-            throw refuse(error.errno == EFBIG ? "is larger than \(Self.sizeLimit / 1024) KiB" : "cannot be read: \(error)")
+            throw refuse(
+                error.errno == EFBIG ? "is larger than \(Self.sizeLimit / 1024) KiB" : "cannot be read: \(error)")
         }
         let text = String(decoding: bytes, as: UTF8.self)
-        if text.split(whereSeparator: \.isNewline).contains(where: { $0.drop(while: \.isWhitespace).hasPrefix("!include") }) {
-            throw refuse("uses !include or !includedir; included files escape the permission check, so put the options in this file")
+        if text.split(whereSeparator: \.isNewline).contains(where: {
+            $0.drop(while: \.isWhitespace).hasPrefix("!include")
+        }) {
+            throw refuse(
+                "uses !include or !includedir; included files escape the permission check, so put the options in this file"
+            )
         }
         hasPassword = Self.setsPassword(text)
         descriptor = file
@@ -87,13 +93,13 @@ final class OptionFile {
     }
 }
 
-private extension StringProtocol {
-    func trimmingBlanks() -> Substring {
+extension StringProtocol {
+    fileprivate func trimmingBlanks() -> Substring {
         let trimmed = self.drop(while: \.isWhitespace)
         return Substring(trimmed.reversed().drop(while: \.isWhitespace).reversed())
     }
 
-    func replacingUnderscores() -> String {
+    fileprivate func replacingUnderscores() -> String {
         String(map { $0 == "_" ? "-" : $0 })
     }
 }

@@ -34,7 +34,7 @@ struct ResultSet: Sendable, Equatable {
     /// The value of `column` in row `row` (nil when absent or SQL NULL).
     func value(_ column: String, row: Int = 0) -> String? {
         guard row < rows.count,
-              let index = columns.firstIndex(where: { $0.lowercased() == column.lowercased() })
+            let index = columns.firstIndex(where: { $0.lowercased() == column.lowercased() })
         else { return nil }
         return rows[row][index]
     }
@@ -103,8 +103,9 @@ final class ServerConnection {
         let host = connection.retain(target.host)
         let socket = connection.retain(target.socket)
         let password = target.optionFilePath != nil && target.optionFileHasPassword ? nil : connection.retain("")
-        let status = mysql_real_connect_start(connection.connectSlot, handle, host, nil, password, nil,
-                                              UInt32(target.port ?? 0), socket, 0)
+        let status = mysql_real_connect_start(
+            connection.connectSlot, handle, host, nil, password, nil,
+            UInt32(target.port ?? 0), socket, 0)
         try connection.run(status, .connect, deadline: deadline, what: "connecting to \(target.displayName)")
         connection.releaseRetained()
         guard connection.connectSlot.pointee != nil else {
@@ -142,7 +143,8 @@ final class ServerConnection {
         if failed {
             let error = lastError()
             close()
-            throw ServerError(kind: .client, code: error.code, message: "libmariadb refused an option: \(error.message)")
+            throw ServerError(
+                kind: .client, code: error.code, message: "libmariadb refused an option: \(error.message)")
         }
     }
 
@@ -193,7 +195,7 @@ final class ServerConnection {
         do {
             _ = try finish(deadline: deadline, what: "waiting")
             return true
-        } catch where error.isDeadline {
+        } catch  where error.isDeadline {
             return false
         }
     }
@@ -210,7 +212,9 @@ final class ServerConnection {
             var status = pendingStatus
             let limit = Monotonic.now() + 1_000_000_000
             while status != 0 && Monotonic.now() < limit {
-                status = resume(pending!, ready: status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT | MYSQL_WAIT_TIMEOUT))
+                status = resume(
+                    pending!,
+                    ready: status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT | MYSQL_WAIT_TIMEOUT))
             }
             if status != 0 {
                 // The suspended call would not end: freeing the handle under it could crash, so
@@ -316,8 +320,9 @@ final class ServerConnection {
         let code = mysql_errno(handle)
         let message = mysql_error(handle).map { String(cString: $0) } ?? "unknown error"
         let state = mysql_sqlstate(handle).map { String(cString: $0) } ?? "HY000"
-        return ServerError(kind: code >= 2000 && code < 3000 ? .client : .server, code: code, sqlState: state,
-                           message: message.isEmpty ? "unknown error" : message)
+        return ServerError(
+            kind: code >= 2000 && code < 3000 ? .client : .server, code: code, sqlState: state,
+            message: message.isEmpty ? "unknown error" : message)
     }
 
     private static func read(_ result: UnsafeMutablePointer<MYSQL_RES>) -> ResultSet {
@@ -331,7 +336,10 @@ final class ServerConnection {
             let lengths = mysql_fetch_lengths(result)
             var values: [String?] = []
             for index in 0..<count {
-                guard let cell = row[index] else { values.append(nil); continue }
+                guard let cell = row[index] else {
+                    values.append(nil)
+                    continue
+                }
                 let length = lengths.map { Int($0[index]) } ?? Int(strlen(cell))
                 let bytes = UnsafeRawBufferPointer(start: cell, count: length)
                 values.append(String(decoding: bytes, as: UTF8.self))

@@ -51,9 +51,9 @@ struct ServerError: Error, Sendable, CustomStringConvertible {
 
 /// The error numbers this plugin reacts to (errmsg.h for 2xxx, the servers' error lists below).
 enum ServerErrorCode {
-    static let tooManyConnections: UInt32 = 1040        // ER_CON_COUNT_ERROR
-    static let userTooManyConnections: UInt32 = 1203    // ER_TOO_MANY_USER_CONNECTIONS
-    static let specificAccessDenied: UInt32 = 1227      // ER_SPECIFIC_ACCESS_DENIED_ERROR: needs a privilege
+    static let tooManyConnections: UInt32 = 1040  // ER_CON_COUNT_ERROR
+    static let userTooManyConnections: UInt32 = 1203  // ER_TOO_MANY_USER_CONNECTIONS
+    static let specificAccessDenied: UInt32 = 1227  // ER_SPECIFIC_ACCESS_DENIED_ERROR: needs a privilege
 
     /// CR_SERVER_GONE_ERROR, CR_SERVER_LOST, CR_SERVER_LOST_EXTENDED, ER_SERVER_SHUTDOWN,
     /// ER_NET_READ_ERROR, ER_NET_READ_INTERRUPTED, ER_NET_ERROR_ON_WRITE, ER_NET_WRITE_INTERRUPTED,

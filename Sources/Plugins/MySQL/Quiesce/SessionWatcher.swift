@@ -22,11 +22,13 @@ final class SessionWatcher {
         let wake = try makePipe()
         state = WatchState(socket: socket, wake: wake)
         let context = Unmanaged.passRetained(state).toOpaque()
-        let result = pthread_create(&thread, nil, { context in
-            let state = Unmanaged<WatchState>.fromOpaque(context!).takeRetainedValue()
-            state.watch()
-            return nil
-        }, context)
+        let result = pthread_create(
+            &thread, nil,
+            { context in
+                let state = Unmanaged<WatchState>.fromOpaque(context!).takeRetainedValue()
+                state.watch()
+                return nil
+            }, context)
         if result != 0 {
             Unmanaged<WatchState>.fromOpaque(context).release()
             throw SystemError("pthread_create", errno: result)

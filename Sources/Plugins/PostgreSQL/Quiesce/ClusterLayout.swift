@@ -22,13 +22,18 @@ struct ClusterLayout: Sendable {
     init(dataDirectory: String, tablespaces: [(name: String, location: String)], mounts: MountInfo) {
         func locate(_ key: String, _ name: String, _ path: String) -> Location {
             let real = try? CredentialFiles.resolve(path).get()
-            return Location(key: key, name: name, path: path, realPath: real, filesystem: real.flatMap { mounts.entry(containing: $0) })
+            return Location(
+                key: key, name: name, path: path, realPath: real,
+                filesystem: real.flatMap { mounts.entry(containing: $0) })
         }
-        var locations = [locate("data_directory", "data directory", dataDirectory),
-                         locate("wal_directory", "WAL directory", dataDirectory + "/pg_wal")]
+        var locations = [
+            locate("data_directory", "data directory", dataDirectory),
+            locate("wal_directory", "WAL directory", dataDirectory + "/pg_wal"),
+        ]
         for (index, tablespace) in tablespaces.enumerated() {
             // In-place tablespaces (allow_in_place_tablespaces) report a path relative to the data directory.
-            let path = tablespace.location.hasPrefix("/") ? tablespace.location : dataDirectory + "/" + tablespace.location
+            let path =
+                tablespace.location.hasPrefix("/") ? tablespace.location : dataDirectory + "/" + tablespace.location
             locations.append(locate("tablespace.\(index + 1)", "tablespace \(tablespace.name)", path))
         }
         self.locations = locations
@@ -49,7 +54,9 @@ struct ClusterLayout: Sendable {
         var warnings: [String] = []
         for location in locations {
             guard let real = location.realPath else {
-                warnings.append("the \(location.name) \(location.path) does not exist on this machine: is the server on another host? The snapshot of this machine cannot contain it")
+                warnings.append(
+                    "the \(location.name) \(location.path) does not exist on this machine: is the server on another host? The snapshot of this machine cannot contain it"
+                )
                 continue
             }
             guard let filesystem = location.filesystem else {
@@ -57,7 +64,9 @@ struct ClusterLayout: Sendable {
                 continue
             }
             if scope.freezeMount(holding: real) == nil {
-                warnings.append("the \(location.name) \(real) lies on \(filesystem.description), which this operation does not freeze (it freezes \(freezeMounts.joined(separator: ", "))): the snapshot would not be consistent for this cluster")
+                warnings.append(
+                    "the \(location.name) \(real) lies on \(filesystem.description), which this operation does not freeze (it freezes \(freezeMounts.joined(separator: ", "))): the snapshot would not be consistent for this cluster"
+                )
             }
         }
         return warnings

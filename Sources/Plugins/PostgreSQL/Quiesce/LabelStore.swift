@@ -15,7 +15,8 @@ struct LabelStore: Sendable {
     /// The operation's directory; the operation id must be one path component.
     func operationDirectory(_ operationID: String) throws(PluginError) -> String {
         guard !operationID.isEmpty, operationID.count <= 128, !operationID.hasPrefix("."),
-              operationID.unicodeScalars.allSatisfy(PostgreSQLConfig.isLabelCharacter) else {
+            operationID.unicodeScalars.allSatisfy(PostgreSQLConfig.isLabelCharacter)
+        else {
             throw PluginError(.failed, "the operation id \"\(operationID)\" cannot name a directory under \(directory)")
         }
         return directory + "/" + operationID
@@ -32,8 +33,10 @@ struct LabelStore: Sendable {
             let error = errno
             var info = stat()
             guard error == EEXIST, lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR, info.st_uid == 0,
-                  info.st_mode & 0o077 == 0 else {
-                throw PluginError(.failed, "cannot create the backup label directory \(path): \(String(cString: strerror(error)))")
+                info.st_mode & 0o077 == 0
+            else {
+                throw PluginError(
+                    .failed, "cannot create the backup label directory \(path): \(String(cString: strerror(error)))")
             }
         }
         return path

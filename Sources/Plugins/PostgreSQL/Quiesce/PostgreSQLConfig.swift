@@ -42,8 +42,9 @@ struct PostgreSQLConfig: Sendable {
             throw PluginError(.invalidConfig, "the plugin config must be a JSON object, got \(json.kindDescription)")
         }
         for member in members where !Self.keys.contains(member.key) {
-            throw PluginError(.invalidConfig,
-                              "unknown config key \"\(member.key)\"; known keys: \(Self.keys.joined(separator: ", "))")
+            throw PluginError(
+                .invalidConfig,
+                "unknown config key \"\(member.key)\"; known keys: \(Self.keys.joined(separator: ", "))")
         }
         let reader = Reader(json: json)
 
@@ -52,14 +53,16 @@ struct PostgreSQLConfig: Sendable {
         }
         if let service = try reader.string("service") {
             if connection.contains(where: { $0.keyword == "service" }) {
-                throw PluginError(.invalidConfig,
-                                  "config key \"service\": conninfo names a service too; give it in one place only")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"service\": conninfo names a service too; give it in one place only")
             }
             connection.append(("service", service))
         }
         if let passfile = try reader.string("passfile") {
             guard passfile.hasPrefix("/") else {
-                throw PluginError(.invalidConfig, "config key \"passfile\": expected an absolute path, got \"\(passfile)\"")
+                throw PluginError(
+                    .invalidConfig, "config key \"passfile\": expected an absolute path, got \"\(passfile)\"")
             }
             if let problem = CredentialFiles.passfileProblem(passfile) {
                 throw PluginError(.invalidConfig, "config key \"passfile\": \(problem)")
@@ -68,39 +71,47 @@ struct PostgreSQLConfig: Sendable {
         }
         if let modeText = try reader.string("mode") {
             guard let mode = Mode(rawValue: modeText) else {
-                throw PluginError(.invalidConfig,
-                                  "config key \"mode\": expected \"checkpoint\" or \"backup\", got \"\(modeText)\"")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"mode\": expected \"checkpoint\" or \"backup\", got \"\(modeText)\"")
             }
             self.mode = mode
         }
         if let label = try reader.string("label") {
             guard label.count <= 64, label.unicodeScalars.allSatisfy(Self.isLabelCharacter) else {
-                throw PluginError(.invalidConfig,
-                                  "config key \"label\": expected 1 to 64 characters from A-Z a-z 0-9 . _ -, got \"\(label)\"")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"label\": expected 1 to 64 characters from A-Z a-z 0-9 . _ -, got \"\(label)\"")
             }
             self.label = label
         }
         if let directory = try reader.string("labelDirectory") {
             guard directory.hasPrefix("/") else {
-                throw PluginError(.invalidConfig,
-                                  "config key \"labelDirectory\": expected an absolute path, got \"\(directory)\"")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"labelDirectory\": expected an absolute path, got \"\(directory)\"")
             }
             labelDirectory = directory
         }
         connectTimeoutSeconds = try reader.integer("connectTimeoutSeconds", in: 1...300) ?? connectTimeoutSeconds
-        checkpointTimeoutSeconds = try reader.integer("checkpointTimeoutSeconds", in: 1...3600) ?? checkpointTimeoutSeconds
-        backupStopTimeoutSeconds = try reader.integer("backupStopTimeoutSeconds", in: 1...3600) ?? backupStopTimeoutSeconds
+        checkpointTimeoutSeconds =
+            try reader.integer("checkpointTimeoutSeconds", in: 1...3600) ?? checkpointTimeoutSeconds
+        backupStopTimeoutSeconds =
+            try reader.integer("backupStopTimeoutSeconds", in: 1...3600) ?? backupStopTimeoutSeconds
 
         switch mode {
         case .backup:
             guard labelDirectory != nil else {
-                throw PluginError(.invalidConfig,
-                                  "config key \"labelDirectory\" is required with mode \"backup\": the directory where the backup label of each snapshot is kept (it is needed to restore)")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"labelDirectory\" is required with mode \"backup\": the directory where the backup label of each snapshot is kept (it is needed to restore)"
+                )
             }
         case .checkpoint:
             for key in ["label", "labelDirectory", "backupStopTimeoutSeconds"] where json[key] != nil {
-                throw PluginError(.invalidConfig,
-                                  "config key \"\(key)\" applies only to mode \"backup\"; remove it or set \"mode\": \"backup\"")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"\(key)\" applies only to mode \"backup\"; remove it or set \"mode\": \"backup\"")
             }
         }
     }
@@ -126,12 +137,16 @@ struct PostgreSQLConfig: Sendable {
             let name = String(cString: keyword)
             // libpq marks secret options ("password", "sslpassword") with the display character "*".
             if let display = cursor.pointee.dispchar, String(cString: display) == "*" {
-                throw PluginError(.invalidConfig,
-                                  "config key \"conninfo\": it contains \"\(name)\"; secrets never go in the manifest: put the password in the file named by \"passfile\" (mode 600, owner root)")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"conninfo\": it contains \"\(name)\"; secrets never go in the manifest: put the password in the file named by \"passfile\" (mode 600, owner root)"
+                )
             }
             if name == "passfile" {
-                throw PluginError(.invalidConfig,
-                                  "config key \"conninfo\": give the password file with the \"passfile\" key, which the plugin verifies, not in conninfo")
+                throw PluginError(
+                    .invalidConfig,
+                    "config key \"conninfo\": give the password file with the \"passfile\" key, which the plugin verifies, not in conninfo"
+                )
             }
             result.append((name, String(cString: value)))
         }
@@ -167,8 +182,10 @@ private struct Reader {
     func integer(_ key: String, in range: ClosedRange<Int>) throws(PluginError) -> Int? {
         guard let value = json[key] else { return nil }
         guard case .number(let number) = value, let integer = number.integerValue, range.contains(integer) else {
-            throw PluginError(.invalidConfig,
-                              "config key \"\(key)\": expected an integer from \(range.lowerBound) to \(range.upperBound), got \(value.kindDescription)")
+            throw PluginError(
+                .invalidConfig,
+                "config key \"\(key)\": expected an integer from \(range.lowerBound) to \(range.upperBound), got \(value.kindDescription)"
+            )
         }
         return integer
     }

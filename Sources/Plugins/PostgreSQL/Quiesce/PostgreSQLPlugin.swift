@@ -15,7 +15,8 @@ public import PluginKit
 public final class PostgreSQLPlugin: QuiescePlugin {
     public static let name = "postgresql"
     public static let version = "1.0.0"
-    public static let summary = "PostgreSQL: CHECKPOINT before the freeze, or a non-exclusive backup (pg_backup_start/pg_backup_stop) held across it"
+    public static let summary =
+        "PostgreSQL: CHECKPOINT before the freeze, or a non-exclusive backup (pg_backup_start/pg_backup_stop) held across it"
 
     /// Bounds the catalog queries of `check` and `dataPaths`.
     static let queryTimeoutSeconds = 10
@@ -54,7 +55,9 @@ public final class PostgreSQLPlugin: QuiescePlugin {
 
     deinit {
         if case .backup(let held) = hold {
-            host.log(.warning, "postgresql: destroyed while holding backup mode; closing session \(held.session.backendPID) ends it")
+            host.log(
+                .warning,
+                "postgresql: destroyed while holding backup mode; closing session \(held.session.backendPID) ends it")
             held.session.close()
         }
     }
@@ -87,15 +90,20 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         switch config.mode {
         case .checkpoint:
             if !facts.mayCheckpoint {
-                problems.append(PluginError(.notAuthorized, checkpointPrivilegeMessage(role: facts.role, version: version)))
+                problems.append(
+                    PluginError(.notAuthorized, checkpointPrivilegeMessage(role: facts.role, version: version)))
             }
         case .backup:
             if let directory = config.labelDirectory {
                 if let data = facts.dataDirectory, let realData = try? CredentialFiles.resolve(data).get(),
-                   let realLabels = try? CredentialFiles.resolve(directory).get(),
-                   MountInfo.path(realLabels, isInside: realData) {
-                    problems.append(PluginError(.invalidConfig,
-                                                "config key \"labelDirectory\": \(realLabels) is inside the data directory \(realData); a backup label there stops the server from starting: choose a directory outside it"))
+                    let realLabels = try? CredentialFiles.resolve(directory).get(),
+                    MountInfo.path(realLabels, isInside: realData)
+                {
+                    problems.append(
+                        PluginError(
+                            .invalidConfig,
+                            "config key \"labelDirectory\": \(realLabels) is inside the data directory \(realData); a backup label there stops the server from starting: choose a directory outside it"
+                        ))
                 } else if let problem = CredentialFiles.labelDirectoryProblem(directory) {
                     problems.append(PluginError(.invalidConfig, "config key \"labelDirectory\": \(problem)"))
                 }
@@ -106,17 +114,23 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             case .noArchiver:
                 problems.append(PluginError(.unsupported, noArchiverMessage))
             case .unknown:
-                warnings.append("role \(facts.role) may not read archive_command, so the plugin cannot tell whether WAL is really archived (GRANT pg_read_all_settings TO \(facts.role))")
+                warnings.append(
+                    "role \(facts.role) may not read archive_command, so the plugin cannot tell whether WAL is really archived (GRANT pg_read_all_settings TO \(facts.role))"
+                )
             case .on:
                 break
             }
-            let missing = [(facts.mayStartBackup, functions.startSignature), (facts.mayStopBackup, functions.stopSignature)]
-                .filter { !$0.0 }.map(\.1)
+            let missing = [
+                (facts.mayStartBackup, functions.startSignature), (facts.mayStopBackup, functions.stopSignature),
+            ]
+            .filter { !$0.0 }.map(\.1)
             if !missing.isEmpty {
                 problems.append(PluginError(.notAuthorized, backupPrivilegeMessage(role: facts.role, missing: missing)))
             }
             if !version.hasIdleSessionTimeout {
-                warnings.append("PostgreSQL \(version) has no idle_session_timeout: backup mode ends only when the plugin's session ends (PostgreSQL 14 and later end it on a deadline too)")
+                warnings.append(
+                    "PostgreSQL \(version) has no idle_session_timeout: backup mode ends only when the plugin's session ends (PostgreSQL 14 and later end it on a deadline too)"
+                )
             }
         }
 
@@ -126,12 +140,16 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             for location in layout.locations {
                 call.detail(location.key, location.path)
                 if let real = location.realPath, real != location.path { call.detail(location.key + ".real", real) }
-                if location.key.hasPrefix("tablespace.") { call.detail(location.key + ".name", String(location.name.dropFirst(11))) }
+                if location.key.hasPrefix("tablespace.") {
+                    call.detail(location.key + ".name", String(location.name.dropFirst(11)))
+                }
                 call.detail(location.key + ".filesystem", location.filesystem?.description ?? "unknown")
             }
             warnings += layout.warnings(freezeMounts: host.freezeMounts, mounts: mounts)
         } else {
-            warnings.append("role \(facts.role) may not read data_directory, so the plugin cannot tell where the cluster's files are or whether the snapshot covers them (GRANT pg_read_all_settings TO \(facts.role))")
+            warnings.append(
+                "role \(facts.role) may not read data_directory, so the plugin cannot tell where the cluster's files are or whether the snapshot covers them (GRANT pg_read_all_settings TO \(facts.role))"
+            )
         }
         for (index, warning) in warnings.enumerated() {
             call.detail("warning.\(index + 1)", warning)
@@ -141,7 +159,8 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         if let first = problems.first {
             throw PluginError(first.status, problems.map(\.message).joined(separator: "; also: "))
         }
-        call.summary = "PostgreSQL \(version), role \(facts.role)\(facts.superuser ? " (superuser)" : ""), mode \(config.mode.rawValue): ready"
+        call.summary =
+            "PostgreSQL \(version), role \(facts.role)\(facts.superuser ? " (superuser)" : ""), mode \(config.mode.rawValue): ready"
             + (warnings.isEmpty ? "" : " with \(warnings.count) warning\(warnings.count == 1 ? "" : "s")")
     }
 
@@ -153,10 +172,13 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         try requireSupported(ServerVersion(session.serverVersion))
         let facts = try readFacts(session, call, doing: "read the data directory and the tablespaces")
         guard let dataDirectory = facts.dataDirectory else {
-            throw PluginError(.notAuthorized,
-                              "role \(facts.role) may not read data_directory: GRANT pg_read_all_settings TO \(facts.role) (or use a superuser role)")
+            throw PluginError(
+                .notAuthorized,
+                "role \(facts.role) may not read data_directory: GRANT pg_read_all_settings TO \(facts.role) (or use a superuser role)"
+            )
         }
-        return ClusterLayout(dataDirectory: dataDirectory, tablespaces: facts.tablespaces, mounts: MountInfo.current()).paths
+        return ClusterLayout(dataDirectory: dataDirectory, tablespaces: facts.tablespaces, mounts: MountInfo.current())
+            .paths
     }
 
     // MARK: - quiesce
@@ -185,14 +207,17 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             try limitStatement(session, to: bound)
             _ = try session.execute("CHECKPOINT", until: bound.clientDeadline)
         } catch {
-            throw failure(error, doing: "run CHECKPOINT", bound: bound,
-                          privilege: checkpointPrivilegeMessage(role: session.user, version: version))
+            throw failure(
+                error, doing: "run CHECKPOINT", bound: bound,
+                privilege: checkpointPrivilegeMessage(role: session.user, version: version))
         }
         let elapsed = Monotonic.milliseconds(from: started, to: Monotonic.now())
         call.detail("checkpoint_ms", NumberText.fixed(elapsed, decimals: 3))
         // Where crash recovery of the snapshot starts: informative only, so a failure is no error.
-        if let row = try? session.execute("SELECT checkpoint_lsn::text, redo_lsn::text FROM pg_catalog.pg_control_checkpoint()",
-                                          until: bound.clientDeadline).first, row.count == 2 {
+        if let row = try? session.execute(
+            "SELECT checkpoint_lsn::text, redo_lsn::text FROM pg_catalog.pg_control_checkpoint()",
+            until: bound.clientDeadline
+        ).first, row.count == 2 {
             call.detail("checkpoint_lsn", row[0] ?? "")
             call.detail("redo_lsn", row[1] ?? "")
         }
@@ -222,7 +247,8 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         let archiveMode: String
         do throws(SessionError) {
             try limitStatement(session, to: bound)
-            let rows = try session.execute("""
+            let rows = try session.execute(
+                """
                 SELECT pg_catalog.current_setting('archive_mode'),
                        (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'archive_command'),
                        (SELECT setting FROM pg_catalog.pg_settings WHERE name = 'archive_library')
@@ -252,24 +278,33 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                 call.detail("idle_session_timeout_ms", String(milliseconds))
             } else {
                 call.detail("idle_session_timeout_ms", "unavailable")
-                host.log(.warning, "postgresql: PostgreSQL \(version.description) has no idle_session_timeout; backup mode ends only with the plugin's session")
+                host.log(
+                    .warning,
+                    "postgresql: PostgreSQL \(version.description) has no idle_session_timeout; backup mode ends only with the plugin's session"
+                )
             }
             started = Monotonic.now()
             let rows = try session.execute(functions.startSQL, [label], until: bound.clientDeadline)
             startLSN = (rows.first?.first ?? nil) ?? ""
         } catch {
-            throw failure(error, doing: "run \(functions.startName)", bound: bound,
-                          privilege: backupPrivilegeMessage(role: session.user, missing: [functions.startSignature]))
+            throw failure(
+                error, doing: "run \(functions.startName)", bound: bound,
+                privilege: backupPrivilegeMessage(role: session.user, missing: [functions.startSignature]))
         }
         let elapsed = Monotonic.milliseconds(from: started, to: Monotonic.now())
-        hold = .backup(HeldBackup(session: session, functions: functions, label: label, startLSN: startLSN, directory: directory))
+        hold = .backup(
+            HeldBackup(session: session, functions: functions, label: label, startLSN: startLSN, directory: directory))
         held = true
         call.detail("backup_label_name", label)
         call.detail("start_lsn", startLSN)
         call.detail("backup_start_ms", NumberText.fixed(elapsed, decimals: 3))
         call.detail("label_directory", directory)
-        host.log(.info, "postgresql: \(functions.startName) took \(NumberText.fixed(elapsed, decimals: 3)) ms, start LSN \(startLSN)")
-        call.summary = "backup \(label) started at \(startLSN) in \(NumberText.fixed(elapsed, decimals: 3)) ms; held by session \(session.backendPID)"
+        host.log(
+            .info,
+            "postgresql: \(functions.startName) took \(NumberText.fixed(elapsed, decimals: 3)) ms, start LSN \(startLSN)"
+        )
+        call.summary =
+            "backup \(label) started at \(startLSN) in \(NumberText.fixed(elapsed, decimals: 3)) ms; held by session \(session.backendPID)"
     }
 
     /// The held session's idle_session_timeout: the time left until resume comes at the latest,
@@ -285,7 +320,8 @@ public final class PostgreSQLPlugin: QuiescePlugin {
     public func resume(_ call: inout PluginCall) throws(PluginError) {
         switch hold {
         case .none:
-            call.summary = config.mode == .checkpoint
+            call.summary =
+                config.mode == .checkpoint
                 ? "nothing to undo: mode checkpoint holds nothing" : "nothing to undo: backup mode was not started"
         case .ended(let failure):
             if let failure { throw failure }
@@ -319,11 +355,14 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             case .statement(SQLState.objectNotInPrerequisiteState, let reason):
                 throw consistencyLost(reason)
             case .deadlinePassed, .statement(SQLState.queryCanceled, _):
-                throw PluginError(.timeout,
-                                  "\(held.functions.stopName) did not finish within \(bound.description): it waits until the backup's WAL is archived, so check archive_command and the server log. It was cancelled and its session closed; without the backup label this snapshot cannot be restored as a backup of this cluster")
+                throw PluginError(
+                    .timeout,
+                    "\(held.functions.stopName) did not finish within \(bound.description): it waits until the backup's WAL is archived, so check archive_command and the server log. It was cancelled and its session closed; without the backup label this snapshot cannot be restored as a backup of this cluster"
+                )
             default:
-                throw failure(error, doing: "run \(held.functions.stopName)", bound: bound,
-                              privilege: backupPrivilegeMessage(role: held.session.user, missing: [held.functions.stopSignature]))
+                throw failure(
+                    error, doing: "run \(held.functions.stopName)", bound: bound,
+                    privilege: backupPrivilegeMessage(role: held.session.user, missing: [held.functions.stopSignature]))
             }
         }
         let elapsed = Monotonic.milliseconds(from: started, to: Monotonic.now())
@@ -335,26 +374,37 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         call.detail("backup_stop_ms", NumberText.fixed(elapsed, decimals: 3))
         do throws(SystemError) {
             let labelPath = try LabelStore.write(labelFile, named: LabelStore.labelFileName, in: held.directory)
-            let mapPath = try LabelStore.write(tablespaceMap, named: LabelStore.tablespaceMapFileName, in: held.directory)
+            let mapPath = try LabelStore.write(
+                tablespaceMap, named: LabelStore.tablespaceMapFileName, in: held.directory)
             call.detail("label_file", labelPath)
             call.detail("tablespace_map_file", mapPath)
             call.detail("tablespace_map_entries", String(tablespaceMap.split(whereSeparator: \.isNewline).count))
         } catch {
             // The only copy of the label is in memory: put it in the host's log rather than lose it.
-            host.log(.error, "postgresql: backup \(held.label): backup_label follows, as it could not be stored:\n\(labelFile)")
+            host.log(
+                .error,
+                "postgresql: backup \(held.label): backup_label follows, as it could not be stored:\n\(labelFile)")
             if !tablespaceMap.isEmpty {
                 host.log(.error, "postgresql: backup \(held.label): tablespace_map follows:\n\(tablespaceMap)")
             }
-            throw PluginError(.failed,
-                              "\(held.functions.stopName) succeeded, but the backup label could not be stored in \(held.directory) (\(error)); its content is in the host's log: keep it, a restore needs it")
+            throw PluginError(
+                .failed,
+                "\(held.functions.stopName) succeeded, but the backup label could not be stored in \(held.directory) (\(error)); its content is in the host's log: keep it, a restore needs it"
+            )
         }
-        host.log(.info, "postgresql: \(held.functions.stopName) took \(NumberText.fixed(elapsed, decimals: 3)) ms, stop LSN \(stopLSN)")
-        call.summary = "backup \(held.label) stopped at \(stopLSN) (started at \(held.startLSN)); label kept in \(held.directory)"
+        host.log(
+            .info,
+            "postgresql: \(held.functions.stopName) took \(NumberText.fixed(elapsed, decimals: 3)) ms, stop LSN \(stopLSN)"
+        )
+        call.summary =
+            "backup \(held.label) stopped at \(stopLSN) (started at \(held.startLSN)); label kept in \(held.directory)"
     }
 
     private func consistencyLost(_ reason: String) -> PluginError {
-        PluginError(.consistencyLost,
-                    "the PostgreSQL session that held backup mode was lost before the backup was stopped (\(reason)); backup mode ended with it, so the snapshot is not application-consistent for this cluster and there is no backup label for it (it is still crash-consistent if every volume of the cluster was snapshotted atomically)")
+        PluginError(
+            .consistencyLost,
+            "the PostgreSQL session that held backup mode was lost before the backup was stopped (\(reason)); backup mode ended with it, so the snapshot is not application-consistent for this cluster and there is no backup label for it (it is still crash-consistent if every volume of the cluster was snapshotted atomically)"
+        )
     }
 
     // MARK: - Connecting and deadlines
@@ -377,16 +427,20 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         let bound = budget(call, seconds: config.connectTimeoutSeconds, key: "connectTimeoutSeconds")
         let host = self.host
         do throws(SessionError) {
-            return try PostgresSession.connect(connectionParameters, until: bound.deadline,
-                                               timeoutIsCallDeadline: bound.isCallDeadline, timeoutDescription: bound.description,
-                                               notices: { host.log(.info, "postgresql: server says: \($0)") })
+            return try PostgresSession.connect(
+                connectionParameters, until: bound.deadline,
+                timeoutIsCallDeadline: bound.isCallDeadline, timeoutDescription: bound.description,
+                notices: { host.log(.info, "postgresql: server says: \($0)") })
         } catch {
             switch error {
             case .unreachable(let message):
-                throw PluginError(.unreachable,
-                                  "cannot reach PostgreSQL: \(message). Is the server running, and do the config's host and port (or socket directory) point at it?")
+                throw PluginError(
+                    .unreachable,
+                    "cannot reach PostgreSQL: \(message). Is the server running, and do the config's host and port (or socket directory) point at it?"
+                )
             case .refused(let message, let needsPassword):
-                let advice = needsPassword
+                let advice =
+                    needsPassword
                     ? "the server asks for a password and none was found: put it in the file named by \"passfile\" (hostname:port:database:username:password, mode 600, owner root)"
                     : "check the role and database in the config, the password in the passfile, and pg_hba.conf"
                 throw PluginError(.notAuthorized, "PostgreSQL refused the session: \(message); \(advice)")
@@ -423,16 +477,20 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             callLimit = call.deadline - min(250_000_000, left / 10)
         }
         if callLimit <= own {
-            return Bound(deadline: callLimit, clientDeadline: callLimit, isCallDeadline: true,
-                         description: "the deadline of this call")
+            return Bound(
+                deadline: callLimit, clientDeadline: callLimit, isCallDeadline: true,
+                description: "the deadline of this call")
         }
-        return Bound(deadline: own, clientDeadline: min(own + 1_000_000_000, callLimit), isCallDeadline: false,
-                     description: "\(key) (\(seconds) s)")
+        return Bound(
+            deadline: own, clientDeadline: min(own + 1_000_000_000, callLimit), isCallDeadline: false,
+            description: "\(key) (\(seconds) s)")
     }
 
     /// statement_timeout for the next statement: the time left in `bound`.
     /// Version, role, privileges, settings and paths, within the query timeout.
-    private func readFacts(_ session: PostgresSession, _ call: PluginCall, doing what: String) throws(PluginError) -> ServerFacts {
+    private func readFacts(_ session: PostgresSession, _ call: PluginCall, doing what: String) throws(PluginError)
+        -> ServerFacts
+    {
         let bound = budget(call, seconds: Self.queryTimeoutSeconds, key: "the query timeout")
         do throws(SessionError) {
             try limitStatement(session, to: bound)
@@ -448,14 +506,18 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         try session.set("statement_timeout", String(min(milliseconds, UInt64(Int32.max))), until: bound.clientDeadline)
     }
 
-    private func failure(_ error: SessionError, doing what: String, bound: Bound, privilege: String? = nil) -> PluginError {
+    private func failure(_ error: SessionError, doing what: String, bound: Bound, privilege: String? = nil)
+        -> PluginError
+    {
         switch error {
         case .deadlinePassed(let message):
             PluginError(.timeout, "could not \(what) before \(bound.description): \(message)")
         case .statement(SQLState.queryCanceled, _):
-            PluginError(.timeout, "could not \(what) within \(bound.description); the server cancelled it (statement_timeout)")
+            PluginError(
+                .timeout, "could not \(what) within \(bound.description); the server cancelled it (statement_timeout)")
         case .statement(SQLState.insufficientPrivilege, let message):
-            PluginError(.notAuthorized, privilege.map { "\($0) (server: \(message))" } ?? "could not \(what): \(message)")
+            PluginError(
+                .notAuthorized, privilege.map { "\($0) (server: \(message))" } ?? "could not \(what): \(message)")
         case .statement(SQLState.undefinedFunction, let message):
             PluginError(.unsupported, "could not \(what): \(message)")
         case .statement(SQLState.objectNotInPrerequisiteState, let message):
@@ -469,7 +531,9 @@ public final class PostgreSQLPlugin: QuiescePlugin {
 
     private func requireSupported(_ version: ServerVersion) throws(PluginError) {
         guard version >= .minimum else {
-            throw PluginError(.unsupported, "PostgreSQL \(version.description) is not supported: the plugin needs PostgreSQL 10 or later")
+            throw PluginError(
+                .unsupported,
+                "PostgreSQL \(version.description) is not supported: the plugin needs PostgreSQL 10 or later")
         }
     }
 

@@ -46,9 +46,11 @@ final class PostgresSession {
     /// instant is the call's deadline (→ `deadlinePassed`) or the connect timeout (→ `unreachable`).
     /// Before anything is sent that could carry a password, refuses one that came from elsewhere
     /// than a verified password file.
-    static func connect(_ parameters: [(keyword: String, value: String)], until deadline: UInt64,
-                        timeoutIsCallDeadline: Bool, timeoutDescription: String,
-                        notices: @escaping @Sendable (String) -> Void) throws(SessionError) -> PostgresSession {
+    static func connect(
+        _ parameters: [(keyword: String, value: String)], until deadline: UInt64,
+        timeoutIsCallDeadline: Bool, timeoutDescription: String,
+        notices: @escaping @Sendable (String) -> Void
+    ) throws(SessionError) -> PostgresSession {
         let started = withCStringArrays(parameters.map(\.keyword), parameters.map(\.value)) { keywords, values in
             PQconnectStartParams(keywords, values, 0)
         }
@@ -71,8 +73,9 @@ final class PostgresSession {
             case PGRES_POLLING_FAILED:
                 throw classifyConnectFailure(connection, reachedServer: reachedServer)
             default:
-                let ready = waitForSocket(PQsocket(connection), events: polling == PGRES_POLLING_READING ? POLLIN : POLLOUT,
-                                          until: deadline)
+                let ready = waitForSocket(
+                    PQsocket(connection), events: polling == PGRES_POLLING_READING ? POLLIN : POLLOUT,
+                    until: deadline)
                 if !ready {
                     throw timeoutIsCallDeadline
                         ? .deadlinePassed("connecting to PostgreSQL did not finish before \(timeoutDescription)")
@@ -87,7 +90,7 @@ final class PostgresSession {
     private static func answered(_ status: ConnStatusType) -> Bool {
         switch status {
         case CONNECTION_AWAITING_RESPONSE, CONNECTION_AUTH_OK, CONNECTION_SETENV, CONNECTION_CHECK_WRITABLE,
-             CONNECTION_CONSUME, CONNECTION_CHECK_TARGET, CONNECTION_CHECK_STANDBY:
+            CONNECTION_CONSUME, CONNECTION_CHECK_TARGET, CONNECTION_CHECK_STANDBY:
             true
         default:
             false
@@ -122,7 +125,8 @@ final class PostgresSession {
             guard let value = cursor.pointee.val, value.pointee != 0 else { continue }
             switch String(cString: keyword) {
             case "password":
-                return "libpq was given a password from outside the password file (a service file entry or the PGPASSWORD environment variable); the plugin takes passwords only from the file named by \"passfile\""
+                return
+                    "libpq was given a password from outside the password file (a service file entry or the PGPASSWORD environment variable); the plugin takes passwords only from the file named by \"passfile\""
             case "passfile":
                 let path = String(cString: value)
                 if access(path, F_OK) == 0, let problem = CredentialFiles.passfileProblem(path) { return problem }
@@ -137,7 +141,8 @@ final class PostgresSession {
 
     /// Runs one statement with text parameters ($1, $2, …) and returns its rows as text (nil
     /// for NULL). Past `deadline` the statement is cancelled and the session closed.
-    func execute(_ sql: String, _ parameters: [String] = [], until deadline: UInt64) throws(SessionError) -> [[String?]] {
+    func execute(_ sql: String, _ parameters: [String] = [], until deadline: UInt64) throws(SessionError) -> [[String?]]
+    {
         guard let connection else { throw .sessionLost("the session was already closed") }
         noticesBefore = notices.received
         let sent = withCStringArrays(parameters, []) { values, _ in
@@ -294,14 +299,17 @@ private final class NoticeSink {
     func notices(since: Int) -> [String] { Array(recent.suffix(min(recent.count, received - since))) }
 }
 
-private let noticeProcessor: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?) -> Void = { context, message in
+private let noticeProcessor: @convention(c) (UnsafeMutableRawPointer?, UnsafePointer<CChar>?) -> Void = {
+    context, message in
     guard let context, let message else { return }
     Unmanaged<NoticeSink>.fromOpaque(context).takeUnretainedValue().receive(PostgresSession.clean(message))
 }
 
 /// NULL-terminated C string arrays for libpq's keyword/value interfaces; valid inside `body` only.
-private func withCStringArrays<R>(_ first: [String], _ second: [String],
-                                  _ body: (UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<UnsafePointer<CChar>?>) -> R) -> R {
+private func withCStringArrays<R>(
+    _ first: [String], _ second: [String],
+    _ body: (UnsafePointer<UnsafePointer<CChar>?>, UnsafePointer<UnsafePointer<CChar>?>) -> R
+) -> R {
     let firstPointers: [UnsafeMutablePointer<CChar>?] = first.map { strdup($0) } + [nil]
     let secondPointers: [UnsafeMutablePointer<CChar>?] = second.map { strdup($0) } + [nil]
     defer {

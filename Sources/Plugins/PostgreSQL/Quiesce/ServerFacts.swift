@@ -42,7 +42,8 @@ struct ServerFacts: Sendable {
         let version = ServerVersion(session.serverVersion)
         let functions = BackupFunctions(version)
         let checkpointRole = version.hasCheckpointRole ? "pg_catalog.pg_has_role('pg_checkpoint', 'USAGE')" : "false"
-        let privileges = try session.execute("""
+        let privileges = try session.execute(
+            """
             SELECT current_user::text, r.rolsuper,
                    r.rolsuper OR \(checkpointRole),
                    pg_catalog.has_function_privilege($1, 'EXECUTE'),
@@ -56,12 +57,14 @@ struct ServerFacts: Sendable {
             throw .statement(sqlState: "", message: "the role of this session is not in pg_roles")
         }
         // pg_settings lists only the settings this role may read: no error, just no row.
-        let settings = try session.execute("""
+        let settings = try session.execute(
+            """
             SELECT name, setting FROM pg_catalog.pg_settings
             WHERE name IN ('data_directory', 'archive_command', 'archive_library')
             """, until: deadline)
         func setting(_ name: String) -> String? { settings.first { $0.count == 2 && $0[0] == name }?[1] }
-        let tablespaces = try session.execute("""
+        let tablespaces = try session.execute(
+            """
             SELECT spcname::text, pg_catalog.pg_tablespace_location(oid) FROM pg_catalog.pg_tablespace
             WHERE pg_catalog.pg_tablespace_location(oid) <> '' ORDER BY spcname
             """, until: deadline)
@@ -83,7 +86,8 @@ struct ServerVersion: Sendable, Comparable, CustomStringConvertible {
 
     var major: Int { number >= 100000 ? number / 10000 : number / 100 }
     var description: String {
-        number >= 100000 ? "\(number / 10000).\(number % 10000)" : "\(number / 10000).\(number / 100 % 100).\(number % 100)"
+        number >= 100000
+            ? "\(number / 10000).\(number % 10000)" : "\(number / 10000).\(number / 100 % 100).\(number % 100)"
     }
 
     static let minimum = ServerVersion(100000)

@@ -23,7 +23,7 @@ enum SessionError: Error, Sendable, Equatable {
     var message: String {
         switch self {
         case .unreachable(let message), .refused(let message, _), .notAccepting(let message, _),
-             .insecureCredentials(let message), .deadlinePassed(let message), .sessionLost(let message):
+            .insecureCredentials(let message), .deadlinePassed(let message), .sessionLost(let message):
             message
         case .statement(let sqlState, let message): "\(message) (SQLSTATE \(sqlState))"
         }

@@ -31,7 +31,9 @@ public final class ShellPlugin: QuiescePlugin {
 
         /// Every configured command with its key.
         var commands: [(key: String, argv: [String])] {
-            [("quiesce", quiesce), ("resume", resume), ("check", check)].compactMap { entry in entry.1.map { (entry.0, $0) } }
+            [("quiesce", quiesce), ("resume", resume), ("check", check)].compactMap { entry in
+                entry.1.map { (entry.0, $0) }
+            }
         }
     }
 
@@ -52,12 +54,14 @@ public final class ShellPlugin: QuiescePlugin {
         guard case .object(let members) = json else { throw PluginError(.invalidConfig, "config: expected an object") }
         let known = ["quiesce", "resume", "check", "hold", "readyLine", "dataPaths"]
         if let unknown = members.first(where: { !known.contains($0.key) }) {
-            throw PluginError(.invalidConfig, "config: unknown key \"\(unknown.key)\" (expected \(known.joined(separator: ", ")))")
+            throw PluginError(
+                .invalidConfig, "config: unknown key \"\(unknown.key)\" (expected \(known.joined(separator: ", ")))")
         }
         func command(_ key: String) throws(PluginError) -> [String]? {
             guard let value = json[key] else { return nil }
             guard case .array(let items) = value, !items.isEmpty else {
-                throw PluginError(.invalidConfig, "config.\(key): expected an array: the command's absolute path, then its arguments")
+                throw PluginError(
+                    .invalidConfig, "config.\(key): expected an array: the command's absolute path, then its arguments")
             }
             var argv: [String] = []
             for item in items {
@@ -67,14 +71,20 @@ public final class ShellPlugin: QuiescePlugin {
                 argv.append(text)
             }
             guard argv[0].hasPrefix("/") else {
-                throw PluginError(.invalidConfig, "config.\(key): the command must be an absolute path (no PATH search), found \(argv[0])")
+                throw PluginError(
+                    .invalidConfig,
+                    "config.\(key): the command must be an absolute path (no PATH search), found \(argv[0])")
             }
             return argv
         }
-        guard let quiesce = try command("quiesce") else { throw PluginError(.invalidConfig, "config.quiesce: required") }
+        guard let quiesce = try command("quiesce") else {
+            throw PluginError(.invalidConfig, "config.quiesce: required")
+        }
         var config = Config(quiesce: quiesce, resume: try command("resume"), check: try command("check"))
         if let value = json["hold"] {
-            guard case .bool(let flag) = value else { throw PluginError(.invalidConfig, "config.hold: expected true or false") }
+            guard case .bool(let flag) = value else {
+                throw PluginError(.invalidConfig, "config.hold: expected true or false")
+            }
             config.hold = flag
         }
         if let value = json["readyLine"] {
@@ -84,7 +94,9 @@ public final class ShellPlugin: QuiescePlugin {
             config.readyLine = line
         }
         if let value = json["dataPaths"] {
-            guard case .array(let items) = value else { throw PluginError(.invalidConfig, "config.dataPaths: expected an array of absolute paths") }
+            guard case .array(let items) = value else {
+                throw PluginError(.invalidConfig, "config.dataPaths: expected an array of absolute paths")
+            }
             for item in items {
                 guard case .string(let path) = item, path.hasPrefix("/") else {
                     throw PluginError(.invalidConfig, "config.dataPaths: expected absolute paths")
@@ -93,7 +105,8 @@ public final class ShellPlugin: QuiescePlugin {
             }
         }
         if !config.hold && config.resume == nil {
-            throw PluginError(.invalidConfig, "config.resume: required unless hold is true (something must undo the quiesce)")
+            throw PluginError(
+                .invalidConfig, "config.resume: required unless hold is true (something must undo the quiesce)")
         }
         return config
     }
@@ -115,7 +128,10 @@ public final class ShellPlugin: QuiescePlugin {
             return real
         case .failure(let failure):
             let remedy = failure.remedy.map { " (\($0))" } ?? ""
-            throw PluginError(.invalidConfig, "config.\(key): \(failure)\(remedy); commands follow the rules of the pre- and post-scripts: owned by root, mode 0700 or 0500, in directories only root can write")
+            throw PluginError(
+                .invalidConfig,
+                "config.\(key): \(failure)\(remedy); commands follow the rules of the pre- and post-scripts: owned by root, mode 0700 or 0500, in directories only root can write"
+            )
         }
     }
 
@@ -176,10 +192,13 @@ public final class ShellPlugin: QuiescePlugin {
                     return
                 }
             case .exited(let termination):
-                throw PluginError(.failed, "\(config.quiesce[0]) \(termination) instead of holding until resume\(tail(child))")
+                throw PluginError(
+                    .failed, "\(config.quiesce[0]) \(termination) instead of holding until resume\(tail(child))")
             case .deadlineReached:
                 child.terminateGroup(graceNanoseconds: Self.grace)
-                throw PluginError(.timeout, "\(config.quiesce[0]) did not print \"\(config.readyLine)\" in time; it was killed\(tail(child))")
+                throw PluginError(
+                    .timeout,
+                    "\(config.quiesce[0]) did not print \"\(config.readyLine)\" in time; it was killed\(tail(child))")
             }
         }
     }
@@ -192,7 +211,10 @@ public final class ShellPlugin: QuiescePlugin {
         // Did it die while holding? Then the snapshot was taken without the hold.
         if case .exited(let termination) = child.wait(until: Monotonic.now()) {
             stdin.close()
-            return PluginError(.consistencyLost, "\(config.quiesce[0]) \(termination) while it should have held; the snapshot is not application-consistent for it\(tail(child))")
+            return PluginError(
+                .consistencyLost,
+                "\(config.quiesce[0]) \(termination) while it should have held; the snapshot is not application-consistent for it\(tail(child))"
+            )
         }
         stdin.close()
         switch child.wait(until: Self.ownDeadline(call)) {
@@ -234,17 +256,22 @@ public final class ShellPlugin: QuiescePlugin {
         // is run: its directories were checked too, so only root could re-point it.)
         _ = try Self.trusted(argv, key: config.commands.first { $0.argv == argv }?.key ?? "command")
         do {
-            return try ChildProcess(spawning: Command(executable: argv[0], arguments: Array(argv.dropFirst()),
-                                                      environment: ["PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-                                                                    "LANG": "C", "PLUGINHOST_OPERATION_ID": host.operationID]),
-                                    stdin: stdin)
+            return try ChildProcess(
+                spawning: Command(
+                    executable: argv[0], arguments: Array(argv.dropFirst()),
+                    environment: [
+                        "PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                        "LANG": "C", "PLUGINHOST_OPERATION_ID": host.operationID,
+                    ]),
+                stdin: stdin)
         } catch {
             throw PluginError(.failed, "cannot start \(argv[0]): \(error)")
         }
     }
 
     private func tail(_ child: ChildProcess) -> String {
-        let text = (child.stderrTail.text + child.stdoutTail.text).split(whereSeparator: \.isNewline).suffix(3).joined(separator: " / ")
+        let text = (child.stderrTail.text + child.stdoutTail.text).split(whereSeparator: \.isNewline).suffix(3).joined(
+            separator: " / ")
         return text.isEmpty ? "" : ": \(text)"
     }
 
