@@ -34,7 +34,7 @@ dd if=/dev/urandom of="$DEMO/data/important" bs=1M count=8 status=none
 install -m 0700 examples/pre-script.sh "$DEMO/etc/pre-script.sh"
 install -m 0700 examples/post-script.sh "$DEMO/etc/post-script.sh"
 install -m 0755 examples/snapshot-copy.sh "$DEMO/etc/snapshot-copy.sh"
-install -m 0755 examples/hold-session.sh "$DEMO/etc/hold-session.sh"
+install -m 0700 examples/hold-session.sh "$DEMO/etc/hold-session.sh"   # a command the plugin runs as root: the scripts' rules
 install -m 0755 "$BUILT/libpluginhost-shell.so" "$DEMO/lib/libpluginhost-shell.so"
 sed -e "s|/etc/azure/|$DEMO/etc/|" examples/VMSnapshotScriptPluginConfig.json >"$DEMO/etc/config.json"
 chmod 0600 "$DEMO/etc/config.json"

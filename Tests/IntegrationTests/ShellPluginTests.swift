@@ -161,6 +161,8 @@ struct ShellPluginTests {
             ["writable by group or other", "chmod go-w"]
         ),
         ("missing", "rm SCRIPT", ["does not exist"]),
+        // A script may be 0600 (it then runs through /bin/sh); a command is executed directly.
+        ("without its execute bit", "chmod 0600 SCRIPT", ["is not executable", "chmod 700"]),
     ]
 
     @Test(arguments: untrusted)
