@@ -148,12 +148,12 @@ struct ShellPluginTests {
         #expect(disabled.stderr.contains("warning") && disabled.stderr.contains("before enabling"))
     }
 
-    /// The commands run as root, so they pass the pre/post-scripts' trust
-    /// rules (root's, 0700 or 0500, directories only root can write) with the same messages and
-    /// remedies. A refused command refuses the plugin at create: nothing is quiesced.
+    /// The commands run as root, so only root may be able to change them: root's, executable
+    /// by their owner, not writable by group or other, in directories only root can write (the
+    /// scripts' messages and remedies). A refused command refuses the plugin at create: nothing is quiesced.
     static let untrusted: [(name: String, setUp: String, words: [String])] = [
-        ("group-writable", "chmod 0775 SCRIPT", ["has mode 0775", "expected 0700, 0500, 0600 or 0400", "chmod 700"]),
-        ("readable by others", "chmod 0755 SCRIPT", ["has mode 0755", "chmod 700"]),
+        ("group-writable", "chmod 0775 SCRIPT", ["has mode 0775", "no group or other write bit", "chmod 755"]),
+        ("writable by others", "chmod 0757 SCRIPT", ["has mode 0757", "chmod 755"]),
         ("owned by another user", "chown 65534 SCRIPT", ["owned by uid 65534", "chown root:root"]),
         (
             "in a directory others can write",
@@ -162,7 +162,7 @@ struct ShellPluginTests {
         ),
         ("missing", "rm SCRIPT", ["does not exist"]),
         // A script may be 0600 (it then runs through /bin/sh); a command is executed directly.
-        ("without its execute bit", "chmod 0600 SCRIPT", ["is not executable", "chmod 700"]),
+        ("without its execute bit", "chmod 0600 SCRIPT", ["has mode 0600", "the owner's execute bit", "chmod 755"]),
     ]
 
     @Test(arguments: untrusted)

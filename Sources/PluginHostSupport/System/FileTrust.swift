@@ -21,6 +21,12 @@ public enum FileTrust {
         public static let script = Rule(
             forbiddenBits: 0o077, requiredBits: 0,
             expected: "0700, 0500, 0600 or 0400 (nothing for group or other)")
+        /// A command a plugin runs as root (the shell plugin's): executable by its owner and
+        /// writable only by root. Others may read and run it, as they may /bin/true or a
+        /// database's client; unlike a script, it is executed directly, never through sh.
+        public static let command = Rule(
+            forbiddenBits: 0o022, requiredBits: 0o100,
+            expected: "the owner's execute bit and no group or other write bit, e.g. 0755 or 0700")
         /// A file others may read but not change (manifests, libraries, host config).
         public static let readOnlyForOthers = Rule(
             forbiddenBits: 0o022, requiredBits: 0,

@@ -117,29 +117,20 @@ public final class ShellPlugin: QuiescePlugin {
         if let check = config.check { try run(check, "check", &call) }
     }
 
-    /// The real path of a command's executable, if it passes the pre- and post-scripts' trust
-    /// rules (`FileTrust.Rule.script`): a regular file owned by root, no group or other
-    /// permission bits, and every directory above it
-    /// root's and not writable by group or other (unless sticky) — on the real path after
-    /// symlinks and on the path as written — and, since it is executed directly, the owner's
-    /// execute bit (0700 or 0500). Root runs it; only root may be able to change it.
+    /// The real path of a command's executable, if it passes the trust rules of what root runs
+    /// (`FileTrust.Rule.command`): a regular file owned by root, executable by its owner, not
+    /// writable by group or other, and every directory above it root's and not writable by
+    /// group or other (unless sticky) — on the real path after symlinks and on the path as
+    /// written. Root runs it; only root may be able to change it.
     static func trusted(_ argv: [String], key: String) throws(PluginError) -> String {
-        switch FileTrust.verify(argv[0], rule: .script) {
+        switch FileTrust.verify(argv[0], rule: .command) {
         case .success(let real):
-            // Scripts without the owner's execute bit run through /bin/sh; a command is executed
-            // directly, so it needs that bit (refused here, at create, not at quiesce).
-            guard access(real, X_OK) == 0 else {
-                throw PluginError(
-                    .invalidConfig,
-                    "config.\(key): \(real) is not executable (chmod 700 \(real)); a command is executed directly, so it needs its owner's execute bit"
-                )
-            }
             return real
         case .failure(let failure):
             let remedy = failure.remedy.map { " (\($0))" } ?? ""
             throw PluginError(
                 .invalidConfig,
-                "config.\(key): \(failure)\(remedy); commands follow the rules of the pre- and post-scripts: owned by root, no permission for group or other, in directories only root can write"
+                "config.\(key): \(failure)\(remedy); commands run as root, so they must be root's, executable by their owner, writable only by root, in directories only root can write"
             )
         }
     }
