@@ -16,6 +16,7 @@ struct BackupModeTests {
 
     init() throws {
         cluster = try #require(ArchiveCluster.current)
+        try cluster.ensureRunning()
         labels = try TemporaryDirectory("pg-plugin-labels")
     }
 
