@@ -18,7 +18,7 @@ import Testing
         if: etcdBinary != nil && etcdctlBinary != nil && ipBinary != nil, "needs etcd-server, etcd-client and iproute2"),
     .enabled(
         if: mariadbScripts != nil && postgresScripts != nil,
-        "no database start scripts in <repository>/../shared/db or /work/shared/db"))
+        "no database start scripts in the repository's scripts/db"))
 struct GroupConsistencyTests {
     static let repetitions = 5
 
