@@ -100,7 +100,7 @@ public final class ChildProcess {
                 withCStrings(envp) { envpPointer in
                     ph_spawn_in(
                         command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
-                        cell?.procsDescriptor ?? -1, &joinError, &pid)
+                        cell?.cgroupDescriptor ?? -1, &joinError, &pid)
                 }
             }
         }
@@ -121,7 +121,7 @@ public final class ChildProcess {
             stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork"
         ) { map, count, pid in
             ph_fork_call_in(
-                map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.procsDescriptor ?? -1, entry,
+                map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.cgroupDescriptor ?? -1, entry,
                 nil, &pid)
         }
         cell?.joined(pid)
