@@ -77,7 +77,7 @@ public struct OperationSequence {
     public private(set) var failed = false
 
     private let steps: any OperationSteps
-    private let start: UInt64
+    private let start: Monotonic.Instant
     private var applicationStepsSucceeded = 0
     private var applicationStepFailed = false
     private var freezeSucceeded = false
@@ -85,7 +85,7 @@ public struct OperationSequence {
     private var freezeDelegated = false
     private var interrupted = false
 
-    public init(steps: any OperationSteps, continueOnFailure: Bool, start: UInt64 = Monotonic.now()) {
+    public init(steps: any OperationSteps, continueOnFailure: Bool, start: Monotonic.Instant = .now) {
         self.steps = steps
         self.continueOnFailure = continueOnFailure
         self.start = start
@@ -211,7 +211,7 @@ public struct OperationSequence {
             errors.append(signal)
             records.append(
                 StepRecord(
-                    name: name, startMs: milliseconds(Monotonic.now()), durationMs: 0,
+                    name: name, startMs: milliseconds(Monotonic.Instant.now), durationMs: 0,
                     outcome: .interrupted, detail: signal.message))
             return nil
         }
@@ -223,11 +223,11 @@ public struct OperationSequence {
     /// Runs a step and keeps its record and error.
     private mutating func record(_ name: String, _ act: (any OperationSteps) -> StepResult) -> StepResult {
         TestStop.at(name)
-        let begin = Monotonic.now()
+        let begin = Monotonic.Instant.now
         let result = act(steps)
-        let end = Monotonic.now()
+        let end = Monotonic.Instant.now
         var entry = StepRecord(
-            name: name, startMs: milliseconds(begin), durationMs: Monotonic.milliseconds(from: begin, to: end),
+            name: name, startMs: milliseconds(begin), durationMs: (end - begin).inMilliseconds,
             outcome: .succeeded, detail: nil)
         switch result {
         case .succeeded:
@@ -249,5 +249,5 @@ public struct OperationSequence {
         return result
     }
 
-    private func milliseconds(_ time: UInt64) -> Double { Monotonic.milliseconds(from: start, to: time) }
+    private func milliseconds(_ time: Monotonic.Instant) -> Double { (time - start).inMilliseconds }
 }

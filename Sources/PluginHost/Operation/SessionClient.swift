@@ -59,7 +59,7 @@ public enum SessionClient {
         guard
             let bytes = request(
                 paths: paths, .thaw(operationID: operationID, snapshotTaken: snapshotTaken),
-                timeoutMilliseconds: 3_600_000)
+                timeout: .seconds(3600))
         else { return .noSession }
         if let report = ReportStore.decode(bytes) { return .report(report) }
         let text = String(decoding: bytes, as: UTF8.self)
@@ -69,12 +69,12 @@ public enum SessionClient {
 
     /// Asks a session waiting for its thaw what it holds (nil when none answers quickly).
     public static func status(paths: StatePaths) -> SessionStatus? {
-        guard let bytes = request(paths: paths, .status, timeoutMilliseconds: 1000) else { return nil }
+        guard let bytes = request(paths: paths, .status, timeout: .seconds(1)) else { return nil }
         return try? JSONDecoder().decode(SessionStatus.self, from: Data(bytes))
     }
 
     /// Connects, sends `line`, reads until the session closes. nil when nobody listens.
-    private static func request(paths: StatePaths, _ request: SessionRequest, timeoutMilliseconds: Int) -> [UInt8]? {
+    private static func request(paths: StatePaths, _ request: SessionRequest, timeout: Duration) -> [UInt8]? {
         let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
         guard fd >= 0 else { return nil }
         let connection = FileDescriptor(owning: fd)
@@ -83,7 +83,7 @@ public enum SessionClient {
         guard connected == 0, (try? connection.writeAll(request.line)) != nil else { return nil }
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        let deadline = Monotonic.now() + UInt64(timeoutMilliseconds) * 1_000_000
+        let deadline = Monotonic.Instant.now + timeout
         while true {
             var event = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
             let ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
