@@ -111,6 +111,34 @@ struct FreezeEngineTests {
         #expect(try Writer(file: stack.upper.mountPoint + "/probe").finishes(within: 30), "upper stayed frozen")
     }
 
+    /// The same dependency under an agent's hook: the host's own syncfs of `upper`, before the
+    /// agent freezes, never returned while `lower` was frozen, and the hook never answered. The
+    /// flush now runs in a child: at the limit the hook fails (the agent must not start a
+    /// FIFREEZE that cannot return either), and the post-script is told.
+    @Test func aHookFlushStuckBehindAFrozenFilesystemFailsInsteadOfHanging() throws {
+        let host = HostSandbox("hook-flush")
+        let stack = try StackedFilesystems(in: host.scratch)
+        stack.dirtyUpper()
+        let log = host.scratch.path + "/phases.log"
+        let config = host.config(
+            pre: host.script("pre.sh", "#!/bin/sh\necho pre >> '\(log)'\n"),
+            post: host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(log)'\n"))
+        #expect(sh("fsfreeze -f '\(stack.lower.mountPoint)'") == 0)
+        let freeze = host.start([
+            "hook", "vmware", "freeze", "--config", config, "--mount", stack.upper.mountPoint, "--max-frozen", "2",
+            "--json",
+        ])
+        .finish(timeoutSeconds: 60)
+        sh("fsfreeze -u '\(stack.lower.mountPoint)'")
+        #expect(freeze.status == ExitStatus.failed.rawValue, "\(freeze.stdout)\n\(freeze.stderr)")
+        let report = try #require(freeze.report, "\(freeze.stdout)\n\(freeze.stderr)")
+        #expect(
+            report.errors.contains { $0.code == .freezeFailed && $0.message.contains("did not finish within 2 s") },
+            "\(report.errors)")
+        #expect(host.scratch.read("phases.log") == "pre\npost failure\n")
+        #expect(host.waitUntilIdle())
+    }
+
     // MARK: 3. Thaw exactly what we froze
 
     /// Failure 3a: the host is killed in the post-script (the journal said `frozen` then); an

@@ -154,15 +154,48 @@ final class LiveSteps: OperationSteps {
             }
         }
         if guardStartError != nil { return .skipped("no freeze guard") }
-        // An agent freezes (hooks): flush here for it.
-        for target in targets {
-            let fd = open(target.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-            if fd < 0 || ph_syncfs(fd) != 0 {
-                warnings.append("syncfs \(target.mountPoint): \(SystemError("syncfs")) (the freeze will flush instead)")
-            }
-            if fd >= 0 { close(fd) }
+        return flushForAgent(targets.map(\.mountPoint))
+    }
+
+    /// An agent freezes (hooks): flush for it, with `sync --file-system` (syncfs(2) of each) in
+    /// a child, so that a syncfs stuck behind a frozen filesystem (the one that holds a target's
+    /// storage) holds that child, never the host, and the hook still answers. A flush that does
+    /// not finish within the freeze limit fails the step: the agent's FIFREEZE would not return
+    /// either, so the freeze is not handed to it. The child is left to finish on its own.
+    private func flushForAgent(_ mounts: [String]) -> StepResult {
+        let sync: ChildProcess
+        do {
+            sync = try ChildProcess(
+                spawning: Command(
+                    executable: "/bin/sync", arguments: ["--file-system", "--"] + mounts,
+                    environment: ["PATH": ScriptRunner.searchPath, "LANG": "C"]),
+                outlivesHost: true)
+        } catch {
+            warnings.append("cannot start /bin/sync (\(error)): the agent's freeze will flush instead")
+            return .succeeded
         }
-        return .succeeded
+        let limit = Monotonic.Instant.now + .seconds(clamping: preflight.maxFrozenSeconds)
+        while true {
+            switch sync.wait(until: limit, watching: interrupt.map { [$0.descriptor] } ?? []) {
+            case .exited(.exited(0)):
+                return .succeeded
+            case .exited(let termination):
+                let said = sync.stderrTail.text.split(whereSeparator: \.isNewline).suffix(2).joined(separator: " / ")
+                warnings.append("sync --file-system ended with \(termination): \(said) (the agent's freeze will flush instead)")
+                return .succeeded
+            case .readable:
+                sync.detach()
+                return .interrupted(interruptError(during: "flush"))
+            case .deadlineReached:
+                sync.detach()
+                let error = HostError(
+                    .freezeFailed,
+                    "syncfs of \(mounts.joined(separator: ", ")) did not finish within \(formatSeconds(preflight.maxFrozenSeconds)) s: is a filesystem that holds their storage frozen? The agent's FIFREEZE would not return either",
+                    step: "flush")
+                flushError = error
+                return .failed(error, attempted: false)
+            }
+        }
     }
 
     func quiesce() -> StepResult {
@@ -188,6 +221,13 @@ final class LiveSteps: OperationSteps {
     }
 
     func freeze() -> StepResult {
+        // A flush that did not return means a FIFREEZE would not either: do not start one, nor
+        // let an agent start one, whatever continueBackupOnFailure says (the hook fails, and the
+        // agent goes on without a freeze).
+        if flushError != nil {
+            let error = HostError(.freezeFailed, "not attempted: the flush before it did not finish", step: "freeze")
+            return request.mode.agentFreezes ? .fatal(error) : .failed(error, attempted: false)
+        }
         if case .hook(let agent, _) = request.mode {
             lock.setPhase("quiesced")
             return .delegated("\(agent.displayName) freezes the filesystems")
@@ -198,12 +238,6 @@ final class LiveSteps: OperationSteps {
         }
         if let guardStartError { return .failed(guardStartError, attempted: false) }
         guard let freezeGuard else { return .skipped("nothing to freeze") }
-        // A flush that did not return means a FIFREEZE would not either: do not start one.
-        if flushError != nil {
-            return .failed(
-                HostError(.freezeFailed, "not attempted: the flush before it did not finish", step: "freeze"),
-                attempted: false)
-        }
         freezeAttempted = true
         lock.setPhase("frozen")  // the last write before the freeze (the journal is a mapping)
         logger.info("freezing", metadata: ["mounts": "\(freezeGuard.targets.map(\.mountPoint))"])

@@ -14,13 +14,17 @@ public enum StepResult: Sendable, Equatable {
     /// started, a plugin that was asked to quiesce); a check failure ran nothing. `more` holds
     /// further errors of the same step (several plugins).
     case failed(HostError, attempted: Bool, more: [HostError] = [])
+    /// Failed, and the operation cannot go on even with continueBackupOnFailure: a hook's agent
+    /// would freeze filesystems whose flush never returned, and its FIFREEZE would not return
+    /// either. Nothing ran.
+    case fatal(HostError)
     /// Stopped by SIGTERM/SIGINT; what it started was stopped.
     case interrupted(HostError)
 
     var ranSomething: Bool {
         switch self {
         case .succeeded, .interrupted: true
-        case .skipped, .delegated: false
+        case .skipped, .delegated, .fatal: false
         case .failed(_, let attempted, _): attempted
         }
     }
@@ -164,7 +168,7 @@ public struct OperationSequence {
         case .failed:
             if application { applicationStepFailed = true }
             if !continueOnFailure { failed = true }
-        case .interrupted:
+        case .interrupted, .fatal:
             failed = true
         }
         if !failed && !interrupted {
@@ -240,6 +244,10 @@ public struct OperationSequence {
             entry.detail = ([error] + more).map(\.message).joined(separator: "; ")
             errors.append(error)
             errors += more
+        case .fatal(let error):
+            entry.outcome = .failed
+            entry.detail = error.message
+            errors.append(error)
         case .interrupted(let error):
             entry.outcome = .interrupted
             entry.detail = error.message
