@@ -205,7 +205,7 @@ public final class ProcessContainment {
     /// exits (a worker), rather than with the operation.
     public func cell(_ label: String, diesWithItsProcess: Bool = false) -> Cell {
         cellsMade += 1
-        let name = "\(cellsMade)-" + String(label.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(20))
+        let name = "\(cellsMade)-" + String(label.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
         var directory: String?
         var opened: FileDescriptor?
         if case .cgroup(let path) = mechanism {
