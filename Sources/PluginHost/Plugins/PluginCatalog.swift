@@ -3,8 +3,8 @@ import PluginHostSupport
 public import PluginHostWire
 
 /// Every manifest in a plugins directory, each verified (or refused, with the reason).
-public struct PluginCatalog: Sendable {
-    public struct Entry: Sendable {
+public struct PluginCatalog {
+    public struct Entry {
         public enum State: Sendable, Equatable {
             /// Verified; may be loaded.
             case ready

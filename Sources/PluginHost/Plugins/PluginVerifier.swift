@@ -10,7 +10,7 @@ public import PluginHostWire
 /// were copied once into a sealed memfd and hashed there: the worker loads exactly that copy
 /// (`/proc/self/fd/3`), so what runs is byte for byte what was hashed, whatever happens to the
 /// file afterwards (even an in-place overwrite, which keeps the inode).
-public final class VerifiedLibrary: Sendable {
+public final class VerifiedLibrary {
     public let path: String
     /// The sealed memfd holding the library's bytes.
     public let descriptor: FileDescriptor

@@ -2,7 +2,13 @@ import CPluginHostShim
 public import Glibc
 
 /// An owned file descriptor, closed when the last reference goes away (or by `close()`).
-public final class FileDescriptor: @unchecked Sendable {
+///
+/// A class, not a `~Copyable` struct (yet): Swift 6.3 has no arrays or tuples of noncopyable
+/// values, and a `let` of a class cannot be consumed, while descriptors are kept in arrays
+/// (the session's clients), returned in pairs (`makePipe`, `messageSocketPair`) and closed
+/// early from class properties (a worker's socket on kill). Not `Sendable`: no descriptor
+/// crosses a thread but through a type that says so (`@unchecked Sendable` with its reason).
+public final class FileDescriptor {
     public private(set) var rawValue: Int32
 
     public init(owning rawValue: Int32) {
