@@ -24,8 +24,10 @@ cleanup() {
     for mnt in "$WORK/mnt" "$WORK"/load/*/; do fsfreeze -u "$mnt" 2>/dev/null || true; done
     for pid in "${WRITERS[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
-    for mnt in "$WORK/mnt" "$WORK"/load/*/; do umount "$mnt" 2>/dev/null || true; done
-    rm -rf "$WORK"
+    for mnt in "$WORK/mnt" "$WORK"/load/*/; do
+        for _ in 1 2 3 4 5; do umount "$mnt" 2>/dev/null && break; sleep 0.2; done
+    done
+    if grep -q " $WORK/" /proc/mounts; then echo "still mounted under $WORK: left in place" >&2; else rm -rf "$WORK"; fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP PIPE  # exit through the cleanup: nothing left frozen or mounted
@@ -69,7 +71,9 @@ for i in $(seq "$LOADED"); do
     MOUNTS+=("$WORK/load/$i")
 done
 for mnt in "${MOUNTS[@]}"; do
-    (while :; do dd if=/dev/zero of="$mnt/load" bs=1M count=32 conv=notrunc status=none 2>/dev/null || true; done) &
+    # SIGTERM ends the loop after the running dd (killed at once, the dd would keep the
+    # filesystem busy at the unmount), so that the cleanup's wait covers the dd too.
+    (trap 'exit 0' TERM; while :; do dd if=/dev/zero of="$mnt/load" bs=1M count=32 conv=notrunc status=none 2>/dev/null || true; done) &
     WRITERS+=($!)
 done
 sleep 2

@@ -12,6 +12,8 @@
 #include <pthread.h>
 #include <stdlib.h>
 #include <sys/wait.h>
+#include <linux/sched.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/ioctl.h>
@@ -26,6 +28,10 @@ int ph_fifreeze(int fd) { return ioctl(fd, FIFREEZE, 0); }
 
 int ph_fithaw(int fd) { return ioctl(fd, FITHAW, 0); }
 
+/* A macro's value as a string literal. */
+#define PH_STRINGIFY2(x) #x
+#define PH_STRINGIFY(x) PH_STRINGIFY2(x)
+
 /* ---- Kernel features and their fallbacks ----
  * pidfd_open (Linux 5.3), statx's STATX_MNT_ID (5.8) and close_range (5.9) are used when the
  * kernel has them; otherwise (or when PLUGINHOST_TEST_FORCE_FALLBACKS=1, which only the tests
@@ -33,6 +39,7 @@ int ph_fithaw(int fd) { return ioctl(fd, FITHAW, 0); }
  * any vfork child could need it. */
 
 static int forced_state = -1;
+static int clone3_into_cgroup_available(void);
 
 int ph_fallbacks_forced(void) {
     if (forced_state < 0) {
@@ -50,6 +57,7 @@ int ph_kernel_features(void) {
     if (statx(AT_FDCWD, "/", 0, STATX_MNT_ID, &sx) == 0 && (sx.stx_mask & STATX_MNT_ID)) features |= PH_FEATURE_STATX_MNT_ID;
     /* A range past any open descriptor: closes nothing, fails only with ENOSYS (or EINVAL). */
     if (syscall(SYS_close_range, ~0U - 1, ~0U, 0) == 0) features |= PH_FEATURE_CLOSE_RANGE;
+    if (clone3_into_cgroup_available()) features |= PH_FEATURE_CLONE_INTO_CGROUP;
     return features;
 }
 
@@ -250,9 +258,122 @@ int ph_spawn(const char *path, char *const *argv, char *const *envp,
     return ph_spawn_in(path, argv, envp, fd_map, fd_count, cwd, flags, -1, NULL, pid_out);
 }
 
+/* What the child of ph_spawn_in needs: it runs on its own stack (clone3) or on ours (vfork),
+ * shares our memory until execve in both cases, and reports a failure through `error`. */
+struct spawn_child {
+    const char *path;
+    char *const *argv;
+    char *const *envp;
+    const int *staged;
+    int fd_count;
+    const char *cwd;
+    int flags;
+    pid_t parent;
+    int use_close_range;
+    int cgroup_procs_fd;
+    volatile int error;
+    volatile int join_error;
+};
+
+static int spawn_child_main(void *raw) __attribute__((noreturn));
+
+static int spawn_child_main(void *raw) {
+    struct spawn_child *child = raw;
+    if (prepare_child(child->staged, child->fd_count, child->flags, child->parent, child->use_close_range,
+                      child->cgroup_procs_fd, &child->join_error) == 0
+        && (child->cwd == NULL || chdir(child->cwd) == 0))
+        execve(child->path, child->argv, child->envp);
+    child->error = errno;
+    _exit(127);
+}
+
+/* ---- clone3 into a cgroup ----
+ * Moving a running process into a cgroup (a write to cgroup.procs) takes the kernel's cgroup
+ * threadgroup lock for writing, which waits for an RCU grace period unless another move happened
+ * just before: the first script of an operation paid 10-15 ms for it. clone3 with
+ * CLONE_INTO_CGROUP (Linux 5.7) creates the child in its cgroup instead, under the read side of
+ * that lock. The child shares our memory as a vfork child does (CLONE_VM | CLONE_VFORK: we sleep
+ * until it has exec'd or exited), but starts on a stack of its own, so it needs a few
+ * instructions of assembly: ph_clone3_run(args, size, fn, arg) makes the system call and, in
+ * the child, calls fn(arg) on the new stack and exits with its result. It returns the child's
+ * pid or -errno. Only x86-64 has it; elsewhere the child moves itself (the fallback). */
+#if defined(__x86_64__) && defined(SYS_clone3)
+#define PH_HAVE_CLONE3 1
+long ph_clone3_run(struct clone_args *args, size_t size, int (*fn)(void *), void *arg);
+__asm__(".text\n"
+        ".globl ph_clone3_run\n"
+        ".hidden ph_clone3_run\n"
+        ".type ph_clone3_run,@function\n"
+        "ph_clone3_run:\n"
+        "    mov %rdx, %r8\n"          /* fn and arg: the system call keeps r8 and r9 */
+        "    mov %rcx, %r9\n"
+        "    mov $" PH_STRINGIFY(SYS_clone3) ", %eax\n"
+        "    syscall\n"
+        "    test %rax, %rax\n"
+        "    jz 1f\n"
+        "    ret\n"                    /* the parent (or a failure): pid or -errno */
+        "1:  xor %ebp, %ebp\n"         /* the child, on its own stack: no frame above this one */
+        "    and $-16, %rsp\n"
+        "    mov %r9, %rdi\n"
+        "    call *%r8\n"
+        "    mov %eax, %edi\n"
+        "    mov $" PH_STRINGIFY(SYS_exit) ", %eax\n"
+        "    syscall\n"
+        "    hlt\n"
+        ".size ph_clone3_run, .-ph_clone3_run\n");
+
+enum { CHILD_STACK_SIZE = 64 * 1024 };
+
+/* 0: not tried yet; 1: works; -1: this kernel (or a seccomp filter) refuses it. */
+static int clone3_state = 0;
+
+/* Starts `child` in the cgroup `cgroup_fd` with clone3. Returns its pid, or -errno. */
+static long clone3_spawn(int cgroup_fd, struct spawn_child *child) {
+    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -errno;
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.stack = (unsigned long long)(uintptr_t)stack;
+    args.stack_size = CHILD_STACK_SIZE;
+    args.cgroup = (unsigned long long)cgroup_fd;
+    long pid = ph_clone3_run(&args, sizeof args, spawn_child_main, child);
+    munmap(stack, CHILD_STACK_SIZE);
+    return pid;
+}
+
+static int probe_child_main(void *unused) {
+    (void)unused;
+    _exit(0);
+}
+
+/* Whether clone3 accepts CLONE_INTO_CGROUP: asked with a descriptor that cannot be open, which
+ * a kernel that has it refuses with EBADF (one without it, or a seccomp filter, otherwise). */
+static int clone3_into_cgroup_available(void) {
+    static char stack[4096] __attribute__((aligned(16)));
+    struct clone_args args;
+    memset(&args, 0, sizeof args);
+    args.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
+    args.exit_signal = SIGCHLD;
+    args.stack = (unsigned long long)(uintptr_t)stack;
+    args.stack_size = sizeof stack;
+    args.cgroup = INT_MAX;
+    long pid = ph_clone3_run(&args, sizeof args, probe_child_main, NULL);
+    if (pid > 0) { /* cannot happen; should it, the child has exited */
+        int status;
+        while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {}
+        return 1;
+    }
+    return pid == -EBADF;
+}
+#else
+static int clone3_into_cgroup_available(void) { return 0; }
+#endif
+
 int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
                 const int *fd_map, int fd_count, const char *cwd,
-                int flags, int cgroup_procs_fd, int *join_error_out, pid_t *pid_out) {
+                int flags, int cgroup_fd, int *join_error_out, pid_t *pid_out) {
     int staged[MAX_FDS];
     int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
@@ -262,29 +383,40 @@ int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
-    pid_t parent = getpid();
-    volatile int child_error = 0;
-    volatile int join_error = 0;
-
-    pid_t pid = vfork();
-    if (pid == 0) {
-        /* The child, sharing the parent's memory until execve: system calls only. */
-        if (prepare_child(staged, fd_count, flags, parent, use_close_range, cgroup_procs_fd, &join_error) != 0) goto child_fail;
-        if (cwd != NULL && chdir(cwd) != 0) goto child_fail;
-        execve(path, argv, envp);
-    child_fail:
-        child_error = errno;
-        _exit(127);
+    struct spawn_child child = {
+        .path = path, .argv = argv, .envp = envp, .staged = staged, .fd_count = fd_count, .cwd = cwd,
+        .flags = flags, .parent = getpid(), .use_close_range = use_close_range, .cgroup_procs_fd = -1,
+        .error = 0, .join_error = 0,
+    };
+    long pid = -1;
+#ifdef PH_HAVE_CLONE3
+    if (cgroup_fd >= 0 && !ph_fallbacks_forced() && clone3_state >= 0) {
+        pid = clone3_spawn(cgroup_fd, &child);
+        if (pid > 0) clone3_state = 1;
+        else if (clone3_state == 0 && (pid == -ENOSYS || pid == -EPERM || pid == -EINVAL || pid == -E2BIG))
+            clone3_state = -1;
+    }
+#endif
+    if (pid <= 0) {
+        /* The fallback: the child writes itself into cgroup.procs before anything else. */
+        if (cgroup_fd >= 0) {
+            child.cgroup_procs_fd = openat(cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC);
+            if (child.cgroup_procs_fd < 0) child.join_error = errno;
+        }
+        pid = vfork();
+        if (pid == 0) spawn_child_main(&child);
+        if (pid < 0) pid = -errno;
+        if (child.cgroup_procs_fd >= 0) close(child.cgroup_procs_fd);
     }
     if (pid < 0) {
-        rc = errno;
-    } else if (child_error != 0) {
-        rc = child_error;
+        rc = (int)-pid;
+    } else if (child.error != 0) {
+        rc = child.error;
         int status;
-        while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {}
+        while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {}
     } else {
-        *pid_out = pid;
-        if (join_error_out) *join_error_out = join_error;
+        *pid_out = (pid_t)pid;
+        if (join_error_out) *join_error_out = child.join_error;
     }
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     unstage(staged, fd_count);
@@ -296,12 +428,15 @@ int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *
     return ph_fork_call_in(fd_map, fd_count, flags, -1, entry, argument, pid_out);
 }
 
-int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_procs_fd,
+int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_fd,
                     int (*entry)(void *), void *argument, pid_t *pid_out) {
     int staged[MAX_FDS];
     int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
     if (rc != 0) return rc;
+    /* A forked child runs code of ours, so it must come from fork() (glibc resets its own state
+     * there), not from clone3: it moves itself into the cgroup. */
+    int cgroup_procs_fd = cgroup_fd >= 0 ? openat(cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC) : -1;
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -313,6 +448,7 @@ int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_procs
     }
     if (pid < 0) rc = errno;
     else *pid_out = pid;
+    if (cgroup_procs_fd >= 0) close(cgroup_procs_fd);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     unstage(staged, fd_count);
     return rc;
@@ -380,8 +516,6 @@ int ph_errno(void) { return errno; }
 
 /* Package.swift defines PLUGINHOST_GIT_COMMIT for this file when the build environment has it
  * (scripts/package.sh sets it to the git commit). */
-#define PH_STRINGIFY2(x) #x
-#define PH_STRINGIFY(x) PH_STRINGIFY2(x)
 const char *ph_build_commit(void) {
 #ifdef PLUGINHOST_GIT_COMMIT
     return PH_STRINGIFY(PLUGINHOST_GIT_COMMIT);

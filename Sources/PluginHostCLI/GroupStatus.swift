@@ -67,8 +67,8 @@ struct GroupStatus: Encodable {
                     executable: currentExecutable(), arguments: arguments,
                     environment: ["PATH": ScriptRunner.searchPath, "LANG": "C"]))
         else { return nil }
-        if case .deadlineReached = child.wait(until: Monotonic.now() + 10_000_000_000) {
-            child.terminateGroup(graceNanoseconds: 0)
+        if case .deadlineReached = child.wait(until: Monotonic.Instant.now + .seconds(10)) {
+            child.terminateGroup(grace: .zero)
         }
         return try? JSONParser.parse(child.stdoutTail.text)
     }

@@ -83,14 +83,14 @@ final class EtcdClient {
     let endpoints: [EtcdEndpoint]
     let tls: TLSFiles?
     /// How long one request may take on one endpoint.
-    let requestTimeout: UInt64
+    let requestTimeout: Duration
     private var current = 0
     private var connection: HTTPConnection?
     /// Round trips made, and their total time (for the report: the client's cost per barrier).
     private(set) var requests = 0
-    private(set) var requestNanoseconds: UInt64 = 0
+    private(set) var requestTime: Duration = .zero
 
-    init(endpoints: [EtcdEndpoint], tls: TLSFiles?, requestTimeout: UInt64) {
+    init(endpoints: [EtcdEndpoint], tls: TLSFiles?, requestTimeout: Duration) {
         self.endpoints = endpoints
         self.tls = tls
         self.requestTimeout = requestTimeout
@@ -100,16 +100,16 @@ final class EtcdClient {
     var endpoint: EtcdEndpoint { endpoints[current] }
 
     /// POSTs to `path`; on no answer, tries the other endpoints in turn (each once), within `limit`.
-    func call(_ path: String, _ body: JSONValue, limit: UInt64? = nil) throws(EtcdError) -> JSONValue {
+    func call(_ path: String, _ body: JSONValue, limit: Monotonic.Instant? = nil) throws(EtcdError) -> JSONValue {
         let text = body.serialized()
         var failures: [String] = []
-        let begin = Monotonic.now()
+        let begin = Monotonic.Instant.now
         defer {
             requests += 1
-            requestNanoseconds += Monotonic.now() - begin
+            requestTime += Monotonic.Instant.now - begin
         }
         for attempt in 0..<endpoints.count {
-            let deadline = min(Monotonic.now() + requestTimeout, limit ?? .max)
+            let deadline = min(Monotonic.Instant.now + requestTimeout, limit ?? .max)
             do throws(EtcdError) {
                 if connection == nil {
                     connection = try HTTPConnection(endpoint: endpoints[current], tls: tls, deadline: deadline)
@@ -128,7 +128,7 @@ final class EtcdClient {
                 connection?.close()
                 connection = nil
                 current = (current + 1) % endpoints.count
-                if let limit, Monotonic.now() >= limit { break }
+                if let limit, Monotonic.Instant.now >= limit { break }
                 _ = attempt
             }
         }
@@ -173,13 +173,13 @@ final class EtcdClient {
     }
 
     /// One keep-alive; returns the lease's remaining TTL (0: the lease is gone).
-    func keepAlive(_ lease: Int64, limit: UInt64? = nil) throws(EtcdError) -> Int64 {
+    func keepAlive(_ lease: Int64, limit: Monotonic.Instant? = nil) throws(EtcdError) -> Int64 {
         let answer = try call("/v3/lease/keepalive", .object([("ID", .string(String(lease)))]), limit: limit)
         return Self.integer(answer["result"]?["TTL"]) ?? 0
     }
 
     /// Revokes a lease (deleting every key attached to it); a lease already gone is fine.
-    func revoke(_ lease: Int64, limit: UInt64? = nil) throws(EtcdError) {
+    func revoke(_ lease: Int64, limit: Monotonic.Instant? = nil) throws(EtcdError) {
         do {
             _ = try call("/v3/lease/revoke", .object([("ID", .string(String(lease)))]), limit: limit)
         } catch  where error.kind == .server && error.message.contains("lease not found") {
@@ -187,7 +187,7 @@ final class EtcdClient {
         }
     }
 
-    func range(_ key: String, end: String? = nil, limit: UInt64? = nil) throws(EtcdError) -> (
+    func range(_ key: String, end: String? = nil, limit: Monotonic.Instant? = nil) throws(EtcdError) -> (
         kvs: [EtcdKeyValue], revision: Int64
     ) {
         var fields: [(key: String, value: JSONValue)] = [("key", .string(Base64.encode(key)))]
@@ -201,7 +201,7 @@ final class EtcdClient {
         return result.revision
     }
 
-    func txn(_ compare: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation], limit: UInt64? = nil)
+    func txn(_ compare: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation], limit: Monotonic.Instant? = nil)
         throws(EtcdError) -> EtcdTxnResult
     {
         var body: [(key: String, value: JSONValue)] = []
@@ -268,7 +268,7 @@ final class EtcdWatch {
     private(set) var revision: Int64
 
     /// Watches [`key`, `end`) from `startRevision` on, over a connection of its own.
-    init(endpoint: EtcdEndpoint, tls: TLSFiles?, key: String, end: String, startRevision: Int64, deadline: UInt64)
+    init(endpoint: EtcdEndpoint, tls: TLSFiles?, key: String, end: String, startRevision: Int64, deadline: Monotonic.Instant)
         throws(EtcdError)
     {
         connection = try HTTPConnection(endpoint: endpoint, tls: tls, deadline: deadline)

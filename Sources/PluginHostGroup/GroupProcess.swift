@@ -50,7 +50,7 @@ public enum GroupProcess {
         /// One request on one endpoint: two thirds of the TTL (at least 1 s). A request that
         /// takes longer is as good as lost: the keep-alive it held up would come too late, and
         /// the member must be taken for gone — by itself too, while its lease may still run.
-        var requestTimeout: UInt64 { UInt64(max(1.0, Double(ttlSeconds) * 2 / 3) * 1e9) }
+        var requestTimeout: Duration { .seconds(clamping: max(1.0, Double(ttlSeconds) * 2 / 3)) }
     }
 
     /// Serves the host until it leaves or goes away; returns the exit status.
@@ -115,7 +115,7 @@ final class GroupMembership {
     private var waitingFor: GroupStage?
     private var broken: GroupEvent?
     private var aborted = false
-    private var nextKeepAlive: UInt64 = .max
+    private var nextKeepAlive: Monotonic.Instant = .max
 
     init(settings: GroupProcess.Settings, socket: FileDescriptor) {
         self.settings = settings
@@ -189,7 +189,7 @@ final class GroupMembership {
             {
                 receiveEvents()
             }
-            if Monotonic.now() >= nextKeepAlive { keepAlive() }
+            if Monotonic.Instant.now >= nextKeepAlive { keepAlive() }
         }
     }
 
@@ -245,7 +245,7 @@ final class GroupMembership {
             try? client.revoke(lease)
             return .refused(.busy, message: "group \(group): its operation keeps changing; try again")
         } catch {
-            if lease != 0 { try? client.revoke(lease, limit: Monotonic.now() + settings.requestTimeout) }
+            if lease != 0 { try? client.revoke(lease, limit: Monotonic.Instant.now + settings.requestTimeout) }
             return .refused(.unreachable, message: "etcd: \(error.message)")
         }
     }
@@ -355,12 +355,12 @@ final class GroupMembership {
         present.insert(me)
         watch = try EtcdWatch(
             endpoint: client.endpoint, tls: settings.tls, key: prefix + "ctl/", end: prefix + "member0",
-            startRevision: startRevision, deadline: Monotonic.now() + settings.requestTimeout)
-        nextKeepAlive = Monotonic.now() + keepAliveInterval
+            startRevision: startRevision, deadline: Monotonic.Instant.now + settings.requestTimeout)
+        nextKeepAlive = Monotonic.Instant.now + keepAliveInterval
         return .joined(operationID: operationID, members: latest.values.sorted { $0.member < $1.member })
     }
 
-    private var keepAliveInterval: UInt64 { UInt64(max(leaseTTL, 1)) * 1_000_000_000 / 3 }
+    private var keepAliveInterval: Duration { .seconds(max(leaseTTL, 1)) / 3 }
 
     // MARK: - Barriers
 
@@ -463,7 +463,7 @@ final class GroupMembership {
             do {
                 let resumed = try EtcdWatch(
                     endpoint: endpoint, tls: settings.tls, key: prefix + "ctl/", end: prefix + "member0",
-                    startRevision: start, deadline: Monotonic.now() + settings.requestTimeout)
+                    startRevision: start, deadline: Monotonic.Instant.now + settings.requestTimeout)
                 watch = resumed
                 for event in resumed.early { apply(event) }
                 return
@@ -483,7 +483,7 @@ final class GroupMembership {
             nextKeepAlive = .max
             return
         }
-        nextKeepAlive = Monotonic.now() + keepAliveInterval
+        nextKeepAlive = Monotonic.Instant.now + keepAliveInterval
         do {
             if try client.keepAlive(lease) <= 0 {
                 breakGroup(.unreachable, member: nil, "this member's etcd lease \(lease) has expired")
@@ -511,7 +511,7 @@ final class GroupMembership {
     private func leave(_ state: GroupMemberState) -> GroupEvent {
         latest[me] = state
         var ended = false
-        let limit = Monotonic.now() + 2 * settings.requestTimeout
+        let limit = Monotonic.Instant.now + settings.requestTimeout * 2
         if lease != 0 {
             // Every member's state at the last barrier that passed (or as it joined), and the final
             // states of those who left: read before this member's keys go (the arrivals stay until

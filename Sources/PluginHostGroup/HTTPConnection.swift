@@ -25,7 +25,7 @@ struct EtcdError: Error, Sendable, CustomStringConvertible {
 }
 
 /// One HTTP/1.1 connection to one etcd endpoint (plain, or TLS through the system's OpenSSL),
-/// on a non-blocking socket: every call takes a CLOCK_MONOTONIC deadline in nanoseconds.
+/// on a non-blocking socket: every call takes a deadline.
 /// Requests are sent one at a time; the connection is kept for the next one.
 final class HTTPConnection {
     let endpoint: EtcdEndpoint
@@ -36,7 +36,7 @@ final class HTTPConnection {
     private var chunk = [UInt8](repeating: 0, count: 65536)
     private var errorText = [CChar](repeating: 0, count: 512)
 
-    init(endpoint: EtcdEndpoint, tls files: TLSFiles?, deadline: UInt64) throws(EtcdError) {
+    init(endpoint: EtcdEndpoint, tls files: TLSFiles?, deadline: Monotonic.Instant) throws(EtcdError) {
         self.endpoint = endpoint
         socket = try Self.connect(endpoint, deadline: deadline)
         if endpoint.secure {
@@ -46,7 +46,7 @@ final class HTTPConnection {
             }
             let client = ph_tls_connect(
                 descriptor, endpoint.host, files.caFile, files.certFile, files.keyFile,
-                deadline / 1_000_000, &errorText, errorText.count)
+                Self.shimDeadline(deadline), &errorText, errorText.count)
             guard let client else {
                 let message = errorMessage
                 close()
@@ -60,6 +60,9 @@ final class HTTPConnection {
 
     /// The socket, -1 once closed.
     var descriptor: Int32 { socket?.rawValue ?? -1 }
+
+    /// The TLS shim takes its deadline in milliseconds of CLOCK_MONOTONIC.
+    private static func shimDeadline(_ deadline: Monotonic.Instant) -> UInt64 { deadline.nanoseconds / 1_000_000 }
 
     /// What the TLS shim wrote into `errorText`.
     private var errorMessage: String {
@@ -78,7 +81,7 @@ final class HTTPConnection {
     // MARK: - Requests
 
     /// POSTs `body` (JSON) to `path` and reads the whole answer.
-    func post(_ path: String, body: String, deadline: UInt64) throws(EtcdError) -> (status: Int, body: [UInt8]) {
+    func post(_ path: String, body: String, deadline: Monotonic.Instant) throws(EtcdError) -> (status: Int, body: [UInt8]) {
         try sendRequest(path, body: body, deadline: deadline)
         var reader = ResponseReader()
         var bodyBytes: [UInt8] = []
@@ -97,7 +100,7 @@ final class HTTPConnection {
     }
 
     /// Sends a request whose answer is a stream (a watch); read it with `ResponseReader`.
-    func sendRequest(_ path: String, body: String, deadline: UInt64) throws(EtcdError) {
+    func sendRequest(_ path: String, body: String, deadline: Monotonic.Instant) throws(EtcdError) {
         guard descriptor >= 0 else { throw .connection("\(endpoint): the connection is closed") }
         let request =
             "POST \(path) HTTP/1.1\r\nHost: \(endpoint.authority)\r\nContent-Type: application/json\r\n"
@@ -108,10 +111,10 @@ final class HTTPConnection {
     /// Reads what arrives until `deadline` into the buffer; false at the end of the stream.
     /// Returns true at once when something was read.
     @discardableResult
-    func fill(until deadline: UInt64) throws(EtcdError) -> Bool {
+    func fill(until deadline: Monotonic.Instant) throws(EtcdError) -> Bool {
         guard let socket else { return false }
         if let tls {
-            let count = ph_tls_read(tls, &chunk, chunk.count, deadline / 1_000_000, &errorText, errorText.count)
+            let count = ph_tls_read(tls, &chunk, chunk.count, Self.shimDeadline(deadline), &errorText, errorText.count)
             if count > 0 {
                 buffer += chunk[0..<count]
                 return true
@@ -141,7 +144,7 @@ final class HTTPConnection {
     /// Reads whatever is available now, without waiting; false at the end of the stream.
     func fillAvailable() throws(EtcdError) -> Bool {
         do {
-            return try fill(until: Monotonic.now())
+            return try fill(until: Monotonic.Instant.now)
         } catch  where error.message.hasSuffix("no answer in time") {
             return true
         }
@@ -156,9 +159,9 @@ final class HTTPConnection {
         }
     }
 
-    private func write(_ bytes: [UInt8], deadline: UInt64) throws(EtcdError) {
+    private func write(_ bytes: [UInt8], deadline: Monotonic.Instant) throws(EtcdError) {
         if let tls {
-            if ph_tls_write_all(tls, bytes, bytes.count, deadline / 1_000_000, &errorText, errorText.count) != 0 {
+            if ph_tls_write_all(tls, bytes, bytes.count, Self.shimDeadline(deadline), &errorText, errorText.count) != 0 {
                 throw .connection("\(endpoint): \(errorMessage)")
             }
             return
@@ -183,7 +186,7 @@ final class HTTPConnection {
     }
 
     /// A non-blocking TCP connection to the first address of the endpoint that answers.
-    private static func connect(_ endpoint: EtcdEndpoint, deadline: UInt64) throws(EtcdError) -> FileDescriptor {
+    private static func connect(_ endpoint: EtcdEndpoint, deadline: Monotonic.Instant) throws(EtcdError) -> FileDescriptor {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICSERV

@@ -27,13 +27,13 @@ public final class SessionChannel: SessionLink {
     private struct PendingClient {
         let descriptor: FileDescriptor
         let pid: pid_t
-        let deadline: UInt64
+        let deadline: Monotonic.Instant
         var received: [UInt8] = []
         var ended = false
     }
 
     /// How long a client may take to send its request line.
-    static let requestBudgetNanoseconds: UInt64 = 2_000_000_000
+    static let requestBudget: Duration = .seconds(2)
     /// Clients waiting for their request at once; past it the oldest is dropped.
     static let maximumPending = 32
     /// Connections refused (not root) or malformed, for the report.
@@ -116,7 +116,7 @@ public final class SessionChannel: SessionLink {
         var index = 0
         while index < pending.count {
             guard let line = Self.requestLine(pending[index]) else {
-                if pending[index].ended || Monotonic.now() >= pending[index].deadline {
+                if pending[index].ended || Monotonic.Instant.now >= pending[index].deadline {
                     refusals.append("dropped a connection from pid \(pending[index].pid) that sent no request")
                     drop(at: index)
                 } else {
@@ -173,7 +173,7 @@ public final class SessionChannel: SessionLink {
             }
             if let readiness { _ = ph_epoll_add(readiness.rawValue, fd) }
             pending.append(
-                PendingClient(descriptor: client, pid: pid, deadline: Monotonic.now() + Self.requestBudgetNanoseconds))
+                PendingClient(descriptor: client, pid: pid, deadline: Monotonic.Instant.now + Self.requestBudget))
         }
     }
 
@@ -229,7 +229,7 @@ public final class SessionChannel: SessionLink {
         thawClients.removeAll()
         guard listener != nil else { return }
         // Whoever is queued or still sending gets the report, all of them within one short wait.
-        let deadline = Monotonic.now() + 200_000_000
+        let deadline = Monotonic.Instant.now + .milliseconds(200)
         while true {
             acceptWaiting()
             readPending()
@@ -238,7 +238,7 @@ public final class SessionChannel: SessionLink {
                 drop(at: index, closing: false)
                 try? client.writeAll(text)
             }
-            if pending.isEmpty || Monotonic.now() >= deadline { break }
+            if pending.isEmpty || Monotonic.Instant.now >= deadline { break }
             _ = try? Poll.wait(for: listenDescriptor, until: deadline)
         }
         while !pending.isEmpty { drop(at: 0) }

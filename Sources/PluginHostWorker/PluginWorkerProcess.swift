@@ -239,8 +239,7 @@ extension FFIBinding.Function {
             var value = ph_ffi_value(integer: argument.integer, string: nil)
             switch argument.source {
             case .remainingMilliseconds?:
-                let now = Monotonic.now()
-                value.integer = deadline > now ? Int64((deadline - now) / 1_000_000) : 0
+                value.integer = (Monotonic.Instant(nanoseconds: deadline) - .now).wholeMilliseconds
             case .operationID?:
                 strings.append(strdup(operationID))
                 value.string = UnsafePointer(strings.last!)

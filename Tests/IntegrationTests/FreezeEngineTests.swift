@@ -74,7 +74,7 @@ struct FreezeEngineTests {
         #expect(try Writer(file: other.mountPoint + "/probe").finishes(within: 10))
         // Someone else's freeze of lower is theirs: still frozen.
         let lowerWriter = try Writer(file: stack.lower.mountPoint + "/probe")
-        #expect(!lowerWriter.finishes(within: 0.3), "lower was thawed by pluginhost, but someone else froze it")
+        #expect(isFrozen(probing: stack.lower.mountPoint), "lower was thawed by pluginhost, but someone else froze it")
 
         // They thaw it: upper's FIFREEZE returns, and the guard, still waiting for it, thaws it.
         sh("fsfreeze -u '\(stack.lower.mountPoint)'")
@@ -109,6 +109,34 @@ struct FreezeEngineTests {
         #expect(try Writer(file: other.mountPoint + "/probe").finishes(within: 10))
         sh("fsfreeze -u '\(stack.lower.mountPoint)'")
         #expect(try Writer(file: stack.upper.mountPoint + "/probe").finishes(within: 30), "upper stayed frozen")
+    }
+
+    /// The same dependency under an agent's hook: the host's own syncfs of `upper`, before the
+    /// agent freezes, never returned while `lower` was frozen, and the hook never answered. The
+    /// flush now runs in a child: at the limit the hook fails (the agent must not start a
+    /// FIFREEZE that cannot return either), and the post-script is told.
+    @Test func aHookFlushStuckBehindAFrozenFilesystemFailsInsteadOfHanging() throws {
+        let host = HostSandbox("hook-flush")
+        let stack = try StackedFilesystems(in: host.scratch)
+        stack.dirtyUpper()
+        let log = host.scratch.path + "/phases.log"
+        let config = host.config(
+            pre: host.script("pre.sh", "#!/bin/sh\necho pre >> '\(log)'\n"),
+            post: host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(log)'\n"))
+        #expect(sh("fsfreeze -f '\(stack.lower.mountPoint)'") == 0)
+        let freeze = host.start([
+            "hook", "vmware", "freeze", "--config", config, "--mount", stack.upper.mountPoint, "--max-frozen", "2",
+            "--json",
+        ])
+        .finish(timeoutSeconds: 60)
+        sh("fsfreeze -u '\(stack.lower.mountPoint)'")
+        #expect(freeze.status == ExitStatus.failed.rawValue, "\(freeze.stdout)\n\(freeze.stderr)")
+        let report = try #require(freeze.report, "\(freeze.stdout)\n\(freeze.stderr)")
+        #expect(
+            report.errors.contains { $0.code == .freezeFailed && $0.message.contains("did not finish within 2 s") },
+            "\(report.errors)")
+        #expect(host.scratch.read("phases.log") == "pre\npost failure\n")
+        #expect(host.waitUntilIdle())
     }
 
     // MARK: 3. Thaw exactly what we froze
@@ -199,7 +227,7 @@ struct FreezeEngineTests {
         #expect(order.map { mounts[$0]?.thaw } == [.pending, .thawed, .notNeeded])
         #expect(try Writer(file: other.mountPoint + "/probe").finishes(within: 10))
         let lowerWriter = try Writer(file: stack.lower.mountPoint + "/probe")
-        #expect(!lowerWriter.finishes(within: 0.3), "the host thawed lower, which it never froze")
+        #expect(isFrozen(probing: stack.lower.mountPoint), "the host thawed lower, which it never froze")
 
         // The admin thaws lower: upper's FIFREEZE completes in the dead guard; nobody thaws it but recover.
         sh("fsfreeze -u '\(stack.lower.mountPoint)'")

@@ -205,7 +205,7 @@ final class TwoDatabaseBank {
                 environment: ["PATH": "/usr/bin:/bin"]))
         let limit = Monotonic.now() + 60_000_000_000
         while scratch.read("acks").split(separator: "\n").count < 50 {
-            guard Monotonic.now() < limit, case .deadlineReached = writer!.wait(until: Monotonic.now() + 50_000_000)
+            guard Monotonic.now() < limit, case .deadlineReached = writer!.wait(until: Monotonic.Instant.now + .milliseconds(50))
             else {
                 throw FixtureError("the writer made no progress: \(writer!.stderrTail.text.suffix(1000))")
             }
@@ -214,8 +214,8 @@ final class TwoDatabaseBank {
 
     func stopWriter() {
         guard let writer else { return }
-        if case .exited = writer.wait(until: Monotonic.now()) { writerErrors = writer.stderrTail.text }
-        writer.terminateGroup(graceNanoseconds: 500_000_000)
+        if case .exited = writer.wait(until: .now) { writerErrors = writer.stderrTail.text }
+        writer.terminateGroup(grace: .milliseconds(500))
         self.writer = nil
     }
 

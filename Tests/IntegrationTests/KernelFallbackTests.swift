@@ -51,7 +51,7 @@ struct KernelFallbackTests {
         }
         #expect(
             features.compactMap { if case .string(let name)? = $0["name"] { name } else { nil } }
-                == ["pidfd_open", "statx STATX_MNT_ID", "close_range"])
+                == ["pidfd_open", "statx STATX_MNT_ID", "close_range", "clone3 CLONE_INTO_CGROUP"])
         #expect(document["kernel"]?["fallbacksForced"] == .bool(forced))
         for feature in features {
             let available = feature["available"] == .bool(true)

@@ -328,7 +328,7 @@ struct PluginTests {
                     "while :; do if [ -e '\(app)/pause' ]; then echo paused >> '\(host.scratch.path)/seen'; touch '\(app)/pause.ack'; fi; sleep 0.01; done",
                 ],
                 environment: ["PATH": "/usr/bin:/bin"]))
-        defer { application.terminateGroup(graceNanoseconds: 0) }
+        defer { application.terminateGroup(grace: .zero) }
         let (result, report) = try operation(host)
         #expect(result.status == 0, "\(result.stdout)")
         #expect(report?.plugins.first?.calls.first { $0.function == .quiesce }?.details?["ack_ms"] != nil)

@@ -179,6 +179,45 @@ struct ProcessLifetimeTests {
         #expect(access(path, F_OK) != 0, "the operation's cgroup was left behind")
     }
 
+    /// The spawned program is in its cell when it starts (clone3 creates it there; with the
+    /// fallbacks forced it wrote itself into cgroup.procs before exec), and a program that
+    /// cannot be started into a cell fails with the errno of its exec, as anywhere else.
+    @Test func aSpawnedProgramStartsInItsCellAndAFailedExecIsReported() throws {
+        let scratch = Scratch("cell-start")
+        let containment = ProcessContainment(name: "test-start-\(getpid())")
+        defer { containment.finish() }
+        guard case .cgroup(let path) = containment.mechanism else {
+            Issue.record("no cgroup: \(containment.mechanism)")
+            return
+        }
+        for attempt in 1...3 {
+            let cell = containment.cell("attempt \(attempt)")
+            let child = try ChildProcess(
+                spawning: Command(
+                    executable: "/bin/sh", arguments: ["-c", "cat /proc/$$/cgroup > '\(scratch.path)/cgroup'"],
+                    environment: ["PATH": "/usr/bin:/bin"]),
+                cell: cell)
+            #expect(child.wait() == .exited(.exited(0)))
+            let line = scratch.read("cgroup").split(separator: "\n").first { $0.hasPrefix("0::") } ?? ""
+            let operation = "/" + (path.split(separator: "/").last ?? "") + "/"
+            #expect(
+                line.contains(operation) && line.hasSuffix("-attempt-\(attempt)"),
+                "attempt \(attempt) ran in \(line), not in its cell under \(path)")
+            #expect(containment.warnings.isEmpty, "\(containment.warnings)")
+        }
+        func startError(_ command: Command, _ label: String) -> Int32? {
+            do {
+                _ = try ChildProcess(spawning: command, cell: containment.cell(label))
+                return nil
+            } catch {
+                return error.errno
+            }
+        }
+        let missing = scratch.path + "/no-such-program"
+        #expect(startError(Command(executable: missing), "missing") == ENOENT)
+        #expect(startError(Command(executable: "/bin/true", workingDirectory: missing), "cwd") == ENOENT)
+    }
+
     @Test func aKilledWorkerTakesItsHeldCommandsChildrenAndTheirLocksWithIt() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)

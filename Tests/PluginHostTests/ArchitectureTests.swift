@@ -143,6 +143,29 @@ struct ArchitectureTests {
         }
     }
 
+    /// Time is a `Monotonic.Instant` and a `Duration`: no raw reading and no hand conversion of
+    /// nanoseconds outside the clock itself (PluginHostSupport) and these boundaries.
+    @Test func theEngineCountsTimeInInstantsAndDurations() {
+        let boundaries = [
+            "ReportStore.swift": "st_mtim",  // report files' wall-clock mtimes, as a sort key
+            "HTTPConnection.swift": "shimDeadline(_ deadline",  // the TLS shim counts CLOCK_MONOTONIC ms
+            "PluginWorkerProcess.swift": "nowCallback",  // the plugin ABI's clock: raw ns
+        ]
+        for target in ["PluginHost", "PluginHostCLI", "PluginHostSession", "PluginHostGroup", "PluginHostWorker"] {
+            for (path, text) in Self.files(in: target) {
+                let name = String(path.split(separator: "/").last ?? "")
+                for line in text.split(separator: "\n") {
+                    let code = line.split(separator: "//", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
+                    let raw = code.contains("Monotonic.now()") || code.contains("Monotonic.milliseconds(")
+                    let conversion = ["1_000_000", "1e9", "1e6"].contains { code.contains($0) }
+                    guard raw || conversion else { continue }
+                    if let allowed = boundaries[name], code.contains(allowed) { continue }
+                    Issue.record("\(path): \(line)")
+                }
+            }
+        }
+    }
+
     @Test func aDirectSystemCallIsFound() {
         #expect(Self.directSystemCall(in: "let ready = poll(&fds, 1, -1)") != nil)
         #expect(Self.directSystemCall(in: "guard let handle = opendir(path) else { return }") != nil)

@@ -148,6 +148,11 @@ struct OperationSequenceTests {
             results: ["snapshot": failure(.snapshotCommandFailed)], expectedCalls: full,
             expectedTaken: false, expectedLevel: .none, expectedFailed: true),
         SequenceCase(
+            name: "freeze fatal (an agent would freeze what cannot be flushed), even with continue: no snapshot",
+            results: ["freeze": .fatal(HostError(.freezeFailed, "not attempted"))], continueOnFailure: true,
+            expectedCalls: ["prepare", "pre-script", "flush", "quiesce", "freeze", "resume", "post-script"],
+            expectedTaken: false, expectedLevel: .none, expectedFailed: true),
+        SequenceCase(
             name: "interrupted during the snapshot: everything undone",
             results: ["snapshot": .interrupted(HostError(.operationInterrupted, "SIGTERM"))],
             expectedCalls: full, expectedTaken: false, expectedLevel: .none, expectedFailed: true),

@@ -65,7 +65,7 @@ struct ScriptRunnerTests {
     let directory = ScriptDirectory()
     let runner: ScriptRunner = {
         var runner = ScriptRunner()
-        runner.graceNanoseconds = 300_000_000
+        runner.grace = .milliseconds(300)
         return runner
     }()
 
@@ -78,7 +78,7 @@ struct ScriptRunnerTests {
             environment: ScriptRunner.environment(
                 phase: phase, operationID: "op-1",
                 result: phase == .post ? OperationOutcome(snapshotTaken: true, consistency: .filesystem) : nil),
-            operationStart: Monotonic.now(), interrupt: interrupt)
+            operationStart: .now, interrupt: interrupt)
     }
 
     @Test func argumentsAreSeparateAndEmptyOnesSurvive() {
@@ -135,7 +135,7 @@ struct ScriptRunnerTests {
         let script = directory.script("fail.sh", "#!/bin/sh\necho run >> \(counter)\nexit 1\n")
         let result = runner.run(
             phase: .post, path: script, arguments: [], retries: 10, timeoutSeconds: 20,
-            environment: [:], operationStart: Monotonic.now(), retryUntil: Monotonic.now())
+            environment: [:], operationStart: .now, retryUntil: .now)
         #expect(result.attempts.count == 1, "the first attempt always runs (a post-script undoes the pre-script)")
         #expect(directory.read("count") == "run\n")
         #expect(result.timeLimitReached == true)
@@ -148,8 +148,8 @@ struct ScriptRunnerTests {
         let script = directory.script("slow.sh", "#!/bin/sh\nexec sleep 30\n")
         let result = runner.run(
             phase: .pre, path: script, arguments: [], retries: 3, timeoutSeconds: 60,
-            environment: [:], operationStart: Monotonic.now(),
-            retryUntil: Monotonic.now() + 300_000_000, stopAt: Monotonic.now() + 300_000_000)
+            environment: [:], operationStart: .now,
+            retryUntil: Monotonic.Instant.now + .milliseconds(300), stopAt: Monotonic.Instant.now + .milliseconds(300))
         #expect(result.outcome == .timedOut)
         #expect(result.attempts.count == 1 && result.attempts[0].timedOut)
         #expect(result.timeLimitReached == true)
@@ -273,12 +273,12 @@ struct ScriptRunnerTests {
 
     @Test func exitIsNoticedEvenWhenAGrandchildKeepsTheOutputOpen() {
         let script = directory.script("bg.sh", "#!/bin/sh\nsleep 8 &\necho started\nexit 0\n")
-        let begin = Monotonic.now()
+        let begin = Monotonic.Instant.now
         let result = run(script)
         #expect(result.outcome == .succeeded)
         #expect(result.attempts.first?.stdoutTail == "started\n")
         // Waiting for the pipe's end of file would take the grandchild's 8 s.
-        #expect(Monotonic.milliseconds(from: begin, to: Monotonic.now()) < 6000)
+        #expect(Monotonic.Instant.now - begin < .seconds(6))
     }
 
     @Test func aMissingInterpreterIsAnExecutionFailure() {

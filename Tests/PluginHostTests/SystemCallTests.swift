@@ -63,7 +63,7 @@ struct SystemCallTests {
         #expect(entries[0].returned.isEmpty && !entries[0].isReady)
         #expect(entries[1].returned == .writable)
         // A deadline that has passed: one look, no wait.
-        #expect(try Poll.wait(for: pipe.read.rawValue, until: Monotonic.now()) == false)
+        #expect(try Poll.wait(for: pipe.read.rawValue, until: Monotonic.Instant.now) == false)
         try pipe.write.writeAll("x")
         #expect(try Poll.wait(for: pipe.read.rawValue, until: nil) == true)
         pipe.write.close()

@@ -266,7 +266,7 @@ struct BackupModeTests {
         let initialise = try ChildProcess(
             spawning: Command(executable: pgbench, arguments: ["-i", "-q", "-s", "4"] + target + ["postgres"]))
         #expect(
-            initialise.wait(until: Monotonic.now() + 120_000_000_000) == .exited(.exited(0)),
+            initialise.wait(until: Monotonic.Instant.now + .seconds(120)) == .exited(.exited(0)),
             "\(initialise.stderrTail.text)")
         let load = try ChildProcess(
             spawning: Command(executable: pgbench, arguments: ["-n", "-c", "4", "-T", "8"] + target + ["postgres"]))
@@ -290,7 +290,7 @@ struct BackupModeTests {
         var resume = PluginCall.within(60)
         try backup.resume(&resume)
         #expect(after > before, "writes go on in backup mode")
-        #expect(load.wait(until: Monotonic.now() + 60_000_000_000) == .exited(.exited(0)), "\(load.stderrTail.text)")
+        #expect(load.wait(until: Monotonic.Instant.now + .seconds(60)) == .exited(.exited(0)), "\(load.stderrTail.text)")
         print(
             "under pgbench -c 4: CHECKPOINT ms \(checkpoints.joined(separator: ", ")); backup start \(quiesce.value(of: "backup_start_ms") ?? "?") ms, stop \(resume.value(of: "backup_stop_ms") ?? "?") ms; \(after - before) transactions committed during a 0.5 s hold"
         )

@@ -47,7 +47,7 @@ struct LoadedLibraryTests {
             spawning: Command(
                 executable: executable, arguments: arguments,
                 environment: ["PATH": "/usr/bin:/bin"]), outputCapacity: 1 << 16)
-        guard case .exited(let status) = child.wait(until: Monotonic.now() + 120_000_000_000) else {
+        guard case .exited(let status) = child.wait(until: Monotonic.Instant.now + .seconds(120)) else {
             child.terminateGroup()
             throw TestFailure("\(executable) did not finish within 120 s")
         }

@@ -24,10 +24,12 @@ int ph_fithaw(int fd);
 /* Kernel features used when present (ph_kernel_features), each with a fallback:
  * pidfd_open (Linux 5.3) -> SIGCHLD self-pipe and waitid(WNOWAIT) on our own child;
  * statx STATX_MNT_ID (5.8) -> mnt_id from /proc/self/fdinfo (3.15);
- * close_range (5.9) -> closing the numbers listed in /proc/self/fd. */
+ * close_range (5.9) -> closing the numbers listed in /proc/self/fd;
+ * clone3 CLONE_INTO_CGROUP (5.7, x86-64) -> the child writes itself into cgroup.procs. */
 #define PH_FEATURE_PIDFD 1
 #define PH_FEATURE_STATX_MNT_ID 2
 #define PH_FEATURE_CLOSE_RANGE 4
+#define PH_FEATURE_CLONE_INTO_CGROUP 8
 /* Which of the features the running kernel has (probed, not guessed from the version). */
 int ph_kernel_features(void);
 /* 1 when PLUGINHOST_TEST_FORCE_FALLBACKS=1 (set only by the tests): every fallback is used. */
@@ -98,20 +100,22 @@ int ph_fork_call(const int *_Nonnull fd_map, int fd_count, int flags,
                  pid_t *_Nonnull pid_out);
 
 /*
- * ph_spawn and ph_fork_call that first move the child into a cgroup (v2): before anything else
- * the child writes "0" to `cgroup_procs_fd` (an open cgroup.procs; -1: stay in the parent's
- * cgroup), so that it and everything it ever starts live there — setsid or a double fork does
- * not leave a cgroup. A failed join is not fatal: the child runs on in the parent's cgroup and
- * ph_spawn_in stores the errno in *join_error_out (0 when it joined).
+ * ph_spawn and ph_fork_call that start the child in a cgroup (v2) `cgroup_fd` (a descriptor of
+ * its directory; -1: stay in the parent's cgroup), so that it and everything it
+ * ever starts live there — setsid or a double fork does not leave a cgroup. ph_spawn_in creates
+ * the child there (clone3 with CLONE_INTO_CGROUP, Linux 5.7); where that is refused, and always
+ * in ph_fork_call_in, the child writes itself into cgroup.procs before anything else. A failed
+ * join is not fatal: the child runs on in the parent's cgroup and ph_spawn_in stores the errno
+ * in *join_error_out (0 when it joined).
  */
 int ph_spawn_in(const char *_Nonnull path,
                 char *_Nullable const *_Nonnull argv,
                 char *_Nullable const *_Nonnull envp,
                 const int *_Nonnull fd_map, int fd_count,
                 const char *_Nullable cwd,
-                int flags, int cgroup_procs_fd, int *_Nullable join_error_out,
+                int flags, int cgroup_fd, int *_Nullable join_error_out,
                 pid_t *_Nonnull pid_out);
-int ph_fork_call_in(const int *_Nonnull fd_map, int fd_count, int flags, int cgroup_procs_fd,
+int ph_fork_call_in(const int *_Nonnull fd_map, int fd_count, int flags, int cgroup_fd,
                     int (*_Nonnull entry)(void *_Nullable), void *_Nullable argument,
                     pid_t *_Nonnull pid_out);
 

@@ -1,6 +1,6 @@
 import CPluginHostShim
 import Glibc
-import PluginHostSupport
+public import PluginHostSupport
 import PluginHostWire
 
 /// The host's handle on its freeze guard process (see `FreezeGuardProcess`).
@@ -11,34 +11,34 @@ import PluginHostWire
 /// deadline or dies) and `hostDeadline`, then `thaw()`.
 ///
 /// The host is the deadline's second enforcer: should the guard be stopped, killed or mute
-/// past its deadline (plus `graceNanoseconds`), the host kills it and thaws, from the journal,
+/// past its deadline (plus `grace`), the host kills it and thaws, from the journal,
 /// exactly what it froze. The journal is the record of every ioctl; `record` reads it.
 public final class FreezeGuard {
     public static let defaultDeadlineSeconds = 60.0
     public static let deadlineRange = 1.0...600.0
     /// How long the guard may take to open and verify the mount points.
-    static let startupTimeoutNanoseconds: UInt64 = 15_000_000_000
+    static let startupTimeout: Duration = .seconds(15)
     /// After the guard's deadline, how long the host waits for it before thawing by itself.
-    public static let graceNanoseconds: UInt64 = 500_000_000
+    public static let grace: Duration = .milliseconds(500)
     /// How long the host waits for an answer to THAW before it takes over.
-    static let thawAnswerNanoseconds: UInt64 = 2_000_000_000
+    static let thawAnswerTimeout: Duration = .seconds(2)
     /// How much longer it waits while a FITHAW is under way in a guard that runs: killing the
     /// guard would not stop that FITHAW, and one of the host's would queue behind it. (A loaded
     /// machine's FITHAW of a loop filesystem flushes its image file: it can take seconds.)
-    public static let thawUnderWayNanoseconds: UInt64 = 30_000_000_000
+    public static let thawUnderWayPatience: Duration = .seconds(30)
     /// How long the host waits for a killed guard to be gone.
-    static let exitWaitNanoseconds: UInt64 = 500_000_000
+    static let exitWait: Duration = .milliseconds(500)
 
     public let targets: [FreezeTarget]
     public let deadlineSeconds: Double
     public let journalPath: String
     private let journal: JournalMap
-    private let origin: UInt64
+    private let origin: Monotonic.Instant
     private let process: ChildProcess
     private let socket: FileDescriptor
     private var ready = false
-    /// When FREEZE was sent (CLOCK_MONOTONIC ns): the deadline counts from there.
-    private var freezeSent: UInt64?
+    /// When FREEZE was sent: the deadline counts from there.
+    private var freezeSent: Monotonic.Instant?
     /// The guard has said its last word (thawed, or the freeze failed), or the host took over.
     private var finished = false
 
@@ -51,9 +51,9 @@ public final class FreezeGuard {
     /// True from a successful `freeze()` until the thaw (by anyone).
     public private(set) var isFrozen = false
 
-    /// When the host enforces the deadline by itself (CLOCK_MONOTONIC ns), once FREEZE was sent.
-    public var hostDeadline: UInt64? {
-        freezeSent.map { $0 + UInt64(deadlineSeconds * 1e9) + Self.graceNanoseconds }
+    /// When the host enforces the deadline by itself, once FREEZE was sent.
+    public var hostDeadline: Monotonic.Instant? {
+        freezeSent.map { $0 + .seconds(clamping: deadlineSeconds) + Self.grace }
     }
 
     /// What the freeze did so far, from the journal.
@@ -66,10 +66,10 @@ public final class FreezeGuard {
     }
 
     /// Writes the journal for `targets` and spawns `executable __guard --journal PATH`.
-    /// `operationStart` (CLOCK_MONOTONIC ns) is the origin of the record's times.
+    /// `operationStart` is the origin of the record's times.
     public init(
         executable: String, targets: [FreezeTarget], deadlineSeconds: Double, operationID: String,
-        journalPath: String, lock: OperationLock?, operationStart: UInt64
+        journalPath: String, lock: OperationLock?, operationStart: Monotonic.Instant
     ) throws(HostError) {
         self.targets = targets
         self.deadlineSeconds = deadlineSeconds
@@ -116,7 +116,7 @@ public final class FreezeGuard {
         socket.close()
         // A guard that still waits for a FIFREEZE that has not returned must live on to undo it:
         // never kill it here.
-        if case .exited = process.wait(until: Monotonic.now() + 1_000_000_000) {} else { process.detach() }
+        if case .exited = process.wait(until: Monotonic.Instant.now + .seconds(1)) {} else { process.detach() }
     }
 
     /// Waits for the guard to report every mount point open and verified (it does that while
@@ -125,7 +125,7 @@ public final class FreezeGuard {
 
     private func awaitReady(interrupt: Int32? = nil) -> Readiness {
         if ready { return .ready }
-        switch receive(until: Monotonic.now() + Self.startupTimeoutNanoseconds, interrupt: interrupt) {
+        switch receive(until: Monotonic.Instant.now + Self.startupTimeout, interrupt: interrupt) {
         case .message(.ready):
             ready = true
             return .ready
@@ -136,7 +136,7 @@ public final class FreezeGuard {
             return .interrupted
         default:
             finished = true
-            process.terminateGroup(graceNanoseconds: 0)
+            process.terminateGroup(grace: .zero)
             return .failed(
                 HostError(.freezeFailed, "the freeze guard did not start (\(guardExitDescription()))", step: "freeze"))
         }
@@ -159,7 +159,7 @@ public final class FreezeGuard {
         case .failed(let error): return .failed(error)
         case .interrupted: return .interrupted
         }
-        let limit = Monotonic.now() + UInt64(seconds * 1e9)
+        let limit = Monotonic.Instant.now + .seconds(clamping: seconds)
         guard sendCommand(.flush) else {
             finished = true
             return .failed(
@@ -221,7 +221,7 @@ public final class FreezeGuard {
             return .failed(
                 HostError(.freezeFailed, "the freeze guard is gone (\(guardExitDescription()))", step: "freeze"))
         }
-        freezeSent = Monotonic.now()
+        freezeSent = Monotonic.Instant.now
         let limit = hostDeadline!
         while true {
             switch receive(until: limit, interrupt: interrupt) {
@@ -238,7 +238,7 @@ public final class FreezeGuard {
             case .message:
                 continue
             case .interrupted:
-                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.now() + Self.thawAnswerNanoseconds) != nil) {
+                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.Instant.now + Self.thawAnswerTimeout) != nil) {
                     takeOver()
                 }
                 finished = true
@@ -287,8 +287,8 @@ public final class FreezeGuard {
             isFrozen = false
             // Before FREEZE the guard just exits; after, it answers at once unless it is stopped
             // or dead — then the host thaws by itself, by its own deadline at the latest.
-            let now = Monotonic.now()
-            let limit = min(now + Self.thawAnswerNanoseconds, max(hostDeadline ?? .max, now + 200_000_000))
+            let now = Monotonic.Instant.now
+            let limit = min(now + Self.thawAnswerTimeout, max(hostDeadline ?? .max, now + .milliseconds(200)))
             if freezeSent != nil && !(sendCommand(.thaw) && awaitLastWord(until: limit) != nil) { takeOver() }
         }
         return record.thawError()
@@ -299,7 +299,7 @@ public final class FreezeGuard {
     /// the host because the guard died); nil if the freeze still holds.
     public func collectUnpromptedThaw() -> FreezeRecord.ThawCause? {
         guard isFrozen else { return record.thawCause ?? .guardLost }
-        switch receive(until: Monotonic.now()) {
+        switch receive(until: Monotonic.Instant.now) {
         case .message(.thawed(let reason)):
             isFrozen = false
             finished = true
@@ -317,7 +317,7 @@ public final class FreezeGuard {
     /// `collectUnpromptedThaw` does.
     public func enforceDeadline() -> FreezeRecord.ThawCause {
         if let cause = collectUnpromptedThaw() { return cause }
-        if case .thawed(let reason)? = awaitLastWord(until: Monotonic.now()) {
+        if case .thawed(let reason)? = awaitLastWord(until: Monotonic.Instant.now) {
             isFrozen = false
             finished = true
             return FreezeRecord.ThawCause(reason)
@@ -326,14 +326,14 @@ public final class FreezeGuard {
         return .guardLost
     }
 
-    /// The instant the first filesystem of ours was thawed (CLOCK_MONOTONIC ns), if any was:
-    /// a snapshot that ended after it was not taken inside the freeze.
-    public var firstThawStart: UInt64? {
+    /// The instant the first filesystem of ours was thawed, if any was: a snapshot that ended
+    /// after it was not taken inside the freeze.
+    public var firstThawStart: Monotonic.Instant? {
         let mapping = journal.mapping
-        var first: UInt64?
+        var first: Monotonic.Instant?
         for index in 0..<mapping.mountCount {
             let start = mapping.time(.thawStart, index)
-            if start != 0 { first = min(first ?? .max, start) }
+            if start != 0 { first = min(first ?? .max, Monotonic.Instant(nanoseconds: start)) }
         }
         return first
     }
@@ -347,19 +347,17 @@ public final class FreezeGuard {
         isFrozen = false
         process.signalGroup(SIGKILL)
         let exited: Bool
-        if case .exited = process.wait(until: Monotonic.now() + Self.exitWaitNanoseconds) {
+        if case .exited = process.wait(until: Monotonic.Instant.now + Self.exitWait) {
             exited = true
         } else {
             exited = false
         }
         let mapping = journal.mapping
         thawDirectly(mapping, states: exited ? [.freezing, .frozen, .thawing, .thawFailed] : [.frozen, .thawFailed])
-        if !exited, case .exited = process.wait(until: Monotonic.now() + Self.exitWaitNanoseconds) {
+        if !exited, case .exited = process.wait(until: Monotonic.Instant.now + Self.exitWait) {
             thawDirectly(mapping, states: [.freezing, .thawing])
         }
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        mapping.recordThaw(.guardLost, atNanoseconds: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec))
+        mapping.recordThaw(.guardLost, atNanoseconds: epochNanoseconds())
     }
 
     private func thawDirectly(_ mapping: FreezeJournalMapping, states: Set<MountFreezeState>) {
@@ -383,16 +381,16 @@ public final class FreezeGuard {
     /// Reads messages until the guard's last word (thawed, or the freeze failed), which it
     /// sends once every FITHAW it issued has returned; nil if it closed the socket or said
     /// nothing by `deadline` — or, while a FITHAW is under way in it and it runs, by
-    /// `thawUnderWayNanoseconds` later.
-    private func awaitLastWord(until deadline: UInt64) -> GuardMessage? {
-        let patience = deadline + Self.thawUnderWayNanoseconds
+    /// `thawUnderWayPatience` later.
+    private func awaitLastWord(until deadline: Monotonic.Instant) -> GuardMessage? {
+        let patience = deadline + Self.thawUnderWayPatience
         while true {
-            let now = Monotonic.now()
-            let until: UInt64
+            let now = Monotonic.Instant.now
+            let until: Monotonic.Instant
             if now < deadline {
                 until = deadline
             } else if now < patience && thawUnderWay {
-                until = min(patience, now + UInt64(Self.livenessTickMilliseconds) * 1_000_000)
+                until = min(patience, now + Self.livenessTick)
             } else {
                 return nil
             }
@@ -420,14 +418,15 @@ public final class FreezeGuard {
 
     /// How often a wait on the guard checks that its main thread is alive: a killed guard whose
     /// other thread is stuck in FIFREEZE keeps its socket open until that returns.
-    static let livenessTickMilliseconds: Int32 = 200
+    static let livenessTick: Duration = .milliseconds(200)
 
-    private func receive(until deadline: UInt64, interrupt: Int32? = nil) -> Received {
+    private func receive(until deadline: Monotonic.Instant, interrupt: Int32? = nil) -> Received {
         var buffer = [UInt8](repeating: 0, count: GuardMessage.maximumSize)
         while true {
             var events = [PollEntry(socket.rawValue)]
             if let interrupt { events.append(PollEntry(interrupt)) }
-            let timeout = min(Monotonic.pollTimeout(until: deadline), Self.livenessTickMilliseconds)
+            let now = Monotonic.Instant.now
+            let timeout = Monotonic.pollTimeout(until: min(deadline, now + Self.livenessTick), now: now)
             let ready: Int
             do {
                 ready = try Poll.wait(&events, timeoutMilliseconds: timeout)
@@ -437,7 +436,7 @@ public final class FreezeGuard {
                 ready = -1  // as before: nothing reported, wait again
             }
             if ready == 0 {
-                if Monotonic.now() >= deadline { return .timedOut }
+                if Monotonic.Instant.now >= deadline { return .timedOut }
                 if !mainThreadAlive { return .closed }
                 continue
             }
@@ -472,7 +471,7 @@ public final class FreezeGuard {
     }
 
     private func guardExitDescription() -> String {
-        if case .exited(let termination) = process.wait(until: Monotonic.now() + 1_000_000_000) {
+        if case .exited(let termination) = process.wait(until: Monotonic.Instant.now + .seconds(1)) {
             let stderr = process.stderrTail.text.trimmingCharacters(in: " \n")
             return stderr.isEmpty ? "guard \(termination)" : "guard \(termination): \(stderr)"
         }
@@ -493,32 +492,32 @@ enum DirectThaw {
         case failed(SystemError)
     }
 
-    static func thaw(_ target: FreezeTarget) -> (outcome: Outcome, start: UInt64, end: UInt64) {
-        let start = Monotonic.now()
+    static func thaw(_ target: FreezeTarget) -> (outcome: Outcome, start: Monotonic.Instant, end: Monotonic.Instant) {
+        let start = Monotonic.Instant.now
         let directory: FileDescriptor
         do {
             directory = try FileDescriptor.open(target.mountPoint, O_RDONLY | O_DIRECTORY)
         } catch {
             let outcome: Outcome =
                 error.errno == ENOENT || error.errno == ENOTDIR ? .notMounted("\(error)") : .failed(error)
-            return (outcome, start, Monotonic.now())
+            return (outcome, start, Monotonic.Instant.now)
         }
         let fd = directory.rawValue
         var mountID: UInt64 = 0
         guard ph_mount_id(fd, &mountID) == 0 else {
             // Not knowing which mount this is is not "no longer mounted": it may still be ours.
-            return (.failed(SystemError("statx \(target.mountPoint)")), start, Monotonic.now())
+            return (.failed(SystemError("statx \(target.mountPoint)")), start, Monotonic.Instant.now)
         }
         guard mountID == UInt64(target.mountID) else {
             return (
                 .notMounted(
                     "another filesystem is mounted at \(target.mountPoint) now (mount id \(mountID), was \(target.mountID))"
                 ),
-                start, Monotonic.now()
+                start, Monotonic.Instant.now
             )
         }
         let result = ph_fithaw(fd) == 0 ? 0 : errno
-        let end = Monotonic.now()
+        let end = Monotonic.Instant.now
         switch result {
         case 0: return (.thawed, start, end)
         case EINVAL: return (.wasNotFrozen, start, end)
@@ -530,8 +529,8 @@ enum DirectThaw {
     @discardableResult
     static func run(_ target: FreezeTarget, recordingIn mapping: FreezeJournalMapping, at index: Int) -> Outcome {
         let (outcome, start, end) = thaw(target)
-        mapping.setTime(.thawStart, start, index)
-        mapping.setTime(.thawEnd, end, index)
+        mapping.setTime(.thawStart, start.nanoseconds, index)
+        mapping.setTime(.thawEnd, end.nanoseconds, index)
         switch outcome {
         case .thawed:
             mapping.setErrno(0, index)

@@ -41,11 +41,9 @@ public enum FreezeJournal {
     public static func record(operationID: String, targets: [FreezeTarget], deadlineSeconds: Double)
         -> FreezeJournalRecord
     {
-        var now = timespec()
-        clock_gettime(CLOCK_REALTIME, &now)
-        return FreezeJournalRecord(
+        FreezeJournalRecord(
             operationID: operationID, hostPID: getpid(), deadlineMilliseconds: UInt64(deadlineSeconds * 1000),
-            createdAtNanoseconds: UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec),
+            createdAtNanoseconds: epochNanoseconds(),
             mounts: targets.map {
                 FreezeJournalRecord.Mount(
                     mountPoint: $0.mountPoint, fsType: $0.fsType, source: $0.source, device: $0.device,

@@ -1,5 +1,5 @@
 import Glibc
-import PluginHostSupport
+public import PluginHostSupport
 public import PluginHostWire
 
 /// What the freeze did, per filesystem and in all, as the report shows it. Built from the
@@ -46,7 +46,7 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
         public var thawStartMs: Double?
         public var error: String?
 
-        init(_ entry: FreezeJournalRecord.Mount, origin: UInt64) {
+        init(_ entry: FreezeJournalRecord.Mount, origin: Monotonic.Instant) {
             mountPoint = entry.mountPoint
             fsType = entry.fsType
             device = entry.device
@@ -59,18 +59,13 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
             case .thawFailed: error = SystemError("FITHAW", errno: entry.errno).description
             default: error = nil
             }
-            if entry.freezeStartNanoseconds != 0 {
-                freezeStartMs = Monotonic.milliseconds(from: origin, to: entry.freezeStartNanoseconds)
-                if entry.freezeEndNanoseconds != 0 {
-                    freezeMs = Monotonic.milliseconds(
-                        from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
-                }
+            if let freezeStart = entry.freezeStart {
+                freezeStartMs = (freezeStart - origin).inMilliseconds
+                if let freezeEnd = entry.freezeEnd { freezeMs = (freezeEnd - freezeStart).inMilliseconds }
             }
-            if entry.thawStartNanoseconds != 0 {
-                thawStartMs = Monotonic.milliseconds(from: origin, to: entry.thawStartNanoseconds)
-                if entry.thawEndNanoseconds != 0 {
-                    thawMs = Monotonic.milliseconds(from: entry.thawStartNanoseconds, to: entry.thawEndNanoseconds)
-                }
+            if let thawStart = entry.thawStart {
+                thawStartMs = (thawStart - origin).inMilliseconds
+                if let thawEnd = entry.thawEnd { thawMs = (thawEnd - thawStart).inMilliseconds }
             }
         }
 
@@ -122,44 +117,40 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
 
     /// Monotonic readings (not in the JSON): the first FIFREEZE's start and the first FITHAW's
     /// start — a snapshot that ended after the latter was not taken inside the freeze.
-    public internal(set) var firstFreezeNanoseconds: UInt64?
-    public internal(set) var firstThawNanoseconds: UInt64?
+    public internal(set) var firstFreeze: Monotonic.Instant?
+    public internal(set) var firstThaw: Monotonic.Instant?
 
     private enum CodingKeys: String, CodingKey {
         case mounts, deadlineSeconds, guardPID, windowMs, windowStartMs, ioctlMs, thawCause
     }
 
-    /// The record of `journal`, with times relative to `origin` (CLOCK_MONOTONIC ns, the
-    /// operation's start).
-    public init(_ journal: FreezeJournalRecord, origin: UInt64) {
+    /// The record of `journal`, with times relative to `origin` (the operation's start).
+    public init(_ journal: FreezeJournalRecord, origin: Monotonic.Instant) {
         mounts = journal.mounts.map { Mount($0, origin: origin) }
         deadlineSeconds = Double(journal.deadlineMilliseconds) / 1000
         guardPID = journal.guardPID == 0 ? nil : journal.guardPID
         thawCause = journal.thawCause.map(ThawCause.init)
-        var lastThaw: UInt64?
+        var lastThaw: Monotonic.Instant?
         for entry in journal.mounts {
-            if entry.freezeStartNanoseconds != 0 {
-                firstFreezeNanoseconds = min(firstFreezeNanoseconds ?? .max, entry.freezeStartNanoseconds)
-                if entry.freezeEndNanoseconds >= entry.freezeStartNanoseconds {
-                    ioctlMs += Monotonic.milliseconds(
-                        from: entry.freezeStartNanoseconds, to: entry.freezeEndNanoseconds)
-                }
+            if let start = entry.freezeStart {
+                firstFreeze = min(firstFreeze ?? .max, start)
+                if let end = entry.freezeEnd, end >= start { ioctlMs += (end - start).inMilliseconds }
             }
-            if entry.thawStartNanoseconds != 0 {
-                firstThawNanoseconds = min(firstThawNanoseconds ?? .max, entry.thawStartNanoseconds)
-                if entry.thawEndNanoseconds >= entry.thawStartNanoseconds {
-                    ioctlMs += Monotonic.milliseconds(from: entry.thawStartNanoseconds, to: entry.thawEndNanoseconds)
-                    lastThaw = max(lastThaw ?? 0, entry.thawEndNanoseconds)
+            if let start = entry.thawStart {
+                firstThaw = min(firstThaw ?? .max, start)
+                if let end = entry.thawEnd, end >= start {
+                    ioctlMs += (end - start).inMilliseconds
+                    lastThaw = max(lastThaw ?? end, end)
                 }
             }
         }
-        if let first = firstFreezeNanoseconds {
-            windowStartMs = Monotonic.milliseconds(from: origin, to: first)
+        if let first = firstFreeze {
+            windowStartMs = (first - origin).inMilliseconds
             // The window closes with the last thaw of what we froze (a freeze that failed at
             // once closes with its own return).
             if !journal.mayBeFrozenByUs {
-                let lastFreezeEnd = journal.mounts.map(\.freezeEndNanoseconds).max() ?? first
-                windowMs = Monotonic.milliseconds(from: first, to: max(lastThaw ?? 0, lastFreezeEnd))
+                let lastFreezeEnd = journal.mounts.compactMap(\.freezeEnd).max() ?? first
+                windowMs = (max(lastThaw ?? first, lastFreezeEnd) - first).inMilliseconds
             }
         }
     }
@@ -186,5 +177,18 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
     /// True while anything this record froze has not been thawed.
     public var mayStillBeFrozen: Bool {
         mounts.contains { $0.thaw == .pending || $0.thaw == .failed }
+    }
+}
+
+/// The journal's times are raw CLOCK_MONOTONIC nanoseconds, 0 for "not yet": the engine reads
+/// them as instants here.
+extension FreezeJournalRecord.Mount {
+    var freezeStart: Monotonic.Instant? { Self.instant(freezeStartNanoseconds) }
+    var freezeEnd: Monotonic.Instant? { Self.instant(freezeEndNanoseconds) }
+    var thawStart: Monotonic.Instant? { Self.instant(thawStartNanoseconds) }
+    var thawEnd: Monotonic.Instant? { Self.instant(thawEndNanoseconds) }
+
+    private static func instant(_ nanoseconds: UInt64) -> Monotonic.Instant? {
+        nanoseconds == 0 ? nil : Monotonic.Instant(nanoseconds: nanoseconds)
     }
 }

@@ -111,8 +111,8 @@ public enum Recovery {
                     mountPoint: mount.mountPoint, fsType: mount.fsType, source: mount.source,
                     device: mount.device, mountID: Int(mount.mountID), wave: mount.wave)
                 let (outcome, start, end) = DirectThaw.thaw(target)
-                updated.mounts[index].thawStartNanoseconds = start
-                updated.mounts[index].thawEndNanoseconds = end
+                updated.mounts[index].thawStartNanoseconds = start.nanoseconds
+                updated.mounts[index].thawEndNanoseconds = end.nanoseconds
                 switch outcome {
                 case .thawed:
                     results[index] = .thawed

@@ -1,5 +1,5 @@
 import Glibc
-import PluginHostSupport
+public import PluginHostSupport
 public import PluginHostWire
 
 /// This machine's part in a consistency group (README, "Consistency groups"): the host's handle
@@ -15,14 +15,14 @@ public final class GroupMember {
     private let process: ChildProcess
     private let socket: FileDescriptor
     private let operationID: String
-    private let operationStart: UInt64
+    private let operationStart: Monotonic.Instant
     private let hostName: String
     private let statusFile: String
     private var broken: HostError?
     private var aborted = false
     private var left = false
     /// When "all quiesced" passed: the freeze starts right after, so the freeze deadline counts from here.
-    private var quiescedAt: UInt64?
+    private var quiescedAt: Monotonic.Instant?
     private let maxFrozenSeconds: Double
     /// Allocated once: nothing big is allocated while frozen.
     private var receiveBuffer = [UInt8](repeating: 0, count: GroupWire.maximumMessage)
@@ -32,7 +32,7 @@ public final class GroupMember {
 
     private init(
         settings: GroupSettings, process: ChildProcess, socket: FileDescriptor, operationID: String,
-        operationStart: UInt64, maxFrozenSeconds: Double, statusFile: String
+        operationStart: Monotonic.Instant, maxFrozenSeconds: Double, statusFile: String
     ) {
         self.settings = settings
         self.process = process
@@ -45,25 +45,25 @@ public final class GroupMember {
         record = GroupRecord(
             name: settings.name, member: settings.member, members: settings.members, operationID: nil,
             etcd: settings.endpoints.map(\.description), ttlSeconds: settings.ttlSeconds, outcome: "joining",
-            originMonotonicNs: operationStart)
+            originMonotonicNs: operationStart.nanoseconds)
     }
 
     deinit {
         socket.close()
-        _ = process.wait(until: Monotonic.now() + 3 * 1_000_000_000)
+        _ = process.wait(until: Monotonic.Instant.now + .seconds(3))
     }
 
     /// Starts the group process and joins the group's operation (or starts it). Fails with
     /// `OperationBusy` when another operation of the group runs, `GroupCoordinatorUnreachable`
     /// when etcd does not answer; the record says which in both cases.
     public static func join(
-        settings: GroupSettings, executable: String, operationID: String, operationStart: UInt64,
+        settings: GroupSettings, executable: String, operationID: String, operationStart: Monotonic.Instant,
         maxFrozenSeconds: Double, paths: StatePaths
     ) -> (member: GroupMember?, record: GroupRecord, error: HostError?) {
         var failed = GroupRecord(
             name: settings.name, member: settings.member, members: settings.members, operationID: nil,
             etcd: settings.endpoints.map(\.description), ttlSeconds: settings.ttlSeconds, outcome: "unreachable",
-            originMonotonicNs: operationStart)
+            originMonotonicNs: operationStart.nanoseconds)
         let socket: FileDescriptor
         let childEnd: FileDescriptor
         do {
@@ -99,7 +99,7 @@ public final class GroupMember {
                     group: settings.name, member: settings.member, members: settings.members,
                     proposedOperationID: operationID, state: member.state("joined", consistency: .none))))
         // Joining takes a few round trips; bounded by the requests' own timeouts, with room.
-        switch member.receive(until: Monotonic.now() + UInt64(settings.ttlSeconds * 4 + 20) * 1_000_000_000) {
+        switch member.receive(until: Monotonic.Instant.now + .seconds(settings.ttlSeconds * 4 + 20)) {
         case .event(.joined(let groupOperationID, let states))?:
             member.record.operationID = groupOperationID
             member.record.outcome = "joined"
@@ -116,7 +116,7 @@ public final class GroupMember {
                 }
             return (nil, failed, HostError(code, message, step: "group"))
         default:
-            process.terminateGroup(graceNanoseconds: 0)
+            process.terminateGroup(grace: .zero)
             return (
                 nil, failed,
                 HostError(
@@ -130,7 +130,7 @@ public final class GroupMember {
     /// A member whose checks failed still tells the group at once (joining to say so), so that
     /// the others roll back now rather than at their barrier's timeout.
     public static func announceFailedChecks(
-        settings: GroupSettings, executable: String, operationID: String, operationStart: UInt64,
+        settings: GroupSettings, executable: String, operationID: String, operationStart: Monotonic.Instant,
         paths: StatePaths, reason: String
     ) -> GroupRecord {
         let joined = join(
@@ -156,12 +156,12 @@ public final class GroupMember {
     /// Arrives at `stage` with what the snapshot is worth so far, and waits for every other
     /// member (or a break, a signal on one of `watching`, or the barrier's limit).
     public func barrier(_ stage: GroupStage, consistency: ConsistencyLevel, watching: [Int32]) -> BarrierResult {
-        let begin = Monotonic.now()
+        let begin = Monotonic.Instant.now
         var entry = GroupRecord.Barrier(
-            stage: stage.rawValue, startMs: Monotonic.milliseconds(from: operationStart, to: begin),
+            stage: stage.rawValue, startMs: (begin - operationStart).inMilliseconds,
             waitMs: 0, outcome: .broken)
         defer {
-            entry.waitMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
+            entry.waitMs = (Monotonic.Instant.now - begin).inMilliseconds
             record.barriers.append(entry)
         }
         if let broken { return .failed(broken) }
@@ -172,7 +172,7 @@ public final class GroupMember {
             case .event(.passed(let passedStage, let states))? where passedStage == stage:
                 entry.outcome = .passed
                 merge(states)
-                if stage == .quiesced { quiescedAt = Monotonic.now() }
+                if stage == .quiesced { quiescedAt = Monotonic.Instant.now }
                 return .passed
             case .event(.broken(let kind, let member, let message))?:
                 return .failed(noteBreak(kind, member: member, message))
@@ -190,7 +190,7 @@ public final class GroupMember {
                 entry.outcome = .timedOut
                 let error = HostError(
                     .groupMemberFailed,
-                    "not every member of group \(settings.name) reached \"\(stage.rawValue)\" within \(formatSeconds(Monotonic.milliseconds(from: begin, to: limit) / 1000)) s (waiting for \(missing(at: stage)))",
+                    "not every member of group \(settings.name) reached \"\(stage.rawValue)\" within \(formatSeconds((limit - begin).inMilliseconds / 1000)) s (waiting for \(missing(at: stage)))",
                     step: "group: all \(stage.rawValue)")
                 broken = error
                 record.outcome = "broken"
@@ -204,10 +204,10 @@ public final class GroupMember {
     /// How long a barrier may wait: before the freeze the group's timeout; once frozen, never past
     /// this member's own freeze deadline (counted from "all quiesced", a little before the
     /// guard's own, so that the host gives up first).
-    private func limit(for stage: GroupStage, from begin: UInt64) -> UInt64 {
-        let timeout = begin + UInt64(settings.timeoutSeconds * 1e9)
+    private func limit(for stage: GroupStage, from begin: Monotonic.Instant) -> Monotonic.Instant {
+        let timeout = begin + .seconds(clamping: settings.timeoutSeconds)
         guard stage != .quiesced, let quiescedAt else { return timeout }
-        let frozenLimit = quiescedAt + UInt64(maxFrozenSeconds * 1e9)
+        let frozenLimit = quiescedAt + .seconds(clamping: maxFrozenSeconds)
         return stage == .frozen ? min(timeout, frozenLimit) : frozenLimit
     }
 
@@ -224,7 +224,7 @@ public final class GroupMember {
     /// After `eventDescriptor` became readable: the error if the group broke (nil for anything else).
     public func collectBreak() -> HostError? {
         if let broken { return broken }
-        switch receive(until: Monotonic.now()) {
+        switch receive(until: Monotonic.Instant.now) {
         case .event(.broken(let kind, let member, let message))?:
             return noteBreak(kind, member: member, message)
         case .closed?:
@@ -275,7 +275,7 @@ public final class GroupMember {
         guard !left else { return record }
         left = true
         send(.leave(state: state(result, consistency: consistency)))
-        let limit = Monotonic.now() + UInt64(settings.ttlSeconds * 2 + 10) * 1_000_000_000
+        let limit = Monotonic.Instant.now + .seconds(settings.ttlSeconds * 2 + 10)
         while case .event(let event)? = receive(until: limit) {
             if case .left(let ended, let states) = event {
                 record.removedGroupState = ended
@@ -285,9 +285,9 @@ public final class GroupMember {
         }
         // Every member's latest state, this one's final one included: the lowest is the group's.
         if broken == nil && record.outcome == "completed" { settleConsistency() }
-        if case .exited = process.wait(until: Monotonic.now() + 2_000_000_000) {
+        if case .exited = process.wait(until: Monotonic.Instant.now + .seconds(2)) {
         } else {
-            process.terminateGroup(graceNanoseconds: 0)
+            process.terminateGroup(grace: .zero)
         }
         try? FileSystem.remove(statusFile)
         return record
@@ -349,7 +349,7 @@ public final class GroupMember {
     private enum Received { case event(GroupEvent), readable(Int32), closed }
 
     /// The next event, a readable descriptor of `watching`, the socket's end — or nil at `deadline`.
-    private func receive(until deadline: UInt64, watching: [Int32] = []) -> Received? {
+    private func receive(until deadline: Monotonic.Instant, watching: [Int32] = []) -> Received? {
         while true {
             var fds = [PollEntry(socket.rawValue)] + watching.map { PollEntry($0) }
             if (try? Poll.wait(&fds, until: deadline)) == 0 { return nil }

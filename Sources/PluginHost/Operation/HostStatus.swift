@@ -62,7 +62,7 @@ public struct HostStatus: Encodable, Sendable {
             journalMounts = journal.mounts.map { JournalMount(mountPoint: $0.mountPoint, state: $0.state.description) }
             frozenMounts = journal.mounts.filter(\.state.mayBeFrozenByUs).map(\.mountPoint)
             freezeDeadlineSeconds = Double(journal.deadlineMilliseconds) / 1000
-            if let first = journal.mounts.map(\.freezeStartNanoseconds).filter({ $0 != 0 }).min() {
+            if let first = journal.mounts.compactMap(\.freezeStart).min() {
                 let since = epochNanoseconds(monotonic: first)
                 frozenSince = isoTimestamp(epochNanoseconds: since)
                 frozenForSeconds = secondsSince(isoTimestamp: frozenSince!).map { ($0 * 10).rounded() / 10 }

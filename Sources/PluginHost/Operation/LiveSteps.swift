@@ -8,7 +8,7 @@ final class LiveSteps: OperationSteps {
     let request: OperationRequest
     private let preflight: Preflight
     private let operationID: String
-    private let start: UInt64
+    private let start: Monotonic.Instant
     private let lock: OperationLock
     private let logger: Logger
     let interrupt: InterruptSignal?
@@ -29,13 +29,13 @@ final class LiveSteps: OperationSteps {
     private(set) var freezeRecord: FreezeRecord?
     /// The operation's time limit (host config `maxOperationSeconds`): see `ScriptRunner.run`
     /// and `PluginSet.quiesce`.
-    private var operationDeadline: UInt64 { start + UInt64(preflight.maxOperationSeconds) * 1_000_000_000 }
+    private var operationDeadline: Monotonic.Instant { start + .seconds(preflight.maxOperationSeconds) }
     /// The consistency group this operation takes part in (`LiveSteps+Group.swift`).
     var group: GroupMember?
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(
-        request: OperationRequest, preflight: Preflight, operationID: String, start: UInt64, lock: OperationLock,
+        request: OperationRequest, preflight: Preflight, operationID: String, start: Monotonic.Instant, lock: OperationLock,
         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?, containment: ProcessContainment? = nil
     ) {
         self.request = request
@@ -154,17 +154,48 @@ final class LiveSteps: OperationSteps {
             }
         }
         if guardStartError != nil { return .skipped("no freeze guard") }
-        // An agent freezes (hooks): flush here for it.
-        for target in targets {
-            do throws(SystemError) {
-                let directory = try FileDescriptor.open(target.mountPoint, O_RDONLY | O_DIRECTORY)
-                guard ph_syncfs(directory.rawValue) == 0 else { throw SystemError("syncfs") }
-            } catch {
-                let failure = SystemError("syncfs", errno: error.errno)
-                warnings.append("syncfs \(target.mountPoint): \(failure) (the freeze will flush instead)")
+        return flushForAgent(targets.map(\.mountPoint))
+    }
+
+    /// An agent freezes (hooks): flush for it, with `sync --file-system` (syncfs(2) of each) in
+    /// a child, so that a syncfs stuck behind a frozen filesystem (the one that holds a target's
+    /// storage) holds that child, never the host, and the hook still answers. A flush that does
+    /// not finish within the freeze limit fails the step: the agent's FIFREEZE would not return
+    /// either, so the freeze is not handed to it. The child is left to finish on its own.
+    private func flushForAgent(_ mounts: [String]) -> StepResult {
+        let sync: ChildProcess
+        do {
+            sync = try ChildProcess(
+                spawning: Command(
+                    executable: "/bin/sync", arguments: ["--file-system", "--"] + mounts,
+                    environment: ["PATH": ScriptRunner.searchPath, "LANG": "C"]),
+                outlivesHost: true)
+        } catch {
+            warnings.append("cannot start /bin/sync (\(error)): the agent's freeze will flush instead")
+            return .succeeded
+        }
+        let limit = Monotonic.Instant.now + .seconds(clamping: preflight.maxFrozenSeconds)
+        while true {
+            switch sync.wait(until: limit, watching: interrupt.map { [$0.descriptor] } ?? []) {
+            case .exited(.exited(0)):
+                return .succeeded
+            case .exited(let termination):
+                let said = sync.stderrTail.text.split(whereSeparator: \.isNewline).suffix(2).joined(separator: " / ")
+                warnings.append("sync --file-system ended with \(termination): \(said) (the agent's freeze will flush instead)")
+                return .succeeded
+            case .readable:
+                sync.detach()
+                return .interrupted(interruptError(during: "flush"))
+            case .deadlineReached:
+                sync.detach()
+                let error = HostError(
+                    .freezeFailed,
+                    "syncfs of \(mounts.joined(separator: ", ")) did not finish within \(formatSeconds(preflight.maxFrozenSeconds)) s: is a filesystem that holds their storage frozen? The agent's FIFREEZE would not return either",
+                    step: "flush")
+                flushError = error
+                return .failed(error, attempted: false)
             }
         }
-        return .succeeded
     }
 
     func quiesce() -> StepResult {
@@ -190,6 +221,13 @@ final class LiveSteps: OperationSteps {
     }
 
     func freeze() -> StepResult {
+        // A flush that did not return means a FIFREEZE would not either: do not start one, nor
+        // let an agent start one, whatever continueBackupOnFailure says (the hook fails, and the
+        // agent goes on without a freeze).
+        if flushError != nil {
+            let error = HostError(.freezeFailed, "not attempted: the flush before it did not finish", step: "freeze")
+            return request.mode.agentFreezes ? .fatal(error) : .failed(error, attempted: false)
+        }
         if case .hook(let agent, _) = request.mode {
             lock.setPhase("quiesced")
             return .delegated("\(agent.displayName) freezes the filesystems")
@@ -200,12 +238,6 @@ final class LiveSteps: OperationSteps {
         }
         if let guardStartError { return .failed(guardStartError, attempted: false) }
         guard let freezeGuard else { return .skipped("nothing to freeze") }
-        // A flush that did not return means a FIFREEZE would not either: do not start one.
-        if flushError != nil {
-            return .failed(
-                HostError(.freezeFailed, "not attempted: the flush before it did not finish", step: "freeze"),
-                attempted: false)
-        }
         freezeAttempted = true
         lock.setPhase("frozen")  // the last write before the freeze (the journal is a mapping)
         logger.info("freezing", metadata: ["mounts": "\(freezeGuard.targets.map(\.mountPoint))"])
@@ -257,13 +289,13 @@ final class LiveSteps: OperationSteps {
     /// thaw — or the guard's deadline, or a signal.
     private func awaitThaw(_ channel: any SessionLink, _ prospect: OperationOutcome, errors: [HostError]) -> StepResult
     {
-        let begin = Monotonic.now()
+        let begin = Monotonic.Instant.now
         let agentFreezes = request.mode.agentFreezes
         let who = agentFreezes ? "the agent" : "the caller of pluginhost freeze"
         var record = SnapshotRecord(
             command: ["(taken by \(who))"], termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
         defer {
-            record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
+            record.durationMs = (Monotonic.Instant.now - begin).inMilliseconds
             snapshotRecord = record
         }
         // Only a guard that holds the freeze counts: a failed freeze leaves nothing to watch.
@@ -284,7 +316,7 @@ final class LiveSteps: OperationSteps {
                         : "pluginhost thaw --operation \(operationID)",
                     group: group?.record)))
         // The guard thaws at its deadline; the host enforces it too, a little later.
-        let limit = frozenBy?.hostDeadline ?? begin + UInt64(waitSeconds * 1e9)
+        let limit = frozenBy?.hostDeadline ?? begin + .seconds(clamping: waitSeconds)
         while true {
             var fds = [PollEntry(channel.listenDescriptor)]
             if let interrupt { fds.append(PollEntry(interrupt.descriptor)) }
@@ -317,7 +349,7 @@ final class LiveSteps: OperationSteps {
                     })
             {
                 // The caller's snapshot counts only if no filesystem was thawed before it said so.
-                if let frozenBy, let thawed = frozenBy.firstThawStart, thawed <= Monotonic.now() {
+                if let frozenBy, let thawed = frozenBy.firstThawStart, thawed <= Monotonic.Instant.now {
                     let error = unpromptedThawError(
                         frozenBy.collectUnpromptedThaw() ?? .deadline, during: "the wait for the thaw")
                     record.outcome = error.message
@@ -332,7 +364,7 @@ final class LiveSteps: OperationSteps {
                         HostError(.snapshotCommandFailed, "\(who) reported that its snapshot failed", step: "snapshot"),
                         attempted: true)
             }
-            guard Monotonic.now() >= limit else { continue }
+            guard Monotonic.Instant.now >= limit else { continue }
             if let frozenBy {
                 let error = unpromptedThawError(
                     frozenBy.enforceDeadline(), during: "the wait for the thaw", missedDeadline: true)
@@ -405,7 +437,7 @@ final class LiveSteps: OperationSteps {
             return .failed(
                 HostError(.snapshotCommandFailed, "no snapshot command given", step: "snapshot"), attempted: false)
         }
-        let begin = Monotonic.now()
+        let begin = Monotonic.Instant.now
         var record = SnapshotRecord(
             command: request.snapshotCommand, termination: nil, durationMs: 0, stdoutTail: "", stderrTail: "")
         defer { snapshotRecord = record }
@@ -417,7 +449,7 @@ final class LiveSteps: OperationSteps {
                     environment: snapshotEnvironment()),
                 cell: containment?.cell("snapshot command"))
         } catch {
-            record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
+            record.durationMs = (Monotonic.Instant.now - begin).inMilliseconds
             return .failed(
                 HostError(.snapshotCommandFailed, "cannot start \(executable): \(error)", step: "snapshot"),
                 attempted: false)
@@ -430,13 +462,13 @@ final class LiveSteps: OperationSteps {
         if let group { watched.append(group.eventDescriptor) }
         // The guard thaws at its deadline and the host enforces it too, a little later; without
         // a freeze, the command still gets the freeze deadline as its limit.
-        let limit = frozenBy?.hostDeadline ?? begin + UInt64(preflight.maxFrozenSeconds * 1e9)
+        let limit = frozenBy?.hostDeadline ?? begin + .seconds(clamping: preflight.maxFrozenSeconds)
 
         var result: StepResult
         waiting: while true {
             switch child.wait(until: limit, watching: watched) {
             case .exited(let termination):
-                let end = Monotonic.now()
+                let end = Monotonic.Instant.now
                 record.termination = termination
                 if let frozenBy, let thawed = frozenBy.firstThawStart, thawed <= end {
                     // Thawed before the command was seen to end: not wholly inside the freeze.
@@ -452,7 +484,7 @@ final class LiveSteps: OperationSteps {
                         attempted: true)
                 break waiting
             case .deadlineReached:
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "timed out")
+                record.termination = child.terminateGroup(grace: .milliseconds(500), reason: "timed out")
                 if let frozenBy {
                     // The guard missed its deadline (stopped?): the host killed it and thawed.
                     result = .failed(
@@ -466,25 +498,24 @@ final class LiveSteps: OperationSteps {
                         step: "snapshot"), attempted: true)
                 break waiting
             case .readable(let fd) where fd == interrupt?.descriptor:
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000, reason: "interrupted")
+                record.termination = child.terminateGroup(grace: .milliseconds(500), reason: "interrupted")
                 result = .interrupted(interruptError(during: "snapshot"))
                 break waiting
             case .readable(let fd) where fd == group?.eventDescriptor:
                 // Another member failed or vanished: this snapshot will not be part of a whole cut.
                 guard let error = group?.collectBreak() else { continue waiting }
-                record.termination = child.terminateGroup(graceNanoseconds: 500_000_000)
+                record.termination = child.terminateGroup(grace: .milliseconds(500))
                 result = .failed(error, attempted: true)
                 break waiting
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
                 guard let cause = frozenBy?.collectUnpromptedThaw() else { continue waiting }
-                record.termination = child.terminateGroup(
-                    graceNanoseconds: 500_000_000, reason: "the freeze ended under it")
+                record.termination = child.terminateGroup(grace: .milliseconds(500), reason: "the freeze ended under it")
                 result = .failed(unpromptedThawError(cause, during: "\(executable)"), attempted: true)
                 break waiting
             }
         }
-        record.durationMs = Monotonic.milliseconds(from: begin, to: Monotonic.now())
+        record.durationMs = (Monotonic.Instant.now - begin).inMilliseconds
         record.stdoutTail = child.stdoutTail.text
         record.stderrTail = child.stderrTail.text
         child.cell?.removeIfEmpty()

@@ -31,14 +31,14 @@ public final class Operation {
     }
 
     public func run() -> OperationReport {
-        let start = Monotonic.now()
+        let start = Monotonic.Instant.now
         var report = OperationReport(operationID: operationID, command: request.mode.name, startedAt: isoTimestamp())
         report.hookScriptArg = request.hookScriptArg
         var logger = self.logger
         logger[metadataKey: "operation"] = "\(operationID)"
 
         func finish(_ status: ExitStatus? = nil, failed: Bool = true) -> OperationReport {
-            report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+            report.durationMs = (Monotonic.Instant.now - start).inMilliseconds
             report.conclude(failed: failed)
             if let status { report.exitStatus = status }
             request.mode.channel?.finish(report)
@@ -79,12 +79,12 @@ public final class Operation {
         }
 
         TestStop.at("checks")
-        let checksStart = Monotonic.now()
+        let checksStart = Monotonic.Instant.now
         let preflight = Preflight.run(request)
         report.steps.append(
             StepRecord(
-                name: "checks", startMs: Monotonic.milliseconds(from: start, to: checksStart),
-                durationMs: Monotonic.milliseconds(from: checksStart, to: Monotonic.now()),
+                name: "checks", startMs: (checksStart - start).inMilliseconds,
+                durationMs: (Monotonic.Instant.now - checksStart).inMilliseconds,
                 outcome: preflight.setupProblems.isEmpty ? .succeeded : .failed,
                 detail: preflight.setupProblems.first?.message))
         report.warnings += preflight.warnings
@@ -159,7 +159,7 @@ public final class Operation {
         report.processContainment = containment.mechanism.description
         report.killedProcesses = containment.killed
         report.warnings += containment.warnings
-        report.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+        report.durationMs = (Monotonic.Instant.now - start).inMilliseconds
         report.conclude(failed: sequence.failed)
         report = report.bounded()  // always small enough to be read back
         do {

@@ -14,13 +14,17 @@ public enum StepResult: Sendable, Equatable {
     /// started, a plugin that was asked to quiesce); a check failure ran nothing. `more` holds
     /// further errors of the same step (several plugins).
     case failed(HostError, attempted: Bool, more: [HostError] = [])
+    /// Failed, and the operation cannot go on even with continueBackupOnFailure: a hook's agent
+    /// would freeze filesystems whose flush never returned, and its FIFREEZE would not return
+    /// either. Nothing ran.
+    case fatal(HostError)
     /// Stopped by SIGTERM/SIGINT; what it started was stopped.
     case interrupted(HostError)
 
     var ranSomething: Bool {
         switch self {
         case .succeeded, .interrupted: true
-        case .skipped, .delegated: false
+        case .skipped, .delegated, .fatal: false
         case .failed(_, let attempted, _): attempted
         }
     }
@@ -77,7 +81,7 @@ public struct OperationSequence {
     public private(set) var failed = false
 
     private let steps: any OperationSteps
-    private let start: UInt64
+    private let start: Monotonic.Instant
     private var applicationStepsSucceeded = 0
     private var applicationStepFailed = false
     private var freezeSucceeded = false
@@ -85,7 +89,7 @@ public struct OperationSequence {
     private var freezeDelegated = false
     private var interrupted = false
 
-    public init(steps: any OperationSteps, continueOnFailure: Bool, start: UInt64 = Monotonic.now()) {
+    public init(steps: any OperationSteps, continueOnFailure: Bool, start: Monotonic.Instant = .now) {
         self.steps = steps
         self.continueOnFailure = continueOnFailure
         self.start = start
@@ -164,7 +168,7 @@ public struct OperationSequence {
         case .failed:
             if application { applicationStepFailed = true }
             if !continueOnFailure { failed = true }
-        case .interrupted:
+        case .interrupted, .fatal:
             failed = true
         }
         if !failed && !interrupted {
@@ -211,7 +215,7 @@ public struct OperationSequence {
             errors.append(signal)
             records.append(
                 StepRecord(
-                    name: name, startMs: milliseconds(Monotonic.now()), durationMs: 0,
+                    name: name, startMs: milliseconds(Monotonic.Instant.now), durationMs: 0,
                     outcome: .interrupted, detail: signal.message))
             return nil
         }
@@ -223,11 +227,11 @@ public struct OperationSequence {
     /// Runs a step and keeps its record and error.
     private mutating func record(_ name: String, _ act: (any OperationSteps) -> StepResult) -> StepResult {
         TestStop.at(name)
-        let begin = Monotonic.now()
+        let begin = Monotonic.Instant.now
         let result = act(steps)
-        let end = Monotonic.now()
+        let end = Monotonic.Instant.now
         var entry = StepRecord(
-            name: name, startMs: milliseconds(begin), durationMs: Monotonic.milliseconds(from: begin, to: end),
+            name: name, startMs: milliseconds(begin), durationMs: (end - begin).inMilliseconds,
             outcome: .succeeded, detail: nil)
         switch result {
         case .succeeded:
@@ -240,6 +244,10 @@ public struct OperationSequence {
             entry.detail = ([error] + more).map(\.message).joined(separator: "; ")
             errors.append(error)
             errors += more
+        case .fatal(let error):
+            entry.outcome = .failed
+            entry.detail = error.message
+            errors.append(error)
         case .interrupted(let error):
             entry.outcome = .interrupted
             entry.detail = error.message
@@ -249,5 +257,5 @@ public struct OperationSequence {
         return result
     }
 
-    private func milliseconds(_ time: UInt64) -> Double { Monotonic.milliseconds(from: start, to: time) }
+    private func milliseconds(_ time: Monotonic.Instant) -> Double { (time - start).inMilliseconds }
 }

@@ -59,7 +59,7 @@ public enum SessionClient {
         guard
             let bytes = request(
                 paths: paths, .thaw(operationID: operationID, snapshotTaken: snapshotTaken),
-                timeoutMilliseconds: 3_600_000)
+                timeout: .seconds(3600))
         else { return .noSession }
         if let report = ReportStore.decode(bytes) { return .report(report) }
         let text = String(decoding: bytes, as: UTF8.self)
@@ -69,12 +69,12 @@ public enum SessionClient {
 
     /// Asks a session waiting for its thaw what it holds (nil when none answers quickly).
     public static func status(paths: StatePaths) -> SessionStatus? {
-        guard let bytes = request(paths: paths, .status, timeoutMilliseconds: 1000) else { return nil }
+        guard let bytes = request(paths: paths, .status, timeout: .seconds(1)) else { return nil }
         return try? JSONDecoder().decode(SessionStatus.self, from: Data(bytes))
     }
 
     /// Connects, sends `line`, reads until the session closes. nil when nobody listens.
-    private static func request(paths: StatePaths, _ request: SessionRequest, timeoutMilliseconds: Int) -> [UInt8]? {
+    private static func request(paths: StatePaths, _ request: SessionRequest, timeout: Duration) -> [UInt8]? {
         guard let connection = try? FileDescriptor.socket(.stream),
             let address = UnixSocketAddress(path: paths.sessionSocket),
             (try? connection.connect(to: address)) != nil,
@@ -82,7 +82,7 @@ public enum SessionClient {
         else { return nil }
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
-        let deadline = Monotonic.now() + UInt64(timeoutMilliseconds) * 1_000_000
+        let deadline = Monotonic.Instant.now + timeout
         while true {
             guard (try? Poll.wait(for: connection.rawValue, until: deadline)) == true else {
                 return collected.isEmpty ? nil : collected

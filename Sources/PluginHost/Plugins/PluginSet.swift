@@ -28,7 +28,7 @@ final class PluginSet {
     private let refusals: [HostError]
     private let operationID: String
     private let freezeTargets: [FreezeTarget]
-    private let start: UInt64
+    private let start: Monotonic.Instant
     /// The step a set-up failure is reported at: `prepare` in an operation, `checks` for
     /// `list` and `check`.
     private let setupStep: String
@@ -50,7 +50,7 @@ final class PluginSet {
 
     /// `includeDisabled` loads disabled plugins too (for `list`; an operation never does).
     init(
-        catalog: PluginCatalog, operationID: String, freezeTargets: [FreezeTarget], start: UInt64,
+        catalog: PluginCatalog, operationID: String, freezeTargets: [FreezeTarget], start: Monotonic.Instant,
         includeDisabled: Bool = false, setupStep: String = "prepare"
     ) {
         self.operationID = operationID
@@ -110,12 +110,12 @@ final class PluginSet {
         perform(.create, on: usable, interruptible: true) { member in
             .create(
                 config: member.manifest.kind == .ffi ? "{}" : member.manifest.config, operationID: operationID,
-                freezeMounts: mounts, deadline: deadline(member))
+                freezeMounts: mounts, deadline: deadline(member).nanoseconds)
         } failure: { member, error in
             member.unusable = error
         }
         perform(.dataPaths, on: usable, interruptible: true) { member in
-            .call(function: .dataPaths, deadline: deadline(member), holdUntil: 0)
+            .call(function: .dataPaths, deadline: deadline(member).nanoseconds, holdUntil: 0)
         } success: { member, message in
             member.record.dataPaths = message.split(whereSeparator: \.isNewline).map(String.init).filter {
                 $0.hasPrefix("/")
@@ -130,8 +130,8 @@ final class PluginSet {
     /// loads while the next is started.
     private func load(executable: String, logger: Logger, containment: ProcessContainment? = nil) {
         var sent: [Member] = []
-        var deadlines: [UInt64] = []
-        var begins: [UInt64] = []
+        var deadlines: [Monotonic.Instant] = []
+        var begins: [Monotonic.Instant] = []
         for member in members where member.unusable == nil {
             do {
                 member.worker = try PluginWorker(
@@ -145,7 +145,7 @@ final class PluginSet {
                 continue
             }
             let spec = member.manifest.ffi.map { $0.json.serialized() }
-            let begin = Monotonic.now()
+            let begin = Monotonic.Instant.now
             if member.worker!.send(.load(kind: member.manifest.kind, ffiSpec: spec)) {
                 sent.append(member)
                 deadlines.append(deadline(member))
@@ -162,7 +162,7 @@ final class PluginSet {
             let (outcome, end) = outcomes[index]
             var call = PluginRecord.Call(
                 function: .load, startMs: ms(begins[index]),
-                durationMs: Monotonic.milliseconds(from: begins[index], to: end),
+                durationMs: (end - begins[index]).inMilliseconds,
                 outcome: .ok)
             switch outcome {
             case .reply(.loaded(let identity)):
@@ -218,14 +218,14 @@ final class PluginSet {
     /// Quiesces order group after order group. Without `continueOnFailure`, the first failure
     /// stops it (what was quiesced is resumed by `resume`).
     /// No group starts at or after `notAfter` (the operation's time limit), and no call runs past it.
-    func quiesce(continueOnFailure: Bool, maxFrozenSeconds: Double, notAfter: UInt64 = .max) -> StepResult {
+    func quiesce(continueOnFailure: Bool, maxFrozenSeconds: Double, notAfter: Monotonic.Instant = .max) -> StepResult {
         if isEmpty { return .skipped("no plugins") }
         var errors = refusals + members.compactMap(\.unusable)
         var attempted = false
         let groups = Dictionary(grouping: usable, by: \.manifest.order).sorted { $0.key < $1.key }
         for (position, (_, group)) in groups.enumerated() {
             if !errors.isEmpty && !continueOnFailure || interrupted { break }
-            if Monotonic.now() >= notAfter {
+            if Monotonic.Instant.now >= notAfter {
                 let names = groups[position...].flatMap(\.value).map(\.manifest.name)
                 errors.append(
                     HostError(
@@ -236,11 +236,13 @@ final class PluginSet {
             }
             // The hold lasts until resume: the later groups' quiesce, the freeze, resume's start.
             let later = groups[position...].flatMap(\.value).map(\.manifest.timeoutSeconds).reduce(0, +)
-            let holdUntil = Monotonic.now() + UInt64((Double(later) + maxFrozenSeconds + 30) * 1e9)
+            let holdUntil = Monotonic.Instant.now + .seconds(clamping: Double(later) + maxFrozenSeconds + 30)
             for member in group { member.quiesceCalled = true }
             attempted = true
             perform(.quiesce, on: group, interruptible: true) { member in
-                .call(function: .quiesce, deadline: min(deadline(member), notAfter), holdUntil: holdUntil)
+                .call(
+                    function: .quiesce, deadline: min(deadline(member), notAfter).nanoseconds,
+                    holdUntil: holdUntil.nanoseconds)
             } failure: { _, error in
                 errors.append(error)
             }
@@ -266,11 +268,11 @@ final class PluginSet {
             for member in group where member.worker?.alive != true {
                 member.record.calls.append(
                     PluginRecord.Call(
-                        function: .resume, startMs: ms(Monotonic.now()), durationMs: 0, outcome: .skipped,
+                        function: .resume, startMs: ms(Monotonic.Instant.now), durationMs: 0, outcome: .skipped,
                         message: "its worker was killed during quiesce; its sessions and locks ended with it"))
             }
             perform(.resume, on: reachable) { member in
-                .call(function: .resume, deadline: deadline(member), holdUntil: 0)
+                .call(function: .resume, deadline: deadline(member).nanoseconds, holdUntil: 0)
             } failure: { _, error in
                 errors.append(error)
             }
@@ -283,7 +285,7 @@ final class PluginSet {
     func check() -> [HostError] {
         var errors = refusals + members.compactMap(\.unusable)
         perform(.check, on: usable) { member in
-            .call(function: .check, deadline: deadline(member), holdUntil: 0)
+            .call(function: .check, deadline: deadline(member).nanoseconds, holdUntil: 0)
         } failure: { member, error in
             member.unusable = error
             errors.append(error)
@@ -303,8 +305,8 @@ final class PluginSet {
 
     private var usable: [Member] { members.filter { $0.unusable == nil && $0.worker?.alive == true } }
 
-    private func deadline(_ member: Member) -> UInt64 {
-        Monotonic.now() + UInt64(member.manifest.timeoutSeconds) * 1_000_000_000
+    private func deadline(_ member: Member) -> Monotonic.Instant {
+        Monotonic.Instant.now + .seconds(member.manifest.timeoutSeconds)
     }
 
     /// Sends one request to each member at once, waits for all, records each call.
@@ -314,18 +316,18 @@ final class PluginSet {
         failure: (Member, HostError) -> Void
     ) {
         var sent: [Member] = []
-        var deadlines: [UInt64] = []
-        var begins: [UInt64] = []
+        var deadlines: [Monotonic.Instant] = []
+        var begins: [Monotonic.Instant] = []
         for member in group {
             let message = request(member)
-            let begin = Monotonic.now()
+            let begin = Monotonic.Instant.now
             if member.worker?.send(message) == true {
                 sent.append(member)
                 begins.append(begin)
                 if case .call(_, let deadline, _) = message {
-                    deadlines.append(deadline)
+                    deadlines.append(Monotonic.Instant(nanoseconds: deadline))
                 } else if case .create(_, _, _, let deadline) = message {
-                    deadlines.append(deadline)
+                    deadlines.append(Monotonic.Instant(nanoseconds: deadline))
                 } else {
                     deadlines.append(deadline(member))
                 }
@@ -337,7 +339,7 @@ final class PluginSet {
                 member.record.calls.append(
                     PluginRecord.Call(
                         function: function, startMs: ms(begin),
-                        durationMs: Monotonic.milliseconds(from: begin, to: Monotonic.now()),
+                        durationMs: (Monotonic.Instant.now - begin).inMilliseconds,
                         outcome: .crashed, message: "its worker was gone before the call: \(why)"))
                 failure(member, error(function, .lost(why), member))
             }
@@ -349,7 +351,7 @@ final class PluginSet {
             let (outcome, end) = outcomes[index]
             var call = PluginRecord.Call(
                 function: function, startMs: ms(begins[index]),
-                durationMs: Monotonic.milliseconds(from: begins[index], to: end), outcome: .ok)
+                durationMs: (end - begins[index]).inMilliseconds, outcome: .ok)
             switch outcome {
             case .reply(.result(let status, let message, let details)):
                 call.outcome = PluginCallOutcome(status: status)
@@ -452,5 +454,5 @@ final class PluginSet {
         }
     }
 
-    private func ms(_ time: UInt64) -> Double { Monotonic.milliseconds(from: start, to: time) }
+    private func ms(_ time: Monotonic.Instant) -> Double { (time - start).inMilliseconds }
 }

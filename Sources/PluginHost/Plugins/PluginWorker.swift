@@ -90,16 +90,16 @@ final class PluginWorker {
 
     /// Waits for one reply from each worker (requests already sent), each by its own deadline,
     /// all in one poll loop: plugins of the same order work concurrently.
-    /// Each outcome comes with the CLOCK_MONOTONIC time it arrived. When `interrupt` (the
+    /// Each outcome comes with the instant it arrived. When `interrupt` (the
     /// signal pipe, left unread) becomes readable, every worker still busy is killed at once:
     /// a signal never waits for a plugin call to return.
-    static func await(_ workers: [PluginWorker], deadlines: [UInt64], interrupt: Int32? = nil) -> [(
-        outcome: Outcome, at: UInt64
+    static func await(_ workers: [PluginWorker], deadlines: [Monotonic.Instant], interrupt: Int32? = nil) -> [(
+        outcome: Outcome, at: Monotonic.Instant
     )] {
-        var outcomes = [(outcome: Outcome, at: UInt64)?](repeating: nil, count: workers.count)
+        var outcomes = [(outcome: Outcome, at: Monotonic.Instant)?](repeating: nil, count: workers.count)
         var pending = Set(workers.indices.filter { workers[$0].alive })
         for index in workers.indices where !workers[index].alive {
-            outcomes[index] = (.lost("the worker is gone"), Monotonic.now())
+            outcomes[index] = (.lost("the worker is gone"), Monotonic.Instant.now)
         }
         while !pending.isEmpty {
             var fds: [PollEntry] = []
@@ -114,17 +114,17 @@ final class PluginWorker {
             if let interrupt, fds.last?.descriptor == interrupt, fds.last?.isReady == true {
                 for index in pending.sorted() {
                     workers[index].kill(reason: "interrupted")
-                    outcomes[index] = (.interrupted, Monotonic.now())
+                    outcomes[index] = (.interrupted, Monotonic.Instant.now)
                 }
                 break
             }
             for index in pending.sorted() {
                 if let outcome = workers[index].service() {
-                    outcomes[index] = (outcome, Monotonic.now())
+                    outcomes[index] = (outcome, Monotonic.Instant.now)
                     pending.remove(index)
-                } else if Monotonic.now() >= deadlines[index] {
+                } else if Monotonic.Instant.now >= deadlines[index] {
                     workers[index].kill(reason: "its plugin call timed out")
-                    outcomes[index] = (.timedOut, Monotonic.now())
+                    outcomes[index] = (.timedOut, Monotonic.Instant.now)
                     pending.remove(index)
                 }
             }
@@ -155,7 +155,7 @@ final class PluginWorker {
             return .reply(message)
         }
         // Drain its output; notice if it died without closing the socket first.
-        if case .exited = process.wait(until: Monotonic.now()) { return lose(nil) }
+        if case .exited = process.wait(until: Monotonic.Instant.now) { return lose(nil) }
         return nil
     }
 
@@ -189,13 +189,13 @@ final class PluginWorker {
         guard alive else { return }
         alive = false
         socket.close()
-        process.terminateGroup(graceNanoseconds: 0, reason: reason)
+        process.terminateGroup(grace: .zero, reason: reason)
         process.cell?.kill(reason: reason)  // what it left behind when it exited on its own
     }
 
     /// How the worker ended, with the end of its stderr (a crash message, say).
     func exitDescription() -> String {
-        guard case .exited(let termination) = process.wait(until: Monotonic.now() + 2_000_000_000) else {
+        guard case .exited(let termination) = process.wait(until: Monotonic.Instant.now + .seconds(2)) else {
             return "the worker stopped answering"
         }
         let stderr = process.stderrTail.text.split(whereSeparator: \.isNewline).suffix(3).joined(separator: " / ")
@@ -205,9 +205,9 @@ final class PluginWorker {
     /// Asks the worker to destroy the plugin and exit (bounded), then makes sure it is gone.
     func shutDown() {
         if alive, send(.destroy) {
-            _ = Self.await([self], deadlines: [Monotonic.now() + UInt64(manifest.timeoutSeconds) * 1_000_000_000])
+            _ = Self.await([self], deadlines: [Monotonic.Instant.now + .seconds(manifest.timeoutSeconds)])
             // It exits right after its answer: let it, so that only what it left behind is killed.
-            _ = process.wait(until: Monotonic.now() + 1_000_000_000)
+            _ = process.wait(until: Monotonic.Instant.now + .seconds(1))
         }
         kill()
     }

@@ -87,7 +87,8 @@ public struct ScriptRunner: Sendable {
         return "\(shell) (no #! line)"
     }
 
-    public var graceNanoseconds: UInt64 = 2_000_000_000
+    /// How long a stopped attempt gets between SIGTERM and SIGKILL.
+    public var grace: Duration = .seconds(2)
 
     public init() {}
 
@@ -114,12 +115,12 @@ public struct ScriptRunner: Sendable {
     /// aborts the run when readable (the signal pipe). In a `containment`, each attempt runs in
     /// a cell of its own, killed whole when the attempt is stopped. The operation's time limit:
     /// no retry starts at or after `retryUntil`, and an attempt still running at `stopAt` is
-    /// stopped as timed out (CLOCK_MONOTONIC ns; nil: no limit).
+    /// stopped as timed out (nil: no limit).
     public func run(
         phase: ScriptPhase, path: String, arguments: [String], retries: Int,
         timeoutSeconds: Int, environment: [String: String],
-        operationStart: UInt64, interrupt: Int32? = nil, containment: ProcessContainment? = nil,
-        retryUntil: UInt64? = nil, stopAt: UInt64? = nil
+        operationStart: Monotonic.Instant, interrupt: Int32? = nil, containment: ProcessContainment? = nil,
+        retryUntil: Monotonic.Instant? = nil, stopAt: Monotonic.Instant? = nil
     ) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
         var command = Command(executable: path, arguments: arguments, environment: environment)
@@ -128,7 +129,7 @@ public struct ScriptRunner: Sendable {
             run.shell = "\(Self.shell): the script has no owner execute bit"
         }
         for number in 1...(retries + 1) {
-            if number > 1, let retryUntil, Monotonic.now() >= retryUntil {
+            if number > 1, let retryUntil, Monotonic.Instant.now >= retryUntil {
                 run.timeLimitReached = true
                 break
             }
@@ -138,19 +139,19 @@ public struct ScriptRunner: Sendable {
                 cell: containment?.cell("\(phase.stepName) attempt \(number)"))
             run.attempts.append(attempt)
             run.outcome = outcome
-            if let stopAt, attempt.timedOut, Monotonic.now() >= stopAt { run.timeLimitReached = true }
+            if let stopAt, attempt.timedOut, Monotonic.Instant.now >= stopAt { run.timeLimitReached = true }
             if run.succeeded || outcome == .interrupted || run.timeLimitReached == true { break }
         }
         return run
     }
 
     private func runOnce(
-        _ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: UInt64,
-        interrupt: Int32?, stopAt: UInt64?, cell: ProcessContainment.Cell?
+        _ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: Monotonic.Instant,
+        interrupt: Int32?, stopAt: Monotonic.Instant?, cell: ProcessContainment.Cell?
     ) -> (ScriptAttempt, ScriptRun.Outcome) {
-        let start = Monotonic.now()
+        let start = Monotonic.Instant.now
         var attempt = ScriptAttempt(
-            number: number, startMs: Monotonic.milliseconds(from: operationStart, to: start),
+            number: number, startMs: (start - operationStart).inMilliseconds,
             durationMs: 0, termination: nil, timedOut: false, spawnError: nil,
             stdoutTail: "", stderrTail: "")
         let child: ChildProcess
@@ -168,10 +169,10 @@ public struct ScriptRunner: Sendable {
         } catch {
             attempt.spawnError = error.description
             cell?.removeIfEmpty()
-            attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+            attempt.durationMs = (Monotonic.Instant.now - start).inMilliseconds
             return (attempt, .failed)
         }
-        let deadline = min(start + UInt64(timeoutSeconds) * 1_000_000_000, stopAt ?? .max)
+        let deadline = min(start + .seconds(timeoutSeconds), stopAt ?? .max)
         var outcome: ScriptRun.Outcome
         switch child.wait(until: deadline, watching: interrupt.map { [$0] } ?? []) {
         case .exited(let termination):
@@ -179,13 +180,13 @@ public struct ScriptRunner: Sendable {
             outcome = termination == .exited(0) ? .succeeded : .failed
         case .deadlineReached:
             attempt.timedOut = true
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "timed out")
+            attempt.termination = child.terminateGroup(grace: grace, reason: "timed out")
             outcome = .timedOut
         case .readable:
-            attempt.termination = child.terminateGroup(graceNanoseconds: graceNanoseconds, reason: "interrupted")
+            attempt.termination = child.terminateGroup(grace: grace, reason: "interrupted")
             outcome = .interrupted
         }
-        attempt.durationMs = Monotonic.milliseconds(from: start, to: Monotonic.now())
+        attempt.durationMs = (Monotonic.Instant.now - start).inMilliseconds
         attempt.stdoutTail = child.stdoutTail.text
         attempt.stderrTail = child.stderrTail.text
         cell?.removeIfEmpty()

@@ -100,7 +100,7 @@ public final class ChildProcess {
                 withCStrings(envp) { envpPointer in
                     ph_spawn_in(
                         command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
-                        cell?.procsDescriptor ?? -1, &joinError, &pid)
+                        cell?.cgroupDescriptor ?? -1, &joinError, &pid)
                 }
             }
         }
@@ -121,7 +121,7 @@ public final class ChildProcess {
             stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork"
         ) { map, count, pid in
             ph_fork_call_in(
-                map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.procsDescriptor ?? -1, entry,
+                map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.cgroupDescriptor ?? -1, entry,
                 nil, &pid)
         }
         cell?.joined(pid)
@@ -187,7 +187,7 @@ public final class ChildProcess {
                 kill(pid, SIGKILL)
             }
             cell?.kill(reason: "its owner was dropped")
-            if case .exitPending = poll(until: Monotonic.now() + 5_000_000_000, watching: []) {
+            if case .exitPending = poll(until: Monotonic.Instant.now + .seconds(5), watching: []) {
                 var status: Int32 = 0
                 _ = waitpid(pid, &status, 0)
             }
@@ -201,9 +201,9 @@ public final class ChildProcess {
         case readable(Int32)
     }
 
-    /// Waits until the child exits, `deadline` (CLOCK_MONOTONIC ns) passes, or one of `watching`
-    /// becomes readable, draining the child's output meanwhile.
-    public func wait(until deadline: UInt64? = nil, watching: [Int32] = []) -> Event {
+    /// Waits until the child exits, `deadline` passes, or one of `watching` becomes readable,
+    /// draining the child's output meanwhile.
+    public func wait(until deadline: Monotonic.Instant? = nil, watching: [Int32] = []) -> Event {
         if let termination { return .exited(termination) }
         switch poll(until: deadline, watching: watching) {
         case .exitPending: return .exited(reap())
@@ -221,7 +221,7 @@ public final class ChildProcess {
     }
 
     /// Like `wait`, but also returns as soon as new output has been read (to look for a line).
-    public func waitForOutput(until deadline: UInt64?) -> OutputEvent {
+    public func waitForOutput(until deadline: Monotonic.Instant?) -> OutputEvent {
         if let termination { return .exited(termination) }
         switch poll(until: deadline, watching: [], returnOnOutput: true) {
         case .exitPending: return .exited(reap())
@@ -234,7 +234,7 @@ public final class ChildProcess {
 
     /// Polls the pidfd, the output pipes and `watching`. An exit is reported while the child is
     /// still a zombie, so that its pid (and the process group's id) cannot be reused yet.
-    private func poll(until deadline: UInt64?, watching: [Int32], returnOnOutput: Bool = false) -> PollResult {
+    private func poll(until deadline: Monotonic.Instant?, watching: [Int32], returnOnOutput: Bool = false) -> PollResult {
         while true {
             // Without a pidfd: a child that exited while another waiter drained the shared
             // SIGCHLD pipe is seen here, before blocking.
@@ -265,12 +265,12 @@ public final class ChildProcess {
             if let watched = fds[firstWatched...].first(where: { $0.revents != 0 }) {
                 return .readable(watched.fd)
             }
-            if let deadline, Monotonic.now() >= deadline { return .deadlineReached }
+            if let deadline, Monotonic.Instant.now >= deadline { return .deadlineReached }
         }
     }
 
     /// The descriptors to poll for this child (its exit and its output), for callers that wait
-    /// on several things at once; then call `wait(until: Monotonic.now())` to take what is ready.
+    /// on several things at once; then call `wait(until: .now)` to take what is ready.
     /// Without a pidfd there is no descriptor of this child's own exit (the SIGCHLD pipe is
     /// shared): a caller then sees the exit as its output pipes closing, or at its deadline.
     public var descriptors: [Int32] {
@@ -290,15 +290,15 @@ public final class ChildProcess {
         _ = kill(-pid, signal)
     }
 
-    /// SIGTERM to the group (and its whole cell), up to `grace` nanoseconds for the child to
+    /// SIGTERM to the group (and its whole cell), up to `grace` for the child to
     /// exit, then SIGKILL to the group and the cell (so no grandchild survives, not even one that
     /// called setsid), and reap. `reason` is what the report says about each process killed.
     @discardableResult
-    public func terminateGroup(graceNanoseconds: UInt64 = 2_000_000_000, reason: String = "stopped") -> Termination {
+    public func terminateGroup(grace: Duration = .seconds(2), reason: String = "stopped") -> Termination {
         if let termination { return termination }
         let signalled = cell?.signal(SIGTERM) ?? []
         signalGroup(SIGTERM)
-        let graceEnd = Monotonic.now() + graceNanoseconds
+        let graceEnd = Monotonic.Instant.now + grace
         while case .readable = poll(until: graceEnd, watching: []) {}
         // The group may outlive its leader; the leader is not reaped yet, so the id is still ours.
         cell?.kill(reason: reason, alsoNaming: signalled)

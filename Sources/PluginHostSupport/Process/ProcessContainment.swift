@@ -53,28 +53,29 @@ public final class ProcessContainment {
         public let diesWithItsProcess: Bool
         let name: String
         private(set) var directory: String?
-        private(set) var procs: FileDescriptor?
+        /// The cgroup's directory, open until the first process has started in it.
+        private(set) var opened: FileDescriptor?
         unowned let containment: ProcessContainment
 
         init(
-            label: String, name: String, directory: String?, procs: FileDescriptor?, diesWithItsProcess: Bool,
+            label: String, name: String, directory: String?, opened: FileDescriptor?, diesWithItsProcess: Bool,
             containment: ProcessContainment
         ) {
             self.label = label
             self.name = name
             self.directory = directory
-            self.procs = procs
+            self.opened = opened
             self.diesWithItsProcess = diesWithItsProcess
             self.containment = containment
         }
 
-        /// cgroup.procs, for the child to join (-1: no cgroup).
-        public var procsDescriptor: Int32 { procs?.rawValue ?? -1 }
+        /// The cgroup's directory, for the child to be started in (-1: no cgroup).
+        public var cgroupDescriptor: Int32 { opened?.rawValue ?? -1 }
 
         /// Called once the first process is started in the cell (its descendants are born in it:
-        /// cgroup.procs is not needed any more, and one descriptor fewer is held).
+        /// the directory is not needed any more, and one descriptor fewer is held).
         public func joined(_ pid: Int32, error: Int32 = 0) {
-            procs = nil
+            opened = nil
             if error != 0 {
                 containment.warnings.append(
                     "\(label) (pid \(pid)) could not join its cgroup (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it"
@@ -120,7 +121,7 @@ public final class ProcessContainment {
         public func removeIfEmpty() {
             guard let directory, members.isEmpty, rmdir(directory) == 0 else { return }
             self.directory = nil
-            procs = nil
+            opened = nil
             containment.cells.removeAll { $0 === self }
         }
     }
@@ -204,16 +205,16 @@ public final class ProcessContainment {
     /// exits (a worker), rather than with the operation.
     public func cell(_ label: String, diesWithItsProcess: Bool = false) -> Cell {
         cellsMade += 1
-        let name = "\(cellsMade)-" + String(label.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(20))
+        let name = "\(cellsMade)-" + String(label.map { $0.isLetter || $0.isNumber ? $0 : "-" }.prefix(40))
         var directory: String?
-        var procs: FileDescriptor?
+        var opened: FileDescriptor?
         if case .cgroup(let path) = mechanism {
             let candidate = "\(path)/\(name)"
             if mkdir(candidate, 0o755) == 0 || errno == EEXIST,
-                let file = try? FileDescriptor.open(candidate + "/cgroup.procs", O_WRONLY)
+                let file = try? FileDescriptor.open(candidate, O_RDONLY | O_DIRECTORY)
             {
                 directory = candidate
-                procs = file
+                opened = file
             } else {
                 warnings.append(
                     "cannot create the cgroup of the \(label) (\(SystemError("mkdir"))): only its process group is killed with it"
@@ -221,7 +222,7 @@ public final class ProcessContainment {
             }
         }
         let cell = Cell(
-            label: label, name: name, directory: directory, procs: procs, diesWithItsProcess: diesWithItsProcess,
+            label: label, name: name, directory: directory, opened: opened, diesWithItsProcess: diesWithItsProcess,
             containment: self)
         cells.append(cell)
         return cell

@@ -1,26 +1,93 @@
 import Glibc
 
-/// CLOCK_MONOTONIC in nanoseconds: one clock for every process on the machine, so the guard's
-/// timestamps and the host's can be compared.
+/// CLOCK_MONOTONIC: one clock for every process on the machine, so the guard's timestamps and
+/// the host's can be compared. A reading is an `Instant`; a span is the standard library's
+/// `Duration`.
 public enum Monotonic {
+    /// A CLOCK_MONOTONIC reading. Its arithmetic saturates instead of trapping: `.max` (no
+    /// deadline) plus any duration stays `.max`, and the time between two readings is never
+    /// negative.
+    public struct Instant: Comparable, Hashable, Sendable, CustomStringConvertible {
+        /// Nanoseconds on CLOCK_MONOTONIC: the raw value the freeze journal, the wire and the
+        /// plugin ABI carry. Convert there, and nowhere else.
+        public let nanoseconds: UInt64
+
+        public init(nanoseconds: UInt64) { self.nanoseconds = nanoseconds }
+
+        public static var now: Instant { Instant(nanoseconds: Monotonic.now()) }
+
+        /// Later than every reading: the deadline of what has none.
+        public static let max = Instant(nanoseconds: .max)
+
+        public static func < (lhs: Instant, rhs: Instant) -> Bool { lhs.nanoseconds < rhs.nanoseconds }
+
+        /// `instant` moved by `duration`, saturating at `.max` (and at zero for a negative one).
+        public static func + (instant: Instant, duration: Duration) -> Instant {
+            Instant(nanoseconds: UInt64(clamping: Int128(instant.nanoseconds) + duration.attoseconds / 1_000_000_000))
+        }
+
+        public static func += (instant: inout Instant, duration: Duration) { instant = instant + duration }
+
+        /// `instant` moved back by `duration`, saturating at zero.
+        public static func - (instant: Instant, duration: Duration) -> Instant { instant + (.zero - duration) }
+
+        /// The time from `earlier` to `later`; zero when `earlier` is in fact later.
+        public static func - (later: Instant, earlier: Instant) -> Duration {
+            later > earlier ? .nanoseconds(later.nanoseconds - earlier.nanoseconds) : .zero
+        }
+
+        public var description: String { "\(nanoseconds) ns" }
+    }
+
+    /// poll(2)'s timeout in milliseconds until `deadline`, rounded up (a deadline 1 ns away is
+    /// 1 ms, not a busy loop); 0 once it has passed, -1 (wait forever) without one.
+    public static func pollTimeout(until deadline: Instant?, now: Instant = .now) -> Int32 {
+        guard let deadline else { return -1 }
+        if deadline <= now { return 0 }
+        let left = deadline.nanoseconds - now.nanoseconds
+        return Int32(clamping: left / 1_000_000 + (left % 1_000_000 == 0 ? 0 : 1))
+    }
+
+    // Raw nanoseconds, for plugin code: the plugin ABI hands deadlines over as CLOCK_MONOTONIC ns
+    // (the engine uses `Instant`).
+
+    /// The raw reading in nanoseconds.
     public static func now() -> UInt64 {
         var spec = timespec()
         clock_gettime(CLOCK_MONOTONIC, &spec)
         return UInt64(spec.tv_sec) * 1_000_000_000 + UInt64(spec.tv_nsec)
     }
 
-    /// Milliseconds between two readings, as a fraction.
+    /// Milliseconds between two raw readings, as a fraction (0 if `end` is earlier).
     public static func milliseconds(from start: UInt64, to end: UInt64) -> Double {
-        end >= start ? Double(end - start) / 1_000_000 : 0
+        (Instant(nanoseconds: end) - Instant(nanoseconds: start)).inMilliseconds
     }
 
-    /// poll(2) timeout in milliseconds until `deadline` (rounded up), or -1 without one.
+    /// `pollTimeout(until:)` for a raw deadline.
     public static func pollTimeout(until deadline: UInt64?) -> Int32 {
-        guard let deadline else { return -1 }
-        let now = now()
-        if deadline <= now { return 0 }
-        return Int32(clamping: (deadline - now + 999_999) / 1_000_000)
+        pollTimeout(until: deadline.map(Instant.init(nanoseconds:)))
     }
+}
+
+extension Duration {
+    /// A number of seconds from a configuration value, truncated to whole nanoseconds: zero for
+    /// a negative value or NaN, and at most `UInt64.max` ns (584 years) for a huge one, where
+    /// `.seconds(Double)` would trap.
+    public static func seconds(clamping seconds: Double) -> Duration {
+        let nanoseconds = seconds * 1e9
+        guard nanoseconds > 0 else { return .zero }
+        return .nanoseconds(nanoseconds < 18_446_744_073_709_551_616.0 ? UInt64(nanoseconds) : .max)
+    }
+
+    /// Whole nanoseconds (truncated), clamped to `0...UInt64.max`: for the boundaries that carry
+    /// raw nanoseconds.
+    public var clampedNanoseconds: UInt64 { UInt64(clamping: attoseconds / 1_000_000_000) }
+
+    /// Whole milliseconds (truncated), clamped to `Int64`: for what counts in milliseconds.
+    public var wholeMilliseconds: Int64 { Int64(clamping: attoseconds / 1_000_000_000_000_000) }
+
+    /// Milliseconds as a fraction of whole nanoseconds, as reports show them (0 if negative).
+    public var inMilliseconds: Double { Double(clampedNanoseconds) / 1_000_000 }
 }
 
 /// Wall-clock time as an ISO 8601 string with milliseconds, in UTC.
@@ -36,12 +103,17 @@ public func isoTimestamp(epochNanoseconds: UInt64) -> String {
         timespec(tv_sec: Int(epochNanoseconds / 1_000_000_000), tv_nsec: Int(epochNanoseconds % 1_000_000_000)))
 }
 
-/// The wall-clock time when a CLOCK_MONOTONIC reading was taken, in ns since the epoch.
-public func epochNanoseconds(monotonic: UInt64) -> UInt64 {
+/// CLOCK_REALTIME now, in ns since the epoch (as the freeze journal records wall-clock times).
+public func epochNanoseconds() -> UInt64 {
     var time = timespec()
     clock_gettime(CLOCK_REALTIME, &time)
-    let now = UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
-    let elapsed = Monotonic.now() &- monotonic
+    return UInt64(time.tv_sec) * 1_000_000_000 + UInt64(time.tv_nsec)
+}
+
+/// The wall-clock time when a CLOCK_MONOTONIC reading was taken, in ns since the epoch.
+public func epochNanoseconds(monotonic: Monotonic.Instant) -> UInt64 {
+    let now = epochNanoseconds()
+    let elapsed = (Monotonic.Instant.now - monotonic).clampedNanoseconds
     return elapsed < now ? now - elapsed : 0
 }
 

@@ -31,6 +31,9 @@ public struct KernelFeature: Sendable, Codable, Equatable {
             ),
             feature("statx STATX_MNT_ID", "5.8", PH_FEATURE_STATX_MNT_ID, "mnt_id from /proc/self/fdinfo"),
             feature("close_range", "5.9", PH_FEATURE_CLOSE_RANGE, "closing the descriptors listed in /proc/self/fd"),
+            feature(
+                "clone3 CLONE_INTO_CGROUP", "5.7", PH_FEATURE_CLONE_INTO_CGROUP,
+                "the child moves itself into its cgroup before exec, which can wait 10-15 ms for the kernel"),
         ]
     }
 

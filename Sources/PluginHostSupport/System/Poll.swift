@@ -50,14 +50,14 @@ public enum Poll {
         return Int(ready)
     }
 
-    /// poll(2) on `entries` until one is ready or CLOCK_MONOTONIC reaches `deadline` (in
-    /// nanoseconds; nil: no limit). Returns how many entries are ready (0: the deadline passed).
+    /// poll(2) on `entries` until one is ready or CLOCK_MONOTONIC reaches `deadline` (nil: no
+    /// limit). Returns how many entries are ready (0: the deadline passed).
     ///
     /// EINTR is retried with the time left until `deadline`: in pluginhost a signal that must
     /// stop a wait arrives through a descriptor (`InterruptSignal`'s self-pipe, a pidfd) that
     /// the caller puts in `entries`, so the interrupted call itself carries no news.
     @discardableResult
-    public static func wait(_ entries: inout [PollEntry], until deadline: UInt64?) throws(SystemError) -> Int {
+    public static func wait(_ entries: inout [PollEntry], until deadline: Monotonic.Instant?) throws(SystemError) -> Int {
         while true {
             do {
                 return try wait(&entries, timeoutMilliseconds: Monotonic.pollTimeout(until: deadline))
@@ -70,7 +70,7 @@ public enum Poll {
     /// Waits for one descriptor: true when it reported `events` (or an error or hang-up),
     /// false when the deadline passed. EINTR as in `wait(_:until:)`.
     public static func wait(
-        for descriptor: Int32, _ events: PollEvents = .readable, until deadline: UInt64?
+        for descriptor: Int32, _ events: PollEvents = .readable, until deadline: Monotonic.Instant?
     ) throws(SystemError) -> Bool {
         var entries = [PollEntry(descriptor, events)]
         return try wait(&entries, until: deadline) > 0

@@ -240,7 +240,7 @@ final class RunningHost {
     var pid: Int32 { process.pid }
 
     func finish(timeoutSeconds: Double = 120) -> Invocation {
-        let event = process.wait(until: Monotonic.now() + UInt64(timeoutSeconds * 1e9))
+        let event = process.wait(until: Monotonic.Instant.now + .seconds(timeoutSeconds))
         guard case .exited(let termination) = event else {
             process.terminateGroup()
             return Invocation(
@@ -322,7 +322,7 @@ final class Writer {
 
     /// True if it finished within `seconds`.
     func finishes(within seconds: Double) -> Bool {
-        if case .exited = process.wait(until: Monotonic.now() + UInt64(seconds * 1e9)) { return true }
+        if case .exited = process.wait(until: Monotonic.Instant.now + .seconds(seconds)) { return true }
         return false
     }
 }
@@ -371,7 +371,7 @@ func capture(
     } catch {
         return CommandOutput(termination: nil, stdout: "", stderr: "cannot start \(executable): \(error)")
     }
-    let deadline = Monotonic.now() + UInt64(timeoutSeconds * 1e9)
+    let deadline = Monotonic.Instant.now + .seconds(timeoutSeconds)
     var termination: Termination?
     while termination == nil {
         switch child.wait(until: deadline) {

@@ -51,7 +51,7 @@ final class EtcdServer {
             outputCapacity: 1 << 20)
         let limit = Monotonic.now() + 30_000_000_000
         while Monotonic.now() < limit {
-            if case .exited(let termination) = process!.wait(until: Monotonic.now()) {
+            if case .exited(let termination) = process!.wait(until: .now) {
                 throw FixtureError("etcd exited (\(termination)): \(process!.stderrTail.text.suffix(2000))")
             }
             if etcdctl(["endpoint", "health"]).succeeded { return }
@@ -70,7 +70,7 @@ final class EtcdServer {
     /// SIGKILL: etcd is gone at once (its clients' connections are reset).
     func kill() {
         process?.signalGroup(SIGKILL)
-        _ = process?.wait(until: Monotonic.now() + 10_000_000_000)
+        _ = process?.wait(until: Monotonic.Instant.now + .seconds(10))
         process = nil
     }
 

@@ -173,12 +173,12 @@ final class AckWriter {
     deinit { stop() }
 
     var isRunning: Bool {
-        if case .exited = process.wait(until: Monotonic.now()) { return false }
+        if case .exited = process.wait(until: .now) { return false }
         return true
     }
 
     func stop() {
-        process.terminateGroup(graceNanoseconds: 1_000_000_000)
+        process.terminateGroup(grace: .seconds(1))
     }
 
     var errors: String { process.stderrTail.text }

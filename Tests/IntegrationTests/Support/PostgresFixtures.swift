@@ -131,19 +131,19 @@ final class LoadProcess {
 
     /// Still running?
     var isRunning: Bool {
-        if case .exited = process.wait(until: Monotonic.now()) { return false }
+        if case .exited = process.wait(until: .now) { return false }
         return true
     }
 
     /// Waits up to `seconds` for it to end by itself.
     func finish(within seconds: Double) -> Termination? {
-        if case .exited(let end) = process.wait(until: Monotonic.now() + UInt64(seconds * 1e9)) { return end }
+        if case .exited(let end) = process.wait(until: Monotonic.Instant.now + .seconds(seconds)) { return end }
         return nil
     }
 
     @discardableResult
     func stop() -> Termination {
-        process.terminateGroup(graceNanoseconds: 2_000_000_000)
+        process.terminateGroup(grace: .seconds(2))
     }
 }
 

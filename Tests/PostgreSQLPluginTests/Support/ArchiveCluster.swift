@@ -7,8 +7,13 @@ import Testing
 /// scram-sha-256, a role without privileges, pg_wal moved behind a symlink, and a tablespace
 /// on another filesystem (tmpfs). Started once for the suite that uses `.archiveCluster`,
 /// stopped and deleted after it (stop-postgres.sh removes its directory).
+///
+/// The directory is the test process's own: two test runs on one machine (two checkouts) once
+/// shared a fixed one, and each start stopped the other run's server, which then looked as if
+/// it had died. What a crashed run left (its process gone) is stopped and removed at start.
 struct ArchiveCluster: Sendable {
-    static let directory = "/tmp/quiesce-postgres-archive"
+    static let prefix = "/tmp/quiesce-postgres-archive."
+    static let directory = prefix + String(getpid())
     static let passwordRole = "pluginhost_scram"
     static let password = "right-password"
     static let plainRole = "pluginhost_plain"
@@ -32,7 +37,7 @@ struct ArchiveCluster: Sendable {
 
     static func start() throws -> ArchiveCluster {
         let environment = ["POSTGRES_DIR": directory]
-        try TestDatabase.runScript("stop-postgres.sh", environment: environment)  // what a crashed run left
+        try stopLeftovers()
         var values = try TestDatabase.runScript("start-postgres.sh", environment: environment)
         guard let data = values["POSTGRES_DATA"], let socket = values["PGHOST"], let port = values["PGPORT"],
             let postgres = getpwnam("postgres")?.pointee
@@ -82,15 +87,30 @@ struct ArchiveCluster: Sendable {
             walDirectory: walMoved, walArchive: walArchive, tablespaceDirectory: tablespace)
     }
 
-    /// Starts the cluster again, on the same port, if it is gone. Twice in CI (of four full
-    /// runs) its postmaster was found stopped, socket removed, while other suites ran in
-    /// parallel; the cause is not known yet. A restart keeps these tests about backup mode,
-    /// and the line printed keeps the event visible for whoever looks into it.
+    /// Clusters of earlier test runs whose process is gone: stopped, and their directories removed.
+    static func stopLeftovers() throws {
+        guard let entries = opendir("/tmp") else { return }
+        var leftovers: [String] = []
+        while let entry = readdir(entries) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let path = "/tmp/" + name
+            guard path.hasPrefix(prefix), let owner = Int32(path.dropFirst(prefix.count)) else { continue }
+            if owner == getpid() || kill(owner, 0) != 0 { leftovers.append(path) }
+        }
+        closedir(entries)
+        for path in leftovers { try TestDatabase.runScript("stop-postgres.sh", environment: ["POSTGRES_DIR": path]) }
+    }
+
+    /// Starts the cluster again, on the same port, if it is gone, saying so with the end of its
+    /// log: the server was found stopped, socket removed, when another test run on the same
+    /// machine still shared its directory. Should it happen again, the log says who stopped it.
     func ensureRunning() throws {
         let pidFile = (try? FileDescriptor.open(dataDirectory + "/postmaster.pid", O_RDONLY).readAll(limit: 4096)) ?? []
         let pid = Int32(String(decoding: pidFile.prefix { $0 != 0x0A }, as: UTF8.self)) ?? 0
         guard pid <= 0 || kill(pid, 0) != 0 || access(socketDirectory + "/.s.PGSQL.\(port)", F_OK) != 0 else { return }
-        print("archive cluster: the server on port \(port) was gone; starting it again (\(dataDirectory))")
+        let log = (try? FileDescriptor.open(Self.directory + "/postgres.log", O_RDONLY).readAll(limit: 1 << 24)) ?? []
+        let tail = String(decoding: log, as: UTF8.self).split(separator: "\n").suffix(15).joined(separator: "\n")
+        print("archive cluster: the server on port \(port) was gone; starting it again (\(dataDirectory)). Its log ended:\n\(tail)")
         let values = try TestDatabase.runScript(
             "start-postgres.sh", environment: ["POSTGRES_DIR": Self.directory, "POSTGRES_PORT": port])
         guard values["PGPORT"] == port else {

@@ -41,7 +41,7 @@ enum TestDatabase {
                 environment: environment), outputCapacity: 1 << 16)
         var termination: Termination?
         while termination == nil {
-            if case .exited(let end) = child.wait(until: Monotonic.now() + 180_000_000_000) {
+            if case .exited(let end) = child.wait(until: Monotonic.Instant.now + .seconds(180)) {
                 termination = end
             } else {
                 child.terminateGroup()

@@ -165,7 +165,7 @@ public final class ShellPlugin: QuiescePlugin {
         case .exited(let termination):
             throw PluginError(.failed, "\(argv[0]) \(termination)\(tail(child))")
         case .deadlineReached, .readable:
-            child.terminateGroup(graceNanoseconds: Self.grace)
+            child.terminateGroup(grace: Self.grace)
             throw PluginError(.timeout, "\(argv[0]) did not finish in time; it was killed\(tail(child))")
         }
     }
@@ -195,7 +195,7 @@ public final class ShellPlugin: QuiescePlugin {
                 throw PluginError(
                     .failed, "\(config.quiesce[0]) \(termination) instead of holding until resume\(tail(child))")
             case .deadlineReached:
-                child.terminateGroup(graceNanoseconds: Self.grace)
+                child.terminateGroup(grace: Self.grace)
                 throw PluginError(
                     .timeout,
                     "\(config.quiesce[0]) did not print \"\(config.readyLine)\" in time; it was killed\(tail(child))")
@@ -209,7 +209,7 @@ public final class ShellPlugin: QuiescePlugin {
         guard let (child, stdin) = held else { return nil }
         held = nil
         // Did it die while holding? Then the snapshot was taken without the hold.
-        if case .exited(let termination) = child.wait(until: Monotonic.now()) {
+        if case .exited(let termination) = child.wait(until: .now) {
             stdin.close()
             return PluginError(
                 .consistencyLost,
@@ -223,7 +223,7 @@ public final class ShellPlugin: QuiescePlugin {
         case .exited(let termination):
             return PluginError(.failed, "\(config.quiesce[0]) \(termination) after its stdin was closed\(tail(child))")
         case .deadlineReached, .readable:
-            child.terminateGroup(graceNanoseconds: Self.grace)
+            child.terminateGroup(grace: Self.grace)
             return PluginError(.timeout, "\(config.quiesce[0]) did not end after its stdin was closed; it was killed")
         }
     }
@@ -232,23 +232,26 @@ public final class ShellPlugin: QuiescePlugin {
         // Never leave a held command behind: it dies with the plugin.
         if let (child, stdin) = held {
             stdin.close()
-            child.terminateGroup(graceNanoseconds: 500_000_000)
+            child.terminateGroup(grace: .milliseconds(500))
         }
     }
 
     // MARK: - Helpers
 
     /// SIGTERM to SIGKILL for a command's process group.
-    static let grace: UInt64 = 200_000_000
+    static let grace: Duration = .milliseconds(200)
 
     /// The host kills the worker at the call's deadline, and a killed worker cannot kill its
     /// commands' process groups: give up earlier — a tenth of the time left, between 0.3 and
     /// 2 seconds — so that no grandchild survives.
-    static func ownDeadline(_ call: PluginCall) -> UInt64 {
-        let now = Monotonic.now()
-        guard call.deadline > now else { return call.deadline > 0 ? now : now + 60_000_000_000 }
-        let margin = min(max((call.deadline - now) / 10, 300_000_000), 2_000_000_000)
-        return call.deadline > now + margin ? call.deadline - margin : now
+    static func ownDeadline(_ call: PluginCall) -> Monotonic.Instant {
+        let now = Monotonic.Instant.now
+        // The ABI's deadline: CLOCK_MONOTONIC ns, 0 for none.
+        guard call.deadline > 0 else { return now + .seconds(60) }
+        let deadline = Monotonic.Instant(nanoseconds: call.deadline)
+        guard deadline > now else { return now }
+        let margin = min(max((deadline - now) / 10, .milliseconds(300)), .seconds(2))
+        return deadline > now + margin ? deadline - margin : now
     }
 
     private func spawn(_ argv: [String], stdin: Int32) throws(PluginError) -> ChildProcess {
