@@ -57,7 +57,7 @@ public enum GroupProcess {
     public static func run(settings: Settings) -> Int32 {
         _ = ph_signal_ignore(SIGPIPE)
         for signal in [SIGTERM, SIGINT, SIGHUP] { _ = ph_signal_ignore(signal) }  // the host decides when we leave
-        let member = GroupMembership(settings: settings, socket: socketDescriptor)
+        let member = GroupMembership(settings: settings, socket: FileDescriptor(owning: socketDescriptor))
         return member.serve()
     }
 
@@ -94,7 +94,7 @@ public enum GroupProcess {
 /// One member's part in one group operation (the state of the group process).
 final class GroupMembership {
     private let settings: GroupProcess.Settings
-    private let socket: Int32
+    private let socket: FileDescriptor
     private let client: EtcdClient
 
     private var group = ""
@@ -117,7 +117,7 @@ final class GroupMembership {
     private var aborted = false
     private var nextKeepAlive: Monotonic.Instant = .max
 
-    init(settings: GroupProcess.Settings, socket: Int32) {
+    init(settings: GroupProcess.Settings, socket: FileDescriptor) {
         self.settings = settings
         self.socket = socket
         client = EtcdClient(endpoints: settings.endpoints, tls: settings.tls, requestTimeout: settings.requestTimeout)
@@ -162,29 +162,30 @@ final class GroupMembership {
     func serve() -> Int32 {
         var input = [UInt8](repeating: 0, count: GroupWire.maximumMessage)
         while true {
-            var fds = [pollfd(fd: socket, events: Int16(POLLIN), revents: 0)]
-            if let watch { fds.append(pollfd(fd: watch.descriptor, events: Int16(POLLIN), revents: 0)) }
+            var fds = [PollEntry(socket.rawValue)]
+            if let watch { fds.append(PollEntry(watch.descriptor)) }
             let timeout =
                 watch?.hasBufferedEvents == true
                 ? 0 : Monotonic.pollTimeout(until: nextKeepAlive == .max ? nil : nextKeepAlive)
-            let ready = poll(&fds, nfds_t(fds.count), timeout)
-            if ready < 0 && errno == EINTR { continue }
+            do {
+                try Poll.wait(&fds, timeoutMilliseconds: timeout)
+            } catch where error.errno == EINTR {
+                continue
+            } catch {}
 
-            if fds[0].revents != 0 {
-                let count = recv(socket, &input, input.count, 0)
-                if count < 0 && errno == EINTR { continue }
-                guard count > 0 else {
+            if fds[0].isReady {
+                guard case .message(let count)? = try? socket.receiveMessage(into: &input, wait: true) else {
                     hostGone()
                     return 0
                 }
-                guard let request = GroupWire.decodeRequest(input[0..<count]) else {
+                guard let request = GroupWire.decodeRequest(input.prefix(count)) else {
                     hostGone()
                     return 2
                 }
                 if handle(request) { return 0 }
             }
             if let watch,
-                (fds.count > 1 && fds[1].fd == watch.descriptor && fds[1].revents != 0) || watch.hasBufferedEvents
+                (fds.count > 1 && fds[1].descriptor == watch.descriptor && fds[1].isReady) || watch.hasBufferedEvents
             {
                 receiveEvents()
             }
@@ -212,7 +213,7 @@ final class GroupMembership {
 
     private func send(_ event: GroupEvent) {
         let bytes = GroupWire.encode(event)
-        _ = bytes.withUnsafeBytes { Glibc.send(socket, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        try? socket.sendMessage(bytes)
     }
 
     /// The first break is the one the host hears of; later ones change nothing.

@@ -29,7 +29,7 @@ struct EtcdError: Error, Sendable, CustomStringConvertible {
 /// Requests are sent one at a time; the connection is kept for the next one.
 final class HTTPConnection {
     let endpoint: EtcdEndpoint
-    private(set) var descriptor: Int32
+    private var socket: FileDescriptor?
     private var tls: OpaquePointer?
     /// Received bytes not yet consumed.
     private var buffer: [UInt8] = []
@@ -38,8 +38,7 @@ final class HTTPConnection {
 
     init(endpoint: EtcdEndpoint, tls files: TLSFiles?, deadline: Monotonic.Instant) throws(EtcdError) {
         self.endpoint = endpoint
-        descriptor = -1
-        descriptor = try Self.connect(endpoint, deadline: deadline)
+        socket = try Self.connect(endpoint, deadline: deadline)
         if endpoint.secure {
             guard let files else {
                 close()
@@ -59,6 +58,9 @@ final class HTTPConnection {
 
     deinit { close() }
 
+    /// The socket, -1 once closed.
+    var descriptor: Int32 { socket?.rawValue ?? -1 }
+
     /// The TLS shim takes its deadline in milliseconds of CLOCK_MONOTONIC.
     private static func shimDeadline(_ deadline: Monotonic.Instant) -> UInt64 { deadline.nanoseconds / 1_000_000 }
 
@@ -70,8 +72,7 @@ final class HTTPConnection {
     func close() {
         if let tls { ph_tls_free(tls) }
         tls = nil
-        if descriptor >= 0 { Glibc.close(descriptor) }
-        descriptor = -1
+        socket = nil
     }
 
     /// Bytes are waiting that poll(2) on the descriptor would not report.
@@ -111,7 +112,7 @@ final class HTTPConnection {
     /// Returns true at once when something was read.
     @discardableResult
     func fill(until deadline: Monotonic.Instant) throws(EtcdError) -> Bool {
-        guard descriptor >= 0 else { return false }
+        guard let socket else { return false }
         if let tls {
             let count = ph_tls_read(tls, &chunk, chunk.count, Self.shimDeadline(deadline), &errorText, errorText.count)
             if count > 0 {
@@ -123,19 +124,20 @@ final class HTTPConnection {
             throw .connection("\(endpoint): \(errorMessage)")
         }
         while true {
-            let count = recv(descriptor, &chunk, chunk.count, Int32(MSG_DONTWAIT))
-            if count > 0 {
-                buffer += chunk[0..<count]
+            let received: ArraySlice<UInt8>?
+            do {
+                received = try socket.receiveAvailable(into: &chunk)
+            } catch {
+                throw .connection("\(endpoint): \(error)")
+            }
+            if let received {
+                if received.isEmpty { return false }
+                buffer += received
                 return true
             }
-            if count == 0 { return false }
-            if errno == EINTR { continue }
-            guard errno == EAGAIN || errno == EWOULDBLOCK else {
-                throw .connection("\(endpoint): \(SystemError("recv"))")
+            if (try? Poll.wait(for: socket.rawValue, until: deadline)) == false {
+                throw .connection("\(endpoint): no answer in time")
             }
-            var event = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
-            if ready == 0 { throw .connection("\(endpoint): no answer in time") }
         }
     }
 
@@ -164,28 +166,27 @@ final class HTTPConnection {
             }
             return
         }
+        guard let socket else { throw .connection("\(endpoint): \(SystemError("send", errno: EBADF))") }
         var offset = 0
         while offset < bytes.count {
-            let sent = bytes[offset...].withUnsafeBytes {
-                send(descriptor, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL | MSG_DONTWAIT))
+            let sent: Int
+            do {
+                sent = try socket.send(bytes[offset...], wait: false)
+            } catch {
+                throw .connection("\(endpoint): \(error)")
             }
             if sent > 0 {
                 offset += sent
                 continue
             }
-            if sent < 0 && errno == EINTR { continue }
-            guard sent < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) else {
-                throw .connection("\(endpoint): \(SystemError("send"))")
-            }
-            var event = pollfd(fd: descriptor, events: Int16(POLLOUT), revents: 0)
-            if poll(&event, 1, Monotonic.pollTimeout(until: deadline)) == 0 {
+            if (try? Poll.wait(for: socket.rawValue, .writable, until: deadline)) == false {
                 throw .connection("\(endpoint): cannot send in time")
             }
         }
     }
 
     /// A non-blocking TCP connection to the first address of the endpoint that answers.
-    private static func connect(_ endpoint: EtcdEndpoint, deadline: Monotonic.Instant) throws(EtcdError) -> Int32 {
+    private static func connect(_ endpoint: EtcdEndpoint, deadline: Monotonic.Instant) throws(EtcdError) -> FileDescriptor {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICSERV
@@ -199,30 +200,40 @@ final class HTTPConnection {
         var entry: UnsafeMutablePointer<addrinfo>? = list
         while let current = entry {
             entry = current.pointee.ai_next
-            let fd = socket(
-                current.pointee.ai_family,
-                Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue) | Int32(SOCK_NONBLOCK.rawValue), 0)
-            guard fd >= 0 else {
-                failure = "\(SystemError("socket"))"
+            let socket: FileDescriptor
+            do {
+                socket = try FileDescriptor.socket(family: current.pointee.ai_family, .stream, nonBlocking: true)
+            } catch {
+                failure = "\(error)"
                 continue
             }
-            var one: Int32 = 1
-            setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            if Glibc.connect(fd, current.pointee.ai_addr, current.pointee.ai_addrlen) == 0 { return fd }
-            if errno == EINPROGRESS {
-                var event = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
-                var ready: Int32
-                repeat {
-                    ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
-                } while ready < 0 && errno == EINTR
-                var error: Int32 = 0
-                var length = socklen_t(MemoryLayout<Int32>.size)
-                if ready > 0, getsockopt(fd, SOL_SOCKET, SO_ERROR, &error, &length) == 0, error == 0 { return fd }
-                failure = ready == 0 ? "no answer in time" : String(cString: strerror(error != 0 ? error : errno))
-            } else {
-                failure = String(cString: strerror(errno))
+            try? socket.setOption(level: Int32(IPPROTO_TCP), TCP_NODELAY, to: 1)
+            do {
+                try socket.connect(to: current.pointee.ai_addr, length: current.pointee.ai_addrlen)
+                return socket
+            } catch where error.errno == EINPROGRESS || error.errno == EINTR {
+                // The connection goes on in the background: wait until it is writable.
+                let ready: Bool
+                do {
+                    ready = try Poll.wait(for: socket.rawValue, .writable, until: deadline)
+                } catch {
+                    failure = String(cString: strerror(error.errno))
+                    continue
+                }
+                if !ready {
+                    failure = "no answer in time"
+                    continue
+                }
+                do {
+                    let error = try socket.socketError()
+                    if error == 0 { return socket }
+                    failure = String(cString: strerror(error))
+                } catch {
+                    failure = String(cString: strerror(error.errno))
+                }
+            } catch {
+                failure = String(cString: strerror(error.errno))
             }
-            Glibc.close(fd)
         }
         throw .connection("\(endpoint): cannot connect: \(failure)")
     }

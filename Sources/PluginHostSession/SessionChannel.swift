@@ -44,30 +44,34 @@ public final class SessionChannel: SessionLink {
     }
 
     deinit {
-        if listener != nil { unlink(socketPath) }
+        if listener != nil { try? FileSystem.remove(socketPath) }
     }
 
     /// Creates the listening socket; call with the operation lock held (a stale socket file of
     /// a dead session is replaced).
     public func open() throws(HostError) {
-        unlink(socketPath)
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else {
-            throw HostError(.incorrectPluginhostFile, "cannot create the session socket: \(SystemError("socket"))")
+        try? FileSystem.remove(socketPath)
+        let descriptor: FileDescriptor
+        do {
+            descriptor = try FileDescriptor.socket(.stream)
+        } catch {
+            throw HostError(.incorrectPluginhostFile, "cannot create the session socket: \(error)")
         }
-        let descriptor = FileDescriptor(owning: fd)
         guard let address = UnixSocketAddress(path: socketPath) else {
             throw HostError(.incorrectPluginhostFile, "the session socket path \(socketPath) is too long")
         }
-        let umaskBefore = umask(0o177)
-        let bound = address.withSockaddr { bind(fd, $0, $1) }
-        umask(umaskBefore)
-        guard bound == 0, chmod(socketPath, 0o600) == 0, listen(fd, 16) == 0 else {
-            throw HostError(.incorrectPluginhostFile, "cannot listen on \(socketPath): \(SystemError("bind"))")
+        do {
+            try FileSystem.withUmask(0o177) { () throws(SystemError) in try descriptor.bind(to: address) }
+            try FileSystem.setMode(socketPath, 0o600)
+            try descriptor.listen(backlog: 16)
+        } catch {
+            // Named "bind" whichever of bind, chmod and listen failed, as before.
+            throw HostError(
+                .incorrectPluginhostFile, "cannot listen on \(socketPath): \(SystemError("bind", errno: error.errno))")
         }
-        _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+        try? descriptor.setNonBlocking(true)
         let epoll = ph_epoll_create()
-        guard epoll >= 0, ph_epoll_add(epoll, fd) == 0 else {
+        guard epoll >= 0, ph_epoll_add(epoll, descriptor.rawValue) == 0 else {
             throw HostError(.incorrectPluginhostFile, "cannot watch \(socketPath): \(SystemError("epoll"))")
         }
         readiness = FileDescriptor(owning: epoll)
@@ -90,18 +94,16 @@ public final class SessionChannel: SessionLink {
             // The client may be gone (killed, or its agent timed out): EPIPE, never SIGPIPE
             // (ignored in every role). The operation goes on; the report says so.
             do {
-                try FileDescriptor(owning: dup(fd)).writeAll(bytes)
+                try FileDescriptor.duplicate(fd).writeAll(bytes)
             } catch {
                 let what = if case .notice = envelope { "freeze notice" } else { "report" }
                 refusals.append(
                     "the freeze client was gone before the \(what) could be written (\(error)); the operation went on")
             }
         }
-        let null = Glibc.open("/dev/null", O_RDWR | O_CLOEXEC)
-        if null >= 0 {
-            dup2(null, 1)
-            dup2(null, 2)
-            close(null)
+        if let null = try? FileDescriptor.open("/dev/null", O_RDWR) {
+            dup2(null.rawValue, 1)
+            dup2(null.rawValue, 2)
         }
     }
 
@@ -150,20 +152,19 @@ public final class SessionChannel: SessionLink {
     private func acceptWaiting() {
         guard let listener else { return }
         while true {
-            let fd = ph_accept(listener.rawValue)
-            guard fd >= 0 else { return }
-            let client = FileDescriptor(owning: fd)
+            guard let client = try? listener.accept() else { return }
+            let fd = client.rawValue
             var uid: uid_t = 0
             var pid: pid_t = 0
             guard ph_peer_credentials(fd, &uid, &pid) == 0, uid == 0 else {
                 refusals.append(
                     "refused a connection from uid \(uid), pid \(pid) at \(isoTimestamp()): only root may talk to the session"
                 )
-                _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+                try? client.setNonBlocking(true)
                 try? client.writeAll(SessionRefusal("refused: only root may talk to the session").encoded)
                 continue
             }
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            try? client.setNonBlocking(true)
             if pending.count >= Self.maximumPending {
                 refusals.append(
                     "dropped a connection from pid \(pending[0].pid): more than \(Self.maximumPending) clients were waiting to send a request"
@@ -181,12 +182,14 @@ public final class SessionChannel: SessionLink {
         var buffer = [UInt8](repeating: 0, count: 1024)
         for index in pending.indices where !pending[index].ended && Self.requestLine(pending[index]) == nil {
             while pending[index].received.count < Self.maximumRequest {
-                let count = read(pending[index].descriptor.rawValue, &buffer, buffer.count)
-                if count < 0 && errno == EINTR { continue }
-                if count == 0 || (count < 0 && errno != EAGAIN) { pending[index].ended = true }
-                if count <= 0 { break }
-                pending[index].received += buffer[0..<count]
-                if buffer[0..<count].contains(0x0A) { break }
+                // nil: the end of the stream or an error; empty: nothing more for now (EAGAIN).
+                guard let bytes = pending[index].descriptor.readAvailable(into: &buffer) else {
+                    pending[index].ended = true
+                    break
+                }
+                if bytes.isEmpty { break }
+                pending[index].received += bytes
+                if bytes.contains(0x0A) { break }
             }
         }
     }
@@ -213,8 +216,7 @@ public final class SessionChannel: SessionLink {
         if closing {
             client.descriptor.close()
         } else {
-            let fd = client.descriptor.rawValue
-            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) & ~O_NONBLOCK)
+            try? client.descriptor.setNonBlocking(false)
         }
     }
 
@@ -237,11 +239,10 @@ public final class SessionChannel: SessionLink {
                 try? client.writeAll(text)
             }
             if pending.isEmpty || Monotonic.Instant.now >= deadline { break }
-            var event = pollfd(fd: listenDescriptor, events: Int16(POLLIN), revents: 0)
-            _ = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
+            _ = try? Poll.wait(for: listenDescriptor, until: deadline)
         }
         while !pending.isEmpty { drop(at: 0) }
-        unlink(socketPath)
+        try? FileSystem.remove(socketPath)
         listener = nil
         readiness = nil
     }

@@ -118,6 +118,31 @@ struct ArchitectureTests {
         }
     }
 
+    /// The system calls PluginHostSupport/System wraps (one typed wrapper per call, EINTR
+    /// policy in its doc): engine code calls the wrappers, never the C function.
+    static let wrappedCalls = [
+        "poll", "socketpair", "flock", "opendir", "readdir", "closedir", "socket", "connect", "bind", "listen",
+        "accept", "sendto", "ftruncate", "fcntl", "mkdir", "unlink", "rename", "lstat", "fstatat",
+    ]
+
+    /// The first line of `text` that calls one of `wrappedCalls` (or `send`/`recv` through
+    /// `Glibc.`), declarations of methods of the same name aside.
+    static func directSystemCall(in text: String) -> Substring? {
+        text.split(separator: "\n").first { line in
+            wrappedCalls.contains { name in calls(name, in: line) && !line.contains("func \(name)(") }
+                || (wrappedCalls + ["send", "recv"]).contains { line.contains("Glibc.\($0)(") }
+        }
+    }
+
+    @Test func theEngineCallsTheSystemCallWrappers() {
+        for target in ["PluginHost", "PluginHostCLI", "PluginHostSession", "PluginHostGroup"] {
+            for (path, text) in Self.files(in: target) {
+                let hit = Self.directSystemCall(in: text)
+                #expect(hit == nil, "\(path) calls the C function, not its wrapper: \(hit ?? "")")
+            }
+        }
+    }
+
     /// Time is a `Monotonic.Instant` and a `Duration`: no raw reading and no hand conversion of
     /// nanoseconds outside the clock itself (PluginHostSupport) and these boundaries.
     @Test func theEngineCountsTimeInInstantsAndDurations() {
@@ -139,6 +164,15 @@ struct ArchitectureTests {
                 }
             }
         }
+    }
+
+    @Test func aDirectSystemCallIsFound() {
+        #expect(Self.directSystemCall(in: "let ready = poll(&fds, 1, -1)") != nil)
+        #expect(Self.directSystemCall(in: "guard let handle = opendir(path) else { return }") != nil)
+        #expect(Self.directSystemCall(in: "_ = Glibc.send(fd, base, count, 0)") != nil)
+        #expect(Self.directSystemCall(in: "let ready = try Poll.wait(&fds, until: deadline)") == nil)
+        #expect(Self.directSystemCall(in: "public func accept(operationID: String) -> Bool {") == nil)
+        #expect(Self.directSystemCall(in: "/// poll(2) on every descriptor") == nil)
     }
 
     @Test func onlyTheSessionRuntimeRewiresStdio() {

@@ -91,7 +91,7 @@ public struct OperationRequest {
 /// The checks that run before anything else (README, "What an operation does"): config, scripts, host setup, and the
 /// filesystems to freeze. `pluginhost check` runs exactly these; an operation runs them first.
 /// Every problem is collected, not only the first.
-public struct Preflight: Sendable {
+public struct Preflight {
     public enum ConfigState: Sendable {
         case absent
         case loaded(ScriptConfig, path: String)

@@ -81,18 +81,17 @@ public final class FreezeGuard {
                 at: journalPath)
             journal = try JournalMap(path: journalPath)
         } catch {
-            unlink(journalPath)
+            try? FileSystem.remove(journalPath)
             throw HostError(.freezeFailed, "cannot write the freeze journal \(journalPath): \(error)", step: "freeze")
         }
 
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            unlink(journalPath)
-            throw HostError(
-                .freezeFailed, "cannot create the guard's socket: \(SystemError("socketpair"))", step: "freeze")
+        let guardEnd: FileDescriptor
+        do {
+            (socket, guardEnd) = try FileDescriptor.messageSocketPair()
+        } catch {
+            try? FileSystem.remove(journalPath)
+            throw HostError(.freezeFailed, "cannot create the guard's socket: \(error)", step: "freeze")
         }
-        socket = FileDescriptor(owning: pair[0])
-        let guardEnd = FileDescriptor(owning: pair[1])
         var extra = [guardEnd.rawValue]
         if let lock { extra.append(lock.descriptor.rawValue) }
         do {
@@ -103,7 +102,7 @@ public final class FreezeGuard {
                         .merging(KernelFeature.inheritedEnvironment) { $1 }),
                 extraDescriptors: extra, outlivesHost: true)
         } catch {
-            unlink(journalPath)
+            try? FileSystem.remove(journalPath)
             throw HostError(.freezeFailed, "cannot start the freeze guard: \(error)", step: "freeze")
         }
         guardEnd.close()
@@ -374,8 +373,7 @@ public final class FreezeGuard {
     // MARK: - Socket
 
     private func sendCommand(_ command: GuardRequest) -> Bool {
-        command.encoded.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-            == command.encoded.count
+        (try? socket.sendMessage(command.encoded)) != nil
     }
 
     private enum Received { case message(GuardMessage), closed, timedOut, interrupted }
@@ -425,26 +423,34 @@ public final class FreezeGuard {
     private func receive(until deadline: Monotonic.Instant, interrupt: Int32? = nil) -> Received {
         var buffer = [UInt8](repeating: 0, count: GuardMessage.maximumSize)
         while true {
-            var events = [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)]
-            if let interrupt { events.append(pollfd(fd: interrupt, events: Int16(POLLIN), revents: 0)) }
+            var events = [PollEntry(socket.rawValue)]
+            if let interrupt { events.append(PollEntry(interrupt)) }
             let now = Monotonic.Instant.now
             let timeout = Monotonic.pollTimeout(until: min(deadline, now + Self.livenessTick), now: now)
-            let ready = poll(&events, nfds_t(events.count), timeout)
-            if ready < 0 && errno == EINTR { continue }
+            let ready: Int
+            do {
+                ready = try Poll.wait(&events, timeoutMilliseconds: timeout)
+            } catch where error.errno == EINTR {
+                continue
+            } catch {
+                ready = -1  // as before: nothing reported, wait again
+            }
             if ready == 0 {
                 if Monotonic.Instant.now >= deadline { return .timedOut }
                 if !mainThreadAlive { return .closed }
                 continue
             }
-            if events[0].revents != 0 {
-                let count = recv(socket.rawValue, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-                if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-                if count <= 0 { return .closed }
-                // Something that is not a message of ours: the guard is not to be trusted.
-                guard let message = GuardMessage.decode(Array(buffer[0..<count])) else { return .closed }
-                return .message(message)
+            if events[0].isReady {
+                switch try? socket.receiveMessage(into: &buffer, wait: false) {
+                case .wouldBlock?: continue
+                case .message(let length)?:
+                    // Something that is not a message of ours: the guard is not to be trusted.
+                    guard let message = GuardMessage.decode(Array(buffer.prefix(length))) else { return .closed }
+                    return .message(message)
+                case .endOfStream?, nil: return .closed
+                }
             }
-            if events.count > 1 && events[1].revents != 0 { return .interrupted }
+            if events.count > 1 && events[1].isReady { return .interrupted }
         }
     }
 
@@ -488,14 +494,15 @@ enum DirectThaw {
 
     static func thaw(_ target: FreezeTarget) -> (outcome: Outcome, start: Monotonic.Instant, end: Monotonic.Instant) {
         let start = Monotonic.Instant.now
-        let fd = open(target.mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-        guard fd >= 0 else {
-            let error = SystemError("open \(target.mountPoint)")
+        let directory: FileDescriptor
+        do {
+            directory = try FileDescriptor.open(target.mountPoint, O_RDONLY | O_DIRECTORY)
+        } catch {
             let outcome: Outcome =
                 error.errno == ENOENT || error.errno == ENOTDIR ? .notMounted("\(error)") : .failed(error)
             return (outcome, start, Monotonic.Instant.now)
         }
-        defer { close(fd) }
+        let fd = directory.rawValue
         var mountID: UInt64 = 0
         guard ph_mount_id(fd, &mountID) == 0 else {
             // Not knowing which mount this is is not "no longer mounted": it may still be ours.

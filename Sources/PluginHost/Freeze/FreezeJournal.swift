@@ -60,21 +60,17 @@ public enum FreezeJournal {
     /// reported) but no longer in the way. Returns where it went.
     public static func keepAside(_ path: String) -> String? {
         let kept = "\(path).unreadable-\(isoTimestamp().filter { $0.isNumber || $0 == "T" })"
-        return rename(path, kept) == 0 ? kept : nil
+        return (try? FileSystem.rename(path, to: kept)) != nil ? kept : nil
     }
 
     /// Journals set aside earlier, for `status` and `recover` to report.
     public static func keptAside(in paths: StatePaths) -> [String] {
-        guard let handle = opendir(paths.runDirectory) else { return [] }
-        defer { closedir(handle) }
+        guard let names = try? FileSystem.entries(of: paths.runDirectory) else { return [] }
         var found: [String] = []
         let prefixes = [paths.journalFile, paths.legacyJournalFile].map {
             String($0.split(separator: "/").last ?? "") + ".unreadable-"
         }
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
+        for name in names {
             if prefixes.contains(where: { name.hasPrefix($0) }) { found.append(paths.runDirectory + "/" + name) }
         }
         return found.sorted()

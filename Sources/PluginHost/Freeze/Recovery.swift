@@ -137,7 +137,7 @@ public enum Recovery {
         outcome.complete = !outcome.mounts.contains { if case .failed = $0.result { true } else { false } }
         if outcome.complete {
             recordInterruptedOperation(outcome, journal: journal, paths: paths)
-            unlink(path)
+            try? FileSystem.remove(path)
         } else {
             // Keep what was learned: the next attempt retries only what is still ours.
             if updated.thawCause == nil { updated.thawCause = .recovery }

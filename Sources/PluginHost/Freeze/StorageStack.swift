@@ -27,19 +27,17 @@ public struct StorageStack: Sendable {
     public static let live = StorageStack(
         sysfs: "/sys",
         filesystemDevice: { path in
-            var info = stat()
-            return stat(path, &info) == 0 ? deviceName(UInt(info.st_dev)) : nil
+            (try? FileSystem.status(of: path)).map { deviceName(UInt($0.st_dev)) }
         },
         blockDeviceNode: { path in
-            var info = stat()
-            guard stat(path, &info) == 0, info.st_mode & S_IFMT == S_IFBLK else { return nil }
+            guard let info = try? FileSystem.status(of: path), info.st_mode & S_IFMT == S_IFBLK else { return nil }
             return deviceName(UInt(info.st_rdev))
         })
 
     /// The block device a filesystem is on: its own device number when that is a block device
     /// (ext4, xfs), else its source's (btrfs shows an anonymous device in mountinfo).
     func blockDevice(of target: FreezeTarget) -> String? {
-        if access("\(sysfs)/dev/block/\(target.device)", F_OK) == 0 { return target.device }
+        if FileSystem.exists("\(sysfs)/dev/block/\(target.device)") { return target.device }
         return blockDeviceNode(target.source)
     }
 
@@ -58,7 +56,7 @@ public struct StorageStack: Sendable {
         guard visited.insert(device).inserted else { return }
         var directory = "\(sysfs)/dev/block/\(device)"
         // A partition's loop or slaves are its disk's: the partition's directory is inside it.
-        if access(directory + "/partition", F_OK) == 0 { directory += "/.." }
+        if FileSystem.exists(directory + "/partition") { directory += "/.." }
         if let backing = readLine(directory + "/loop/backing_file") {
             let path = backing.hasSuffix(" (deleted)") ? String(backing.dropLast(" (deleted)".count)) : backing
             if let filesystem = filesystemDevice(path) {
@@ -85,16 +83,7 @@ public struct StorageStack: Sendable {
     }
 
     private func entries(of directory: String) -> [String] {
-        guard let handle = opendir(directory) else { return [] }
-        defer { closedir(handle) }
-        var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name != "." && name != ".." { names.append(name) }
-        }
-        return names.sorted()
+        ((try? FileSystem.entries(of: directory)) ?? []).sorted()
     }
 
     /// Dependency waves for `targets`: a filesystem is in a wave before every target its data

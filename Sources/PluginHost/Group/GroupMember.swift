@@ -64,17 +64,16 @@ public final class GroupMember {
             name: settings.name, member: settings.member, members: settings.members, operationID: nil,
             etcd: settings.endpoints.map(\.description), ttlSeconds: settings.ttlSeconds, outcome: "unreachable",
             originMonotonicNs: operationStart.nanoseconds)
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
+        let socket: FileDescriptor
+        let childEnd: FileDescriptor
+        do {
+            (socket, childEnd) = try FileDescriptor.messageSocketPair()
+        } catch {
             return (
                 nil, failed,
-                HostError(
-                    .groupCoordinatorUnreachable,
-                    "cannot create the group process's socket: \(SystemError("socketpair"))", step: "group")
+                HostError(.groupCoordinatorUnreachable, "cannot create the group process's socket: \(error)", step: "group")
             )
         }
-        let socket = FileDescriptor(owning: pair[0])
-        let childEnd = FileDescriptor(owning: pair[1])
         let process: ChildProcess
         do {
             // It outlives a host that is killed just long enough to tell the others and leave.
@@ -290,7 +289,7 @@ public final class GroupMember {
         } else {
             process.terminateGroup(grace: .zero)
         }
-        unlink(statusFile)
+        try? FileSystem.remove(statusFile)
         return record
     }
 
@@ -344,7 +343,7 @@ public final class GroupMember {
 
     private func send(_ request: GroupRequest) {
         let bytes = GroupWire.encode(request)
-        _ = bytes.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        try? socket.sendMessage(bytes)
     }
 
     private enum Received { case event(GroupEvent), readable(Int32), closed }
@@ -352,19 +351,17 @@ public final class GroupMember {
     /// The next event, a readable descriptor of `watching`, the socket's end — or nil at `deadline`.
     private func receive(until deadline: Monotonic.Instant, watching: [Int32] = []) -> Received? {
         while true {
-            var fds =
-                [pollfd(fd: socket.rawValue, events: Int16(POLLIN), revents: 0)]
-                + watching.map { pollfd(fd: $0, events: Int16(POLLIN), revents: 0) }
-            let ready = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: deadline))
-            if ready < 0 && errno == EINTR { continue }
-            if ready == 0 { return nil }
-            if fds[0].revents != 0 {
-                let count = recv(socket.rawValue, &receiveBuffer, receiveBuffer.count, Int32(MSG_DONTWAIT))
-                if count < 0 && (errno == EINTR || errno == EAGAIN) { continue }
-                guard count > 0, let event = GroupWire.decodeEvent(receiveBuffer[0..<count]) else { return .closed }
+            var fds = [PollEntry(socket.rawValue)] + watching.map { PollEntry($0) }
+            if (try? Poll.wait(&fds, until: deadline)) == 0 { return nil }
+            if fds[0].isReady {
+                let received = try? socket.receiveMessage(into: &receiveBuffer, wait: false)
+                if received == .wouldBlock { continue }
+                guard case .message(let length)? = received,
+                    let event = GroupWire.decodeEvent(receiveBuffer.prefix(length))
+                else { return .closed }
                 return .event(event)
             }
-            if let other = fds.dropFirst().first(where: { $0.revents != 0 }) { return .readable(other.fd) }
+            if let other = fds.dropFirst().first(where: \.isReady) { return .readable(other.descriptor) }
         }
     }
 }

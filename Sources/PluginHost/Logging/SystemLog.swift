@@ -62,29 +62,13 @@ public enum SystemLog {
     /// Sends one message; false when there is no log socket or it does not take the datagram now.
     static func send(_ message: String, severity: Severity) -> Bool {
         let path = getenv(testSocketVariable).map { String(cString: $0) } ?? defaultSocket
-        let fd = socket(AF_UNIX, Int32(SOCK_DGRAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_un()
-        address.sun_family = sa_family_t(AF_UNIX)
-        let pathBytes = Array(path.utf8)
-        guard pathBytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
-        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
-            for (index, byte) in pathBytes.enumerated() { buffer[index] = byte }
+        guard let socket = try? FileDescriptor.socket(.datagram), let address = UnixSocketAddress(path: path) else {
+            return false
         }
         // Glibc's syslog(3) header; journald and rsyslog both parse it.
         let line = "<\(facilityDaemon | severity.rawValue)>\(timestamp()) pluginhost[\(getpid())]: \(message)"
         let bytes = Array(line.utf8.prefix(8192))
-        let sent = bytes.withUnsafeBytes { buffer in
-            withUnsafePointer(to: &address) { pointer in
-                pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) {
-                    sendto(
-                        fd, buffer.baseAddress, buffer.count, Int32(MSG_DONTWAIT) | Int32(MSG_NOSIGNAL), $0,
-                        socklen_t(MemoryLayout<sockaddr_un>.size))
-                }
-            }
-        }
-        return sent == bytes.count
+        return (try? socket.send(bytes, to: address, wait: false)) == bytes.count
     }
 
     /// "Dec  1 14:48:00", local time, as syslog(3) writes it.

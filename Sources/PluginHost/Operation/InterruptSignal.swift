@@ -21,9 +21,9 @@ public final class InterruptSignal: Sendable {
 
     /// The signal that arrived since the last call, if any.
     public func consume() -> Int32? {
-        var byte: UInt8 = 0
+        var byte: [UInt8] = [0]
         var last: Int32?
-        while read(descriptor, &byte, 1) == 1 { last = Int32(byte) }
+        while FileDescriptor.read(descriptor, into: &byte) == 1 { last = Int32(byte[0]) }
         return last
     }
 }

@@ -86,7 +86,7 @@ final class LiveSteps: OperationSteps {
         if freezeAttempted { freezeRecord = record }
         let journal = freezeGuard.journalPath
         self.freezeGuard = nil
-        if !record.mayStillBeFrozen { unlink(journal) }
+        if !record.mayStillBeFrozen { try? FileSystem.remove(journal) }
     }
 
     // MARK: - Scripts
@@ -318,28 +318,28 @@ final class LiveSteps: OperationSteps {
         // The guard thaws at its deadline; the host enforces it too, a little later.
         let limit = frozenBy?.hostDeadline ?? begin + .seconds(clamping: waitSeconds)
         while true {
-            var fds = [pollfd(fd: channel.listenDescriptor, events: Int16(POLLIN), revents: 0)]
-            if let interrupt { fds.append(pollfd(fd: interrupt.descriptor, events: Int16(POLLIN), revents: 0)) }
-            if let frozenBy { fds.append(pollfd(fd: frozenBy.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
-            if let group { fds.append(pollfd(fd: group.eventDescriptor, events: Int16(POLLIN), revents: 0)) }
-            _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: limit))
-            if let group, fds.contains(where: { $0.fd == group.eventDescriptor && $0.revents != 0 }),
+            var fds = [PollEntry(channel.listenDescriptor)]
+            if let interrupt { fds.append(PollEntry(interrupt.descriptor)) }
+            if let frozenBy { fds.append(PollEntry(frozenBy.eventDescriptor)) }
+            if let group { fds.append(PollEntry(group.eventDescriptor)) }
+            _ = try? Poll.wait(&fds, until: limit)
+            if let group, fds.contains(where: { $0.descriptor == group.eventDescriptor && $0.isReady }),
                 let error = group.collectBreak()
             {
                 return .failed(error, attempted: true)
             }
-            if let interrupt, fds.contains(where: { $0.fd == interrupt.descriptor && $0.revents != 0 }) {
+            if let interrupt, fds.contains(where: { $0.descriptor == interrupt.descriptor && $0.isReady }) {
                 record.outcome = "interrupted by a signal before \(who) called thaw"
                 return .interrupted(interruptError(during: "wait for the thaw"))
             }
-            if let frozenBy, fds.contains(where: { $0.fd == frozenBy.eventDescriptor && $0.revents != 0 }),
+            if let frozenBy, fds.contains(where: { $0.descriptor == frozenBy.eventDescriptor && $0.isReady }),
                 let cause = frozenBy.collectUnpromptedThaw()
             {
                 let error = unpromptedThawError(cause, during: "the wait for the thaw")
                 record.outcome = error.message
                 return .failed(error, attempted: true)
             }
-            if fds[0].revents != 0,
+            if fds[0].isReady,
                 let thaw = channel.accept(
                     operationID: operationID,
                     status: {

@@ -29,8 +29,8 @@ public final class OperationLock {
     /// runtime directory could be on one of them.
     public func setPhase(_ phase: String) {
         let text = "\(getpid()) \(operationID) \(startedAt) \(phase)\n"
-        _ = ftruncate(descriptor.rawValue, 0)
-        _ = text.withCString { pwrite(descriptor.rawValue, $0, strlen($0), 0) }
+        try? descriptor.truncate(to: 0)
+        try? descriptor.write(Array(text.utf8), at: 0)
     }
 
     /// Takes the lock without waiting; throws `OperationBusy` naming the holder if it is taken.
@@ -41,7 +41,7 @@ public final class OperationLock {
         } catch {
             throw HostError(.incorrectPluginhostFile, "cannot open the lock file: \(error)", step: "checks")
         }
-        if flock(file.rawValue, LOCK_EX | LOCK_NB) != 0 {
+        if (try? file.tryLock(.exclusive)) != true {
             let holder =
                 readHolder(file).map { " (operation \($0.operationID), pid \($0.pid), started \($0.startedAt))" } ?? ""
             throw HostError(.operationBusy, "another operation holds \(paths.lockFile)\(holder)", step: "checks")
@@ -54,8 +54,8 @@ public final class OperationLock {
     /// Who holds the lock now, or nil when nobody does (a non-blocking shared probe).
     public static func currentHolder(paths: StatePaths) -> Holder? {
         guard let file = try? FileDescriptor.open(paths.lockFile, O_RDONLY | O_NOFOLLOW) else { return nil }
-        if flock(file.rawValue, LOCK_SH | LOCK_NB) == 0 {
-            flock(file.rawValue, LOCK_UN)
+        if (try? file.tryLock(.shared)) == true {
+            try? file.unlock()
             return nil
         }
         return readHolder(file) ?? Holder(pid: 0, operationID: "unknown", startedAt: "unknown")
@@ -63,8 +63,7 @@ public final class OperationLock {
 
     private static func readHolder(_ file: FileDescriptor) -> Holder? {
         var buffer = [UInt8](repeating: 0, count: 512)
-        let count = pread(file.rawValue, &buffer, buffer.count, 0)
-        guard count > 0 else { return nil }
+        guard let count = try? file.read(into: &buffer, at: 0), count > 0 else { return nil }
         let fields = String(decoding: buffer[0..<count], as: UTF8.self).split(whereSeparator: \.isWhitespace)
         guard fields.count >= 3, let pid = Int32(fields[0]) else { return nil }
         return Holder(

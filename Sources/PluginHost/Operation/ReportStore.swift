@@ -71,25 +71,21 @@ public struct ReportStore: Sendable {
 
     /// Keeps the newest `keep` reports.
     private func prune() {
-        for name in reportNamesOldestFirst().dropLast(max(keep, 1)) { unlink("\(paths.reportsDirectory)/\(name)") }
+        for name in reportNamesOldestFirst().dropLast(max(keep, 1)) { try? FileSystem.remove("\(paths.reportsDirectory)/\(name)") }
     }
 
     /// The report files, in the order they were written (modification time, in nanoseconds; a
     /// report is written once, when its operation ends). Operation ids start with a UTC time
     /// in whole seconds, so two operations of the same second do not sort by name alone.
     private func reportNamesOldestFirst() -> [String] {
-        guard let directory = opendir(paths.reportsDirectory) else { return [] }
+        guard let names = try? FileSystem.entries(of: paths.reportsDirectory) else { return [] }
         var entries: [(name: String, written: Int64)] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
+        for name in names {
             guard name.hasSuffix(".json") && !name.hasPrefix(".") else { continue }
-            var info = stat()
-            guard fstatat(dirfd(directory), name, &info, AT_SYMLINK_NOFOLLOW) == 0 else { continue }
+            guard let info = try? FileSystem.status(of: "\(paths.reportsDirectory)/\(name)", followingSymlinks: false)
+            else { continue }
             entries.append((name, Int64(info.st_mtim.tv_sec) * 1_000_000_000 + Int64(info.st_mtim.tv_nsec)))
         }
-        closedir(directory)
         return entries.sorted { ($0.written, $0.name) < ($1.written, $1.name) }.map(\.name)
     }
 }

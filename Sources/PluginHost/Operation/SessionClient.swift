@@ -29,7 +29,7 @@ public enum SessionClient {
             let total = session.stderrTail.totalBytes
             if total > forwarded {
                 let fresh = session.stderrTail.bytes.suffix(min(total - forwarded, session.stderrTail.capacity))
-                _ = fresh.withUnsafeBytes { Glibc.write(stderr, $0.baseAddress, $0.count) }
+                FileDescriptor.write(Array(fresh), to: STDERR_FILENO)
                 forwarded = total
             }
             if case .exited = event { break }
@@ -75,23 +75,19 @@ public enum SessionClient {
 
     /// Connects, sends `line`, reads until the session closes. nil when nobody listens.
     private static func request(paths: StatePaths, _ request: SessionRequest, timeout: Duration) -> [UInt8]? {
-        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { return nil }
-        let connection = FileDescriptor(owning: fd)
-        guard let address = UnixSocketAddress(path: paths.sessionSocket) else { return nil }
-        let connected = address.withSockaddr { connect(fd, $0, $1) }
-        guard connected == 0, (try? connection.writeAll(request.line)) != nil else { return nil }
+        guard let connection = try? FileDescriptor.socket(.stream),
+            let address = UnixSocketAddress(path: paths.sessionSocket),
+            (try? connection.connect(to: address)) != nil,
+            (try? connection.writeAll(request.line)) != nil
+        else { return nil }
         var collected: [UInt8] = []
         var buffer = [UInt8](repeating: 0, count: 65536)
         let deadline = Monotonic.Instant.now + timeout
         while true {
-            var event = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
-            let ready = poll(&event, 1, Monotonic.pollTimeout(until: deadline))
-            if ready < 0 && errno == EINTR { continue }
-            if ready <= 0 { return collected.isEmpty ? nil : collected }
-            let count = read(fd, &buffer, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            if count <= 0 { return collected }
+            guard (try? Poll.wait(for: connection.rawValue, until: deadline)) == true else {
+                return collected.isEmpty ? nil : collected
+            }
+            guard let count = try? connection.read(into: &buffer), count > 0 else { return collected }
             collected += buffer[0..<count]
         }
     }

@@ -40,16 +40,17 @@ public struct StatePaths: Sendable, Equatable {
     /// Creates `path` (and missing parents) with `mode`, and refuses an existing directory that
     /// is not root's or that others can write.
     public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(HostError) {
-        if mkdir(path, mode) != 0 && errno != EEXIST {
+        do {
+            try FileSystem.makeDirectory(path, mode: mode)
+        } catch where error.errno != EEXIST {
             let parent = FileTrust.parent(of: path)
-            if errno == ENOENT && parent != path {
+            if error.errno == ENOENT && parent != path {
                 try makeDirectory(parent, mode: 0o755)
                 return try makeDirectory(path, mode: mode)
             }
-            throw HostError(.incorrectPluginhostFile, "cannot create \(path): \(SystemError("mkdir"))", step: "checks")
-        }
-        var info = stat()
-        guard lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFDIR else {
+            throw HostError(.incorrectPluginhostFile, "cannot create \(path): \(error)", step: "checks")
+        } catch {}
+        guard let info = try? FileSystem.status(of: path, followingSymlinks: false), info.st_mode & S_IFMT == S_IFDIR else {
             throw HostError(.incorrectPluginhostFile, "\(path) is not a directory", step: "checks")
         }
         if info.st_uid != 0 || info.st_mode & 0o022 != 0 {

@@ -3,8 +3,8 @@ import PluginHostSupport
 public import PluginHostWire
 
 /// Every manifest in a plugins directory, each verified (or refused, with the reason).
-public struct PluginCatalog: Sendable {
-    public struct Entry: Sendable {
+public struct PluginCatalog {
+    public struct Entry {
         public enum State: Sendable, Equatable {
             /// Verified; may be loaded.
             case ready
@@ -50,25 +50,23 @@ public struct PluginCatalog: Sendable {
     public static func load(directory explicit: String?) -> PluginCatalog {
         let directory = explicit ?? PluginManifest.defaultPluginsDirectory
         var catalog = PluginCatalog(directory: directory, entries: [], warnings: [])
-        guard let handle = opendir(directory) else {
-            if explicit != nil || errno != ENOENT {
-                catalog.warnings.append("cannot read the plugins directory \(directory): \(SystemError("opendir"))")
+        let found: [String]
+        do {
+            found = try FileSystem.entries(of: directory)
+        } catch {
+            if explicit != nil || error.errno != ENOENT {
+                catalog.warnings.append("cannot read the plugins directory \(directory): \(error)")
             }
             return catalog
         }
         var names: [String] = []
-        while let entry = readdir(handle) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
-            if name == "." || name == ".." { continue }
+        for name in found {
             if PluginManifest.isManifestName(name) {
                 names.append(name)
             } else {
                 catalog.warnings.append("\(directory)/\(name) ignored: manifests are named NN-name.json")
             }
         }
-        closedir(handle)
         var seen: [String: String] = [:]
         var enabled = 0
         for name in names.sorted() {

@@ -126,10 +126,10 @@ public enum PluginInstaller {
         } catch {
             throw refuse("cannot write \(candidate.path): \(error)")
         }
-        for old in existing where old.manifestPath != candidate.path { unlink(old.manifestPath) }
+        for old in existing where old.manifestPath != candidate.path { try? FileSystem.remove(old.manifestPath) }
         let written = PluginCatalog.verify(candidate.path)
         if case .refused(let refusal) = written.state {
-            unlink(candidate.path)
+            try? FileSystem.remove(candidate.path)
             throw refuse("the written manifest does not verify: \(refusal)")
         }
         var installed = record

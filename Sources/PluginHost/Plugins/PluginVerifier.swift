@@ -10,7 +10,7 @@ public import PluginHostWire
 /// were copied once into a sealed memfd and hashed there: the worker loads exactly that copy
 /// (`/proc/self/fd/3`), so what runs is byte for byte what was hashed, whatever happens to the
 /// file afterwards (even an in-place overwrite, which keeps the inode).
-public final class VerifiedLibrary: Sendable {
+public final class VerifiedLibrary {
     public let path: String
     /// The sealed memfd holding the library's bytes.
     public let descriptor: FileDescriptor
@@ -116,7 +116,7 @@ public enum PluginVerifier {
     /// would otherwise crash the loader with SIGBUS).
     static func elfProblem(_ file: FileDescriptor) -> String? {
         var header = [UInt8](repeating: 0, count: 64)
-        guard pread(file.rawValue, &header, 64, 0) == 64, header[0..<4] == [0x7F, 0x45, 0x4C, 0x46] else {
+        guard (try? file.read(into: &header, at: 0)) == 64, header[0..<4] == [0x7F, 0x45, 0x4C, 0x46] else {
             return "is not an ELF shared library"
         }
         guard header[4] == 2, header[5] == 1 else { return "is not a 64-bit little-endian ELF file" }
@@ -138,16 +138,12 @@ public enum PluginVerifier {
     public static func sha256(of file: FileDescriptor) -> String? {
         var hasher = SHA256()
         var buffer = [UInt8](repeating: 0, count: 1 << 20)
-        var offset: off_t = 0
+        var offset = 0
         while true {
-            let count = buffer.withUnsafeMutableBytes { pread(file.rawValue, $0.baseAddress, $0.count, offset) }
-            if count < 0 {
-                if errno == EINTR { continue }
-                return nil
-            }
+            guard let count = try? file.read(into: &buffer, at: offset) else { return nil }
             if count == 0 { break }
             buffer.withUnsafeBytes { hasher.update(bufferPointer: UnsafeRawBufferPointer(rebasing: $0[0..<count])) }
-            offset += off_t(count)
+            offset += count
         }
         return hex(hasher.finalize())
     }

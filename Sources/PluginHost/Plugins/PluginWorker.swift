@@ -41,12 +41,8 @@ final class PluginWorker {
     ) throws(SystemError) {
         self.manifest = manifest
         self.library = library
-        var pair: [Int32] = [-1, -1]
-        guard socketpair(AF_UNIX, Int32(SOCK_SEQPACKET.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0, &pair) == 0 else {
-            throw SystemError("socketpair")
-        }
-        socket = FileDescriptor(owning: pair[0])
-        let workerEnd = FileDescriptor(owning: pair[1])
+        let workerEnd: FileDescriptor
+        (socket, workerEnd) = try FileDescriptor.messageSocketPair()
         let descriptors = [library.descriptor.rawValue, workerEnd.rawValue]
         // Every signal is at its default in the child: a plugin's crash ends it at once.
         var forked: ChildProcess?
@@ -89,8 +85,7 @@ final class PluginWorker {
     func send(_ request: WorkerRequest) -> Bool {
         guard alive else { return false }
         let bytes = WorkerWire.encode(request)
-        let sent = bytes.withUnsafeBytes { Glibc.send(socket.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
-        return sent == bytes.count
+        return (try? socket.sendMessage(bytes)) != nil
     }
 
     /// Waits for one reply from each worker (requests already sent), each by its own deadline,
@@ -107,16 +102,16 @@ final class PluginWorker {
             outcomes[index] = (.lost("the worker is gone"), Monotonic.Instant.now)
         }
         while !pending.isEmpty {
-            var fds: [pollfd] = []
+            var fds: [PollEntry] = []
             for index in pending {
                 for fd in [workers[index].socket.rawValue] + workers[index].process.descriptors {
-                    fds.append(pollfd(fd: fd, events: Int16(POLLIN), revents: 0))
+                    fds.append(PollEntry(fd))
                 }
             }
-            if let interrupt { fds.append(pollfd(fd: interrupt, events: Int16(POLLIN), revents: 0)) }
+            if let interrupt { fds.append(PollEntry(interrupt)) }
             let earliest = pending.map { deadlines[$0] }.min()
-            _ = poll(&fds, nfds_t(fds.count), Monotonic.pollTimeout(until: earliest))
-            if let interrupt, fds.last?.fd == interrupt, fds.last?.revents != 0 {
+            _ = try? Poll.wait(&fds, until: earliest)
+            if let interrupt, fds.last?.descriptor == interrupt, fds.last?.isReady == true {
                 for index in pending.sorted() {
                     workers[index].kill(reason: "interrupted")
                     outcomes[index] = (.interrupted, Monotonic.Instant.now)
@@ -139,15 +134,18 @@ final class PluginWorker {
 
     /// Takes whatever is ready without blocking: log lines are kept, a reply is returned.
     private func service() -> Outcome? {
-        while true {
-            let count = recv(socket.rawValue, &buffer, buffer.count, Int32(MSG_DONTWAIT))
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { break }
-                return lose("its socket failed: \(SystemError("recv"))")
+        receiving: while true {
+            let count: Int
+            do {
+                switch try socket.receiveMessage(into: &buffer, wait: false) {
+                case .message(let length): count = length
+                case .endOfStream: return lose(nil)
+                case .wouldBlock: break receiving
+                }
+            } catch {
+                return lose("its socket failed: \(error)")
             }
-            if count == 0 { return lose(nil) }
-            guard let message = WorkerWire.decodeMessage(buffer[0..<count]) else {
+            guard let message = WorkerWire.decodeMessage(buffer.prefix(count)) else {
                 return lose("it sent \(count) bytes that are not a message")
             }
             if case .log(let level, let text) = message {

@@ -66,15 +66,19 @@ public struct ScriptRunner: Sendable {
     /// How `path` will be started, for `check` and the report: `/bin/sh` with the reason, or
     /// the interpreter its `#!` line names, or "executed directly" for a binary.
     public static func interpreter(for path: String) -> String {
-        var info = stat()
-        guard stat(path, &info) == 0 else { return "unknown (\(SystemError("stat")))" }
+        let info: stat
+        do {
+            info = try FileSystem.status(of: path)
+        } catch {
+            return "unknown (\(error))"
+        }
         if info.st_mode & S_IXUSR == 0 { return "\(shell) (no owner execute bit)" }
         guard let file = try? FileDescriptor.open(path, O_RDONLY | O_NONBLOCK) else {
             return "unknown (cannot read it)"
         }
         var buffer = [UInt8](repeating: 0, count: 256)
-        let count = read(file.rawValue, &buffer, buffer.count)
-        let head = buffer.prefix(max(count, 0))
+        let count = (try? file.read(into: &buffer)) ?? 0
+        let head = buffer.prefix(count)
         if head.starts(with: [0x23, 0x21]) {  // "#!"
             let line = head.dropFirst(2).prefix { $0 != 0x0A && $0 != 0x0D }.drop { $0 == 0x20 || $0 == 0x09 }
             return String(decoding: line, as: UTF8.self) + " (its #! line)"
@@ -120,8 +124,7 @@ public struct ScriptRunner: Sendable {
     ) -> ScriptRun {
         var run = ScriptRun(phase: phase, path: path, arguments: arguments, outcome: .failed, attempts: [])
         var command = Command(executable: path, arguments: arguments, environment: environment)
-        var info = stat()
-        if stat(path, &info) == 0, info.st_mode & S_IXUSR == 0 {
+        if let info = try? FileSystem.status(of: path), info.st_mode & S_IXUSR == 0 {
             command = Command(executable: Self.shell, arguments: [path] + arguments, environment: environment)
             run.shell = "\(Self.shell): the script has no owner execute bit"
         }

@@ -2,7 +2,13 @@ import CPluginHostShim
 public import Glibc
 
 /// An owned file descriptor, closed when the last reference goes away (or by `close()`).
-public final class FileDescriptor: @unchecked Sendable {
+///
+/// A class, not a `~Copyable` struct (yet): Swift 6.3 has no arrays or tuples of noncopyable
+/// values, and a `let` of a class cannot be consumed, while descriptors are kept in arrays
+/// (the session's clients), returned in pairs (`makePipe`, `messageSocketPair`) and closed
+/// early from class properties (a worker's socket on kill). Not `Sendable`: no descriptor
+/// crosses a thread but through a type that says so (`@unchecked Sendable` with its reason).
+public final class FileDescriptor {
     public private(set) var rawValue: Int32
 
     public init(owning rawValue: Int32) {
@@ -93,17 +99,34 @@ public final class FileDescriptor: @unchecked Sendable {
     /// or nil.
     @discardableResult
     public static func write(_ text: String, to descriptor: Int32) -> Int32? {
-        var text = text
-        return text.withUTF8 { utf8 -> Int32? in
+        write(Array(text.utf8), to: descriptor)
+    }
+
+    /// write(2) of all of `bytes` to a descriptor this object does not own, as `write(_:to:)`
+    /// for text.
+    @discardableResult
+    public static func write(_ bytes: [UInt8], to descriptor: Int32) -> Int32? {
+        bytes.withUnsafeBytes { raw -> Int32? in
             var offset = 0
-            while offset < utf8.count {
-                let n = Glibc.write(descriptor, utf8.baseAddress! + offset, utf8.count - offset)
+            while offset < raw.count {
+                let n = Glibc.write(descriptor, raw.baseAddress! + offset, raw.count - offset)
                 if n < 0 && errno == EINTR { continue }
                 if n < 0 { return errno }
                 if n == 0 { return EIO }
                 offset += n
             }
             return nil
+        }
+    }
+
+    /// read(2) once from a descriptor this object does not own (a signal's self-pipe):
+    /// the count read, 0 at the end of the file, -1 on an error (errno set; EAGAIN when a
+    /// non-blocking descriptor has nothing). EINTR is retried.
+    public static func read(_ descriptor: Int32, into buffer: inout [UInt8]) -> Int {
+        while true {
+            let n = buffer.withUnsafeMutableBytes { Glibc.read(descriptor, $0.baseAddress, $0.count) }
+            if n < 0 && errno == EINTR { continue }
+            return n
         }
     }
 }
