@@ -1,6 +1,7 @@
 import Glibc
 import PluginHost
 import PluginHostSupport
+import Synchronization
 
 /// Debian's etcd (`etcd-server`, `etcd-client`): the consistency group tests need both.
 let etcdBinary = [String](arrayLiteral: "/usr/bin/etcd", "/usr/local/bin/etcd").first { access($0, X_OK) == 0 }
@@ -131,6 +132,11 @@ final class EtcdTLS {
     }
 }
 
+/// The /30 subnets of 10.211.0.0/16 handed out in this process, in turn: each namespace alive
+/// at once needs its own. Picked at random, two rigs of suites running side by side once got the
+/// same one, and a member's connection to etcd went to the other rig's link.
+private let subnetsHandedOut = Mutex(0)
+
 /// A network namespace with a veth link to the root namespace: `address` inside, `gateway` on
 /// the host side (a /30 of its own). Deleted on deinit (which removes the link too).
 final class NetworkNamespace {
@@ -144,11 +150,19 @@ final class NetworkNamespace {
         let tag = String(UInt32.random(in: 0..<0x10000), radix: 16)
         name = "phg\(tag)-\(index)"
         hostSide = "phv\(tag)\(index)"
-        let subnet = Int.random(in: 0..<60) * 4
-        let octet = 100 + index
-        gateway = "10.211.\(octet).\(subnet + 1)"
-        address = "10.211.\(octet).\(subnet + 2)"
         let ip = ipBinary
+        // The next /30 that no interface on this machine uses yet (another test process may
+        // hand out the same sequence).
+        var subnet: (octet: Int, base: Int)
+        repeat {
+            let next = subnetsHandedOut.withLock { count in
+                defer { count += 1 }
+                return count
+            }
+            subnet = (next / 64 % 256, next % 64 * 4)
+        } while capture(ip, ["-o", "-4", "addr", "show", "to", "10.211.\(subnet.octet).\(subnet.base)/30"]).stdout != ""
+        gateway = "10.211.\(subnet.octet).\(subnet.base + 1)"
+        address = "10.211.\(subnet.octet).\(subnet.base + 2)"
         let script = """
             set -e
             \(ip) netns add \(name)
