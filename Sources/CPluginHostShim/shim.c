@@ -213,16 +213,27 @@ static void close_from(int low, int use_close_range) {
     for (long fd = low; fd < highest; fd++) close((int)fd);
 }
 
-/* The child side of ph_spawn and ph_fork_call: cgroup, process group, parent death, default
- * signals, descriptors. Returns 0, or -1 with errno set; *join_error gets the errno of a failed
- * cgroup join (not fatal). System calls only. */
+/* The child side of ph_spawn and ph_fork_call: cgroup, process group, the warden's order,
+ * parent death, default signals, descriptors. Returns 0, or -1 with errno set; *join_error gets
+ * the errno of a failed cgroup join (not fatal). System calls only. */
 static int prepare_child(const int *staged, int fd_count, int flags, pid_t parent, int use_close_range,
-                         int cgroup_procs_fd, volatile int *join_error) {
+                         int cgroup_procs_fd, volatile int *join_error, int warden_fd,
+                         const ph_warden_order *watch) {
     /* First of all: whatever it starts from here on is born in the cgroup, and cannot leave
      * it by setsid or double fork. "0" is the writing process. */
     if (cgroup_procs_fd >= 0 && write(cgroup_procs_fd, "0", 1) != 1 && join_error) *join_error = errno;
     if (flags & PH_SPAWN_NEW_SESSION) setsid();
     else if (flags & PH_SPAWN_NEW_PROCESS_GROUP) setpgid(0, 0);
+    /* Then the warden learns of this process (group) from the process itself, before it runs
+     * anything: a parent killed at any instant cannot leave it unknown. */
+    if (watch != NULL && warden_fd >= 0) {
+        ph_warden_order order = *watch;
+        pid_t self = getpid();
+        if (order.pid < 0) order.pid = self;
+        if (order.group < 0) order.group = self;
+        ssize_t sent = send(warden_fd, &order, sizeof order, MSG_NOSIGNAL);
+        (void)sent; /* a warden that is gone has nothing to be told */
+    }
     if (flags & PH_SPAWN_DIE_WITH_PARENT) {
         prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0);
         if (getppid() != parent) _exit(127); /* the parent died before prctl */
@@ -255,7 +266,7 @@ static int prepare_child(const int *staged, int fd_count, int flags, pid_t paren
 int ph_spawn(const char *path, char *const *argv, char *const *envp,
              const int *fd_map, int fd_count, const char *cwd,
              int flags, pid_t *pid_out) {
-    return ph_spawn_in(path, argv, envp, fd_map, fd_count, cwd, flags, -1, NULL, pid_out);
+    return ph_spawn_in(path, argv, envp, fd_map, fd_count, cwd, flags, -1, -1, NULL, NULL, pid_out);
 }
 
 /* What the child of ph_spawn_in needs: it runs on its own stack (clone3) or on ours (vfork),
@@ -271,6 +282,8 @@ struct spawn_child {
     pid_t parent;
     int use_close_range;
     int cgroup_procs_fd;
+    int warden_fd;
+    const ph_warden_order *watch;
     volatile int error;
     volatile int join_error;
 };
@@ -280,7 +293,7 @@ static int spawn_child_main(void *raw) __attribute__((noreturn));
 static int spawn_child_main(void *raw) {
     struct spawn_child *child = raw;
     if (prepare_child(child->staged, child->fd_count, child->flags, child->parent, child->use_close_range,
-                      child->cgroup_procs_fd, &child->join_error) == 0
+                      child->cgroup_procs_fd, &child->join_error, child->warden_fd, child->watch) == 0
         && (child->cwd == NULL || chdir(child->cwd) == 0))
         execve(child->path, child->argv, child->envp);
     child->error = errno;
@@ -373,7 +386,8 @@ static int clone3_into_cgroup_available(void) { return 0; }
 
 int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
                 const int *fd_map, int fd_count, const char *cwd,
-                int flags, int cgroup_fd, int *join_error_out, pid_t *pid_out) {
+                int flags, int cgroup_fd, int warden_fd, const ph_warden_order *watch, int *join_error_out,
+                pid_t *pid_out) {
     int staged[MAX_FDS];
     int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
@@ -386,7 +400,7 @@ int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
     struct spawn_child child = {
         .path = path, .argv = argv, .envp = envp, .staged = staged, .fd_count = fd_count, .cwd = cwd,
         .flags = flags, .parent = getpid(), .use_close_range = use_close_range, .cgroup_procs_fd = -1,
-        .error = 0, .join_error = 0,
+        .warden_fd = warden_fd, .watch = watch, .error = 0, .join_error = 0,
     };
     long pid = -1;
 #ifdef PH_HAVE_CLONE3
@@ -425,11 +439,11 @@ int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
 
 int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *), void *argument,
                  pid_t *pid_out) {
-    return ph_fork_call_in(fd_map, fd_count, flags, -1, entry, argument, pid_out);
+    return ph_fork_call_in(fd_map, fd_count, flags, -1, -1, NULL, entry, argument, pid_out);
 }
 
-int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_fd,
-                    int (*entry)(void *), void *argument, pid_t *pid_out) {
+int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_fd, int warden_fd,
+                    const ph_warden_order *watch, int (*entry)(void *), void *argument, pid_t *pid_out) {
     int staged[MAX_FDS];
     int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
@@ -443,7 +457,8 @@ int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_fd,
     pid_t parent = getpid();
     pid_t pid = fork();
     if (pid == 0) {
-        if (prepare_child(staged, fd_count, flags, parent, use_close_range, cgroup_procs_fd, NULL) != 0) _exit(127);
+        if (prepare_child(staged, fd_count, flags, parent, use_close_range, cgroup_procs_fd, NULL, warden_fd, watch) != 0)
+            _exit(127);
         _exit(entry(argument));
     }
     if (pid < 0) rc = errno;

@@ -107,15 +107,22 @@ int ph_fork_call(const int *_Nonnull fd_map, int fd_count, int flags,
  * in ph_fork_call_in, the child writes itself into cgroup.procs before anything else. A failed
  * join is not fatal: the child runs on in the parent's cgroup and ph_spawn_in stores the errno
  * in *join_error_out (0 when it joined).
+ *
+ * `watch` (with `warden_fd`, the warden's orders socket): the child sends this order to the
+ * warden itself, before the program runs, its pid in place of a `pid` or `group` of -1. Sent by
+ * the parent after the spawn, it could come too late: a parent killed in between left the
+ * child's process group unknown to the warden, and what the child started outlived it.
  */
+struct ph_warden_order;
 int ph_spawn_in(const char *_Nonnull path,
                 char *_Nullable const *_Nonnull argv,
                 char *_Nullable const *_Nonnull envp,
                 const int *_Nonnull fd_map, int fd_count,
                 const char *_Nullable cwd,
-                int flags, int cgroup_fd, int *_Nullable join_error_out,
-                pid_t *_Nonnull pid_out);
-int ph_fork_call_in(const int *_Nonnull fd_map, int fd_count, int flags, int cgroup_fd,
+                int flags, int cgroup_fd, int warden_fd, const struct ph_warden_order *_Nullable watch,
+                int *_Nullable join_error_out, pid_t *_Nonnull pid_out);
+int ph_fork_call_in(const int *_Nonnull fd_map, int fd_count, int flags, int cgroup_fd, int warden_fd,
+                    const struct ph_warden_order *_Nullable watch,
                     int (*_Nonnull entry)(void *_Nullable), void *_Nullable argument,
                     pid_t *_Nonnull pid_out);
 
@@ -136,7 +143,7 @@ int ph_fork_call_in(const int *_Nonnull fd_map, int fd_count, int flags, int cgr
 #define PH_WARDEN_DONE 2
 
 /* An order, sent whole on the orders socket (SOCK_SEQPACKET: send with MSG_NOSIGNAL). */
-typedef struct {
+typedef struct ph_warden_order {
     int kind;      /* PH_WARDEN_WATCH or PH_WARDEN_DONE */
     pid_t pid;     /* WATCH: an owner; when it exits its cell/group is killed (0: only with the host) */
     pid_t group;   /* WATCH, without a cgroup: the process group to kill with its owner or the host */

@@ -92,15 +92,18 @@ public final class ChildProcess {
             (newSession ? PH_SPAWN_NEW_SESSION : PH_SPAWN_NEW_PROCESS_GROUP)
             | (outlivesHost ? 0 : PH_SPAWN_DIE_WITH_PARENT)
         var joinError: Int32 = 0
+        let order = cell?.wardenOrder
         try self.init(
             stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell,
             what: "spawn \(command.executable)"
         ) { map, count, pid in
             withCStrings(argv) { argvPointer in
                 withCStrings(envp) { envpPointer in
-                    ph_spawn_in(
-                        command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
-                        cell?.cgroupDescriptor ?? -1, &joinError, &pid)
+                    withOptionalPointer(to: order) { orderPointer in
+                        ph_spawn_in(
+                            command.executable, argvPointer, envpPointer, map, count, command.workingDirectory, flags,
+                            cell?.cgroupDescriptor ?? -1, cell?.wardenDescriptor ?? -1, orderPointer, &joinError, &pid)
+                    }
                 }
             }
         }
@@ -120,9 +123,11 @@ public final class ChildProcess {
         try self.init(
             stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork"
         ) { map, count, pid in
-            ph_fork_call_in(
-                map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.cgroupDescriptor ?? -1, entry,
-                nil, &pid)
+            withOptionalPointer(to: cell?.wardenOrder) { orderPointer in
+                ph_fork_call_in(
+                    map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.cgroupDescriptor ?? -1,
+                    cell?.wardenDescriptor ?? -1, orderPointer, entry, nil, &pid)
+            }
         }
         cell?.joined(pid)
     }
@@ -333,6 +338,13 @@ public final class ChildProcess {
         termination = result
         return result
     }
+}
+
+/// `body` with a pointer to a copy of `value`, or nil without one (for a C pointer argument
+/// that may be NULL).
+func withOptionalPointer<T, R>(to value: T?, _ body: (UnsafePointer<T>?) -> R) -> R {
+    guard var value else { return body(nil) }
+    return withUnsafePointer(to: &value) { body($0) }
 }
 
 public func withCStrings<R>(_ strings: [String], _ body: (UnsafePointer<UnsafeMutablePointer<CChar>?>) -> R) -> R {

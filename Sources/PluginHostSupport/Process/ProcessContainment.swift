@@ -72,6 +72,11 @@ public final class ProcessContainment {
         /// The cgroup's directory, for the child to be started in (-1: no cgroup).
         public var cgroupDescriptor: Int32 { opened?.rawValue ?? -1 }
 
+        /// The order the child sends the warden before it runs anything, and the warden's orders
+        /// socket to send it on (nil, -1: nothing to send).
+        var wardenOrder: ph_warden_order? { containment.wardenOrder(for: self) }
+        var wardenDescriptor: Int32 { containment.warden?.orders.rawValue ?? -1 }
+
         /// Called once the first process is started in the cell (its descendants are born in it:
         /// the directory is not needed any more, and one descriptor fewer is held).
         public func joined(_ pid: Int32, error: Int32 = 0) {
@@ -81,7 +86,6 @@ public final class ProcessContainment {
                     "\(label) (pid \(pid)) could not join its cgroup (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it"
                 )
             }
-            containment.watch(self, pid: pid)
         }
 
         /// The processes in the cell now (empty without a cgroup).
@@ -133,7 +137,7 @@ public final class ProcessContainment {
 
     fileprivate var cells: [Cell] = []
     private var cellsMade = 0
-    private var warden: (pid: Int32, orders: FileDescriptor, notes: FileDescriptor)?
+    fileprivate var warden: (pid: Int32, orders: FileDescriptor, notes: FileDescriptor)?
     private var finished = false
 
     /// The cgroup v2 hierarchy's mount point and this process's cgroup in it, or why not.
@@ -228,20 +232,22 @@ public final class ProcessContainment {
         return cell
     }
 
-    /// Tells the warden about a cell's first process: to kill the cell when a worker exits, and
-    /// (without cgroups) which process group to kill if the host dies.
-    fileprivate func watch(_ cell: Cell, pid: Int32) {
-        guard let warden else { return }
+    /// What the warden must know of a cell's first process: to kill the cell when a worker
+    /// exits, and (without cgroups) which process group to kill if the host dies. The process
+    /// sends it itself before it runs anything (`pid`/`group` -1: its own pid), so that a host
+    /// killed just after the spawn cannot leave it unknown. nil: nothing to tell.
+    fileprivate func wardenOrder(for cell: Cell) -> ph_warden_order? {
+        guard warden != nil else { return nil }
         let cgroup = cell.directory != nil
-        guard cell.diesWithItsProcess || !cgroup else { return }  // otherwise the operation's cgroup covers it
+        guard cell.diesWithItsProcess || !cgroup else { return nil }  // the operation's cgroup covers it
         var order = ph_warden_order()
         order.kind = PH_WARDEN_WATCH
-        order.pid = cell.diesWithItsProcess ? pid : 0
-        order.group = cgroup ? 0 : pid
+        order.pid = cell.diesWithItsProcess ? -1 : 0
+        order.group = cgroup ? 0 : -1
         withUnsafeMutableBytes(of: &order.cell) { raw in
             for (index, byte) in cell.name.utf8.prefix(raw.count - 1).enumerated() { raw[index] = byte }
         }
-        _ = withUnsafeBytes(of: &order) { send(warden.orders.rawValue, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) }
+        return order
     }
 
     fileprivate func record(_ processes: [KilledProcess]) {
