@@ -176,7 +176,7 @@ struct TwoPhaseTests {
         let hook = hookDirectory + "/50-pluginhost"
         symlink(pluginhostBinary, hook)
         let arguments = ["--config", config, "--plugins-dir", host.pluginsDirectory, "--mount", fs.mountPoint]
-        let freeze = invoke(host, hook, ["freeze"] + arguments)
+        let freeze = host.invoke(["freeze"] + arguments, as: hook)
         #expect(freeze.status == 0, "\(freeze.stdout) \(freeze.stderr)")
         #expect(freeze.stdout.hasPrefix("Quiesced: operation"))
         // The plugin's session is held in between; the host did not freeze (the agent does).
@@ -185,7 +185,7 @@ struct TwoPhaseTests {
         #expect(try Writer(file: fs.mountPoint + "/probe").finishes(within: 10))
         #expect(host.scratch.read("phases.log") == "pre\n")
 
-        let thaw = invoke(host, hook, ["thaw", "--json"])
+        let thaw = host.invoke(["thaw", "--json"], as: hook)
         #expect(thaw.status == 0, "\(thaw.stdout) \(thaw.stderr)")
         #expect(thaw.report?.command == "hook qemu" && thaw.report?.consistency == .application)
         for _ in 0..<200 where processExists(holder) { usleep(10_000) }
@@ -240,27 +240,5 @@ struct TwoPhaseTests {
         #expect(
             sh("python3 -c 'import sys, xml.dom.minidom; xml.dom.minidom.parse(sys.argv[1])' '\(svg)'") == 0,
             "not well-formed XML")
-    }
-
-    // MARK: - Helpers
-
-    /// The shell plugin in hold mode, with a command that records its pid and holds until stdin closes.
-    func addHoldingShellPlugin(_ host: HostSandbox) throws -> String {
-        let built = String(pluginhostBinary.dropLast("pluginhost".count)) + "libpluginhost-shell.so"
-        let library = host.libraryDirectory + "/libpluginhost-shell.so"
-        sh("install -m 0755 '\(built)' '\(library)'")
-        let hold = host.script(
-            "hold.sh", "#!/bin/sh\necho $$ > '\(host.scratch.path)/hold.pid'\necho READY\nexec cat > /dev/null\n")
-        let added = host.addPlugin(library, name: "holder", config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}")
-        #expect(added.status == 0, "\(added.stderr)")
-        return hold
-    }
-
-    /// Runs the binary under another name (as an agent's hook directory calls it).
-    func invoke(_ host: HostSandbox, _ path: String, _ arguments: [String]) -> Invocation {
-        let process = try! ChildProcess(
-            spawning: Command(executable: path, arguments: arguments, environment: host.environment),
-            outputCapacity: 16 << 20)
-        return RunningHost(process).finish()
     }
 }
