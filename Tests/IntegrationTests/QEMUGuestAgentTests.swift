@@ -155,20 +155,27 @@ final class QEMUGuestAgent {
         logFile = host.scratch.path + "/qga.log"
         let state = host.scratch.mkdir("qga-state")
         // Runs in the new namespace: detach every block filesystem but / and the test's own,
-        // deepest first, then become qemu-ga.
+        // deepest first, then become qemu-ga. A pass may fail on a mount a lazy unmount above it
+        // already took away, so it goes again (up to three times) until nothing foreign is left,
+        // and says what is left if something is.
         let fence = host.scratch.write(
             "qga-fence.sh",
             """
             #!/bin/sh
             mine="$1"; shift
-            awk '{print $3, $5}' /proc/self/mountinfo | tac | while read -r dev mp; do
-                [ "${dev%%:*}" = 0 ] && continue
-                [ "$mp" = / ] && continue
-                [ "$mp" = "$mine" ] && continue
-                case "$mine" in "$mp"/*) continue ;; esac
-                umount -l "$mp" || exit 1
-            done || exit 1
-            [ "$(awk -v mine="$mine" '$3 !~ /^0:/ && $5 != "/" && $5 != mine && index(mine, $5 "/") != 1' /proc/self/mountinfo | wc -l)" = 0 ] || exit 1
+            foreign() {
+                awk -v mine="$mine" '$3 !~ /^0:/ && $5 != "/" && $5 != mine && index(mine, $5 "/") != 1 {print $5}' \\
+                    /proc/self/mountinfo | tac
+            }
+            for pass in 1 2 3; do
+                [ -z "$(foreign)" ] && break
+                foreign | while read -r mp; do umount -l "$(printf '%b' "$mp")" 2>/dev/null; done
+            done
+            if [ -n "$(foreign)" ]; then
+                echo "qga-fence: still mounted:" >&2
+                grep -F "$(foreign)" /proc/self/mountinfo >&2
+                exit 1
+            fi
             exec "$@"
             """, mode: 0o700)
         process = try ChildProcess(
@@ -181,9 +188,16 @@ final class QEMUGuestAgent {
                     logFile,
                 ],
                 environment: host.environment.merging(environment) { $1 }))
-        for _ in 0..<1000 where access(socket, F_OK) != 0 && processExists(process.pid) { usleep(10_000) }
+        // Waiting on the child drains its stderr, so that the fence's or qemu-ga's complaint is
+        // in the error when it exits instead of listening.
+        for _ in 0..<1000 where access(socket, F_OK) != 0 {
+            if case .exited(let termination) = process.wait(until: .now + .milliseconds(10)) {
+                throw FixtureError(
+                    "qemu-ga did not start (\(termination)): \(process.stderrTail.text) \(host.scratch.read(logFile))")
+            }
+        }
         guard access(socket, F_OK) == 0 else {
-            throw FixtureError("qemu-ga did not start: \(process.stderrTail.text) \(host.scratch.read(logFile))")
+            throw FixtureError("qemu-ga did not listen in 10 s: \(process.stderrTail.text) \(host.scratch.read(logFile))")
         }
     }
 
