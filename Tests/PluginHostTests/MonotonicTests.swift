@@ -40,6 +40,56 @@ struct MonotonicTests {
         #expect(Duration.nanoseconds(-2_000_000).wholeMilliseconds == -2)
     }
 
+    @Test func wholeUnitsTruncatedOrRoundedUp() {
+        // (span, whole seconds, seconds rounded up, whole ms, ms rounded up)
+        let table: [(Duration, Int64, Int64, Int64, Int64)] = [
+            (.zero, 0, 0, 0, 0),
+            (.nanoseconds(1), 0, 1, 0, 1),
+            (.nanoseconds(999_999), 0, 1, 0, 1),
+            (.milliseconds(1), 0, 1, 1, 1),
+            (.nanoseconds(1_000_001), 0, 1, 1, 2),
+            (.nanoseconds(999_999_999), 0, 1, 999, 1_000),
+            (.seconds(1), 1, 1, 1_000, 1_000),
+            (.nanoseconds(1_000_000_001), 1, 2, 1_000, 1_001),
+            (.milliseconds(1_500), 1, 2, 1_500, 1_500),
+            (.seconds(60), 60, 60, 60_000, 60_000),
+            // Negative spans: toward zero, or the ceiling.
+            (.nanoseconds(-1), 0, 0, 0, 0),
+            (.milliseconds(-1_500), -1, -1, -1_500, -1_500),
+            // Clamped to Int64 where the count would not fit.
+            (.seconds(Int64.max) * 2, Int64.max, Int64.max, Int64.max, Int64.max),
+        ]
+        for (span, seconds, secondsUp, milliseconds, millisecondsUp) in table {
+            #expect(span.wholeSeconds == seconds, "\(span)")
+            #expect(span.secondsRoundedUp == secondsUp, "\(span)")
+            #expect(span.wholeMilliseconds == milliseconds, "\(span)")
+            #expect(span.millisecondsRoundedUp == millisecondsUp, "\(span)")
+        }
+        // Any unit; what `(ns + 5_000) / 10_000` gave for hundredths of a millisecond.
+        for nanoseconds: UInt64 in [0, 4_999, 5_000, 14_999, 15_000, 840_000, 1_234_567_890] {
+            #expect(
+                (Duration.nanoseconds(nanoseconds) + .microseconds(5)).whole(.microseconds(10))
+                    == Int64((nanoseconds + 5_000) / 10_000))
+        }
+        #expect(Duration.seconds(7).whole(.seconds(2), roundingUp: true) == 4)
+    }
+
+    @Test func theOldIntegerArithmeticAndTheHelpersAgree() {
+        // The plugins' conversions, before and after: nanoseconds n → the same count.
+        let samples: [UInt64] = [
+            0, 1, 999_999, 1_000_000, 1_000_001, 999_999_999, 1_000_000_000, 1_000_000_001,
+            1_499_999_999, 59_999_999_999, 600_000_000_000, 1 << 40, 1 << 62, .max - 1, .max,
+        ]
+        for n in samples {
+            let span = Duration.nanoseconds(n)
+            #expect(span.wholeSeconds == Int64(n / 1_000_000_000))
+            #expect(span.wholeMilliseconds == Int64(n / 1_000_000))
+            #expect(span.secondsRoundedUp == Int64(n / 1_000_000_000 + (n % 1_000_000_000 == 0 ? 0 : 1)))
+            #expect(span.millisecondsRoundedUp == Int64(n / 1_000_000 + (n % 1_000_000 == 0 ? 0 : 1)))
+            #expect(span.inSeconds == Double(n) / 1e9)
+        }
+    }
+
     @Test func pollTimeoutRoundsUp() {
         let now = Instant(nanoseconds: 10_000_000_000)
         let table: [(Instant?, Int32, String)] = [

@@ -48,8 +48,8 @@ public enum Monotonic {
         return Int32(clamping: left / 1_000_000 + (left % 1_000_000 == 0 ? 0 : 1))
     }
 
-    // Raw nanoseconds, for plugin code: the plugin ABI hands deadlines over as CLOCK_MONOTONIC ns
-    // (the engine uses `Instant`).
+    // Raw nanoseconds: the clock callback of the plugin ABI (PluginWorkerProcess), and tests. The
+    // engine and the plugins use `Instant` (PluginExport turns the ABI's deadlines into instants).
 
     /// The raw reading in nanoseconds.
     public static func now() -> UInt64 {
@@ -84,7 +84,30 @@ extension Duration {
     public var clampedNanoseconds: UInt64 { UInt64(clamping: attoseconds / 1_000_000_000) }
 
     /// Whole milliseconds (truncated), clamped to `Int64`: for what counts in milliseconds.
-    public var wholeMilliseconds: Int64 { Int64(clamping: attoseconds / 1_000_000_000_000_000) }
+    public var wholeMilliseconds: Int64 { whole(.milliseconds(1)) }
+
+    /// Whole seconds (truncated), clamped to `Int64`: for what counts in seconds.
+    public var wholeSeconds: Int64 { whole(.seconds(1)) }
+
+    /// Milliseconds, a started one counting as a whole one (rounded up), clamped to `Int64`: for
+    /// a timeout in milliseconds that must not end before the span does.
+    public var millisecondsRoundedUp: Int64 { whole(.milliseconds(1), roundingUp: true) }
+
+    /// Seconds, a started one counting as a whole one (rounded up), clamped to `Int64`: for a
+    /// timeout in seconds that must not end before the span does.
+    public var secondsRoundedUp: Int64 { whole(.seconds(1), roundingUp: true) }
+
+    /// How many whole `unit`s this is, clamped to `Int64`: truncated toward zero, or with
+    /// `roundingUp` the next whole number up (the ceiling). `unit` must be positive.
+    public func whole(_ unit: Duration, roundingUp: Bool = false) -> Int64 {
+        precondition(unit > .zero, "a unit of time must be positive")
+        let (quotient, remainder) = attoseconds.quotientAndRemainder(dividingBy: unit.attoseconds)
+        return Int64(clamping: roundingUp && remainder > 0 ? quotient + 1 : quotient)
+    }
+
+    /// Seconds as a fraction of whole nanoseconds (0 if negative): for what takes seconds as a
+    /// decimal number.
+    public var inSeconds: Double { Double(clampedNanoseconds) / 1e9 }
 
     /// Milliseconds as a fraction of whole nanoseconds, as reports show them (0 if negative).
     public var inMilliseconds: Double { Double(clampedNanoseconds) / 1_000_000 }
