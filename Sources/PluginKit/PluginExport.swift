@@ -74,14 +74,14 @@ public enum PluginExport {
             config = try JSONParser.parse(text)
         } catch {
             return finish(
-                call, PluginCall(deadline: 0), PluginError(.invalidConfig, "the config is not valid JSON: \(error)"))
+                call, PluginCall(deadline: nil), PluginError(.invalidConfig, "the config is not valid JSON: \(error)"))
         }
         do {
             let plugin = try pluginType.init(config: config, host: PluginHostServices(host))
             instance.pointee = OpaquePointer(Unmanaged.passRetained(Box(plugin)).toOpaque())
-            return finish(call, PluginCall(deadline: 0), nil)
+            return finish(call, PluginCall(deadline: nil), nil)
         } catch {
-            return finish(call, PluginCall(deadline: 0), error)
+            return finish(call, PluginCall(deadline: nil), error)
         }
     }
 
@@ -92,13 +92,19 @@ public enum PluginExport {
         guard let instance else { return PluginStatus.failed.rawValue }
         let plugin = Unmanaged<Box>.fromOpaque(UnsafeRawPointer(instance)).takeUnretainedValue().plugin
         var swiftCall = PluginCall(
-            deadline: call?.pointee.deadline_ns ?? 0, holdUntil: call?.pointee.hold_until_ns ?? 0)
+            deadline: instant(abi: call?.pointee.deadline_ns), holdUntil: instant(abi: call?.pointee.hold_until_ns))
         do {
             try body(plugin, &swiftCall)
             return finish(call, swiftCall, nil)
         } catch {
             return finish(call, swiftCall, error)
         }
+    }
+
+    /// A deadline of the ABI (`deadline_ns`, `hold_until_ns`: CLOCK_MONOTONIC nanoseconds, 0 for
+    /// none) as an instant: the one place a plugin sees raw time.
+    static func instant(abi abiNanoseconds: UInt64?) -> Monotonic.Instant? {
+        abiNanoseconds.flatMap { $0 > 0 ? Monotonic.Instant(nanoseconds: $0) : nil }
     }
 
     fileprivate static func destroy(_ instance: OpaquePointer?) {

@@ -62,35 +62,33 @@ public struct PluginError: Error, Sendable, CustomStringConvertible {
 
 /// One call's deadline and what it reports.
 public struct PluginCall: Sendable {
-    /// CLOCK_MONOTONIC nanoseconds; 0 when the call has none.
-    public let deadline: UInt64
-    /// quiesce: resume comes by then at the latest (CLOCK_MONOTONIC ns); 0 when unknown. Use it
-    /// for a server-side dead-man switch on a held session.
-    public let holdUntil: UInt64
+    /// When the call must have returned (the host kills the worker then); nil when it has none.
+    public let deadline: Monotonic.Instant?
+    /// quiesce: resume comes by then at the latest; nil when unknown. Use it for a server-side
+    /// dead-man switch on a held session.
+    public let holdUntil: Monotonic.Instant?
     /// A one-line summary for the report (on success).
     public var summary: String?
     /// Facts for the report, in order.
     public private(set) var details: [(key: String, value: String)] = []
 
-    public init(deadline: UInt64, holdUntil: UInt64 = 0) {
+    /// A call ending at `deadline`, whose hold (quiesce) ends at `holdUntil`; nil for none.
+    public init(deadline: Monotonic.Instant?, holdUntil: Monotonic.Instant? = nil) {
         self.deadline = deadline
         self.holdUntil = holdUntil
     }
 
+    /// Adds a fact for the report (`key=value`), after those added before.
     public mutating func detail(_ key: String, _ value: String) {
         details.append((key, value))
     }
 
-    /// Nanoseconds left before the deadline (0 when passed; `UInt64.max` without a deadline).
-    public var remainingNanoseconds: UInt64 {
-        guard deadline > 0 else { return .max }
-        let now = Monotonic.now()
-        return deadline > now ? deadline - now : 0
-    }
+    /// The time left before the deadline: zero once it has passed, nil when there is none.
+    public var remaining: Duration? { deadline.map { $0 - .now } }
 
     /// Throws `timeout` when the deadline has passed.
     public func checkDeadline(_ what: String) throws(PluginError) {
-        if deadline > 0 && Monotonic.now() >= deadline {
+        if let deadline, Monotonic.Instant.now >= deadline {
             throw PluginError(.timeout, "the deadline passed while \(what)")
         }
     }

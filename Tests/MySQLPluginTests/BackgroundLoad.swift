@@ -19,9 +19,9 @@ final class BackgroundStatements: @unchecked Sendable {
                 let start = Monotonic.now()
                 var failure: String?
                 do {
-                    let connection = try ServerConnection.connect(target, deadline: Monotonic.now() + 30_000_000_000)
-                    try connection.execute("USE `\(database)`", deadline: Monotonic.now() + 30_000_000_000)
-                    try connection.execute(statement.sql, deadline: Monotonic.now() + 30_000_000_000)
+                    let connection = try ServerConnection.connect(target, deadline: deadline(30))
+                    try connection.execute("USE `\(database)`", deadline: deadline(30))
+                    try connection.execute(statement.sql, deadline: deadline(30))
                     connection.close()
                 } catch {
                     failure = "\(error)"
@@ -61,14 +61,14 @@ final class WriteLoad: @unchecked Sendable {
             Thread.detachNewThread { [self] in
                 defer { done.signal() }
                 do {
-                    let connection = try ServerConnection.connect(target, deadline: Monotonic.now() + 10_000_000_000)
-                    try connection.execute("USE `\(database)`", deadline: Monotonic.now() + 10_000_000_000)
+                    let connection = try ServerConnection.connect(target, deadline: deadline(10))
+                    try connection.execute("USE `\(database)`", deadline: deadline(10))
                     var id = 1_000_000 * (writer + 1)
                     while Monotonic.now() < end {
                         id += 1
                         let start = Monotonic.now()
                         try connection.execute(
-                            "INSERT INTO \(table) (id, v) VALUES (\(id), 1)", deadline: Monotonic.now() + 30_000_000_000
+                            "INSERT INTO \(table) (id, v) VALUES (\(id), 1)", deadline: deadline(30)
                         )
                         let elapsed = Monotonic.milliseconds(from: start, to: Monotonic.now())
                         lock.withLock {

@@ -1,3 +1,4 @@
+import PluginHostSupport
 import PluginKit
 import Testing
 
@@ -237,24 +238,38 @@ struct PureLogicTests {
 
     @Test("dead-man switch, budgets, number formats")
     func timing() {
-        let now: UInt64 = 1_000_000_000_000
-        #expect(MySQLPlugin.holdTimeout(holdUntil: 0, now: now) == MySQLPlugin.fallbackHoldSeconds)
-        #expect(MySQLPlugin.holdTimeout(holdUntil: now + 60_000_000_000, now: now) == 62)
-        #expect(MySQLPlugin.holdTimeout(holdUntil: now + 1_500_000_000, now: now) == 4)
-        #expect(MySQLPlugin.holdTimeout(holdUntil: now - 1, now: now) == 2)
+        let now = Monotonic.Instant(nanoseconds: 1_000_000_000_000)
+        #expect(MySQLPlugin.holdTimeout(holdUntil: nil, now: now) == MySQLPlugin.fallbackHoldSeconds)
+        #expect(MySQLPlugin.holdTimeout(holdUntil: now + .seconds(60), now: now) == 62)
+        #expect(MySQLPlugin.holdTimeout(holdUntil: now + .milliseconds(1_500), now: now) == 4)
+        // A started second counts: 60 s and 1 ns is 61 s, plus the margin.
+        #expect(MySQLPlugin.holdTimeout(holdUntil: now + .seconds(60) + .nanoseconds(1), now: now) == 63)
+        #expect(MySQLPlugin.holdTimeout(holdUntil: now, now: now) == 2)
+        #expect(MySQLPlugin.holdTimeout(holdUntil: now - .nanoseconds(1), now: now) == 2)
+        // At most a year (31_536_000 s).
+        #expect(MySQLPlugin.holdTimeout(holdUntil: .max, now: now) == 31_536_000)
+        #expect(MySQLPlugin.holdTimeout(holdUntil: now + .seconds(31_535_998), now: now) == 31_536_000)
+        #expect(MySQLPlugin.holdTimeout(holdUntil: now + .seconds(31_535_997), now: now) == 31_535_999)
 
-        let none = CallBudget(deadline: 0, now: now)
-        #expect(none.work == now + 60_000_000_000 && !none.hasCallDeadline)
-        let tenSeconds = CallBudget(deadline: now + 10_000_000_000, now: now)
-        #expect(tenSeconds.work == now + 9_500_000_000)
-        let short = CallBudget(deadline: now + 100_000_000, now: now)
-        #expect(short.work == now + 50_000_000)
-        let passed = CallBudget(deadline: now - 1, now: now)
+        let none = CallBudget(deadline: nil, now: now)
+        #expect(none.work == now + .seconds(60) && !none.hasCallDeadline)
+        let tenSeconds = CallBudget(deadline: now + .seconds(10), now: now)
+        #expect(tenSeconds.work == now + .milliseconds(9_500) && tenSeconds.hasCallDeadline)
+        let short = CallBudget(deadline: now + .milliseconds(100), now: now)
+        #expect(short.work == now + .milliseconds(50))
+        let passed = CallBudget(deadline: now - .nanoseconds(1), now: now)
         #expect(passed.work == now)
+        // A fifth of the time left, truncated to whole nanoseconds: 1 s + 4 ns keeps 200 ms back.
+        let uneven = CallBudget(deadline: now + .seconds(1) + .nanoseconds(4), now: now)
+        #expect(uneven.work == now + .milliseconds(800) + .nanoseconds(4))
+        let oneMore = CallBudget(deadline: now + .seconds(1) + .nanoseconds(5), now: now)
+        #expect(oneMore.work == now + .milliseconds(800) + .nanoseconds(4))
 
-        #expect(milliseconds(840_000) == "0.84")
-        #expect(milliseconds(1_234_567_890) == "1234.57")
-        #expect(milliseconds(0) == "0.00")
+        #expect(milliseconds(.nanoseconds(840_000)) == "0.84")
+        #expect(milliseconds(.nanoseconds(1_234_567_890)) == "1234.57")
+        #expect(milliseconds(.nanoseconds(1_234_565_000)) == "1234.57")  // half up
+        #expect(milliseconds(.nanoseconds(1_234_564_999)) == "1234.56")
+        #expect(milliseconds(.zero) == "0.00")
         #expect(secondsText(2) == "2" && secondsText(0.5) == "0.5")
     }
 }

@@ -128,9 +128,9 @@ struct Fixture {
     }
 }
 
-/// A CLOCK_MONOTONIC deadline `seconds` from now.
-func deadline(_ seconds: Double) -> UInt64 {
-    Monotonic.now() + UInt64(seconds * 1_000_000_000)
+/// A deadline `seconds` from now.
+func deadline(_ seconds: Double) -> Monotonic.Instant {
+    .now + .seconds(clamping: seconds)
 }
 
 /// Milliseconds since `start`.

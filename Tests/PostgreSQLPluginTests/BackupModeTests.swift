@@ -56,7 +56,7 @@ struct BackupModeTests {
     func startAndStop() throws {
         let plugin = try backupPlugin(operationID: "20260101T000000Z-abc123")
         let admin = try AdminConnection(cluster.conninfo)
-        var quiesce = PluginCall.within(60, holdUntil: Monotonic.now() + 120_000_000_000)
+        var quiesce = PluginCall.within(60, holdUntil: .now + .seconds(120))
         try plugin.quiesce(&quiesce)
         let pid = try #require(quiesce.value(of: "session_pid"))
         let startLSN = try #require(quiesce.value(of: "start_lsn"))
@@ -108,7 +108,7 @@ struct BackupModeTests {
     @Test("a session killed during the hold: backup mode ends, resume reports PH_CONSISTENCY_LOST (every time)")
     func killedSession() throws {
         let plugin = try backupPlugin(operationID: "killed-1")
-        var quiesce = PluginCall.within(60, holdUntil: Monotonic.now() + 120_000_000_000)
+        var quiesce = PluginCall.within(60, holdUntil: .now + .seconds(120))
         try plugin.quiesce(&quiesce)
         let pid = try #require(quiesce.value(of: "session_pid"))
         let admin = try AdminConnection(cluster.conninfo)
@@ -136,9 +136,9 @@ struct BackupModeTests {
     @Test("idle_session_timeout from holdUntil ends backup mode when resume does not come")
     func deadManSwitch() throws {
         let plugin = try backupPlugin(operationID: "dead-man-1")
-        plugin.holdMargin = 1_000_000_000
-        let start = Monotonic.now()
-        var quiesce = PluginCall.within(60, holdUntil: start + 1_000_000_000)
+        plugin.holdMargin = .seconds(1)
+        let start = Monotonic.Instant.now
+        var quiesce = PluginCall.within(60, holdUntil: start + .seconds(1))
         try plugin.quiesce(&quiesce)
         let pid = try #require(quiesce.value(of: "session_pid"))
         let timeout = try #require(Int(quiesce.value(of: "idle_session_timeout_ms") ?? ""))
@@ -146,7 +146,7 @@ struct BackupModeTests {
 
         let admin = try AdminConnection(cluster.conninfo)
         let waited = try admin.waitForBackendToEnd(pid, seconds: 20)
-        let ended = Monotonic.milliseconds(from: start, to: Monotonic.now())
+        let ended = (Monotonic.Instant.now - start).inMilliseconds
         #expect(waited != nil, "the server ends the idle session")
         print(
             "dead-man switch: idle_session_timeout \(timeout) ms, session gone \(NumberText.fixed(ended, decimals: 3)) ms after quiesce began"
@@ -161,7 +161,7 @@ struct BackupModeTests {
     @Test("destroy closes the held session, which ends backup mode")
     func destroyEndsBackup() throws {
         var plugin: PostgreSQLPlugin? = try backupPlugin(operationID: "destroy-1")
-        var quiesce = PluginCall.within(60, holdUntil: Monotonic.now() + 120_000_000_000)
+        var quiesce = PluginCall.within(60, holdUntil: .now + .seconds(120))
         try plugin!.quiesce(&quiesce)
         let pid = try #require(quiesce.value(of: "session_pid"))
         let admin = try AdminConnection(cluster.conninfo)
@@ -174,7 +174,7 @@ struct BackupModeTests {
     func quiesceDeadline() throws {
         let plugin = try backupPlugin(operationID: "deadline-1")
         // A deadline that leaves no time: the plugin gives up before it and holds nothing.
-        var quiesce = PluginCall(deadline: Monotonic.now() + 2_000_000)
+        var quiesce = PluginCall(deadline: .now + .milliseconds(2))
         let error = try #require(throws: PluginError.self) { try plugin.quiesce(&quiesce) }
         #expect(error.status == .timeout)
         var resume = PluginCall.within(30)
@@ -282,7 +282,7 @@ struct BackupModeTests {
         }
 
         let backup = try backupPlugin(operationID: "load-1")
-        var quiesce = PluginCall.within(60, holdUntil: Monotonic.now() + 120_000_000_000)
+        var quiesce = PluginCall.within(60, holdUntil: .now + .seconds(120))
         try backup.quiesce(&quiesce)
         let before = Int(try admin.value("SELECT count(*) FROM pgbench_history") ?? "") ?? 0
         usleep(500_000)  // the hold, while the snapshot would be taken

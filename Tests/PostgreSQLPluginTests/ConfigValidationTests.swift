@@ -133,23 +133,43 @@ struct ConfigValidationTests {
     @Test("idle_session_timeout: time left until holdUntil plus the margin; a fallback without holdUntil")
     func idleSessionTimeout() throws {
         let plugin = try makePlugin("{}")
-        plugin.holdMargin = 10_000_000_000
-        let in30s = plugin.idleSessionTimeoutMilliseconds(holdUntil: Monotonic.now() + 30_000_000_000)
+        plugin.holdMargin = .seconds(10)
+        let in30s = plugin.idleSessionTimeoutMilliseconds(holdUntil: .now + .seconds(30))
         #expect(in30s > 39_000 && in30s <= 40_000)
-        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: 0) == 610_000)
-        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: 1) == 10_000)  // already passed: the margin only
+        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: nil) == 610_000)
+        // Already passed: the margin only.
+        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: Monotonic.Instant(nanoseconds: 1)) == 10_000)
+        // Rounded up to whole milliseconds: a started one counts.
+        plugin.holdMargin = .nanoseconds(1)
+        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: Monotonic.Instant(nanoseconds: 1)) == 1)
+        plugin.holdMargin = .nanoseconds(1_000_001)
+        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: Monotonic.Instant(nanoseconds: 1)) == 2)
+        plugin.unknownHold = .milliseconds(1_500)
+        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: nil) == 1_502)
+        // At most Int32.max.
+        plugin.holdMargin = .seconds(10)
+        #expect(plugin.idleSessionTimeoutMilliseconds(holdUntil: .max) == Int(Int32.max))
     }
 
     @Test("the budget of a step: its own timeout, or a little before the call's deadline")
     func budget() throws {
         let plugin = try makePlugin("{}")
-        let now = Monotonic.now()
-        let own = plugin.budget(PluginCall(deadline: 0), seconds: 5, key: "k")
+        let now = Monotonic.Instant.now
+        let own = plugin.budget(PluginCall(deadline: nil), seconds: 5, key: "k")
         #expect(!own.isCallDeadline)
-        #expect(own.deadline >= now + 5_000_000_000 && own.clientDeadline == own.deadline + 1_000_000_000)
-        let short = plugin.budget(PluginCall(deadline: now + 2_000_000_000), seconds: 5, key: "k")
+        #expect(own.deadline >= now + .seconds(5) && own.clientDeadline == own.deadline + .seconds(1))
+        let short = plugin.budget(PluginCall(deadline: now + .seconds(2)), seconds: 5, key: "k")
         #expect(short.isCallDeadline)
-        #expect(short.deadline < now + 2_000_000_000 && short.deadline > now + 1_700_000_000)
+        #expect(short.deadline < now + .seconds(2) && short.deadline > now + .milliseconds(1_700))
+        // A deadline that has passed: the limit is the deadline itself (a tenth of nothing).
+        let passed = plugin.budget(PluginCall(deadline: Monotonic.Instant(nanoseconds: 1)), seconds: 5, key: "k")
+        #expect(passed.isCallDeadline && passed.deadline == Monotonic.Instant(nanoseconds: 1))
+        #expect(passed.clientDeadline == passed.deadline)
+        // Far away: 250 ms before it at most.
+        let far = plugin.budget(PluginCall(deadline: now + .seconds(3600)), seconds: 5, key: "k")
+        #expect(!far.isCallDeadline && far.clientDeadline == far.deadline + .seconds(1))
+        let near = plugin.budget(PluginCall(deadline: now + .seconds(5)), seconds: 5, key: "k")
+        #expect(near.isCallDeadline && near.deadline == now + .seconds(5) - .milliseconds(250))
     }
 
     @Test("mountinfo: longest mount point wins, escapes decoded, device names the filesystem")

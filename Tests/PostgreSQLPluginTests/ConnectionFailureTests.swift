@@ -58,7 +58,7 @@ struct ConnectionFailureTests {
         let error = try #require(throws: PluginError.self) { try plugin.quiesce(&call) }
         let elapsed = Monotonic.milliseconds(from: start, to: Monotonic.now())
         #expect(error.status == .timeout)
-        #expect(Monotonic.now() < call.deadline, "the plugin gives up before the host's deadline")
+        #expect(Monotonic.Instant.now < call.deadline!, "the plugin gives up before the host's deadline")
         #expect(elapsed < 5000)
         print("silent server: timeout after \(NumberText.fixed(elapsed, decimals: 3)) ms (call deadline 500 ms)")
     }
@@ -93,7 +93,7 @@ struct ConnectionFailureTests {
         let parameters = [("host", "127.0.0.1"), ("port", String(listener.port)), ("password", "hunter2xyz")]
         let error = try #require(throws: SessionError.self) {
             try PostgresSession.connect(
-                parameters.map { (keyword: $0.0, value: $0.1) }, until: Monotonic.now() + 5_000_000_000,
+                parameters.map { (keyword: $0.0, value: $0.1) }, until: .now + .seconds(5),
                 timeoutIsCallDeadline: false, timeoutDescription: "5 s", notices: { _ in })
         }
         guard case .insecureCredentials(let message) = error else {
@@ -109,12 +109,12 @@ struct ConnectionFailureTests {
     func clientDeadlineCancels() throws {
         let session = try PostgresSession.connect(
             try PostgreSQLConfig.parseConninfo(TestDatabase.conninfo),
-            until: Monotonic.now() + 10_000_000_000, timeoutIsCallDeadline: false,
+            until: .now + .seconds(10), timeoutIsCallDeadline: false,
             timeoutDescription: "10 s", notices: { _ in })
         let pid = String(session.backendPID)
         let start = Monotonic.now()
         #expect(throws: SessionError.deadlinePassed("the statement was cancelled and the session closed")) {
-            try session.execute("SELECT pg_sleep(60)", until: Monotonic.now() + 500_000_000)
+            try session.execute("SELECT pg_sleep(60)", until: .now + .milliseconds(500))
         }
         let elapsed = Monotonic.milliseconds(from: start, to: Monotonic.now())
         #expect(!session.isOpen)
@@ -133,9 +133,9 @@ struct ConnectionFailureTests {
     func serverStatementTimeout() throws {
         let session = try PostgresSession.connect(
             try PostgreSQLConfig.parseConninfo(TestDatabase.conninfo),
-            until: Monotonic.now() + 10_000_000_000, timeoutIsCallDeadline: false,
+            until: .now + .seconds(10), timeoutIsCallDeadline: false,
             timeoutDescription: "10 s", notices: { _ in })
-        let deadline = Monotonic.now() + 30_000_000_000
+        let deadline = Monotonic.Instant.now + .seconds(30)
         try session.set("statement_timeout", "300", until: deadline)
         let error = try #require(throws: SessionError.self) {
             try session.execute("SELECT pg_sleep(60)", until: deadline)

@@ -195,8 +195,8 @@ func closedPort() throws -> Int {
 
 extension PluginCall {
     /// A call with a deadline `seconds` from now.
-    static func within(_ seconds: Double, holdUntil: UInt64 = 0) -> PluginCall {
-        PluginCall(deadline: Monotonic.now() + UInt64(seconds * 1e9), holdUntil: holdUntil)
+    static func within(_ seconds: Double, holdUntil: Monotonic.Instant? = nil) -> PluginCall {
+        PluginCall(deadline: .now + .seconds(clamping: seconds), holdUntil: holdUntil)
     }
 
     func value(of key: String) -> String? {

@@ -3,44 +3,41 @@ import PluginHostSupport
 /// The time one call may use. A part of it is kept back from the plugin's own steps, so that
 /// an abort (KILL from a second connection, close) still ends before the host's deadline.
 struct CallBudget: Sendable {
-    /// The host's deadline (CLOCK_MONOTONIC ns), 0 when the call has none.
-    let callDeadline: UInt64
+    /// The host's deadline; nil when the call has none.
+    let callDeadline: Monotonic.Instant?
     /// The deadline of the plugin's own steps.
-    let work: UInt64
+    let work: Monotonic.Instant
 
     /// Without a host deadline, the plugin still bounds itself by this much.
-    static let defaultSeconds: Double = 60
-    static let minimumReserve: UInt64 = 50_000_000
-    static let maximumReserve: UInt64 = 500_000_000
+    static let defaultSpan: Duration = .seconds(60)
+    static let minimumReserve: Duration = .milliseconds(50)
+    static let maximumReserve: Duration = .milliseconds(500)
 
-    init(deadline: UInt64, now: UInt64 = Monotonic.now()) {
+    init(deadline: Monotonic.Instant?, now: Monotonic.Instant = .now) {
         callDeadline = deadline
-        if deadline == 0 {
-            work = now + nanoseconds(Self.defaultSeconds)
-        } else {
-            let total = deadline > now ? deadline - now : 0
-            let reserve = min(max(total / 5, Self.minimumReserve), Self.maximumReserve)
+        if let deadline {
+            // A fifth of the time left, between the bounds (zero left once the deadline has passed).
+            let reserve = min(max((deadline - now) / 5, Self.minimumReserve), Self.maximumReserve)
             work = deadline > now + reserve ? deadline - reserve : now
+        } else {
+            work = now + Self.defaultSpan
         }
     }
 
-    var hasCallDeadline: Bool { callDeadline > 0 }
+    var hasCallDeadline: Bool { callDeadline != nil }
 
     /// Where an abort may run to: the host's deadline, or a short bound without one (and at
     /// least a moment, even when the deadline has already passed: a waiting session must die).
-    var abortDeadline: UInt64 {
-        let now = Monotonic.now()
-        return hasCallDeadline ? max(callDeadline, now + 100_000_000) : now + 2_000_000_000
+    var abortDeadline: Monotonic.Instant {
+        let now = Monotonic.Instant.now
+        guard let callDeadline else { return now + .seconds(2) }
+        return max(callDeadline, now + .milliseconds(100))
     }
 }
 
-func nanoseconds(_ seconds: Double) -> UInt64 {
-    seconds <= 0 ? 0 : UInt64(min(seconds, 1e9) * 1_000_000_000)
-}
-
-/// Milliseconds with two decimals, for details (`0.84`).
-func milliseconds(_ nanoseconds: UInt64) -> String {
-    let hundredths = (nanoseconds + 5_000) / 10_000
+/// Milliseconds with two decimals, rounded half up, for details (`0.84`).
+func milliseconds(_ span: Duration) -> String {
+    let hundredths = (span + .microseconds(5)).whole(.microseconds(10))
     let fraction = String(hundredths % 100)
     return "\(hundredths / 100)." + (fraction.count == 1 ? "0" : "") + fraction
 }

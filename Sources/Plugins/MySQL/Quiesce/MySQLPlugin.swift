@@ -44,10 +44,10 @@ public final class MySQLPlugin: QuiescePlugin {
         let watcher: SessionWatcher
         let plan: LockPlan
         let server: ServerIdentity
-        let lockTakenAt: UInt64
+        let lockTakenAt: Monotonic.Instant
         let lockTakenWallClock: String
         /// When the session went idle (its last statement ended).
-        let idleSince: UInt64
+        let idleSince: Monotonic.Instant
         let holdTimeoutSeconds: Int
     }
 
@@ -232,7 +232,7 @@ public final class MySQLPlugin: QuiescePlugin {
             server: server, mode: config.mode, recordBinlog: config.recordBinlogPosition,
             binlogEnabled: binlogEnabled, longQueryCheck: config.longQueryThresholdSeconds > 0)
         plan.hasStatementTimeout = plan.hasStatementTimeout && serverSideStatementTimeout
-        let holdSeconds = Self.holdTimeout(holdUntil: call.holdUntil, now: Monotonic.now())
+        let holdSeconds = Self.holdTimeout(holdUntil: call.holdUntil, now: .now)
         let lockWaitWhole = max(1, Int(config.lockWaitTimeoutSeconds.rounded(.up)))
         try run(
             connection, "SET SESSION lock_wait_timeout = \(lockWaitWhole), wait_timeout = \(holdSeconds)", budget,
@@ -253,23 +253,25 @@ public final class MySQLPlugin: QuiescePlugin {
 
         // The lock: every step bounded by what is left of lockWaitTimeoutSeconds, on the server
         // (max_statement_time, lock_wait_timeout) and here (the statement is killed past it).
-        let lockStart = Monotonic.now()
-        let lockDeadline = min(budget.work, lockStart + nanoseconds(config.lockWaitTimeoutSeconds))
+        let lockStart = Monotonic.Instant.now
+        let lockDeadline = min(budget.work, lockStart + .seconds(clamping: config.lockWaitTimeoutSeconds))
         let limitedByCall = budget.hasCallDeadline && lockDeadline == budget.work
         var timings: [String] = []
-        var takenAt: UInt64 = 0
+        // Every plan has a step that blocks commits; until it ends, the lock is not taken.
+        var takenAt = lockStart
         for step in plan.lockSteps {
-            let stepStart = Monotonic.now()
+            let stepStart = Monotonic.Instant.now
             // The server's bound ends a little before ours, so that it normally answers first
-            // (and the session needs no KILL); ours is the backstop.
-            let left = lockDeadline > stepStart + 50_000_000 ? Double(lockDeadline - stepStart - 50_000_000) / 1e9 : 0
-            let clientDeadline = plan.hasStatementTimeout ? min(budget.work, lockDeadline + 250_000_000) : lockDeadline
+            // (and the session needs no KILL); ours is the backstop. Zero once that has passed.
+            let left = lockDeadline - (stepStart + .milliseconds(50))
+            let clientDeadline =
+                plan.hasStatementTimeout ? min(budget.work, lockDeadline + .milliseconds(250)) : lockDeadline
             do {
-                try connection.execute(plan.statement(for: step, seconds: left), deadline: clientDeadline)
+                try connection.execute(plan.statement(for: step, seconds: left.inSeconds), deadline: clientDeadline)
             } catch {
                 throw lockFailure(error, step: step, waitedFrom: lockStart, limitedByCall: limitedByCall)
             }
-            let stepEnd = Monotonic.now()
+            let stepEnd = Monotonic.Instant.now
             timings.append("\(step.sql) \(milliseconds(stepEnd - stepStart)) ms")
             if step.blocksCommits { takenAt = stepEnd }
         }
@@ -297,7 +299,7 @@ public final class MySQLPlugin: QuiescePlugin {
         } catch {
             throw PluginError(.failed, "cannot watch the held session: \(error)")
         }
-        let idleSince = Monotonic.now()
+        let idleSince = Monotonic.Instant.now
         call.summary =
             "commits blocked by \(plan.summary) on \(server.summary) (lock taken in \(milliseconds(takenAt - lockStart)) ms)\(binlogNote)"
         host.log(.info, "mysql: \(call.summary!)")
@@ -343,10 +345,10 @@ public final class MySQLPlugin: QuiescePlugin {
 
     /// PH_BUSY when the lock could not be had within lockWaitTimeoutSeconds, PH_TIMEOUT when the
     /// host's deadline was what ran out.
-    private func lockFailure(_ error: ServerError, step: LockStep, waitedFrom start: UInt64, limitedByCall: Bool)
-        -> PluginError
-    {
-        let waited = milliseconds(Monotonic.now() - start)
+    private func lockFailure(
+        _ error: ServerError, step: LockStep, waitedFrom start: Monotonic.Instant, limitedByCall: Bool
+    ) -> PluginError {
+        let waited = milliseconds(.now - start)
         if error.isDeadline || error.isLockWaitTimeout {
             if limitedByCall {
                 return PluginError(
@@ -367,11 +369,12 @@ public final class MySQLPlugin: QuiescePlugin {
         return PluginError(.failed, "\(step.sql) failed: \(error)")
     }
 
-    /// wait_timeout for the held session: until the host's hold limit, plus a margin.
-    static func holdTimeout(holdUntil: UInt64, now: UInt64) -> Int {
-        guard holdUntil > 0 else { return fallbackHoldSeconds }
-        let remaining = holdUntil > now ? holdUntil - now : 0
-        return min(31_536_000, Int((remaining + 999_999_999) / 1_000_000_000) + holdMarginSeconds)
+    /// wait_timeout for the held session, in seconds: the time left until the host's hold limit
+    /// rounded up, plus a margin (the margin alone once it has passed), at most a year; the
+    /// fallback without a hold limit.
+    static func holdTimeout(holdUntil: Monotonic.Instant?, now: Monotonic.Instant) -> Int {
+        guard let holdUntil else { return fallbackHoldSeconds }
+        return Int(min(31_536_000, (holdUntil - now).secondsRoundedUp + Int64(holdMarginSeconds)))
     }
 
     // MARK: - resume
@@ -396,7 +399,7 @@ public final class MySQLPlugin: QuiescePlugin {
     /// so it does not disturb the statements), and before the close (its descriptor).
     private func release(_ hold: Hold, _ call: inout PluginCall) throws(PluginError) {
         let budget = CallBudget(deadline: call.deadline)
-        let start = Monotonic.now()
+        let start = Monotonic.Instant.now
         for statement in hold.plan.unlockStatements {
             do {
                 try hold.connection.execute(statement, deadline: budget.work)
@@ -404,13 +407,13 @@ public final class MySQLPlugin: QuiescePlugin {
                 let watched = hold.watcher.stop()
                 hold.connection.close()
                 throw lost(
-                    hold, at: watched ?? SessionWatcher.Loss(monotonic: Monotonic.now(), wallClock: isoTimestamp()),
+                    hold, at: watched ?? SessionWatcher.Loss(monotonic: .now, wallClock: isoTimestamp()),
                     &call)
             } catch {
                 // The session was alive, so the lock held until now; ending the session releases it.
                 _ = hold.watcher.stop()
                 let note = abort(hold.connection, budget) ?? ""
-                let released = Monotonic.now()
+                let released = Monotonic.Instant.now
                 call.detail("commits_blocked_ms", milliseconds(released - hold.lockTakenAt))
                 call.summary =
                     "\(statement) failed (\(error)); the session was closed instead, which released the lock \(note)"
@@ -418,7 +421,7 @@ public final class MySQLPlugin: QuiescePlugin {
                 return
             }
         }
-        let released = Monotonic.now()
+        let released = Monotonic.Instant.now
         _ = hold.watcher.stop()
         hold.connection.close()
         call.detail("commits_blocked_ms", milliseconds(released - hold.lockTakenAt))
@@ -429,10 +432,10 @@ public final class MySQLPlugin: QuiescePlugin {
     }
 
     private func lost(_ hold: Hold, at loss: SessionWatcher.Loss, _ call: inout PluginCall) -> PluginError {
-        let held = loss.monotonic > hold.lockTakenAt ? loss.monotonic - hold.lockTakenAt : 0
-        let idle = loss.monotonic > hold.idleSince ? loss.monotonic - hold.idleSince : 0
+        let held = loss.monotonic - hold.lockTakenAt
+        let idle = loss.monotonic - hold.idleSince
         let cause =
-            idle + 500_000_000 >= UInt64(hold.holdTimeoutSeconds) * 1_000_000_000
+            idle + .milliseconds(500) >= .seconds(hold.holdTimeoutSeconds)
             ? "the server ended the idle session after wait_timeout=\(hold.holdTimeoutSeconds) s (the dead-man switch): resume came later than the host's hold limit"
             : "the server closed the session (KILL, a server restart or a broken connection)"
         call.detail("lock_lost_at", loss.wallClock)
@@ -446,7 +449,7 @@ public final class MySQLPlugin: QuiescePlugin {
     // MARK: - connections
 
     private func connect(_ budget: CallBudget) throws(PluginError) -> (ServerConnection, ServerIdentity) {
-        let connectDeadline = min(budget.work, Monotonic.now() + nanoseconds(config.connectTimeoutSeconds))
+        let connectDeadline = min(budget.work, .now + .seconds(clamping: config.connectTimeoutSeconds))
         let connection: ServerConnection
         do {
             connection = try ServerConnection.connect(target, deadline: connectDeadline)

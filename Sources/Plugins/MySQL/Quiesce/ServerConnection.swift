@@ -93,8 +93,10 @@ final class ServerConnection {
         resultSlot.deallocate()
     }
 
-    /// Connects and logs in before `deadline` (CLOCK_MONOTONIC ns; 0 = none).
-    static func connect(_ target: ConnectionTarget, deadline: UInt64) throws(ServerError) -> ServerConnection {
+    /// Connects and logs in before `deadline` (nil: none).
+    static func connect(_ target: ConnectionTarget, deadline: Monotonic.Instant?) throws(ServerError)
+        -> ServerConnection
+    {
         guard MariaDBLibrary.initialized, let handle = mysql_init(nil) else {
             throw ServerError(kind: .client, code: 2008, message: "libmariadb could not be initialised (out of memory)")
         }
@@ -122,13 +124,13 @@ final class ServerConnection {
         return connection
     }
 
-    private func setOptions(_ target: ConnectionTarget, deadline: UInt64) throws(ServerError) {
+    private func setOptions(_ target: ConnectionTarget, deadline: Monotonic.Instant?) throws(ServerError) {
         var stackSize = 256 * 1024  // the coroutine stack of the non-blocking calls (TLS needs room)
         var failed = mysql_options(handle, MYSQL_OPT_NONBLOCK, &stackSize) != 0
-        if deadline > 0 {
-            // libmariadb's own connect timeout, in whole seconds; ours is the precise one.
-            let now = Monotonic.now()
-            var seconds = UInt32(clamping: deadline > now ? (deadline - now) / 1_000_000_000 + 1 : 1)
+        if let deadline {
+            // libmariadb's own connect timeout, in whole seconds: the whole seconds left plus one
+            // (1 once the deadline has passed); ours is the precise one.
+            var seconds = UInt32(clamping: (deadline - .now).wholeSeconds + 1)
             failed = failed || mysql_options(handle, MYSQL_OPT_CONNECT_TIMEOUT, &seconds) != 0
         }
         var off: my_bool = 0
@@ -149,13 +151,13 @@ final class ServerConnection {
     }
 
     /// Runs a statement that returns no rows (or whose rows are not wanted).
-    func execute(_ sql: String, deadline: UInt64) throws(ServerError) {
+    func execute(_ sql: String, deadline: Monotonic.Instant?) throws(ServerError) {
         _ = try query(sql, deadline: deadline)
     }
 
     /// Runs a statement and returns its rows (empty for statements without a result set).
     @discardableResult
-    func query(_ sql: String, deadline: UInt64) throws(ServerError) -> ResultSet {
+    func query(_ sql: String, deadline: Monotonic.Instant?) throws(ServerError) -> ResultSet {
         try send(sql)
         return try finish(deadline: deadline, what: "running \(Self.label(sql))")
     }
@@ -173,7 +175,7 @@ final class ServerConnection {
 
     /// Waits for the statement `send` started; throws `.deadline` (leaving it running) when the
     /// deadline passes first.
-    func finish(deadline: UInt64, what: String) throws(ServerError) -> ResultSet {
+    func finish(deadline: Monotonic.Instant?, what: String) throws(ServerError) -> ResultSet {
         guard let operation = pending else { return ResultSet(columns: [], rows: []) }
         if operation == .query {
             try run(pendingStatus, .query, deadline: deadline, what: what)
@@ -191,7 +193,7 @@ final class ServerConnection {
     }
 
     /// Whether the statement `send` started has completed, waiting at most until `deadline`.
-    func poll(until deadline: UInt64) throws(ServerError) -> Bool {
+    func poll(until deadline: Monotonic.Instant?) throws(ServerError) -> Bool {
         do {
             _ = try finish(deadline: deadline, what: "waiting")
             return true
@@ -210,8 +212,8 @@ final class ServerConnection {
             let fd = Int32(mysql_get_socket(handle))
             if fd >= 0 { _ = shutdown(fd, Int32(SHUT_RDWR)) }
             var status = pendingStatus
-            let limit = Monotonic.now() + 1_000_000_000
-            while status != 0 && Monotonic.now() < limit {
+            let limit = Monotonic.Instant.now + .seconds(1)
+            while status != 0 && Monotonic.Instant.now < limit {
                 status = resume(
                     pending!,
                     ready: status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE | MYSQL_WAIT_EXCEPT | MYSQL_WAIT_TIMEOUT))
@@ -235,12 +237,14 @@ final class ServerConnection {
 
     // MARK: - The non-blocking loop
 
-    /// Drives a suspended call until it completes (status 0) or `deadline` passes.
-    private func run(_ initial: Int32, _ operation: Operation, deadline: UInt64, what: String) throws(ServerError) {
+    /// Drives a suspended call until it completes (status 0) or `deadline` (nil: none) passes.
+    private func run(_ initial: Int32, _ operation: Operation, deadline: Monotonic.Instant?, what: String)
+        throws(ServerError)
+    {
         pending = operation
         pendingStatus = initial
         var status = initial
-        var libraryDeadline: UInt64 = 0
+        var libraryDeadline: Monotonic.Instant?
         while status != 0 {
             let fd = Int32(mysql_get_socket(handle))
             var events: Int16 = 0
@@ -249,13 +253,13 @@ final class ServerConnection {
             if status & MYSQL_WAIT_EXCEPT != 0 { events |= Int16(POLLPRI) }
             // libmariadb's own timeouts (connect/read/write timeouts from an option file).
             if status & MYSQL_WAIT_TIMEOUT != 0 {
-                if libraryDeadline == 0 {
-                    libraryDeadline = Monotonic.now() + UInt64(mysql_get_timeout_value_ms(handle)) * 1_000_000
+                if libraryDeadline == nil {
+                    libraryDeadline = .now + .milliseconds(mysql_get_timeout_value_ms(handle))
                 }
             } else {
-                libraryDeadline = 0
+                libraryDeadline = nil
             }
-            let wake = [deadline, libraryDeadline].filter { $0 > 0 }.min()
+            let wake = [deadline, libraryDeadline].compactMap { $0 }.min()
             var descriptor = pollfd(fd: fd, events: events, revents: 0)
             let count = Glibc.poll(&descriptor, 1, Monotonic.pollTimeout(until: wake))
             var ready: Int32 = 0
@@ -263,10 +267,10 @@ final class ServerConnection {
                 if errno == EINTR { continue }
                 ready = status & (MYSQL_WAIT_READ | MYSQL_WAIT_WRITE)  // let the library see the failure
             } else if count == 0 {
-                let now = Monotonic.now()
-                if libraryDeadline > 0 && now >= libraryDeadline {
+                let now = Monotonic.Instant.now
+                if let libraryDeadline, now >= libraryDeadline {
                     ready = MYSQL_WAIT_TIMEOUT
-                } else if deadline > 0 && now >= deadline {
+                } else if let deadline, now >= deadline {
                     pendingStatus = status
                     throw ServerError.deadline(what)
                 } else {

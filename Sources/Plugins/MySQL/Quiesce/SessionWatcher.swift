@@ -9,7 +9,7 @@ import PluginHostSupport
 final class SessionWatcher {
     /// When the session was seen closed.
     struct Loss: Sendable, Equatable {
-        let monotonic: UInt64
+        let monotonic: Monotonic.Instant
         let wallClock: String
     }
 
@@ -77,7 +77,7 @@ private final class WatchState: @unchecked Sendable {
                 return
             }
             if descriptors[0].revents != 0 {
-                loss = SessionWatcher.Loss(monotonic: Monotonic.now(), wallClock: isoTimestamp())
+                loss = SessionWatcher.Loss(monotonic: .now, wallClock: isoTimestamp())
                 return
             }
             if descriptors[1].revents != 0 { return }

@@ -24,9 +24,9 @@ public final class PostgreSQLPlugin: QuiescePlugin {
     let config: PostgreSQLConfig
     let host: PluginHostServices
     /// Added to the time left until `holdUntil` for the held session's idle_session_timeout.
-    var holdMargin: UInt64 = 10_000_000_000
+    var holdMargin: Duration = .seconds(10)
     /// The hold assumed when the host gives no `holdUntil`.
-    var unknownHold: UInt64 = 600_000_000_000
+    var unknownHold: Duration = .seconds(600)
 
     private var hold: Hold = .none
 
@@ -202,7 +202,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         call.detail("mode", "checkpoint")
         call.detail("session_pid", String(session.backendPID))
         let bound = budget(call, seconds: config.checkpointTimeoutSeconds, key: "checkpointTimeoutSeconds")
-        let started = Monotonic.now()
+        let started = Monotonic.Instant.now
         do throws(SessionError) {
             try limitStatement(session, to: bound)
             _ = try session.execute("CHECKPOINT", until: bound.clientDeadline)
@@ -211,7 +211,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                 error, doing: "run CHECKPOINT", bound: bound,
                 privilege: checkpointPrivilegeMessage(role: session.user, version: version))
         }
-        let elapsed = Monotonic.milliseconds(from: started, to: Monotonic.now())
+        let elapsed = (Monotonic.Instant.now - started).inMilliseconds
         call.detail("checkpoint_ms", NumberText.fixed(elapsed, decimals: 3))
         // Where crash recovery of the snapshot starts: informative only, so a failure is no error.
         if let row = try? session.execute(
@@ -269,7 +269,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         // not in resume, when the backup has run.
         let directory = try store.prepare(operationID: host.operationID)
 
-        let started: UInt64
+        let started: Monotonic.Instant
         let startLSN: String
         do throws(SessionError) {
             if version.hasIdleSessionTimeout {
@@ -283,7 +283,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                     "postgresql: PostgreSQL \(version.description) has no idle_session_timeout; backup mode ends only with the plugin's session"
                 )
             }
-            started = Monotonic.now()
+            started = Monotonic.Instant.now
             let rows = try session.execute(functions.startSQL, [label], until: bound.clientDeadline)
             startLSN = (rows.first?.first ?? nil) ?? ""
         } catch {
@@ -291,7 +291,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                 error, doing: "run \(functions.startName)", bound: bound,
                 privilege: backupPrivilegeMessage(role: session.user, missing: [functions.startSignature]))
         }
-        let elapsed = Monotonic.milliseconds(from: started, to: Monotonic.now())
+        let elapsed = (Monotonic.Instant.now - started).inMilliseconds
         hold = .backup(
             HeldBackup(session: session, functions: functions, label: label, startLSN: startLSN, directory: directory))
         held = true
@@ -307,12 +307,13 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             "backup \(label) started at \(startLSN) in \(NumberText.fixed(elapsed, decimals: 3)) ms; held by session \(session.backendPID)"
     }
 
-    /// The held session's idle_session_timeout: the time left until resume comes at the latest,
-    /// plus a margin. If the host disappears, the server ends the session, and backup mode with it.
-    func idleSessionTimeoutMilliseconds(holdUntil: UInt64) -> Int {
-        let now = Monotonic.now()
-        let left = holdUntil == 0 ? unknownHold : (holdUntil > now ? holdUntil - now : 0)
-        return Int(min((left + holdMargin + 999_999) / 1_000_000, UInt64(Int32.max)))
+    /// The held session's idle_session_timeout in milliseconds: the time left until resume comes
+    /// at the latest (`unknownHold` without `holdUntil`, zero once it has passed), plus a margin,
+    /// rounded up, at most `Int32.max`. If the host disappears, the server ends the session, and
+    /// backup mode with it.
+    func idleSessionTimeoutMilliseconds(holdUntil: Monotonic.Instant?) -> Int {
+        let left = holdUntil.map { $0 - .now } ?? unknownHold
+        return Int(min((left + holdMargin).millisecondsRoundedUp, Int64(Int32.max)))
     }
 
     // MARK: - resume
@@ -343,7 +344,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
         call.detail("backup_label_name", held.label)
         call.detail("start_lsn", held.startLSN)
         let bound = budget(call, seconds: config.backupStopTimeoutSeconds, key: "backupStopTimeoutSeconds")
-        let started = Monotonic.now()
+        let started = Monotonic.Instant.now
         let rows: [[String?]]
         do throws(SessionError) {
             try limitStatement(held.session, to: bound)
@@ -365,7 +366,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                     privilege: backupPrivilegeMessage(role: held.session.user, missing: [held.functions.stopSignature]))
             }
         }
-        let elapsed = Monotonic.milliseconds(from: started, to: Monotonic.now())
+        let elapsed = (Monotonic.Instant.now - started).inMilliseconds
         guard let row = rows.first, row.count == 3, let stopLSN = row[0], let labelFile = row[1] else {
             throw PluginError(.failed, "\(held.functions.stopName) returned no backup label")
         }
@@ -460,21 +461,21 @@ public final class PostgreSQLPlugin: QuiescePlugin {
     /// comes first (so that cancelling and reporting fit before the host kills the worker).
     struct Bound {
         /// The server's statement_timeout aims here.
-        var deadline: UInt64
+        var deadline: Monotonic.Instant
         /// The client waits until here, then cancels: a little after `deadline` so that the
         /// server's own timeout normally ends the statement and keeps the session usable.
-        var clientDeadline: UInt64
+        var clientDeadline: Monotonic.Instant
         var isCallDeadline: Bool
         var description: String
     }
 
     func budget(_ call: PluginCall, seconds: Int, key: String) -> Bound {
-        let now = Monotonic.now()
-        let own = now + UInt64(seconds) * 1_000_000_000
-        var callLimit = UInt64.max
-        if call.deadline > 0 {
-            let left = call.deadline > now ? call.deadline - now : 0
-            callLimit = call.deadline - min(250_000_000, left / 10)
+        let now = Monotonic.Instant.now
+        let own = now + .seconds(seconds)
+        var callLimit = Monotonic.Instant.max
+        if let deadline = call.deadline {
+            // A tenth of the time left (zero once it has passed), at most 250 ms.
+            callLimit = deadline - min(.milliseconds(250), (deadline - now) / 10)
         }
         if callLimit <= own {
             return Bound(
@@ -482,7 +483,7 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                 description: "the deadline of this call")
         }
         return Bound(
-            deadline: own, clientDeadline: min(own + 1_000_000_000, callLimit), isCallDeadline: false,
+            deadline: own, clientDeadline: min(own + .seconds(1), callLimit), isCallDeadline: false,
             description: "\(key) (\(seconds) s)")
     }
 
@@ -501,9 +502,9 @@ public final class PostgreSQLPlugin: QuiescePlugin {
     }
 
     private func limitStatement(_ session: PostgresSession, to bound: Bound) throws(SessionError) {
-        let now = Monotonic.now()
-        let milliseconds = bound.deadline > now ? max(1, (bound.deadline - now) / 1_000_000) : 1
-        try session.set("statement_timeout", String(min(milliseconds, UInt64(Int32.max))), until: bound.clientDeadline)
+        // Whole milliseconds left, at least 1 (0 would mean none), at most Int32.max.
+        let milliseconds = max(1, (bound.deadline - .now).wholeMilliseconds)
+        try session.set("statement_timeout", String(min(milliseconds, Int64(Int32.max))), until: bound.clientDeadline)
     }
 
     private func failure(_ error: SessionError, doing what: String, bound: Bound, privilege: String? = nil)

@@ -2,10 +2,10 @@ import CLibPQ
 import Glibc
 import PluginHostSupport
 
-/// One libpq connection, driven asynchronously so that every wait is bounded by a deadline
-/// (CLOCK_MONOTONIC ns): connecting polls `PQconnectPoll`, a statement polls the socket, and a
-/// statement past its deadline is cancelled (`PQcancel`) and the session closed. libpq 15 has
-/// no `PQcancelConn`; `PQcancel` opens a short connection of its own to the server.
+/// One libpq connection, driven asynchronously so that every wait is bounded by a deadline (a
+/// `Monotonic.Instant`; nil: none): connecting polls `PQconnectPoll`, a statement polls the
+/// socket, and a statement past its deadline is cancelled (`PQcancel`) and the session closed.
+/// libpq 15 has no `PQcancelConn`; `PQcancel` opens a short connection of its own to the server.
 ///
 /// Closing the session ends everything it holds on the server (a backup started in it, locks).
 final class PostgresSession {
@@ -47,7 +47,7 @@ final class PostgresSession {
     /// Before anything is sent that could carry a password, refuses one that came from elsewhere
     /// than a verified password file.
     static func connect(
-        _ parameters: [(keyword: String, value: String)], until deadline: UInt64,
+        _ parameters: [(keyword: String, value: String)], until deadline: Monotonic.Instant?,
         timeoutIsCallDeadline: Bool, timeoutDescription: String,
         notices: @escaping @Sendable (String) -> Void
     ) throws(SessionError) -> PostgresSession {
@@ -141,7 +141,8 @@ final class PostgresSession {
 
     /// Runs one statement with text parameters ($1, $2, …) and returns its rows as text (nil
     /// for NULL). Past `deadline` the statement is cancelled and the session closed.
-    func execute(_ sql: String, _ parameters: [String] = [], until deadline: UInt64) throws(SessionError) -> [[String?]]
+    func execute(_ sql: String, _ parameters: [String] = [], until deadline: Monotonic.Instant?)
+        throws(SessionError) -> [[String?]]
     {
         guard let connection else { throw .sessionLost("the session was already closed") }
         noticesBefore = notices.received
@@ -190,7 +191,7 @@ final class PostgresSession {
     }
 
     /// `SELECT set_config(name, value, false)`: a session setting, as a parameter (no SQL text is built).
-    func set(_ name: String, _ value: String, until deadline: UInt64) throws(SessionError) {
+    func set(_ name: String, _ value: String, until deadline: Monotonic.Instant?) throws(SessionError) {
         _ = try execute("SELECT pg_catalog.set_config($1, $2, false)", [name, value], until: deadline)
     }
 
@@ -263,14 +264,14 @@ final class PostgresSession {
             .joined(separator: "; ")
     }
 
-    /// poll(2) on `socket` until it is ready or `deadline` passes (false). A poll error other
-    /// than EINTR counts as ready: libpq then sees the error itself.
-    static func waitForSocket(_ socket: Int32, events: Int32, until deadline: UInt64) -> Bool {
+    /// poll(2) on `socket` until it is ready or `deadline` (nil: none) passes (false). A poll
+    /// error other than EINTR counts as ready: libpq then sees the error itself.
+    static func waitForSocket(_ socket: Int32, events: Int32, until deadline: Monotonic.Instant?) -> Bool {
         guard socket >= 0 else { return true }
         while true {
-            if deadline > 0 && Monotonic.now() >= deadline { return false }
+            if let deadline, Monotonic.Instant.now >= deadline { return false }
             var descriptor = pollfd(fd: socket, events: Int16(events), revents: 0)
-            let ready = poll(&descriptor, 1, deadline > 0 ? Monotonic.pollTimeout(until: deadline) : -1)
+            let ready = poll(&descriptor, 1, Monotonic.pollTimeout(until: deadline))  // -1 (forever) without one
             if ready > 0 { return true }
             if ready < 0 && errno != EINTR { return true }
         }

@@ -1,3 +1,5 @@
+import PluginHostSupport
+
 /// What `check` learns from the server: version, the role's privileges, archiving, and where
 /// the cluster keeps its files. Queried with version-aware SQL (PostgreSQL 10 and later).
 struct ServerFacts: Sendable {
@@ -38,7 +40,8 @@ struct ServerFacts: Sendable {
 
     enum Archiving: Sendable { case on, off, noArchiver, unknown }
 
-    static func query(_ session: PostgresSession, until deadline: UInt64) throws(SessionError) -> ServerFacts {
+    static func query(_ session: PostgresSession, until deadline: Monotonic.Instant) throws(SessionError) -> ServerFacts
+    {
         let version = ServerVersion(session.serverVersion)
         let functions = BackupFunctions(version)
         let checkpointRole = version.hasCheckpointRole ? "pg_catalog.pg_has_role('pg_checkpoint', 'USAGE')" : "false"

@@ -246,9 +246,7 @@ public final class ShellPlugin: QuiescePlugin {
     /// 2 seconds — so that no grandchild survives.
     static func ownDeadline(_ call: PluginCall) -> Monotonic.Instant {
         let now = Monotonic.Instant.now
-        // The ABI's deadline: CLOCK_MONOTONIC ns, 0 for none.
-        guard call.deadline > 0 else { return now + .seconds(60) }
-        let deadline = Monotonic.Instant(nanoseconds: call.deadline)
+        guard let deadline = call.deadline else { return now + .seconds(60) }
         guard deadline > now else { return now }
         let margin = min(max((deadline - now) / 10, .milliseconds(300)), .seconds(2))
         return deadline > now + margin ? deadline - margin : now
