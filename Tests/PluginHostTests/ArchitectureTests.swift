@@ -144,26 +144,37 @@ struct ArchitectureTests {
     }
 
     /// Time is a `Monotonic.Instant` and a `Duration`: no raw reading and no hand conversion of
-    /// nanoseconds outside the clock itself (PluginHostSupport) and these boundaries.
+    /// nanoseconds outside the clock itself (PluginHostSupport) and these boundaries. The same
+    /// holds in the plugins, stricter: no literal span in nanoseconds (`_000_000`) and no raw
+    /// nanoseconds at all, except where PluginExport reads the ABI's `deadline_ns`/`hold_until_ns`.
     @Test func theEngineCountsTimeInInstantsAndDurations() {
         let boundaries = [
             "ReportStore.swift": "st_mtim",  // report files' wall-clock mtimes, as a sort key
             "HTTPConnection.swift": "shimDeadline(_ deadline",  // the TLS shim counts CLOCK_MONOTONIC ms
             "PluginWorkerProcess.swift": "nowCallback",  // the plugin ABI's clock: raw ns
+            "PluginExport.swift": "abiNanoseconds",  // the plugin ABI's deadlines: raw ns, 0 for none
         ]
-        for target in ["PluginHost", "PluginHostCLI", "PluginHostSession", "PluginHostGroup", "PluginHostWorker"] {
+        let engine = ["PluginHost", "PluginHostCLI", "PluginHostSession", "PluginHostGroup", "PluginHostWorker"]
+        // PluginKit and the bundled plugins' targets (ShellQuiesce, MySQLQuiesce, PostgreSQLQuiesce
+        // and their entry points), by directory under Sources.
+        let plugins = ["PluginKit", "Plugins"]
+        for target in engine + plugins {
             for (path, text) in Self.files(in: target) {
                 let name = String(path.split(separator: "/").last ?? "")
                 for line in text.split(separator: "\n") {
                     let code = line.split(separator: "//", maxSplits: 1, omittingEmptySubsequences: false).first ?? ""
                     let raw = code.contains("Monotonic.now()") || code.contains("Monotonic.milliseconds(")
-                    let conversion = ["1_000_000", "1e9", "1e6"].contains { code.contains($0) }
+                    var conversion = ["1_000_000", "1e9", "1e6"].contains { code.contains($0) }
+                    if plugins.contains(target) {
+                        conversion = conversion || ["_000_000", "nanoseconds"].contains { code.contains($0) }
+                    }
                     guard raw || conversion else { continue }
                     if let allowed = boundaries[name], code.contains(allowed) { continue }
                     Issue.record("\(path): \(line)")
                 }
             }
         }
+        #expect(Self.files(in: "Plugins").contains { $0.path.hasSuffix("/MySQL/Quiesce/CallBudget.swift") })
     }
 
     @Test func aDirectSystemCallIsFound() {
