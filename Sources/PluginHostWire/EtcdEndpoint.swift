@@ -1,4 +1,4 @@
-public import PluginHostSupport
+import PluginHostSupport
 
 /// One etcd client URL, `http://HOST:PORT` or `https://HOST:PORT` (IPv6 in brackets), as
 /// given to `--etcd` or the host config's `group.etcd`. Parsed here so that the host checks

@@ -1,4 +1,4 @@
-public import PluginHostSupport
+import PluginHostSupport
 public import PluginHostWire
 
 /// A drop-in manifest, `plugins.d/NN-name.json` (README, "Plugins"):

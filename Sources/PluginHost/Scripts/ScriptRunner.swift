@@ -158,7 +158,7 @@ public struct ScriptRunner: Sendable {
         do {
             do {
                 child = try ChildProcess(spawning: command, cell: cell)
-            } catch let error as SystemError where error.errno == ENOEXEC && command.executable != Self.shell {
+            } catch let error where error.errno == ENOEXEC && command.executable != Self.shell {
                 // No #! line: what execvp(3) and Azure do — the shell reads it.
                 command = Command(
                     executable: Self.shell, arguments: [command.executable] + command.arguments,

@@ -1,4 +1,4 @@
-public import Glibc
+import Glibc
 
 /// File system calls on an owned descriptor, one wrapper per call: the doc names the C call
 /// and its EINTR policy.

@@ -1,4 +1,4 @@
-public import Glibc
+import Glibc
 
 /// The events poll(2) watches for and reports (`POLLIN`, `POLLOUT`, …).
 public struct PollEvents: OptionSet, Sendable, Hashable {
