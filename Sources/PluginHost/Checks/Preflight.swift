@@ -230,7 +230,11 @@ public struct Preflight {
                 setupProblems.append(
                     HostError(
                         .freezeFailed,
-                        "the mount point \(entry.mountPoint) (\(entry.fsType) on \(entry.source)) is not valid UTF-8, so it cannot be frozen by name: rename it, or name the filesystems to freeze with --mount (or mounts in the host config)",
+                        """
+                        the mount point \(entry.mountPoint) (\(entry.fsType) on \(entry.source)) is not valid UTF-8, \
+                        so it cannot be frozen by name: rename it, or name the filesystems to freeze with --mount (or \
+                        mounts in the host config)
+                        """,
                         step: "checks"))
             }
         }
@@ -253,7 +257,11 @@ public struct Preflight {
                 setupProblems.append(
                     HostError(
                         .freezeFailed,
-                        "the runtime directory \(request.paths.runDirectory) is on \(frozen.mountPoint), which would be frozen; the freeze journal is written while frozen: put it on a filesystem that is not frozen (tmpfs /run, or PLUGINHOST_RUN_DIR) or skip \(frozen.mountPoint)",
+                        """
+                        the runtime directory \(request.paths.runDirectory) is on \(frozen.mountPoint), which would be \
+                        frozen; the freeze journal is written while frozen: put it on a filesystem that is not frozen \
+                        (tmpfs /run, or PLUGINHOST_RUN_DIR) or skip \(frozen.mountPoint)
+                        """,
                         step: "checks"))
             }
         } catch {

@@ -130,7 +130,10 @@ public struct HostConfig: Sendable, Equatable {
                 guard let seconds = number.integerValue, operationSecondsRange.contains(seconds) else {
                     return .failure(
                         problem(
-                            "\(real): maxOperationSeconds must be an integer from \(operationSecondsRange.lowerBound) to \(operationSecondsRange.upperBound), found \(number.text)"
+                            """
+                            \(real): maxOperationSeconds must be an integer from \(operationSecondsRange.lowerBound) \
+                            to \(operationSecondsRange.upperBound), found \(number.text)
+                            """
                         ))
                 }
                 config.maxOperationSeconds = seconds

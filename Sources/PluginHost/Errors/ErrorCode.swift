@@ -63,11 +63,20 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .postScriptNotFound:
             "The post-script wasn't found at the location that's specified in the VMSnapshotScriptPluginConfig.json config file."
         case .incorrectPluginhostFile:
-            "The Pluginhost file, which comes with the VmSnapshotLinux extension, is corrupted, so prescript and post-script can't run and the backup won't be application-consistent."
+            """
+            The Pluginhost file, which comes with the VmSnapshotLinux extension, is corrupted, so prescript and \
+            post-script can't run and the backup won't be application-consistent.
+            """
         case .incorrectJSONConfigFile:
-            "The VMSnapshotScriptPluginConfig.json file is incorrect, so prescript and post-script can't run and the backup won't be application-consistent."
+            """
+            The VMSnapshotScriptPluginConfig.json file is incorrect, so prescript and post-script can't run and the \
+            backup won't be application-consistent.
+            """
         case .insufficientPermissionForPreScript, .insufficientPermissionForPostScript:
-            "For running scripts, \"root\" user should be the owner of the file and the file should have \"700\" permissions (that is, only \"owner\" should have \"read\", \"write\", and \"execute\" permissions)."
+            """
+            For running scripts, \"root\" user should be the owner of the file and the file should have \"700\" \
+            permissions (that is, only \"owner\" should have \"read\", \"write\", and \"execute\" permissions).
+            """
         case .preScriptTimeout: "The execution of the application-consistent backup pre-script timed-out."
         case .postScriptTimeout: "The execution of the application-consistent backup post-scripts timed out."
         default: nil
@@ -106,7 +115,10 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .pluginResumeTimeout:
             "A plugin did not resume within its timeoutSeconds; its worker was killed, and its sessions and locks with it."
         case .pluginConsistencyLost:
-            "A plugin's quiesce did not hold until resume (its session was lost): the snapshot is not application-consistent for that application."
+            """
+            A plugin's quiesce did not hold until resume (its session was lost): the snapshot is not \
+            application-consistent for that application.
+            """
         case .pluginApplicationUnreachable:
             "A plugin could not reach its application (server down, wrong socket or port)."
         case .pluginCrashed: "A plugin's worker crashed or broke the protocol; it was killed."
@@ -114,7 +126,10 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .hookHoldLimitExpired:
             "A hook's agent sent no thaw within the hook hold limit: the plugins were resumed and the post-script ran without it."
         case .groupMemberFailed:
-            "Another member of the consistency group failed, vanished (its etcd lease expired) or did not reach a barrier in time; this member rolled back."
+            """
+            Another member of the consistency group failed, vanished (its etcd lease expired) or did not reach a \
+            barrier in time; this member rolled back.
+            """
         case .groupCoordinatorUnreachable:
             "etcd could not be reached (or refused a request) in time; this member rolled back on its own."
         }
@@ -134,9 +149,15 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .incorrectJSONConfigFile:
             "Fix the field named in the message; the file must be owned by root with mode 600 or 400."
         case .insufficientPermissionForPreScript:
-            "chown root and chmod 700 (or 600: it then runs through /bin/sh) the pre-script; no directory above it may be writable by others."
+            """
+            chown root and chmod 700 (or 600: it then runs through /bin/sh) the pre-script; no directory above it may \
+            be writable by others.
+            """
         case .insufficientPermissionForPostScript:
-            "chown root and chmod 700 (or 600: it then runs through /bin/sh) the post-script; no directory above it may be writable by others."
+            """
+            chown root and chmod 700 (or 600: it then runs through /bin/sh) the post-script; no directory above it may \
+            be writable by others.
+            """
         case .preScriptTimeout: "Make the pre-script faster or raise timeoutInSeconds (at most 1800)."
         case .postScriptTimeout: "Make the post-script faster or raise timeoutInSeconds (at most 1800)."
         case .freezeFailed:
@@ -165,7 +186,10 @@ public enum ErrorCode: String, CaseIterable, Sendable, Codable {
         case .noActiveOperation:
             "Give `thaw --operation ID` for an operation's final report; `pluginhost status` shows the last one."
         case .hookHoldLimitExpired:
-            "Check the agent's freeze (qemu-ga calls no thaw hook when it froze nothing, e.g. a path that is not a mount point) or raise hookHoldLimitSeconds."
+            """
+            Check the agent's freeze (qemu-ga calls no thaw hook when it froze nothing, e.g. a path that is not a \
+            mount point) or raise hookHoldLimitSeconds.
+            """
         case .groupMemberFailed:
             "Read the named member's report (`pluginhost status` on that machine), fix it, and start the group again."
         case .groupCoordinatorUnreachable:

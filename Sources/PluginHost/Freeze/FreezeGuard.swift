@@ -193,7 +193,10 @@ public final class FreezeGuard {
                 return .failed(
                     HostError(
                         .freezeFailed,
-                        "syncfs of \(names) did not finish within \(formatSeconds(deadlineSeconds)) s: is a filesystem that holds their storage frozen? Nothing was frozen",
+                        """
+                        syncfs of \(names) did not finish within \(formatSeconds(deadlineSeconds)) s: is a filesystem \
+                        that holds their storage frozen? Nothing was frozen
+                        """,
                         step: "flush"))
             }
         }
@@ -255,7 +258,10 @@ public final class FreezeGuard {
                 return .failed(
                     HostError(
                         .freezeDeadlineExpired,
-                        "the freeze did not finish within \(formatSeconds(deadlineSeconds)) s and the guard did not thaw; the host killed it and thawed what it had frozen",
+                        """
+                        the freeze did not finish within \(formatSeconds(deadlineSeconds)) s and the guard did not \
+                        thaw; the host killed it and thawed what it had frozen
+                        """,
                         step: "freeze"))
             }
         }
@@ -266,7 +272,10 @@ public final class FreezeGuard {
         let why =
             stuck.isEmpty
             ? ""
-            : "; FIFREEZE of \(stuck.joined(separator: ", ")) never returned (is its storage on a frozen filesystem?), it is thawed as soon as it does"
+            : """
+            ; FIFREEZE of \(stuck.joined(separator: ", ")) never returned (is its storage on a frozen filesystem?), it \
+            is thawed as soon as it does
+            """
         switch reason {
         case .deadline:
             return HostError(

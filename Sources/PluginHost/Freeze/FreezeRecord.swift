@@ -169,7 +169,10 @@ public struct FreezeRecord: Sendable, Codable, Equatable {
         let failed = mounts.filter { $0.thaw == .failed || $0.thaw == .pending }
         guard !failed.isEmpty else { return nil }
         let names = failed.map { mount in
-            "\(mount.mountPoint): \(mount.thaw == .pending ? (mount.freeze == .stuck ? "its FIFREEZE has not returned" : "not thawed") : mount.error ?? "failed")"
+            let state =
+                mount.thaw == .pending
+                ? (mount.freeze == .stuck ? "its FIFREEZE has not returned" : "not thawed") : mount.error ?? "failed"
+            return "\(mount.mountPoint): \(state)"
         }.joined(separator: "; ")
         return HostError(.thawFailed, "could not thaw \(names)", step: "thaw")
     }

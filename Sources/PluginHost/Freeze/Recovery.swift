@@ -57,7 +57,10 @@ public enum Recovery {
         public var summary: String {
             guard let journal else {
                 return
-                    "a freeze journal that cannot be read (\(unreadable ?? "?")) was kept at \(journalPath); check the filesystems it may name, thaw any left frozen with `fsfreeze -u`, then delete it"
+                    """
+                    a freeze journal that cannot be read (\(unreadable ?? "?")) was kept at \(journalPath); check the \
+                    filesystems it may name, thaw any left frozen with `fsfreeze -u`, then delete it
+                    """
             }
             let states = mounts.map { "\($0.mountPoint) \($0.result)" }.joined(separator: ", ")
             let what: String
@@ -65,7 +68,10 @@ public enum Recovery {
                 what = "ended while frozen"
             } else if journal.thawCause != nil {
                 what =
-                    "ended while frozen; its \(journal.thawCause == .guardLost ? "host" : "guard") thawed at \(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))"
+                    """
+                    ended while frozen; its \(journal.thawCause == .guardLost ? "host" : "guard") thawed at \
+                    \(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))
+                    """
             } else {
                 what = "ended without leaving anything frozen"
             }

@@ -190,7 +190,10 @@ public final class GroupMember {
                 entry.outcome = .timedOut
                 let error = HostError(
                     .groupMemberFailed,
-                    "not every member of group \(settings.name) reached \"\(stage.rawValue)\" within \(formatSeconds((limit - begin).inMilliseconds / 1000)) s (waiting for \(missing(at: stage)))",
+                    """
+                    not every member of group \(settings.name) reached \"\(stage.rawValue)\" within \
+                    \(formatSeconds((limit - begin).inMilliseconds / 1000)) s (waiting for \(missing(at: stage)))
+                    """,
                     step: "group: all \(stage.rawValue)")
                 broken = error
                 record.outcome = "broken"

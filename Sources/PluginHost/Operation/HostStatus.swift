@@ -78,7 +78,8 @@ public struct HostStatus: Encodable, Sendable {
         case (nil, .some(let journal)):
             state = .interrupted
             let thawed = journal.thawCause.map {
-                " ended while frozen; its \($0 == .guardLost ? "host" : "guard") thawed at \(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))"
+                " ended while frozen; its \($0 == .guardLost ? "host" : "guard") thawed at "
+                    + "\(isoTimestamp(epochNanoseconds: journal.thawedAtNanoseconds))"
             }
             interruption = "operation \(journal.operationID) (pid \(journal.hostPID))\(thawed ?? " ended")"
         case (nil, nil) where unreadable != nil:

@@ -190,7 +190,11 @@ final class LiveSteps: OperationSteps {
                 sync.detach()
                 let error = HostError(
                     .freezeFailed,
-                    "syncfs of \(mounts.joined(separator: ", ")) did not finish within \(formatSeconds(preflight.maxFrozenSeconds)) s: is a filesystem that holds their storage frozen? The agent's FIFREEZE would not return either",
+                    """
+                    syncfs of \(mounts.joined(separator: ", ")) did not finish within \
+                    \(formatSeconds(preflight.maxFrozenSeconds)) s: is a filesystem that holds their storage frozen? \
+                    The agent's FIFREEZE would not return either
+                    """,
                     step: "flush")
                 flushError = error
                 return .failed(error, attempted: false)
@@ -209,7 +213,10 @@ final class LiveSteps: OperationSteps {
             return .interrupted(
                 HostError(
                     .operationInterrupted,
-                    "\(signal) received during the quiesce: the busy plugin workers were killed at once, and with them their sessions and locks; everything done so far was undone",
+                    """
+                    \(signal) received during the quiesce: the busy plugin workers were killed at once, and with them \
+                    their sessions and locks; everything done so far was undone
+                    """,
                     step: "quiesce"))
         }
         return result
@@ -376,7 +383,11 @@ final class LiveSteps: OperationSteps {
                 return .failed(
                     HostError(
                         .hookHoldLimitExpired,
-                        "\(who) sent no thaw within the hook hold limit of \(formatSeconds(waitSeconds)) s; the quiesce was released: the plugins were resumed and the post-script ran; a snapshot taken after that is not application-consistent",
+                        """
+                        \(who) sent no thaw within the hook hold limit of \(formatSeconds(waitSeconds)) s; the quiesce \
+                        was released: the plugins were resumed and the post-script ran; a snapshot taken after that is \
+                        not application-consistent
+                        """,
                         step: "snapshot"), attempted: true)
             }
             record.outcome = "no thaw came within \(formatSeconds(waitSeconds)) s"
@@ -398,12 +409,18 @@ final class LiveSteps: OperationSteps {
         case .deadline, .command, .recovery:
             return HostError(
                 .freezeDeadlineExpired,
-                "the freeze guard thawed at its deadline (\(deadline) s) during \(what); a snapshot not taken wholly inside the freeze is not consistent",
+                """
+                the freeze guard thawed at its deadline (\(deadline) s) during \(what); a snapshot not taken wholly \
+                inside the freeze is not consistent
+                """,
                 step: "snapshot")
         case .guardLost where missedDeadline:
             return HostError(
                 .freezeDeadlineExpired,
-                "the freeze guard did not thaw at its \(deadline) s deadline (stopped?) during \(what); the host killed it and thawed; the snapshot is not consistent",
+                """
+                the freeze guard did not thaw at its \(deadline) s deadline (stopped?) during \(what); the host killed \
+                it and thawed; the snapshot is not consistent
+                """,
                 step: "snapshot")
         case .guardLost:
             return HostError(

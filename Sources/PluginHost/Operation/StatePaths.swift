@@ -56,7 +56,10 @@ public struct StatePaths: Sendable, Equatable {
         if info.st_uid != 0 || info.st_mode & 0o022 != 0 {
             throw HostError(
                 .incorrectPluginhostFile,
-                "\(path) is owned by uid \(info.st_uid) with mode \(octal(info.st_mode & 0o7777)); it must be root's and not writable by others",
+                """
+                \(path) is owned by uid \(info.st_uid) with mode \(octal(info.st_mode & 0o7777)); it must be root's \
+                and not writable by others
+                """,
                 step: "checks")
         }
         if let failure = FileTrust.checkDirectories(above: path) {

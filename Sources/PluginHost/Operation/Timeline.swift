@@ -101,7 +101,10 @@ public struct Timeline: Sendable, Equatable {
         var out = "Timeline of \(title)\n"
         if let window {
             out +=
-                "frozen for \(Self.ms(window.durationMs)) (▓), from \(Self.ms(window.startMs)) to \(Self.ms(window.startMs + window.durationMs))\n"
+                """
+                frozen for \(Self.ms(window.durationMs)) (▓), from \(Self.ms(window.startMs)) to \
+                \(Self.ms(window.startMs + window.durationMs))\n
+                """
         }
         let axis = "0 ms"
         let end = Self.ms(totalMs)
@@ -148,20 +151,35 @@ public struct Timeline: Sendable, Equatable {
             let left = x(window.startMs)
             let right = max(x(window.startMs + window.durationMs), left + 1)
             svg +=
-                "<rect x=\"\(Self.f(left))\" y=\"\(Self.f(top - 8))\" width=\"\(Self.f(right - left))\" height=\"\(Self.f(Double(bars.count) * rowHeight + 8))\" fill=\"#cc4125\" fill-opacity=\"0.15\"/>\n"
+                """
+                <rect x=\"\(Self.f(left))\" y=\"\(Self.f(top - 8))\" width=\"\(Self.f(right - left))\" \
+                height=\"\(Self.f(Double(bars.count) * rowHeight + 8))\" fill=\"#cc4125\" fill-opacity=\"0.15\"/>\n
+                """
             svg +=
-                "<text x=\"\(Self.f(left))\" y=\"\(Self.f(top - 12))\" fill=\"#cc4125\">\(Self.escape("frozen " + Self.ms(window.durationMs)))</text>\n"
+                """
+                <text x=\"\(Self.f(left))\" y=\"\(Self.f(top - 12))\" \
+                fill=\"#cc4125\">\(Self.escape("frozen " + Self.ms(window.durationMs)))</text>\n
+                """
         }
         // Axis with five ticks.
         let axisY = top + Double(bars.count) * rowHeight + 8
         svg +=
-            "<line x1=\"\(Self.f(labelWidth))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(labelWidth + chartWidth))\" y2=\"\(Self.f(axisY))\" stroke=\"#888\"/>\n"
+            """
+            <line x1=\"\(Self.f(labelWidth))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(labelWidth + chartWidth))\" \
+            y2=\"\(Self.f(axisY))\" stroke=\"#888\"/>\n
+            """
         for tick in 0...4 {
             let ms = totalMs * Double(tick) / 4
             svg +=
-                "<line x1=\"\(Self.f(x(ms)))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(x(ms)))\" y2=\"\(Self.f(axisY + 5))\" stroke=\"#888\"/>"
+                """
+                <line x1=\"\(Self.f(x(ms)))\" y1=\"\(Self.f(axisY))\" x2=\"\(Self.f(x(ms)))\" \
+                y2=\"\(Self.f(axisY + 5))\" stroke=\"#888\"/>
+                """
             svg +=
-                "<text x=\"\(Self.f(x(ms)))\" y=\"\(Self.f(axisY + 18))\" text-anchor=\"middle\" fill=\"#555\">\(Self.escape(Self.ms(ms)))</text>\n"
+                """
+                <text x=\"\(Self.f(x(ms)))\" y=\"\(Self.f(axisY + 18))\" text-anchor=\"middle\" \
+                fill=\"#555\">\(Self.escape(Self.ms(ms)))</text>\n
+                """
         }
         for (row, bar) in bars.enumerated() {
             let y = top + Double(row) * rowHeight
@@ -170,13 +188,25 @@ public struct Timeline: Sendable, Equatable {
             let stroke = bar.failed ? " stroke=\"#cc0000\" stroke-width=\"2\"" : ""
             let indent = bar.label.prefix { $0 == " " }.count
             svg +=
-                "<text x=\"\(10 + indent * 8)\" y=\"\(Self.f(y + 15))\" fill=\"\(indent > 0 ? "#555" : "#000")\">\(Self.escape(bar.label.trimmingCharacters(in: " ")))</text>"
+                """
+                <text x=\"\(10 + indent * 8)\" y=\"\(Self.f(y + 15))\" \
+                fill=\"\(indent > 0 ? "#555" : "#000")\">\(Self.escape(bar.label.trimmingCharacters(in: " ")))</text>
+                """
             svg +=
-                "<rect x=\"\(Self.f(left))\" y=\"\(Self.f(y + 4))\" width=\"\(Self.f(barWidth))\" height=\"14\" fill=\"\(colors[bar.kind]!)\"\(stroke)>"
+                """
+                <rect x=\"\(Self.f(left))\" y=\"\(Self.f(y + 4))\" width=\"\(Self.f(barWidth))\" height=\"14\" \
+                fill=\"\(colors[bar.kind]!)\"\(stroke)>
+                """
+            let tooltip = """
+                \(bar.label.trimmingCharacters(in: " ")): \(Self.ms(bar.durationMs)) from \(Self.ms(bar.startMs)), \
+                \(bar.outcome)
+                """
+            svg += "<title>\(Self.escape(tooltip))</title></rect>"
             svg +=
-                "<title>\(Self.escape("\(bar.label.trimmingCharacters(in: " ")): \(Self.ms(bar.durationMs)) from \(Self.ms(bar.startMs)), \(bar.outcome)"))</title></rect>"
-            svg +=
-                "<text x=\"\(Self.f(left + barWidth + 4))\" y=\"\(Self.f(y + 15))\" fill=\"#333\">\(Self.escape(Self.ms(bar.durationMs) + (bar.failed ? " " + bar.outcome : "")))</text>\n"
+                """
+                <text x=\"\(Self.f(left + barWidth + 4))\" y=\"\(Self.f(y + 15))\" \
+                fill=\"#333\">\(Self.escape(Self.ms(bar.durationMs) + (bar.failed ? " " + bar.outcome : "")))</text>\n
+                """
         }
         return svg + "</svg>\n"
     }

@@ -94,7 +94,10 @@ public struct PluginCatalog {
                         state: .refused(
                             PluginRefusal(
                                 .manifest,
-                                "more than \(maximumEnabled) plugins are enabled in \(directory), the most one operation runs (each in a worker process): disable some (\"enabled\": false)"
+                                """
+                                more than \(maximumEnabled) plugins are enabled in \(directory), the most one \
+                                operation runs (each in a worker process): disable some (\"enabled\": false)
+                                """
                             ))))
             } else {
                 enabled += 1

@@ -134,7 +134,10 @@ public struct PluginManifest: Sendable, Equatable {
             config = found.serialized()
             if config.utf8.count > maximumConfigBytes {
                 throw ManifestError(
-                    "config: \(config.utf8.count) bytes as compact JSON; at most \(maximumConfigBytes) (\(maximumConfigBytes >> 10) KiB) are allowed: keep bulky data in a file the plugin reads"
+                    """
+                    config: \(config.utf8.count) bytes as compact JSON; at most \(maximumConfigBytes) \
+                    (\(maximumConfigBytes >> 10) KiB) are allowed: keep bulky data in a file the plugin reads
+                    """
                 )
             }
         }

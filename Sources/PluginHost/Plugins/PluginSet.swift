@@ -206,7 +206,11 @@ final class PluginSet {
                 }
                 if scope.freezeMount(holding: path) == nil {
                     warnings.append(
-                        "plugin \(member.manifest.name) keeps data in \(path) (on \(filesystem.mountPoint), device \(filesystem.device)), which this operation does not freeze: the snapshot would not be consistent for it"
+                        """
+                        plugin \(member.manifest.name) keeps data in \(path) (on \(filesystem.mountPoint), device \
+                        \(filesystem.device)), which this operation does not freeze: the snapshot would not be \
+                        consistent for it
+                        """
                     )
                 }
             }
@@ -230,7 +234,10 @@ final class PluginSet {
                 errors.append(
                     HostError(
                         .pluginQuiesceTimeout,
-                        "plugins \(names.joined(separator: ", ")) were not quiesced: the operation reached its time limit (maxOperationSeconds)",
+                        """
+                        plugins \(names.joined(separator: ", ")) were not quiesced: the operation reached its time \
+                        limit (maxOperationSeconds)
+                        """,
                         step: "quiesce"))
                 break
             }
@@ -402,7 +409,10 @@ final class PluginSet {
                 }
             return HostError(
                 code,
-                "plugin \(name): \(function.rawValue) did not answer within \(member.manifest.timeoutSeconds) s; its worker was killed, and with it its sessions and locks",
+                """
+                plugin \(name): \(function.rawValue) did not answer within \(member.manifest.timeoutSeconds) s; its \
+                worker was killed, and with it its sessions and locks
+                """,
                 step: step)
         case .lost(let why):
             return HostError(

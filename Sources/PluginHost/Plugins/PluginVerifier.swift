@@ -102,7 +102,10 @@ public enum PluginVerifier {
             return .failure(
                 PluginRefusal(
                     .checksum,
-                    "\(real) has SHA-256 \(digest), the manifest says \(expectedSHA256): the library changed after the manifest was written (reinstall it, or write the manifest again with `pluginhost plugin add`)"
+                    """
+                    \(real) has SHA-256 \(digest), the manifest says \(expectedSHA256): the library changed after the \
+                    manifest was written (reinstall it, or write the manifest again with `pluginhost plugin add`)
+                    """
                 ))
         }
         if let problem = elfProblem(sealed) {
