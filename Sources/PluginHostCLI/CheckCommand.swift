@@ -9,7 +9,10 @@ struct CheckCommand: ParsableCommand {
         commandName: "check",
         abstract: "Run the checks an operation runs first and list every problem; freeze nothing.",
         discussion:
-            "Lists the filesystems an operation would freeze, in freeze order, with their dependency waves. Exits 0 when no problem is found, 3 otherwise."
+            """
+            Lists the filesystems an operation would freeze, in freeze order, with their dependency waves. Exits 0 \
+            when no problem is found, 3 otherwise.
+            """
     )
 
     @OptionGroup var plan: PlanOptions
@@ -157,7 +160,10 @@ struct CheckResult: Encodable {
         }
         if freezeEnabled {
             out +=
-                "\nWould freeze, in this order (each wave at once, the next when it is frozen; thaw in reverse; deadline \(formatNumber(maxFrozenSeconds)) s):\n"
+                """
+                \nWould freeze, in this order (each wave at once, the next when it is frozen; thaw in reverse; \
+                deadline \(formatNumber(maxFrozenSeconds)) s):\n
+                """
             out +=
                 freezeOrder.isEmpty
                 ? "  (nothing)\n"

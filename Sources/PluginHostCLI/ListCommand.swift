@@ -7,7 +7,10 @@ struct ListCommand: ParsableCommand {
         commandName: "list",
         abstract: "Show every plugin manifest found, whether its library passes its checks, and why one is refused.",
         discussion:
-            "Each plugin is loaded in a worker process to read its name, version and ABI; none is asked to quiesce. Exits 0, or 3 when a plugin is refused."
+            """
+            Each plugin is loaded in a worker process to read its name, version and ABI; none is asked to quiesce. \
+            Exits 0, or 3 when a plugin is refused.
+            """
     )
 
     @Option(

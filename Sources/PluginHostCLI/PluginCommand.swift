@@ -114,7 +114,10 @@ struct PluginAddCommand: ParsableCommand {
                 FileHandleOutput.standardError.write("pluginhost plugin add: warning: \(warning)\n")
             }
             FileHandleOutput.standardOutput.write(
-                "wrote \(installed.manifestPath): \(record.name) \(record.version ?? "") (ABI \(record.abi ?? "?")), sha256 \(record.sha256 ?? "?")\(request.enabled ? "" : ", disabled")\n"
+                """
+                wrote \(installed.manifestPath): \(record.name) \(record.version ?? "") (ABI \(record.abi ?? "?")), \
+                sha256 \(record.sha256 ?? "?")\(request.enabled ? "" : ", disabled")\n
+                """
             )
         } catch {
             fail("\(error.code.rawValue): \(error.message)")

@@ -7,7 +7,11 @@ struct RecoverCommand: ParsableCommand {
         commandName: "recover",
         abstract: "Thaw what an operation that died left frozen (every run does this first, too).",
         discussion:
-            "Thaws exactly what the dead operation's journal says it may have left frozen, never what it found frozen already. Exit 0: nothing left frozen. 4: an operation is running (its guard thaws on its own). 5: a thaw failed, or a journal could not be read (it is kept and named)."
+            """
+            Thaws exactly what the dead operation's journal says it may have left frozen, never what it found frozen \
+            already. Exit 0: nothing left frozen. 4: an operation is running (its guard thaws on its own). 5: a thaw \
+            failed, or a journal could not be read (it is kept and named).
+            """
     )
 
     @OptionGroup var output: OutputOptions

@@ -27,7 +27,10 @@ enum ReportText {
 
         if let freeze = report.freeze {
             out +=
-                "\nFreeze window \(formatMs(freeze.windowMs)) (ioctls \(formatMs(freeze.ioctlMs)), deadline \(formatNumber(freeze.deadlineSeconds)) s"
+                """
+                \nFreeze window \(formatMs(freeze.windowMs)) (ioctls \(formatMs(freeze.ioctlMs)), deadline \
+                \(formatNumber(freeze.deadlineSeconds)) s
+                """
             if let cause = freeze.thawCause { out += ", thawed by \(cause.rawValue)" }
             out += "):\n"
             out += TextTable(
@@ -71,7 +74,10 @@ enum ReportText {
 
         if let group = report.group {
             out +=
-                "\nGroup \(group.name) (operation \(group.operationID ?? "-"), member \(group.member) of \(group.members)): \(group.outcome)"
+                """
+                \nGroup \(group.name) (operation \(group.operationID ?? "-"), member \(group.member) of \
+                \(group.members)): \(group.outcome)
+                """
                 + (group.consistency.map { ", consistency \($0.rawValue)" } ?? "") + "\n"
             if let brokenBy = group.brokenBy { out += "  \(brokenBy)\n" }
             out += TextTable(
@@ -91,7 +97,8 @@ enum ReportText {
 
         for script in report.scripts {
             out +=
-                "\n\(script.phase == .pre ? "Pre" : "Post")-script \(script.path) \(script.arguments.map { "'\($0)'" }.joined(separator: " ")): "
+                "\n\(script.phase == .pre ? "Pre" : "Post")-script \(script.path) "
+                + "\(script.arguments.map { "'\($0)'" }.joined(separator: " ")): "
                 + "\(script.outcome.rawValue) after \(script.attempts.count) attempt\(script.attempts.count == 1 ? "" : "s")"
                 + (script.shell.map { " (run by \($0))" } ?? "") + "\n"
             for attempt in script.attempts {

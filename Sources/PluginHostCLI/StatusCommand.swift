@@ -33,7 +33,10 @@ struct StatusCommand: ParsableCommand {
         // a guess (it said Idle while filesystems were frozen).
         guard geteuid() == 0 else {
             FileHandleOutput.standardError.write(
-                "pluginhost status needs root: what is frozen or running is recorded in files only root can read (\(statePaths().runDirectory))\n"
+                """
+                pluginhost status needs root: what is frozen or running is recorded in files only root can read \
+                (\(statePaths().runDirectory))\n
+                """
             )
             throw ExitCode(ExitStatus.invalid.rawValue)
         }
@@ -98,12 +101,18 @@ extension HostStatus {
         switch state {
         case .frozen:
             out =
-                "Frozen: operation \(operationID ?? "?") (pid \(pid ?? 0)) froze \(frozenMounts.joined(separator: ", ")) at \(frozenSince ?? "?")"
+                """
+                Frozen: operation \(operationID ?? "?") (pid \(pid ?? 0)) froze \
+                \(frozenMounts.joined(separator: ", ")) at \(frozenSince ?? "?")
+                """
                 + (frozenForSeconds.map { " (\(formatNumber($0)) s ago)" } ?? "")
                 + "; its guard thaws after \(formatNumber(freezeDeadlineSeconds ?? 0)) s at the latest.\n"
         case .quiesced:
             out =
-                "Quiesced: operation \(operationID ?? "?") (pid \(pid ?? 0)) waits for the agent's thaw since \(session?.since ?? "?") (deadline \(formatNumber(session?.deadlineSeconds ?? 0)) s).\n"
+                """
+                Quiesced: operation \(operationID ?? "?") (pid \(pid ?? 0)) waits for the agent's thaw since \
+                \(session?.since ?? "?") (deadline \(formatNumber(session?.deadlineSeconds ?? 0)) s).\n
+                """
         case .running:
             out =
                 "Running: operation \(operationID ?? "?") (pid \(pid ?? 0)) started \(startedAt ?? "?"), now in \(phase ?? "?").\n"
@@ -113,7 +122,10 @@ extension HostStatus {
         case .needsRecovery:
             out =
                 interruption.map { "Needs recovery: \($0); run `pluginhost recover`.\n" }
-                ?? "Needs recovery: operation \(operationID ?? "?") ended while \(frozenMounts.joined(separator: ", ")) may still be frozen; run `pluginhost recover`.\n"
+                    ?? """
+                    Needs recovery: operation \(operationID ?? "?") ended while \
+                    \(frozenMounts.joined(separator: ", ")) may still be frozen; run `pluginhost recover`.\n
+                    """
         case .idle:
             out = "Idle: no operation is running.\n"
         }

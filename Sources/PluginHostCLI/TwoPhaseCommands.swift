@@ -113,7 +113,10 @@ enum SessionOutput {
                 try? printJSON(notice)
             } else {
                 var out =
-                    "\(notice.state == "frozen" ? "Frozen" : "Quiesced"): operation \(notice.operationID), consistency so far \(notice.consistency.rawValue)\n"
+                    """
+                    \(notice.state == "frozen" ? "Frozen" : "Quiesced"): operation \(notice.operationID), consistency \
+                    so far \(notice.consistency.rawValue)\n
+                    """
                 if !notice.mounts.isEmpty { out += "  mounts: \(notice.mounts.joined(separator: ", "))\n" }
                 out += "  deadline: \(formatNumber(notice.deadlineSeconds)) s; then: \(notice.thawCommand)\n"
                 out += notice.warnings.map { "  warning: \($0)\n" }.joined()
@@ -147,7 +150,10 @@ enum SessionOutput {
                 operationID.map { "no operation \($0) is active or recorded" } ?? "no operation is waiting for a thaw"
             if operationID == nil, let last = store.lastReport() {
                 message +=
-                    "; the last one, \(last.operationID) (\(last.command)), ended \(last.result.rawValue): `pluginhost thaw --operation \(last.operationID)` prints its report"
+                    """
+                    ; the last one, \(last.operationID) (\(last.command)), ended \(last.result.rawValue): \
+                    `pluginhost thaw --operation \(last.operationID)` prints its report
+                    """
             }
             let error = HostError(.noActiveOperation, message)
             if json {
