@@ -272,7 +272,10 @@ final class GroupMembership {
                 return .refused(
                     .busy,
                     message:
-                        "group \(group) is running operation \(operation) with \(members) members (this member was started with --members \(memberCount))"
+                        """
+                        group \(group) is running operation \(operation) with \(members) members (this member was \
+                        started with --members \(memberCount))
+                        """
                 )
             }
             let result = try client.txn(
@@ -307,7 +310,10 @@ final class GroupMembership {
                     return .refused(
                         .failed,
                         message:
-                            "group \(group): its operation \(operation) has already failed: member \(what.dropFirst(10)): \(progressed.text)"
+                            """
+                            group \(group): its operation \(operation) has already failed: member \
+                            \(what.dropFirst(10)): \(progressed.text)
+                            """
                     )
                 }
                 return .refused(

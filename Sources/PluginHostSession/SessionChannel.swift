@@ -167,7 +167,10 @@ public final class SessionChannel: SessionLink {
             try? client.setNonBlocking(true)
             if pending.count >= Self.maximumPending {
                 refusals.append(
-                    "dropped a connection from pid \(pending[0].pid): more than \(Self.maximumPending) clients were waiting to send a request"
+                    """
+                    dropped a connection from pid \(pending[0].pid): more than \(Self.maximumPending) clients were \
+                    waiting to send a request
+                    """
                 )
                 drop(at: 0)
             }

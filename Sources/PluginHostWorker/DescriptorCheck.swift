@@ -40,7 +40,10 @@ enum DescriptorCheck {
             return .failure(
                 PluginRefusal(
                     .trailingFields,
-                    "the plugin (ABI \(major).\(minor)) sets byte \(offset) of its descriptor, beyond the \(minimum) bytes this host (ABI \(PH_ABI_MAJOR).\(PH_ABI_MINOR)) knows"
+                    """
+                    the plugin (ABI \(major).\(minor)) sets byte \(offset) of its descriptor, beyond the \(minimum) \
+                    bytes this host (ABI \(PH_ABI_MAJOR).\(PH_ABI_MINOR)) knows
+                    """
                 ))
         }
         let descriptor = raw.loadUnaligned(as: ph_plugin.self)

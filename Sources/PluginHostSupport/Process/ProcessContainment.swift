@@ -83,7 +83,10 @@ public final class ProcessContainment {
             opened = nil
             if error != 0 {
                 containment.warnings.append(
-                    "\(label) (pid \(pid)) could not join its cgroup (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it"
+                    """
+                    \(label) (pid \(pid)) could not join its cgroup \
+                    (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it
+                    """
                 )
             }
         }
@@ -197,7 +200,10 @@ public final class ProcessContainment {
             warden = (pid, FileDescriptor(owning: orders), FileDescriptor(owning: notes))
         } else {
             warnings.append(
-                "cannot start the warden (\(SystemError("fork", errno: rc))): what this operation starts may outlive the host if it is killed"
+                """
+                cannot start the warden (\(SystemError("fork", errno: rc))): what this operation starts may outlive \
+                the host if it is killed
+                """
             )
         }
         self.mechanism = mechanism
