@@ -62,7 +62,10 @@ struct LockPlan: Sendable, Equatable {
         case (.backupStage, .mysql):
             throw PluginError(
                 .unsupported,
-                "mode backup-stage needs MariaDB 10.4.1 or later; this server is \(server.summary) (use instance-lock, flush-tables or auto)"
+                """
+                mode backup-stage needs MariaDB 10.4.1 or later; this server is \(server.summary) (use instance-lock, \
+                flush-tables or auto)
+                """
             )
         case (.backupStage, .mariadb) where server.version < backupStageMinimum:
             throw PluginError(
@@ -102,7 +105,10 @@ struct LockPlan: Sendable, Equatable {
                 LockStep(
                     sql: "BACKUP STAGE START", blocksCommits: false,
                     waitsFor:
-                        "another session is running a backup (only one BACKUP STAGE at a time, e.g. mariadb-backup) or a DDL statement is running"
+                        """
+                        another session is running a backup (only one BACKUP STAGE at a time, e.g. mariadb-backup) or \
+                        a DDL statement is running
+                        """
                 ),
                 LockStep(
                     sql: "BACKUP STAGE FLUSH", blocksCommits: false,

@@ -55,7 +55,11 @@ struct MySQLConfig: Sendable, Equatable {
                 let text = try string(key, value)
                 guard let mode = LockMode(rawValue: text) else {
                     throw invalid(
-                        "config key \"mode\": expected one of \(LockMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \(value.kindDescription)"
+                        """
+                        config key \"mode\": expected one of \
+                        \(LockMode.allCases.map { "\"\($0.rawValue)\"" }.joined(separator: ", ")), got \
+                        \(value.kindDescription)
+                        """
                     )
                 }
                 config.mode = mode
@@ -73,7 +77,10 @@ struct MySQLConfig: Sendable, Equatable {
                 config.connectTimeoutSeconds = try seconds(key, value, minimum: 0, exclusive: true, maximum: 300)
             default:
                 throw invalid(
-                    "unknown config key \"\(key)\" (known keys: \(keys.joined(separator: ", "))); credentials belong in the option file named by optionFile, never in the manifest"
+                    """
+                    unknown config key \"\(key)\" (known keys: \(keys.joined(separator: ", "))); credentials belong in \
+                    the option file named by optionFile, never in the manifest
+                    """
                 )
             }
         }

@@ -116,7 +116,10 @@ public final class MySQLPlugin: QuiescePlugin {
                 separator: ", ")
             throw PluginError(
                 .notAuthorized,
-                "the account \(account) lacks \(list); grant it with: \(GrantSet.grantStatement(for: missing, account: Self.quoted(account)))"
+                """
+                the account \(account) lacks \(list); grant it with: \
+                \(GrantSet.grantStatement(for: missing, account: Self.quoted(account)))
+                """
             )
         }
         call.summary =
@@ -151,7 +154,10 @@ public final class MySQLPlugin: QuiescePlugin {
             }
         }
         var warnings = notFrozen.map {
-            "\($0.path) (\($0.keys.joined(separator: ", "))) is not on a filesystem this operation freezes: the snapshot of it would not be consistent"
+            """
+            \($0.path) (\($0.keys.joined(separator: ", "))) is not on a filesystem this operation freezes: the \
+            snapshot of it would not be consistent
+            """
         }
         if !missing.isEmpty {
             warnings.append(
@@ -246,7 +252,12 @@ public final class MySQLPlugin: QuiescePlugin {
             if !blocking.isEmpty {
                 throw PluginError(
                     .busy,
-                    "not quiescing: \(LongQueryCheck.describe(blocking)) (longQueryThresholdSeconds=\(secondsText(config.longQueryThresholdSeconds))); \(plan.lockSteps.last!.sql) would wait for it while other writers stall. Try again when it has finished, or raise longQueryThresholdSeconds"
+                    """
+                    not quiescing: \(LongQueryCheck.describe(blocking)) \
+                    (longQueryThresholdSeconds=\(secondsText(config.longQueryThresholdSeconds))); \
+                    \(plan.lockSteps.last!.sql) would wait for it while other writers stall. Try again when it has \
+                    finished, or raise longQueryThresholdSeconds
+                    """
                 )
             }
         }
@@ -357,7 +368,11 @@ public final class MySQLPlugin: QuiescePlugin {
             }
             return PluginError(
                 .busy,
-                "\(step.sql) did not get the lock within lockWaitTimeoutSeconds=\(secondsText(config.lockWaitTimeoutSeconds)) (waited \(waited) ms): \(step.waitsFor). Nothing was left locked; try again later"
+                """
+                \(step.sql) did not get the lock within \
+                lockWaitTimeoutSeconds=\(secondsText(config.lockWaitTimeoutSeconds)) (waited \(waited) ms): \
+                \(step.waitsFor). Nothing was left locked; try again later
+                """
             )
         }
         if error.isAccessDenied || error.code == ServerErrorCode.specificAccessDenied {
@@ -427,7 +442,10 @@ public final class MySQLPlugin: QuiescePlugin {
         call.detail("commits_blocked_ms", milliseconds(released - hold.lockTakenAt))
         call.detail("unlock_ms", milliseconds(released - start))
         call.summary =
-            "commits were blocked for \(milliseconds(released - hold.lockTakenAt)) ms; \(hold.plan.unlockStatements.joined(separator: ", ")) done"
+            """
+            commits were blocked for \(milliseconds(released - hold.lockTakenAt)) ms; \
+            \(hold.plan.unlockStatements.joined(separator: ", ")) done
+            """
         host.log(.info, "mysql: \(call.summary!)")
     }
 
@@ -436,12 +454,18 @@ public final class MySQLPlugin: QuiescePlugin {
         let idle = loss.monotonic - hold.idleSince
         let cause =
             idle + .milliseconds(500) >= .seconds(hold.holdTimeoutSeconds)
-            ? "the server ended the idle session after wait_timeout=\(hold.holdTimeoutSeconds) s (the dead-man switch): resume came later than the host's hold limit"
+            ? """
+            the server ended the idle session after wait_timeout=\(hold.holdTimeoutSeconds) s (the dead-man switch): \
+            resume came later than the host's hold limit
+            """
             : "the server closed the session (KILL, a server restart or a broken connection)"
         call.detail("lock_lost_at", loss.wallClock)
         call.detail("lock_held_ms", milliseconds(held))
         let message =
-            "the lock was lost at \(loss.wallClock), \(milliseconds(held)) ms after it was taken at \(hold.lockTakenWallClock): \(cause); the snapshot is not application-consistent for this database"
+            """
+            the lock was lost at \(loss.wallClock), \(milliseconds(held)) ms after it was taken at \
+            \(hold.lockTakenWallClock): \(cause); the snapshot is not application-consistent for this database
+            """
         host.log(.error, "mysql: \(message)")
         return PluginError(.consistencyLost, message)
     }
@@ -479,7 +503,10 @@ public final class MySQLPlugin: QuiescePlugin {
         if error.isAccessDenied {
             let credentials =
                 optionFile.map { "the user and password in the [client] group of \($0.configuredPath)" }
-                ?? "the login: without optionFile, libmariadb logs in as the OS user (root) with no password, which needs unix_socket authentication"
+                    ?? """
+                    the login: without optionFile, libmariadb logs in as the OS user (root) with no password, which \
+                    needs unix_socket authentication
+                    """
             return PluginError(
                 .notAuthorized,
                 "the server at \(place) refused the login: \(error.message). Check \(credentials), and the account's host part"
@@ -529,7 +556,10 @@ public final class MySQLPlugin: QuiescePlugin {
                 note = "(the waiting session \(connection.connectionID) was killed: nothing stays locked)"
             } catch {
                 note =
-                    "(the waiting session \(connection.connectionID) could not be killed: \(error); the server ends its wait within lockWaitTimeoutSeconds)"
+                    """
+                    (the waiting session \(connection.connectionID) could not be killed: \(error); the server ends its \
+                    wait within lockWaitTimeoutSeconds)
+                    """
             }
         }
         connection.close()

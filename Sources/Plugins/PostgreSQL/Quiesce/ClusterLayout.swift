@@ -55,7 +55,10 @@ struct ClusterLayout: Sendable {
         for location in locations {
             guard let real = location.realPath else {
                 warnings.append(
-                    "the \(location.name) \(location.path) does not exist on this machine: is the server on another host? The snapshot of this machine cannot contain it"
+                    """
+                    the \(location.name) \(location.path) does not exist on this machine: is the server on another \
+                    host? The snapshot of this machine cannot contain it
+                    """
                 )
                 continue
             }
@@ -65,7 +68,11 @@ struct ClusterLayout: Sendable {
             }
             if scope.freezeMount(holding: real) == nil {
                 warnings.append(
-                    "the \(location.name) \(real) lies on \(filesystem.description), which this operation does not freeze (it freezes \(freezeMounts.joined(separator: ", "))): the snapshot would not be consistent for this cluster"
+                    """
+                    the \(location.name) \(real) lies on \(filesystem.description), which this operation does not \
+                    freeze (it freezes \(freezeMounts.joined(separator: ", "))): the snapshot would not be consistent \
+                    for this cluster
+                    """
                 )
             }
         }

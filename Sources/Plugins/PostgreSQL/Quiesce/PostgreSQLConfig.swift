@@ -104,7 +104,10 @@ struct PostgreSQLConfig: Sendable {
             guard labelDirectory != nil else {
                 throw PluginError(
                     .invalidConfig,
-                    "config key \"labelDirectory\" is required with mode \"backup\": the directory where the backup label of each snapshot is kept (it is needed to restore)"
+                    """
+                    config key \"labelDirectory\" is required with mode \"backup\": the directory where the backup \
+                    label of each snapshot is kept (it is needed to restore)
+                    """
                 )
             }
         case .checkpoint:
@@ -139,7 +142,10 @@ struct PostgreSQLConfig: Sendable {
             if let display = cursor.pointee.dispchar, String(cString: display) == "*" {
                 throw PluginError(
                     .invalidConfig,
-                    "config key \"conninfo\": it contains \"\(name)\"; secrets never go in the manifest: put the password in the file named by \"passfile\" (mode 600, owner root)"
+                    """
+                    config key \"conninfo\": it contains \"\(name)\"; secrets never go in the manifest: put the \
+                    password in the file named by \"passfile\" (mode 600, owner root)
+                    """
                 )
             }
             if name == "passfile" {

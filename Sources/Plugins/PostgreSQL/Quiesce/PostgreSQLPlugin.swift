@@ -102,7 +102,10 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                     problems.append(
                         PluginError(
                             .invalidConfig,
-                            "config key \"labelDirectory\": \(realLabels) is inside the data directory \(realData); a backup label there stops the server from starting: choose a directory outside it"
+                            """
+                            config key \"labelDirectory\": \(realLabels) is inside the data directory \(realData); a \
+                            backup label there stops the server from starting: choose a directory outside it
+                            """
                         ))
                 } else if let problem = CredentialFiles.labelDirectoryProblem(directory) {
                     problems.append(PluginError(.invalidConfig, "config key \"labelDirectory\": \(problem)"))
@@ -115,7 +118,10 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                 problems.append(PluginError(.unsupported, noArchiverMessage))
             case .unknown:
                 warnings.append(
-                    "role \(facts.role) may not read archive_command, so the plugin cannot tell whether WAL is really archived (GRANT pg_read_all_settings TO \(facts.role))"
+                    """
+                    role \(facts.role) may not read archive_command, so the plugin cannot tell whether WAL is really \
+                    archived (GRANT pg_read_all_settings TO \(facts.role))
+                    """
                 )
             case .on:
                 break
@@ -129,7 +135,10 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             }
             if !version.hasIdleSessionTimeout {
                 warnings.append(
-                    "PostgreSQL \(version) has no idle_session_timeout: backup mode ends only when the plugin's session ends (PostgreSQL 14 and later end it on a deadline too)"
+                    """
+                    PostgreSQL \(version) has no idle_session_timeout: backup mode ends only when the plugin's session \
+                    ends (PostgreSQL 14 and later end it on a deadline too)
+                    """
                 )
             }
         }
@@ -148,7 +157,10 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             warnings += layout.warnings(freezeMounts: host.freezeMounts, mounts: mounts)
         } else {
             warnings.append(
-                "role \(facts.role) may not read data_directory, so the plugin cannot tell where the cluster's files are or whether the snapshot covers them (GRANT pg_read_all_settings TO \(facts.role))"
+                """
+                role \(facts.role) may not read data_directory, so the plugin cannot tell where the cluster's files \
+                are or whether the snapshot covers them (GRANT pg_read_all_settings TO \(facts.role))
+                """
             )
         }
         for (index, warning) in warnings.enumerated() {
@@ -280,7 +292,10 @@ public final class PostgreSQLPlugin: QuiescePlugin {
                 call.detail("idle_session_timeout_ms", "unavailable")
                 host.log(
                     .warning,
-                    "postgresql: PostgreSQL \(version.description) has no idle_session_timeout; backup mode ends only with the plugin's session"
+                    """
+                    postgresql: PostgreSQL \(version.description) has no idle_session_timeout; backup mode ends only \
+                    with the plugin's session
+                    """
                 )
             }
             started = Monotonic.Instant.now
@@ -358,7 +373,11 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             case .deadlinePassed, .statement(SQLState.queryCanceled, _):
                 throw PluginError(
                     .timeout,
-                    "\(held.functions.stopName) did not finish within \(bound.description): it waits until the backup's WAL is archived, so check archive_command and the server log. It was cancelled and its session closed; without the backup label this snapshot cannot be restored as a backup of this cluster"
+                    """
+                    \(held.functions.stopName) did not finish within \(bound.description): it waits until the backup's \
+                    WAL is archived, so check archive_command and the server log. It was cancelled and its session \
+                    closed; without the backup label this snapshot cannot be restored as a backup of this cluster
+                    """
                 )
             default:
                 throw failure(
@@ -390,7 +409,10 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             }
             throw PluginError(
                 .failed,
-                "\(held.functions.stopName) succeeded, but the backup label could not be stored in \(held.directory) (\(error)); its content is in the host's log: keep it, a restore needs it"
+                """
+                \(held.functions.stopName) succeeded, but the backup label could not be stored in \(held.directory) \
+                (\(error)); its content is in the host's log: keep it, a restore needs it
+                """
             )
         }
         host.log(
@@ -404,7 +426,11 @@ public final class PostgreSQLPlugin: QuiescePlugin {
     private func consistencyLost(_ reason: String) -> PluginError {
         PluginError(
             .consistencyLost,
-            "the PostgreSQL session that held backup mode was lost before the backup was stopped (\(reason)); backup mode ended with it, so the snapshot is not application-consistent for this cluster and there is no backup label for it (it is still crash-consistent if every volume of the cluster was snapshotted atomically)"
+            """
+            the PostgreSQL session that held backup mode was lost before the backup was stopped (\(reason)); backup \
+            mode ended with it, so the snapshot is not application-consistent for this cluster and there is no backup \
+            label for it (it is still crash-consistent if every volume of the cluster was snapshotted atomically)
+            """
         )
     }
 
@@ -437,12 +463,18 @@ public final class PostgreSQLPlugin: QuiescePlugin {
             case .unreachable(let message):
                 throw PluginError(
                     .unreachable,
-                    "cannot reach PostgreSQL: \(message). Is the server running, and do the config's host and port (or socket directory) point at it?"
+                    """
+                    cannot reach PostgreSQL: \(message). Is the server running, and do the config's host and port (or \
+                    socket directory) point at it?
+                    """
                 )
             case .refused(let message, let needsPassword):
                 let advice =
                     needsPassword
-                    ? "the server asks for a password and none was found: put it in the file named by \"passfile\" (hostname:port:database:username:password, mode 600, owner root)"
+                    ? """
+                    the server asks for a password and none was found: put it in the file named by \"passfile\" \
+                    (hostname:port:database:username:password, mode 600, owner root)
+                    """
                     : "check the role and database in the config, the password in the passfile, and pg_hba.conf"
                 throw PluginError(.notAuthorized, "PostgreSQL refused the session: \(message); \(advice)")
             case .notAccepting(let message, let busy):
@@ -553,11 +585,19 @@ public final class PostgreSQLPlugin: QuiescePlugin {
     }
 
     private func archivingOffMessage(archiveMode: String) -> String {
-        "mode \"backup\" needs WAL archiving, but archive_mode is \(archiveMode) on this server: a backup taken in backup mode can only be restored with the archived WAL. Use mode \"checkpoint\" (a snapshot of every volume of the cluster at one instant restores like after a crash), or set up archiving (archive_mode = on, archive_command or archive_library, then restart)"
+        """
+        mode \"backup\" needs WAL archiving, but archive_mode is \(archiveMode) on this server: a backup taken in \
+        backup mode can only be restored with the archived WAL. Use mode \"checkpoint\" (a snapshot of every volume of \
+        the cluster at one instant restores like after a crash), or set up archiving (archive_mode = on, \
+        archive_command or archive_library, then restart)
+        """
     }
 
     private var noArchiverMessage: String {
-        "mode \"backup\" needs WAL archiving, but archive_mode is on while neither archive_command nor archive_library is set: nothing archives the WAL and pg_backup_stop would wait for it forever"
+        """
+        mode \"backup\" needs WAL archiving, but archive_mode is on while neither archive_command nor archive_library \
+        is set: nothing archives the WAL and pg_backup_stop would wait for it forever
+        """
     }
 
     private static func describe(_ archiving: ServerFacts.Archiving) -> String {

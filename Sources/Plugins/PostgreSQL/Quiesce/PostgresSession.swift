@@ -126,7 +126,10 @@ final class PostgresSession {
             switch String(cString: keyword) {
             case "password":
                 return
-                    "libpq was given a password from outside the password file (a service file entry or the PGPASSWORD environment variable); the plugin takes passwords only from the file named by \"passfile\""
+                    """
+                    libpq was given a password from outside the password file (a service file entry or the PGPASSWORD \
+                    environment variable); the plugin takes passwords only from the file named by \"passfile\"
+                    """
             case "passfile":
                 let path = String(cString: value)
                 if access(path, F_OK) == 0, let problem = CredentialFiles.passfileProblem(path) { return problem }

@@ -130,7 +130,10 @@ public final class ShellPlugin: QuiescePlugin {
             let remedy = failure.remedy.map { " (\($0))" } ?? ""
             throw PluginError(
                 .invalidConfig,
-                "config.\(key): \(failure)\(remedy); commands run as root, so they must be root's, executable by their owner, writable only by root, in directories only root can write"
+                """
+                config.\(key): \(failure)\(remedy); commands run as root, so they must be root's, executable by their \
+                owner, writable only by root, in directories only root can write
+                """
             )
         }
     }
@@ -213,7 +216,10 @@ public final class ShellPlugin: QuiescePlugin {
             stdin.close()
             return PluginError(
                 .consistencyLost,
-                "\(config.quiesce[0]) \(termination) while it should have held; the snapshot is not application-consistent for it\(tail(child))"
+                """
+                \(config.quiesce[0]) \(termination) while it should have held; the snapshot is not \
+                application-consistent for it\(tail(child))
+                """
             )
         }
         stdin.close()
