@@ -186,6 +186,22 @@ struct ArchitectureTests {
         #expect(Self.directSystemCall(in: "/// poll(2) on every descriptor") == nil)
     }
 
+    /// Lines kept readable: swift-format wraps code at 120 columns but cannot break a string
+    /// literal, so a long message is split by hand (a `\` continuation in a multi-line literal).
+    /// No line of any Swift file under Sources is over 140 characters.
+    @Test func noSourceLineIsLongerThan140Characters() {
+        let files = Self.files(in: "")
+        #expect(files.contains { $0.path.hasSuffix("/PluginHost/Errors/ErrorCode.swift") })
+        #expect(files.contains { $0.path.hasSuffix("/Plugins/MySQL/Quiesce/MySQLPlugin.swift") })
+        for (path, text) in files {
+            let name = "Sources/" + path.dropFirst(Self.sources.count).drop { $0 == "/" }
+            for (index, line) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated()
+            where line.count > 140 {
+                Issue.record("\(name):\(index + 1) is \(line.count) characters long (at most 140)")
+            }
+        }
+    }
+
     @Test func onlyTheSessionRuntimeRewiresStdio() {
         for target in Self.targets where target != "PluginHostSession" {
             for (path, text) in Self.files(in: target) {
