@@ -123,7 +123,7 @@ final class EtcdClient {
                     throw EtcdError.connection("\(endpoints[current]): \(message)")
                 }
                 throw EtcdError.server("\(endpoints[current]): \(message)")
-            } catch  where error.kind == .connection {
+            } catch let error where error.kind == .connection {
                 failures.append(error.message)
                 connection?.close()
                 connection = nil
@@ -182,7 +182,7 @@ final class EtcdClient {
     func revoke(_ lease: Int64, limit: Monotonic.Instant? = nil) throws(EtcdError) {
         do {
             _ = try call("/v3/lease/revoke", .object([("ID", .string(String(lease)))]), limit: limit)
-        } catch  where error.kind == .server && error.message.contains("lease not found") {
+        } catch let error where error.kind == .server && error.message.contains("lease not found") {
             return
         }
     }
@@ -201,7 +201,9 @@ final class EtcdClient {
         return result.revision
     }
 
-    func txn(_ compare: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation], limit: Monotonic.Instant? = nil)
+    func txn(
+        _ compare: [EtcdCompare], success: [EtcdOperation], failure: [EtcdOperation], limit: Monotonic.Instant? = nil
+    )
         throws(EtcdError) -> EtcdTxnResult
     {
         var body: [(key: String, value: JSONValue)] = []
@@ -268,7 +270,10 @@ final class EtcdWatch {
     private(set) var revision: Int64
 
     /// Watches [`key`, `end`) from `startRevision` on, over a connection of its own.
-    init(endpoint: EtcdEndpoint, tls: TLSFiles?, key: String, end: String, startRevision: Int64, deadline: Monotonic.Instant)
+    init(
+        endpoint: EtcdEndpoint, tls: TLSFiles?, key: String, end: String, startRevision: Int64,
+        deadline: Monotonic.Instant
+    )
         throws(EtcdError)
     {
         connection = try HTTPConnection(endpoint: endpoint, tls: tls, deadline: deadline)

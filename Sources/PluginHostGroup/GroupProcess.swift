@@ -169,7 +169,7 @@ final class GroupMembership {
                 ? 0 : Monotonic.pollTimeout(until: nextKeepAlive == .max ? nil : nextKeepAlive)
             do {
                 try Poll.wait(&fds, timeoutMilliseconds: timeout)
-            } catch where error.errno == EINTR {
+            } catch let error where error.errno == EINTR {
                 continue
             } catch {}
 

@@ -81,7 +81,9 @@ final class HTTPConnection {
     // MARK: - Requests
 
     /// POSTs `body` (JSON) to `path` and reads the whole answer.
-    func post(_ path: String, body: String, deadline: Monotonic.Instant) throws(EtcdError) -> (status: Int, body: [UInt8]) {
+    func post(_ path: String, body: String, deadline: Monotonic.Instant) throws(EtcdError) -> (
+        status: Int, body: [UInt8]
+    ) {
         try sendRequest(path, body: body, deadline: deadline)
         var reader = ResponseReader()
         var bodyBytes: [UInt8] = []
@@ -145,7 +147,7 @@ final class HTTPConnection {
     func fillAvailable() throws(EtcdError) -> Bool {
         do {
             return try fill(until: Monotonic.Instant.now)
-        } catch  where error.message.hasSuffix("no answer in time") {
+        } catch let error where error.message.hasSuffix("no answer in time") {
             return true
         }
     }
@@ -161,7 +163,8 @@ final class HTTPConnection {
 
     private func write(_ bytes: [UInt8], deadline: Monotonic.Instant) throws(EtcdError) {
         if let tls {
-            if ph_tls_write_all(tls, bytes, bytes.count, Self.shimDeadline(deadline), &errorText, errorText.count) != 0 {
+            if ph_tls_write_all(tls, bytes, bytes.count, Self.shimDeadline(deadline), &errorText, errorText.count) != 0
+            {
                 throw .connection("\(endpoint): \(errorMessage)")
             }
             return
@@ -186,7 +189,9 @@ final class HTTPConnection {
     }
 
     /// A non-blocking TCP connection to the first address of the endpoint that answers.
-    private static func connect(_ endpoint: EtcdEndpoint, deadline: Monotonic.Instant) throws(EtcdError) -> FileDescriptor {
+    private static func connect(_ endpoint: EtcdEndpoint, deadline: Monotonic.Instant) throws(EtcdError)
+        -> FileDescriptor
+    {
         var hints = addrinfo()
         hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
         hints.ai_flags = AI_NUMERICSERV
@@ -211,7 +216,7 @@ final class HTTPConnection {
             do {
                 try socket.connect(to: current.pointee.ai_addr, length: current.pointee.ai_addrlen)
                 return socket
-            } catch where error.errno == EINPROGRESS || error.errno == EINTR {
+            } catch let error where error.errno == EINPROGRESS || error.errno == EINTR {
                 // The connection goes on in the background: wait until it is writable.
                 let ready: Bool
                 do {

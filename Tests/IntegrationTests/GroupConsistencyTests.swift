@@ -205,7 +205,8 @@ final class TwoDatabaseBank {
                 environment: ["PATH": "/usr/bin:/bin"]))
         let limit = Monotonic.now() + 60_000_000_000
         while scratch.read("acks").split(separator: "\n").count < 50 {
-            guard Monotonic.now() < limit, case .deadlineReached = writer!.wait(until: Monotonic.Instant.now + .milliseconds(50))
+            guard Monotonic.now() < limit,
+                case .deadlineReached = writer!.wait(until: Monotonic.Instant.now + .milliseconds(50))
             else {
                 throw FixtureError("the writer made no progress: \(writer!.stderrTail.text.suffix(1000))")
             }

@@ -197,7 +197,8 @@ final class QEMUGuestAgent {
             }
         }
         guard access(socket, F_OK) == 0 else {
-            throw FixtureError("qemu-ga did not listen in 10 s: \(process.stderrTail.text) \(host.scratch.read(logFile))")
+            throw FixtureError(
+                "qemu-ga did not listen in 10 s: \(process.stderrTail.text) \(host.scratch.read(logFile))")
         }
     }
 

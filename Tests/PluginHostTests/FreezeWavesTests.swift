@@ -175,19 +175,24 @@ struct FreezeWavesTests {
         }
         let failed = FreezeRecord(Self.journal([.freezeFailed]), origin: Monotonic.Instant(nanoseconds: 0))
         #expect(failed.mounts[0].error?.contains("FIFREEZE") == true && failed.freezeError()?.code == .freezeFailed)
-        #expect(FreezeRecord(Self.journal([.thawFailed]), origin: Monotonic.Instant(nanoseconds: 0)).thawError()?.code == .thawFailed)
         #expect(
-            FreezeRecord(Self.journal([.freezing]), origin: Monotonic.Instant(nanoseconds: 0)).thawError()?.message.contains("has not returned") == true
+            FreezeRecord(Self.journal([.thawFailed]), origin: Monotonic.Instant(nanoseconds: 0)).thawError()?.code
+                == .thawFailed)
+        #expect(
+            FreezeRecord(Self.journal([.freezing]), origin: Monotonic.Instant(nanoseconds: 0)).thawError()?.message
+                .contains("has not returned") == true
         )
     }
 
     /// The window is first FIFREEZE to last FITHAW, as the ioctls were timed; none while frozen.
     @Test func theWindowIsTheIoctlsWindow() {
-        let thawed = FreezeRecord(Self.journal([.thawed, .thawed, .alreadyFrozen]), origin: Monotonic.Instant(nanoseconds: 500_000_000))
+        let thawed = FreezeRecord(
+            Self.journal([.thawed, .thawed, .alreadyFrozen]), origin: Monotonic.Instant(nanoseconds: 500_000_000))
         #expect(thawed.windowMs == 1001)  // 1.000 s → 2.001 s
         #expect(thawed.windowStartMs == 500)
         #expect(thawed.firstThaw == Monotonic.Instant(nanoseconds: 2_000_000_000))
-        #expect(FreezeRecord(Self.journal([.thawed, .frozen]), origin: Monotonic.Instant(nanoseconds: 0)).windowMs == nil)
+        #expect(
+            FreezeRecord(Self.journal([.thawed, .frozen]), origin: Monotonic.Instant(nanoseconds: 0)).windowMs == nil)
         var report = OperationReport(operationID: "op", command: "run", startedAt: "now")
         report.freeze = thawed
         let text = String(decoding: ReportStore.encode(report), as: UTF8.self)

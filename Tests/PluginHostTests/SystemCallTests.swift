@@ -47,7 +47,9 @@ struct SystemCallTests {
         #expect(symlink("\(directory)/real", "\(directory)/link") == 0)
         #expect(try FileSystem.status(of: "\(directory)/link").st_mode & S_IFMT == S_IFDIR)
         #expect(try FileSystem.status(of: "\(directory)/link", followingSymlinks: false).st_mode & S_IFMT == S_IFLNK)
-        #expect(throws: SystemError("mkdir", errno: EEXIST)) { try FileSystem.makeDirectory("\(directory)/real", mode: 0o700) }
+        #expect(throws: SystemError("mkdir", errno: EEXIST)) {
+            try FileSystem.makeDirectory("\(directory)/real", mode: 0o700)
+        }
         try FileSystem.rename("\(directory)/link", to: "\(directory)/moved")
         #expect(!FileSystem.exists("\(directory)/link"))
         #expect(FileSystem.exists("\(directory)/moved"))

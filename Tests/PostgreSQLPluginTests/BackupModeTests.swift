@@ -290,7 +290,8 @@ struct BackupModeTests {
         var resume = PluginCall.within(60)
         try backup.resume(&resume)
         #expect(after > before, "writes go on in backup mode")
-        #expect(load.wait(until: Monotonic.Instant.now + .seconds(60)) == .exited(.exited(0)), "\(load.stderrTail.text)")
+        #expect(
+            load.wait(until: Monotonic.Instant.now + .seconds(60)) == .exited(.exited(0)), "\(load.stderrTail.text)")
         print(
             "under pgbench -c 4: CHECKPOINT ms \(checkpoints.joined(separator: ", ")); backup start \(quiesce.value(of: "backup_start_ms") ?? "?") ms, stop \(resume.value(of: "backup_stop_ms") ?? "?") ms; \(after - before) transactions committed during a 0.5 s hold"
         )

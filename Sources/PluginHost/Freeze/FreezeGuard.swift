@@ -241,7 +241,8 @@ public final class FreezeGuard {
             case .message:
                 continue
             case .interrupted:
-                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.Instant.now + Self.thawAnswerTimeout) != nil) {
+                if !(sendCommand(.thaw) && awaitLastWord(until: Monotonic.Instant.now + Self.thawAnswerTimeout) != nil)
+                {
                     takeOver()
                 }
                 finished = true
@@ -439,7 +440,7 @@ public final class FreezeGuard {
             let ready: Int
             do {
                 ready = try Poll.wait(&events, timeoutMilliseconds: timeout)
-            } catch where error.errno == EINTR {
+            } catch let error where error.errno == EINTR {
                 continue
             } catch {
                 ready = -1  // as before: nothing reported, wait again

@@ -71,7 +71,8 @@ public final class GroupMember {
         } catch {
             return (
                 nil, failed,
-                HostError(.groupCoordinatorUnreachable, "cannot create the group process's socket: \(error)", step: "group")
+                HostError(
+                    .groupCoordinatorUnreachable, "cannot create the group process's socket: \(error)", step: "group")
             )
         }
         let process: ChildProcess

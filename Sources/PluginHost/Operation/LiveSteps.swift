@@ -35,7 +35,8 @@ final class LiveSteps: OperationSteps {
     private(set) var pluginRecords: [PluginRecord] = []
 
     init(
-        request: OperationRequest, preflight: Preflight, operationID: String, start: Monotonic.Instant, lock: OperationLock,
+        request: OperationRequest, preflight: Preflight, operationID: String, start: Monotonic.Instant,
+        lock: OperationLock,
         logger: Logger, interrupt: InterruptSignal?, logOutput: HeldLogOutput?, containment: ProcessContainment? = nil
     ) {
         self.request = request
@@ -181,7 +182,8 @@ final class LiveSteps: OperationSteps {
                 return .succeeded
             case .exited(let termination):
                 let said = sync.stderrTail.text.split(whereSeparator: \.isNewline).suffix(2).joined(separator: " / ")
-                warnings.append("sync --file-system ended with \(termination): \(said) (the agent's freeze will flush instead)")
+                warnings.append(
+                    "sync --file-system ended with \(termination): \(said) (the agent's freeze will flush instead)")
                 return .succeeded
             case .readable:
                 sync.detach()
@@ -527,7 +529,8 @@ final class LiveSteps: OperationSteps {
             case .readable:
                 // The guard spoke on its own: it thawed at its deadline, or it died and we thawed.
                 guard let cause = frozenBy?.collectUnpromptedThaw() else { continue waiting }
-                record.termination = child.terminateGroup(grace: .milliseconds(500), reason: "the freeze ended under it")
+                record.termination = child.terminateGroup(
+                    grace: .milliseconds(500), reason: "the freeze ended under it")
                 result = .failed(unpromptedThawError(cause, during: "\(executable)"), attempted: true)
                 break waiting
             }

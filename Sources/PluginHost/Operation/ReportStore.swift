@@ -71,7 +71,9 @@ public struct ReportStore: Sendable {
 
     /// Keeps the newest `keep` reports.
     private func prune() {
-        for name in reportNamesOldestFirst().dropLast(max(keep, 1)) { try? FileSystem.remove("\(paths.reportsDirectory)/\(name)") }
+        for name in reportNamesOldestFirst().dropLast(max(keep, 1)) {
+            try? FileSystem.remove("\(paths.reportsDirectory)/\(name)")
+        }
     }
 
     /// The report files, in the order they were written (modification time, in nanoseconds; a

@@ -42,7 +42,7 @@ public struct StatePaths: Sendable, Equatable {
     public static func makeDirectory(_ path: String, mode: UInt32 = 0o700) throws(HostError) {
         do {
             try FileSystem.makeDirectory(path, mode: mode)
-        } catch where error.errno != EEXIST {
+        } catch let error where error.errno != EEXIST {
             let parent = FileTrust.parent(of: path)
             if error.errno == ENOENT && parent != path {
                 try makeDirectory(parent, mode: 0o755)
@@ -50,7 +50,8 @@ public struct StatePaths: Sendable, Equatable {
             }
             throw HostError(.incorrectPluginhostFile, "cannot create \(path): \(error)", step: "checks")
         } catch {}
-        guard let info = try? FileSystem.status(of: path, followingSymlinks: false), info.st_mode & S_IFMT == S_IFDIR else {
+        guard let info = try? FileSystem.status(of: path, followingSymlinks: false), info.st_mode & S_IFMT == S_IFDIR
+        else {
             throw HostError(.incorrectPluginhostFile, "\(path) is not a directory", step: "checks")
         }
         if info.st_uid != 0 || info.st_mode & 0o022 != 0 {

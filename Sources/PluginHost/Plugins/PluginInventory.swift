@@ -23,7 +23,8 @@ public enum PluginInventory {
             }
             let part = PluginCatalog(directory: catalog.directory, entries: batch, warnings: [])
             let set = PluginSet(
-                catalog: part, operationID: "list", freezeTargets: [], start: Monotonic.Instant.now, includeDisabled: true,
+                catalog: part, operationID: "list", freezeTargets: [], start: Monotonic.Instant.now,
+                includeDisabled: true,
                 setupStep: "checks")
             set.inspect(executable: executable, logger: logger)
             set.shutDown()
@@ -39,7 +40,8 @@ public enum PluginInventory {
         record: PluginRecord, problems: [HostError]
     ) {
         let set = PluginSet(
-            catalog: catalog, operationID: "plugin-add", freezeTargets: [], start: Monotonic.Instant.now, setupStep: "checks")
+            catalog: catalog, operationID: "plugin-add", freezeTargets: [], start: Monotonic.Instant.now,
+            setupStep: "checks")
         set.prepare(executable: executable, logger: logger)
         let problems = set.problems
         set.shutDown()

@@ -49,7 +49,7 @@ final class PluginWorker {
         if let entry = WorkerLauncher.forkedEntry {
             do {
                 forked = try ChildProcess(forking: entry, extraDescriptors: descriptors, cell: cell)
-            } catch  where error.errno == EAGAIN {
+            } catch let error where error.errno == EAGAIN {
                 forked = nil  // more than one thread: forking is not safe
             }
         }

@@ -146,7 +146,8 @@ public struct ScriptRunner: Sendable {
     }
 
     private func runOnce(
-        _ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int, operationStart: Monotonic.Instant,
+        _ command: inout Command, run: inout ScriptRun, number: Int, timeoutSeconds: Int,
+        operationStart: Monotonic.Instant,
         interrupt: Int32?, stopAt: Monotonic.Instant?, cell: ProcessContainment.Cell?
     ) -> (ScriptAttempt, ScriptRun.Outcome) {
         let start = Monotonic.Instant.now

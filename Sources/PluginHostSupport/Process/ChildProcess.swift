@@ -239,7 +239,8 @@ public final class ChildProcess {
 
     /// Polls the pidfd, the output pipes and `watching`. An exit is reported while the child is
     /// still a zombie, so that its pid (and the process group's id) cannot be reused yet.
-    private func poll(until deadline: Monotonic.Instant?, watching: [Int32], returnOnOutput: Bool = false) -> PollResult {
+    private func poll(until deadline: Monotonic.Instant?, watching: [Int32], returnOnOutput: Bool = false) -> PollResult
+    {
         while true {
             // Without a pidfd: a child that exited while another waiter drained the shared
             // SIGCHLD pipe is seen here, before blocking.

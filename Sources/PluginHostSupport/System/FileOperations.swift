@@ -38,7 +38,9 @@ extension FileDescriptor {
     public func write(_ bytes: [UInt8], at offset: Int) throws(SystemError) {
         var written = 0
         while written < bytes.count {
-            let count = bytes[written...].withUnsafeBytes { pwrite(rawValue, $0.baseAddress, $0.count, off_t(offset + written)) }
+            let count = bytes[written...].withUnsafeBytes {
+                pwrite(rawValue, $0.baseAddress, $0.count, off_t(offset + written))
+            }
             if count < 0 {
                 if errno == EINTR { continue }
                 throw SystemError("pwrite")

@@ -57,11 +57,12 @@ public enum Poll {
     /// stop a wait arrives through a descriptor (`InterruptSignal`'s self-pipe, a pidfd) that
     /// the caller puts in `entries`, so the interrupted call itself carries no news.
     @discardableResult
-    public static func wait(_ entries: inout [PollEntry], until deadline: Monotonic.Instant?) throws(SystemError) -> Int {
+    public static func wait(_ entries: inout [PollEntry], until deadline: Monotonic.Instant?) throws(SystemError) -> Int
+    {
         while true {
             do {
                 return try wait(&entries, timeoutMilliseconds: Monotonic.pollTimeout(until: deadline))
-            } catch where error.errno == EINTR {
+            } catch let error where error.errno == EINTR {
                 continue
             }
         }

@@ -160,7 +160,9 @@ extension FileDescriptor {
     /// stream), or nil when nothing is there now (EAGAIN). EINTR is retried.
     public func receiveAvailable(into buffer: inout [UInt8]) throws(SystemError) -> ArraySlice<UInt8>? {
         while true {
-            let count = buffer.withUnsafeMutableBytes { Glibc.recv(rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT)) }
+            let count = buffer.withUnsafeMutableBytes {
+                Glibc.recv(rawValue, $0.baseAddress, $0.count, Int32(MSG_DONTWAIT))
+            }
             if count >= 0 { return buffer[0..<count] }
             let error = errno
             if error == EINTR { continue }

@@ -92,7 +92,9 @@ struct ArchiveCluster: Sendable {
         guard let entries = opendir("/tmp") else { return }
         var leftovers: [String] = []
         while let entry = readdir(entries) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            let name = withUnsafeBytes(of: entry.pointee.d_name) {
+                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
+            }
             let path = "/tmp/" + name
             guard path.hasPrefix(prefix), let owner = Int32(path.dropFirst(prefix.count)) else { continue }
             if owner == getpid() || kill(owner, 0) != 0 { leftovers.append(path) }
@@ -110,7 +112,9 @@ struct ArchiveCluster: Sendable {
         guard pid <= 0 || kill(pid, 0) != 0 || access(socketDirectory + "/.s.PGSQL.\(port)", F_OK) != 0 else { return }
         let log = (try? FileDescriptor.open(Self.directory + "/postgres.log", O_RDONLY).readAll(limit: 1 << 24)) ?? []
         let tail = String(decoding: log, as: UTF8.self).split(separator: "\n").suffix(15).joined(separator: "\n")
-        print("archive cluster: the server on port \(port) was gone; starting it again (\(dataDirectory)). Its log ended:\n\(tail)")
+        print(
+            "archive cluster: the server on port \(port) was gone; starting it again (\(dataDirectory)). Its log ended:\n\(tail)"
+        )
         let values = try TestDatabase.runScript(
             "start-postgres.sh", environment: ["POSTGRES_DIR": Self.directory, "POSTGRES_PORT": port])
         guard values["PGPORT"] == port else {

@@ -345,7 +345,7 @@ public final class MySQLPlugin: QuiescePlugin {
                 if !gtid.isEmpty { note += ", GTID \(gtid)" }
             }
             return note
-        } catch  where error.isDeadline {
+        } catch let error where error.isDeadline {
             throw PluginError(.timeout, "the deadline passed while reading the binary log position under the lock")
         } catch {
             call.detail("binlog_error", error.message)
@@ -418,7 +418,7 @@ public final class MySQLPlugin: QuiescePlugin {
         for statement in hold.plan.unlockStatements {
             do {
                 try hold.connection.execute(statement, deadline: budget.work)
-            } catch  where error.isConnectionLost {
+            } catch let error where error.isConnectionLost {
                 let watched = hold.watcher.stop()
                 hold.connection.close()
                 throw lost(
@@ -550,7 +550,7 @@ public final class MySQLPlugin: QuiescePlugin {
                 defer { killer.close() }
                 do {
                     try killer.execute("KILL CONNECTION \(connection.connectionID)", deadline: deadline)
-                } catch  where error.code == 1094 {
+                } catch let error where error.code == 1094 {
                     // ER_NO_SUCH_THREAD: it has ended already.
                 }
                 note = "(the waiting session \(connection.connectionID) was killed: nothing stays locked)"

@@ -197,7 +197,7 @@ final class ServerConnection {
         do {
             _ = try finish(deadline: deadline, what: "waiting")
             return true
-        } catch  where error.isDeadline {
+        } catch let error where error.isDeadline {
             return false
         }
     }
