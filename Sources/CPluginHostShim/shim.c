@@ -340,18 +340,25 @@ enum { CHILD_STACK_SIZE = 64 * 1024 };
 /* 0: not tried yet; 1: works; -1: this kernel (or a seccomp filter) refuses it. */
 static int clone3_state = 0;
 
-/* Starts `child` in the cgroup `cgroup_fd` with clone3. Returns its pid, or -errno. */
-static long clone3_spawn(int cgroup_fd, struct spawn_child *child) {
-    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
-    if (stack == MAP_FAILED) return -errno;
+/* clone3(CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP) of a child that runs fn(arg) on `stack`,
+ * in the cgroup `cgroup_fd`. Returns its pid (once it has exec'd or exited), or -errno. */
+static long clone3_into(int cgroup_fd, void *stack, size_t stack_size, int (*fn)(void *), void *arg) {
     struct clone_args args;
     memset(&args, 0, sizeof args);
     args.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
     args.exit_signal = SIGCHLD;
     args.stack = (unsigned long long)(uintptr_t)stack;
-    args.stack_size = CHILD_STACK_SIZE;
+    args.stack_size = stack_size;
     args.cgroup = (unsigned long long)cgroup_fd;
-    long pid = ph_clone3_run(&args, sizeof args, spawn_child_main, child);
+    return ph_clone3_run(&args, sizeof args, fn, arg);
+}
+
+/* Starts `child` in the cgroup `cgroup_fd` with clone3, on a stack of its own. Returns its pid,
+ * or -errno. */
+static long clone3_spawn(int cgroup_fd, struct spawn_child *child) {
+    void *stack = mmap(NULL, CHILD_STACK_SIZE, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_STACK, -1, 0);
+    if (stack == MAP_FAILED) return -errno;
+    long pid = clone3_into(cgroup_fd, stack, CHILD_STACK_SIZE, spawn_child_main, child);
     munmap(stack, CHILD_STACK_SIZE);
     return pid;
 }
@@ -365,14 +372,7 @@ static int probe_child_main(void *unused) {
  * a kernel that has it refuses with EBADF (one without it, or a seccomp filter, otherwise). */
 static int clone3_into_cgroup_available(void) {
     static char stack[4096] __attribute__((aligned(16)));
-    struct clone_args args;
-    memset(&args, 0, sizeof args);
-    args.flags = CLONE_VM | CLONE_VFORK | CLONE_INTO_CGROUP;
-    args.exit_signal = SIGCHLD;
-    args.stack = (unsigned long long)(uintptr_t)stack;
-    args.stack_size = sizeof stack;
-    args.cgroup = INT_MAX;
-    long pid = ph_clone3_run(&args, sizeof args, probe_child_main, NULL);
+    long pid = clone3_into(INT_MAX, stack, sizeof stack, probe_child_main, NULL);
     if (pid > 0) { /* cannot happen; should it, the child has exited */
         int status;
         while (waitpid((pid_t)pid, &status, 0) < 0 && errno == EINTR) {}
