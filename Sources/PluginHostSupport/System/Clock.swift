@@ -43,9 +43,7 @@ public enum Monotonic {
     /// 1 ms, not a busy loop); 0 once it has passed, -1 (wait forever) without one.
     public static func pollTimeout(until deadline: Instant?, now: Instant = .now) -> Int32 {
         guard let deadline else { return -1 }
-        if deadline <= now { return 0 }
-        let left = deadline.nanoseconds - now.nanoseconds
-        return Int32(clamping: left / 1_000_000 + (left % 1_000_000 == 0 ? 0 : 1))
+        return Int32(clamping: (deadline - now).millisecondsRoundedUp)
     }
 
     // Raw nanoseconds: the clock callback of the plugin ABI (PluginWorkerProcess), and tests. The
