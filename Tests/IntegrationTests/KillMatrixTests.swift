@@ -316,32 +316,6 @@ func isPluginhost(_ pid: Int32) -> Bool {
     processState(pid).map { $0 != "Z" } == true && commandLine(pid).hasPrefix(pluginhostBinary)
 }
 
-/// Whether `mountPoint` is frozen now, by anyone: FITHAW answers EINVAL when it is not. A
-/// successful probe thaws it, so probe only where nothing may be frozen any more (it is then a
-/// failure, and the thaw its cleanup). Unlike a writer with a time limit, a loaded machine's
-/// slow I/O cannot make it fail.
-func wasFrozen(thawing mountPoint: String) -> Bool {
-    let fd = open(mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    return ph_fithaw(fd) == 0
-}
-
-/// Whether `mountPoint` is frozen now, by anyone, without thawing it: FIFREEZE answers EBUSY
-/// when it is. When it was not, the probe's own freeze is undone at once (and the probe is
-/// then a failure). Unlike a writer that must not finish within a time limit, a loaded
-/// machine's slow I/O cannot make it pass.
-func isFrozen(probing mountPoint: String) -> Bool {
-    let fd = open(mountPoint, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return false }
-    defer { close(fd) }
-    if ph_fifreeze(fd) == 0 {
-        _ = ph_fithaw(fd)
-        return false
-    }
-    return ph_errno() == EBUSY
-}
-
 func readProc(_ path: String) -> String {
     guard let file = try? FileDescriptor.open(path, O_RDONLY), let bytes = try? file.readAll(limit: 1 << 16) else {
         return ""

@@ -1,3 +1,4 @@
+import CPluginHostShim
 import Glibc
 import PluginHost
 import PluginHostSupport
@@ -411,4 +412,43 @@ final class MountedImage {
         mounted = false
         sh("umount '\(mountPoint)' 2>/dev/null || umount -l '\(mountPoint)'")
     }
+}
+
+/// `mountPoint` opened, when it is the root of a loop-device filesystem (a test's own image):
+/// the probes below freeze and thaw, and must never reach the filesystem that holds the path
+/// instead (`/`, when a test's mount is already gone).
+private func openTestMount(_ mountPoint: String) -> FileDescriptor? {
+    guard let directory = try? FileDescriptor.open(mountPoint, O_RDONLY | O_DIRECTORY) else { return nil }
+    var mine = stat()
+    var parent = stat()
+    guard fstat(directory.rawValue, &mine) == 0, stat(mountPoint + "/..", &parent) == 0 else { return nil }
+    let major = ((mine.st_dev >> 8) & 0xfff) | ((mine.st_dev >> 32) & ~0xfff)
+    let loopMajor: UInt = 7
+    guard mine.st_dev != parent.st_dev, major == loopMajor else {
+        Issue.record("\(mountPoint) is not the root of a loop filesystem: not probed")
+        return nil
+    }
+    return directory
+}
+
+/// Whether `mountPoint` is frozen now, by anyone: FITHAW answers EINVAL when it is not. A
+/// successful probe thaws it, so probe only where nothing may be frozen any more (it is then a
+/// failure, and the thaw its cleanup). Unlike a writer with a time limit, a loaded machine's
+/// slow I/O cannot make it fail.
+func wasFrozen(thawing mountPoint: String) -> Bool {
+    guard let directory = openTestMount(mountPoint) else { return false }
+    return ph_fithaw(directory.rawValue) == 0
+}
+
+/// Whether `mountPoint` is frozen now, by anyone, without thawing it: FIFREEZE answers EBUSY
+/// when it is. When it was not, the probe's own freeze is undone at once (and the probe is
+/// then a failure). Unlike a writer that must not finish within a time limit, a loaded
+/// machine's slow I/O cannot make it pass.
+func isFrozen(probing mountPoint: String) -> Bool {
+    guard let directory = openTestMount(mountPoint) else { return false }
+    if ph_fifreeze(directory.rawValue) == 0 {
+        _ = ph_fithaw(directory.rawValue)
+        return false
+    }
+    return ph_errno() == EBUSY
 }
