@@ -19,7 +19,7 @@
  * own stack: no allocation, no stdio, no lock that a thread of the parent could have held. */
 
 _Static_assert(sizeof(ph_warden_order) == 64, "orders are written whole");
-_Static_assert(sizeof(ph_warden_note) == 64, "notes are written whole");
+_Static_assert(sizeof(ph_warden_note) == 72 && sizeof(ph_warden_note) <= PIPE_BUF, "notes are written whole");
 
 enum { MAX_WATCHED = 256, ORDERS_FD = 3, NOTES_FD = 4, CGROUP_FD = 5 };
 

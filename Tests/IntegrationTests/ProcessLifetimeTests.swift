@@ -124,7 +124,7 @@ struct ProcessLifetimeTests {
     /// Adds the shell plugin in hold mode: its command takes `lock` in a child (flock, holding
     /// it in a sleeping grandchild), notes its worker's pid and the locker's, and holds.
     /// `setsid`: the child leaves the command's process group (and session).
-    func addLockingHold(_ host: HostSandbox, lock: String, setsid: Bool = false) throws {
+    func addLockingHold(_ host: HostSandbox, lock: String, setsid: Bool = false, name: String? = nil) throws {
         let dir = host.scratch.path
         let hold = host.script(
             "locking-hold.sh",
@@ -141,7 +141,7 @@ struct ProcessLifetimeTests {
         let library = host.libraryDirectory + "/libpluginhost-shell.so"
         sh("install -m 0755 '\(built)' '\(library)'")
         let added = host.addPlugin(
-            library, order: 10, timeout: 30, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}")
+            library, name: name, order: 10, timeout: 30, config: "{\"quiesce\": [\"\(hold)\"], \"hold\": true}")
         #expect(added.status == 0, "\(added.stdout) \(added.stderr)")
     }
 
@@ -218,12 +218,15 @@ struct ProcessLifetimeTests {
         #expect(startError(Command(executable: "/bin/true", workingDirectory: missing), "cwd") == ENOENT)
     }
 
+    /// The plugin's name is long: its cell's name is longer than the warden's notes once held,
+    /// and the report must still name the plugin as the owner.
     @Test func aKilledWorkerTakesItsHeldCommandsChildrenAndTheirLocksWithIt() throws {
         let host = HostSandbox()
         let fs = try LoopFilesystem(in: host.scratch)
         let dir = host.scratch.path
         let lock = dir + "/app.lock"
-        try addLockingHold(host, lock: lock)
+        let name = "shell-for-the-orders-replica"
+        try addLockingHold(host, lock: lock, name: name)
         // While frozen, the snapshot command kills the worker and waits (bounded) for the lock:
         // the host is busy waiting for it, so only the warden can release it.
         let snapshot = host.script(
@@ -246,7 +249,7 @@ struct ProcessLifetimeTests {
         #expect(!processExists(pid(host, "locker.pid")))
         #expect(report.processContainment?.hasPrefix("cgroup ") == true)
         #expect(
-            report.killedProcesses.contains { $0.owner == "plugin shell" && $0.pid == pid(host, "locker.pid") },
+            report.killedProcesses.contains { $0.owner == "plugin \(name)" && $0.pid == pid(host, "locker.pid") },
             "\(report.killedProcesses)")
     }
 

@@ -153,8 +153,8 @@ typedef struct ph_warden_order {
 /* A process the warden killed while the host lived (its owner died), read from the notes pipe. */
 typedef struct {
     pid_t pid;
-    char cell[28];
-    char comm[32];
+    char cell[52]; /* as in the order: the whole cell name, which names the owner in the report */
+    char comm[16]; /* /proc/PID/comm: at most 15 characters (TASK_COMM_LEN) */
 } ph_warden_note;
 
 /* Starts the warden for the cgroup at `cgroup_path` (NULL: process groups only). Returns 0 and
