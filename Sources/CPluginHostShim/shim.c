@@ -439,11 +439,12 @@ int ph_spawn_in(const char *path, char *const *argv, char *const *envp,
 
 int ph_fork_call(const int *fd_map, int fd_count, int flags, int (*entry)(void *), void *argument,
                  pid_t *pid_out) {
-    return ph_fork_call_in(fd_map, fd_count, flags, -1, -1, NULL, entry, argument, pid_out);
+    return ph_fork_call_in(fd_map, fd_count, flags, -1, -1, NULL, entry, argument, NULL, pid_out);
 }
 
 int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_fd, int warden_fd,
-                    const ph_warden_order *watch, int (*entry)(void *), void *argument, pid_t *pid_out) {
+                    const ph_warden_order *watch, int (*entry)(void *), void *argument, int *join_error_out,
+                    pid_t *pid_out) {
     int staged[MAX_FDS];
     int use_close_range = !ph_fallbacks_forced();
     int rc = stage(fd_map, fd_count, staged);
@@ -451,6 +452,7 @@ int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_fd, i
     /* A forked child runs code of ours, so it must come from fork() (glibc resets its own state
      * there), not from clone3: it moves itself into the cgroup. */
     int cgroup_procs_fd = cgroup_fd >= 0 ? openat(cgroup_fd, "cgroup.procs", O_WRONLY | O_CLOEXEC) : -1;
+    int join_error = cgroup_fd >= 0 && cgroup_procs_fd < 0 ? errno : 0;
     sigset_t all, saved;
     sigfillset(&all);
     pthread_sigmask(SIG_SETMASK, &all, &saved);
@@ -461,8 +463,12 @@ int ph_fork_call_in(const int *fd_map, int fd_count, int flags, int cgroup_fd, i
             _exit(127);
         _exit(entry(argument));
     }
-    if (pid < 0) rc = errno;
-    else *pid_out = pid;
+    if (pid < 0) {
+        rc = errno;
+    } else {
+        *pid_out = pid;
+        if (join_error_out) *join_error_out = join_error;
+    }
     if (cgroup_procs_fd >= 0) close(cgroup_procs_fd);
     pthread_sigmask(SIG_SETMASK, &saved, NULL);
     unstage(staged, fd_count);

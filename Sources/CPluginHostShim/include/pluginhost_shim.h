@@ -105,8 +105,9 @@ int ph_fork_call(const int *_Nonnull fd_map, int fd_count, int flags,
  * ever starts live there — setsid or a double fork does not leave a cgroup. ph_spawn_in creates
  * the child there (clone3 with CLONE_INTO_CGROUP, Linux 5.7); where that is refused, and always
  * in ph_fork_call_in, the child writes itself into cgroup.procs before anything else. A failed
- * join is not fatal: the child runs on in the parent's cgroup and ph_spawn_in stores the errno
- * in *join_error_out (0 when it joined).
+ * join is not fatal: the child runs on in the parent's cgroup, and the errno is stored in
+ * *join_error_out (0 when it joined; ph_fork_call_in knows only whether cgroup.procs could be
+ * opened, the forked child's own write cannot be reported).
  *
  * `watch` (with `warden_fd`, the warden's orders socket): the child sends this order to the
  * warden itself, before the program runs, its pid in place of a `pid` or `group` of -1. Sent by
@@ -124,7 +125,7 @@ int ph_spawn_in(const char *_Nonnull path,
 int ph_fork_call_in(const int *_Nonnull fd_map, int fd_count, int flags, int cgroup_fd, int warden_fd,
                     const struct ph_warden_order *_Nullable watch,
                     int (*_Nonnull entry)(void *_Nullable), void *_Nullable argument,
-                    pid_t *_Nonnull pid_out);
+                    int *_Nullable join_error_out, pid_t *_Nonnull pid_out);
 
 /*
  * The warden: a forked child that outlives its parent (the host) just long enough to kill what

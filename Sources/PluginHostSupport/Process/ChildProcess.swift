@@ -120,16 +120,17 @@ public final class ChildProcess {
         outputCapacity: Int = OutputTail.defaultCapacity, cell: ProcessContainment.Cell? = nil
     ) throws(SystemError) {
         guard ph_thread_count() == 1 else { throw SystemError("fork (more than one thread)", errno: EAGAIN) }
+        var joinError: Int32 = 0
         try self.init(
             stdin: stdin, extraDescriptors: extraDescriptors, outputCapacity: outputCapacity, cell: cell, what: "fork"
         ) { map, count, pid in
             withOptionalPointer(to: cell?.wardenOrder) { orderPointer in
                 ph_fork_call_in(
                     map, count, PH_SPAWN_NEW_PROCESS_GROUP | PH_SPAWN_DIE_WITH_PARENT, cell?.cgroupDescriptor ?? -1,
-                    cell?.wardenDescriptor ?? -1, orderPointer, entry, nil, &pid)
+                    cell?.wardenDescriptor ?? -1, orderPointer, entry, nil, &joinError, &pid)
             }
         }
-        cell?.joined(pid)
+        cell?.joined(pid, error: joinError)
     }
 
     /// Sets up the output pipes, starts the child with `launch` (which returns 0 or an errno),

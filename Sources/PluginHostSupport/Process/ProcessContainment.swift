@@ -85,7 +85,7 @@ public final class ProcessContainment {
                 containment.warnings.append(
                     """
                     \(label) (pid \(pid)) could not join its cgroup \
-                    (\(SystemError("write cgroup.procs", errno: error))): only its process group is killed with it
+                    (\(SystemError("open or write cgroup.procs", errno: error))): only its process group is killed with it
                     """
                 )
             }
