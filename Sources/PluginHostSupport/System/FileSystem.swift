@@ -1,8 +1,9 @@
 public import Glibc
 
 /// Path-based file system calls, one thin wrapper per call (in the manner of swift-system's
-/// `FileOperations.swift`): the doc names the C call; each retries EINTR where the kernel
-/// can return it and throws every other errno as a `SystemError` named after the call.
+/// `FileOperations.swift`): the doc names the C call. Each retries EINTR (which a network or
+/// FUSE file system can return from any of them; opendir(3) and readdir(3) do not report it)
+/// and throws every other errno as a `SystemError` named after the call.
 public enum FileSystem {
     /// The names in `directory` (opendir(3)/readdir(3)/closedir(3)), without "." and "..",
     /// in the order readdir returns them (sort them if order matters).
@@ -27,9 +28,9 @@ public enum FileSystem {
     public static func status(of path: String, followingSymlinks: Bool = true) throws(SystemError) -> stat {
         var info = stat()
         if followingSymlinks {
-            guard stat(path, &info) == 0 else { throw SystemError("stat") }
+            _ = try retryingInterrupts("stat") { stat(path, &info) }
         } else {
-            guard lstat(path, &info) == 0 else { throw SystemError("lstat") }
+            _ = try retryingInterrupts("lstat") { lstat(path, &info) }
         }
         return info
     }
@@ -41,22 +42,22 @@ public enum FileSystem {
 
     /// mkdir(2) with `mode` (less the umask). An existing entry is EEXIST, thrown like any other.
     public static func makeDirectory(_ path: String, mode: mode_t) throws(SystemError) {
-        guard mkdir(path, mode) == 0 else { throw SystemError("mkdir") }
+        _ = try retryingInterrupts("mkdir") { mkdir(path, mode) }
     }
 
     /// unlink(2).
     public static func remove(_ path: String) throws(SystemError) {
-        guard unlink(path) == 0 else { throw SystemError("unlink") }
+        _ = try retryingInterrupts("unlink") { unlink(path) }
     }
 
     /// rename(2): replaces `destination` atomically.
     public static func rename(_ source: String, to destination: String) throws(SystemError) {
-        guard Glibc.rename(source, destination) == 0 else { throw SystemError("rename") }
+        _ = try retryingInterrupts("rename") { Glibc.rename(source, destination) }
     }
 
     /// chmod(2).
     public static func setMode(_ path: String, _ mode: mode_t) throws(SystemError) {
-        guard chmod(path, mode) == 0 else { throw SystemError("chmod") }
+        _ = try retryingInterrupts("chmod") { chmod(path, mode) }
     }
 
     /// umask(2) set to `mask` around `body`, then back to what it was (umask cannot fail).
