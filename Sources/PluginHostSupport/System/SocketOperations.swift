@@ -50,14 +50,17 @@ extension FileDescriptor {
         return FileDescriptor(owning: fd)
     }
 
-    /// connect(2) to a unix-domain socket. EINTR is thrown (the connection then goes on in the
-    /// background, as after EINPROGRESS): connecting again would fail with EALREADY.
+    /// connect(2) to a unix-domain socket. EINTR is retried: a unix-domain connect is
+    /// interrupted only while it waits for room in the listener's backlog, and leaves the
+    /// socket unconnected, so it can simply be made again.
     public func connect(to address: UnixSocketAddress) throws(SystemError) {
-        guard address.withSockaddr({ Glibc.connect(rawValue, $0, $1) }) == 0 else { throw SystemError("connect") }
+        _ = try retryingInterrupts("connect") { address.withSockaddr { Glibc.connect(rawValue, $0, $1) } }
     }
 
-    /// connect(2) to an address getaddrinfo(3) returned. EINTR as in `connect(to:)`; on a
-    /// non-blocking socket EINPROGRESS is thrown too: wait until writable, then `socketError()`.
+    /// connect(2) to an address getaddrinfo(3) returned. EINTR is thrown: an interrupted TCP
+    /// connect goes on in the background, as after EINPROGRESS, and connecting again would fail
+    /// with EALREADY. On a non-blocking socket EINPROGRESS is thrown too: wait until writable,
+    /// then `socketError()`.
     public func connect(to address: UnsafePointer<sockaddr>, length: socklen_t) throws(SystemError) {
         guard Glibc.connect(rawValue, address, length) == 0 else { throw SystemError("connect") }
     }
