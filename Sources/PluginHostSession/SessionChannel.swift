@@ -65,9 +65,7 @@ public final class SessionChannel: SessionLink {
             try FileSystem.setMode(socketPath, 0o600)
             try descriptor.listen(backlog: 16)
         } catch {
-            // Named "bind" whichever of bind, chmod and listen failed, as before.
-            throw HostError(
-                .incorrectPluginhostFile, "cannot listen on \(socketPath): \(SystemError("bind", errno: error.errno))")
+            throw HostError(.incorrectPluginhostFile, "cannot listen on \(socketPath): \(error)")
         }
         try? descriptor.setNonBlocking(true)
         let epoll = ph_epoll_create()
