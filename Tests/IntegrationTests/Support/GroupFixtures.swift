@@ -134,8 +134,10 @@ final class EtcdTLS {
 
 /// The /30 subnets of 10.211.0.0/16 handed out in this process, in turn: each namespace alive
 /// at once needs its own. Picked at random, two rigs of suites running side by side once got the
-/// same one, and a member's connection to etcd went to the other rig's link.
-private let subnetsHandedOut = Mutex(0)
+/// same one, and a member's connection to etcd went to the other rig's link. Each test process
+/// starts in a /24 of its own (by pid), so that two runs on one machine do not walk the same
+/// sequence.
+private let subnetsHandedOut = Mutex(Int(getpid()) % 256 * 64)
 
 /// A network namespace with a veth link to the root namespace: `address` inside, `gateway` on
 /// the host side (a /30 of its own). Deleted on deinit (which removes the link too).
@@ -152,9 +154,12 @@ final class NetworkNamespace {
         hostSide = "phv\(tag)\(index)"
         let ip = ipBinary
         // The next /30 that no interface on this machine uses yet (another test process may
-        // hand out the same sequence).
+        // have taken it).
         var subnet: (octet: Int, base: Int)
+        var tried = 0
         repeat {
+            tried += 1
+            guard tried <= 256 * 64 else { throw FixtureError("every /30 of 10.211.0.0/16 is in use") }
             let next = subnetsHandedOut.withLock { count in
                 defer { count += 1 }
                 return count
