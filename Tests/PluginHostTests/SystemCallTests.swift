@@ -7,24 +7,13 @@ import Testing
 /// they skip, how they report readiness, truncation, contention and EINTR.
 @Suite("System calls")
 struct SystemCallTests {
-    /// A fresh directory under /tmp, removed by the caller with `removeTree`.
-    static func temporaryDirectory() throws -> String {
-        var template = Array("/tmp/pluginhost-syscalls-XXXXXX".utf8CString)
-        let made = template.withUnsafeMutableBufferPointer { mkdtemp($0.baseAddress!) }
-        try #require(made != nil)
-        return String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
-
-    static func removeTree(_ directory: String) {
-        for name in (try? FileSystem.entries(of: directory)) ?? [] { try? FileSystem.remove(directory + "/" + name) }
-        rmdir(directory)
-    }
+    /// A fresh one for each test (each test runs on an instance of its own).
+    private let temporary = TemporaryDirectory()
+    private var directory: String { temporary.path }
 
     // MARK: - Directories and paths
 
     @Test func aDirectoryListsEveryNameButDotAndDotDot() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { Self.removeTree(directory) }
         for name in ["b", ".hidden", "a.json"] {
             try FileDescriptor.open("\(directory)/\(name)", O_WRONLY | O_CREAT, mode: 0o600).writeAll("x")
         }
@@ -32,18 +21,13 @@ struct SystemCallTests {
     }
 
     @Test func aMissingDirectoryIsOpendirsENOENT() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { Self.removeTree(directory) }
         #expect(throws: SystemError("opendir", errno: ENOENT)) { try FileSystem.entries(of: directory + "/missing") }
         try FileDescriptor.open("\(directory)/file", O_WRONLY | O_CREAT, mode: 0o600).writeAll("x")
         #expect(throws: SystemError("opendir", errno: ENOTDIR)) { try FileSystem.entries(of: "\(directory)/file") }
     }
 
     @Test func statusFollowsASymlinkOnlyWhenAsked() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { Self.removeTree(directory) }
         try FileSystem.makeDirectory("\(directory)/real", mode: 0o700)
-        defer { rmdir("\(directory)/real") }
         #expect(symlink("\(directory)/real", "\(directory)/link") == 0)
         #expect(try FileSystem.status(of: "\(directory)/link").st_mode & S_IFMT == S_IFDIR)
         #expect(try FileSystem.status(of: "\(directory)/link", followingSymlinks: false).st_mode & S_IFMT == S_IFLNK)
@@ -149,8 +133,6 @@ struct SystemCallTests {
     }
 
     @Test func aUnixStreamSocketAcceptsAndConnects() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { Self.removeTree(directory) }
         let address = try #require(UnixSocketAddress(path: "\(directory)/socket"))
         let listener = try FileDescriptor.socket(.stream)
         try listener.bind(to: address)
@@ -172,8 +154,6 @@ struct SystemCallTests {
     // MARK: - flock, ftruncate, pread, pwrite
 
     @Test func flockContendsBetweenTwoOpenFiles() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { Self.removeTree(directory) }
         let path = "\(directory)/lock"
         let first = try FileDescriptor.open(path, O_RDWR | O_CREAT, mode: 0o600)
         let second = try FileDescriptor.open(path, O_RDONLY)
@@ -189,8 +169,6 @@ struct SystemCallTests {
     }
 
     @Test func positionedWritesAndTruncation() throws {
-        let directory = try Self.temporaryDirectory()
-        defer { Self.removeTree(directory) }
         let file = try FileDescriptor.open("\(directory)/data", O_RDWR | O_CREAT, mode: 0o600)
         try file.write(Array("a long first line\n".utf8), at: 0)
         try file.truncate(to: 0)
