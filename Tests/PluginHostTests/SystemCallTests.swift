@@ -66,12 +66,12 @@ struct SystemCallTests {
         sigemptyset(&action.sa_mask)
         action.sa_flags = 0  // no SA_RESTART (poll is never restarted anyway)
         // Left installed: a late signal must find the no-op handler, never the default action.
-        #expect(sigaction(SIGUSR1, &action, nil) == 0)
+        try #require(sigaction(SIGUSR1, &action, nil) == 0)
         // Swift Testing's threads block most signals: let SIGUSR1 in on this one while it polls.
         var usr1 = sigset_t()
         sigemptyset(&usr1)
         sigaddset(&usr1, SIGUSR1)
-        #expect(pthread_sigmask(SIG_UNBLOCK, &usr1, nil) == 0)
+        try #require(pthread_sigmask(SIG_UNBLOCK, &usr1, nil) == 0)
         defer { pthread_sigmask(SIG_BLOCK, &usr1, nil) }
         let target = pthread_self()
 
@@ -87,7 +87,8 @@ struct SystemCallTests {
             stopped.set()
         }
         var entries = [PollEntry(pipe.read.rawValue)]
-        #expect(throws: SystemError("poll", errno: EINTR)) { try Poll.wait(&entries, timeoutMilliseconds: -1) }
+        // Finite, so that a signal that never interrupts fails the test (poll returns 0) instead of hanging it.
+        #expect(throws: SystemError("poll", errno: EINTR)) { try Poll.wait(&entries, timeoutMilliseconds: 10_000) }
 
         // The deadline form waits through the signals until the pipe is readable.
         let writer = pipe.write.rawValue
@@ -95,7 +96,8 @@ struct SystemCallTests {
             usleep(200_000)  // ten signals or so land in the wait first
             _ = write(writer, "x", 1)
         }
-        #expect(try Poll.wait(&entries, until: nil) == 1)
+        // Also finite: a write that never wakes the wait fails the test (0 ready) instead of hanging it.
+        #expect(try Poll.wait(&entries, until: Monotonic.Instant.now + .seconds(10)) == 1)
         stop.set()
         while !stopped.isSet { usleep(1000) }  // no signal for this thread once the test is over
     }
