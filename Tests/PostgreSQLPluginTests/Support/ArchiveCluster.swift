@@ -89,17 +89,13 @@ struct ArchiveCluster: Sendable {
 
     /// Clusters of earlier test runs whose process is gone: stopped, and their directories removed.
     static func stopLeftovers() throws {
-        guard let entries = opendir("/tmp") else { return }
+        guard let names = try? FileSystem.entries(of: "/tmp") else { return }
         var leftovers: [String] = []
-        while let entry = readdir(entries) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) {
-                String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self)
-            }
+        for name in names {
             let path = "/tmp/" + name
             guard path.hasPrefix(prefix), let owner = Int32(path.dropFirst(prefix.count)) else { continue }
             if owner == getpid() || kill(owner, 0) != 0 { leftovers.append(path) }
         }
-        closedir(entries)
         for path in leftovers { try TestDatabase.runScript("stop-postgres.sh", environment: ["POSTGRES_DIR": path]) }
     }
 
