@@ -22,12 +22,9 @@ struct PluginCallTests {
 
         let passed = PluginCall(deadline: Monotonic.Instant(nanoseconds: 1))
         #expect(passed.remaining == .zero)
-        #expect(throws: PluginError.self) { try passed.checkDeadline("waiting") }
-        do {
-            try passed.checkDeadline("waiting")
-        } catch {
-            #expect(error.status == .timeout && error.message == "the deadline passed while waiting")
-        }
+        let error = try #require(throws: PluginError.self) { try passed.checkDeadline("waiting") }
+        #expect(error.status == .timeout)
+        #expect(error.message == "the deadline passed while waiting")
 
         let later = PluginCall(deadline: .now + .seconds(60), holdUntil: .now + .seconds(120))
         let remaining = try #require(later.remaining)
