@@ -165,9 +165,10 @@ struct ConfigValidationTests {
         let passed = plugin.budget(PluginCall(deadline: Monotonic.Instant(nanoseconds: 1)), seconds: 5, key: "k")
         #expect(passed.isCallDeadline && passed.deadline == Monotonic.Instant(nanoseconds: 1))
         #expect(passed.clientDeadline == passed.deadline)
-        // Far away: 250 ms before it at most.
+        // Far away: the step's own timeout, and the client waits a second past it.
         let far = plugin.budget(PluginCall(deadline: now + .seconds(3600)), seconds: 5, key: "k")
         #expect(!far.isCallDeadline && far.clientDeadline == far.deadline + .seconds(1))
+        // As far as the own timeout: the call's deadline wins, less a tenth of the time left, 250 ms at most.
         let near = plugin.budget(PluginCall(deadline: now + .seconds(5)), seconds: 5, key: "k")
         #expect(near.isCallDeadline && near.deadline == now + .seconds(5) - .milliseconds(250))
     }
