@@ -123,7 +123,9 @@ struct FreezeEngineTests {
         let config = host.config(
             pre: host.script("pre.sh", "#!/bin/sh\necho pre >> '\(log)'\n"),
             post: host.script("post.sh", "#!/bin/sh\necho \"post $PLUGINHOST_RESULT\" >> '\(log)'\n"))
-        #expect(sh("fsfreeze -f '\(stack.lower.mountPoint)'") == 0)
+        // Registered before the freeze: a failed set-up or a failure below still thaws `lower`.
+        defer { sh("fsfreeze -u '\(stack.lower.mountPoint)' 2>/dev/null") }
+        try #require(sh("fsfreeze -f '\(stack.lower.mountPoint)'") == 0)
         let freeze = host.start([
             "hook", "vmware", "freeze", "--config", config, "--mount", stack.upper.mountPoint, "--max-frozen", "2",
             "--json",
